@@ -4,6 +4,38 @@
 #![forbid(unsafe_code)]
 #![doc = include_str!("../README.md")]
 
-/// docs/pipeline.md
+/// `docs/pipeline.md`
 #[doc = include_str!("../docs/pipeline.md")]
 pub mod pipeline {}
+
+/// `docs/pool.md`
+#[doc = include_str!("../docs/pool.md")]
+pub mod pool {}
+
+/// `docs/drop.md`
+#[doc = include_str!("../docs/drop.md")]
+pub mod drop {}
+
+/// `docs/timeouts.md`
+#[doc = include_str!("../docs/timeouts.md")]
+pub mod timeouts {}
+
+/// `docs/shutdown.md`
+#[doc = include_str!("../docs/shutdown.md")]
+pub mod shutdown {}
+
+/// `docs/fan-in.md`
+#[doc = include_str!("../docs/fan-in.md")]
+pub mod fan_in {}
+
+/// `docs/fan-out.md`
+#[doc = include_str!("../docs/fan-out.md")]
+pub mod fan_out {}
+
+/// `docs/errgroup.md`
+#[doc = include_str!("../docs/errgroup.md")]
+pub mod errgroup {}
+
+/// `docs/rate-limit.md`
+#[doc = include_str!("../docs/rate-limit.md")]
+pub mod rate_limit {}
