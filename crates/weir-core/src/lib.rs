@@ -22,6 +22,9 @@ pub mod worker;
 pub mod bounded;
 pub mod fan_out;
 pub mod merge;
+pub use bounded::{Bounded, BoundedError, for_each_bounded, for_each_in_batches};
+pub use fan_out::{broadcast, distribute};
+pub use merge::{Fan, FanError, FanHandle, FanReceiver, merge, merge_in_turn};
 
 pub use panic::panic_message;
 
