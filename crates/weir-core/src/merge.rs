@@ -326,9 +326,16 @@ impl Core {
         let token = self.handle.token.clone();
         let panic = Arc::clone(&self.handle.panic);
         let task = async move {
-            let caught = AssertUnwindSafe(token.run_until_cancelled(fut))
-                .catch_unwind()
-                .await;
+            // Cancellation first (biased): once the token fires, not even
+            // the items that could still be sent go through.
+            let run = async move {
+                tokio::select! {
+                    biased;
+                    () = token.cancelled() => None,
+                    () = fut => Some(()),
+                }
+            };
+            let caught = AssertUnwindSafe(run).catch_unwind().await;
             match caught {
                 Ok(Some(())) => {}
                 Ok(None) => tracing::debug!("stopped: cancelled or every output dropped"),

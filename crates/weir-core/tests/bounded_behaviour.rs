@@ -1,0 +1,388 @@
+//! Bounded fan-out: `for_each_bounded`, `for_each_in_batches`, `Bounded`.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep};
+use tokio_util::sync::CancellationToken;
+use weir_core::bounded::Order;
+use weir_core::{Bounded, BoundedError, for_each_bounded, for_each_in_batches};
+
+fn alive() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+async fn settle() {
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Counts the tasks in flight and remembers the most seen at once.
+#[derive(Clone, Default)]
+struct InFlight {
+    now: Arc<AtomicUsize>,
+    max: Arc<AtomicUsize>,
+}
+
+impl InFlight {
+    fn enter(&self) -> Guard {
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(n, Ordering::SeqCst);
+        Guard(self.now.clone())
+    }
+    fn max(&self) -> usize {
+        self.max.load(Ordering::SeqCst)
+    }
+}
+
+struct Guard(Arc<AtomicUsize>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn public_types_are_send_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Bounded>();
+    send_sync::<BoundedError<std::io::Error>>();
+}
+
+#[tokio::test(start_paused = true)]
+async fn limit_5_with_20_jobs_of_100ms() {
+    let before = alive();
+    let token = CancellationToken::new();
+    let flight = InFlight::default();
+    let start = Instant::now();
+    let f = flight.clone();
+    let results = for_each_bounded(0..20u64, 5, &token, move |n| {
+        let f = f.clone();
+        async move {
+            let _in = f.enter();
+            sleep(Duration::from_millis(100)).await;
+            Ok::<_, String>(n * 3 + 1)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(flight.max(), 5, "exactly 5 in flight at most");
+    assert_eq!(start.elapsed(), Duration::from_millis(400));
+    let sequential: Vec<u64> = (0..20).map(|n| n * 3 + 1).collect();
+    assert_eq!(
+        results, sequential,
+        "input order equals the sequential results"
+    );
+    settle().await;
+    assert_eq!(alive(), before, "no task outlives the run");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_window_refills_as_soon_as_one_finishes() {
+    // Durations 10, 100, 100: with limit 2, job 2 starts at 10ms, not 100ms.
+    let token = CancellationToken::new();
+    let start = Instant::now();
+    let started = for_each_bounded([10u64, 100, 100], 2, &token, move |ms| async move {
+        let at = start.elapsed();
+        sleep(Duration::from_millis(ms)).await;
+        Ok::<_, String>(at)
+    })
+    .await
+    .unwrap();
+    assert_eq!(started[2], Duration::from_millis(10));
+    assert_eq!(start.elapsed(), Duration::from_millis(110));
+}
+
+#[tokio::test(start_paused = true)]
+async fn completion_order_when_asked() {
+    let token = CancellationToken::new();
+    let results = Bounded::new(4)
+        .token(&token)
+        .order(Order::Completion)
+        .run([40u64, 10, 30, 20], |ms| async move {
+            sleep(Duration::from_millis(ms)).await;
+            Ok::<_, String>(ms)
+        })
+        .await
+        .unwrap();
+    assert_eq!(results, [10, 20, 30, 40]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn batches_of_20_over_100_jobs_run_in_5_rounds() {
+    let before = alive();
+    let token = CancellationToken::new();
+    let flight = InFlight::default();
+    let start = Instant::now();
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let (f, s) = (flight.clone(), spans.clone());
+    let results = for_each_in_batches(0..100u64, 20, &token, move |i| {
+        let (f, s) = (f.clone(), s.clone());
+        async move {
+            let _in = f.enter();
+            let begin = start.elapsed();
+            // Uneven durations: a sliding window would start the next job early.
+            sleep(Duration::from_millis(10 + i % 7)).await;
+            s.lock().unwrap().push((i, begin, start.elapsed()));
+            Ok::<_, String>(i)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(results, (0..100).collect::<Vec<_>>());
+    assert_eq!(flight.max(), 20);
+    let spans = spans.lock().unwrap().clone();
+    let mut rounds: Vec<Duration> = spans.iter().map(|(_, begin, _)| *begin).collect();
+    rounds.sort();
+    rounds.dedup();
+    assert_eq!(rounds.len(), 5, "exactly 5 rounds: {rounds:?}");
+    // No job of a round starts before every job of the previous round ended.
+    for round in 1..5u64 {
+        let prev_end = spans
+            .iter()
+            .filter(|(i, _, _)| i / 20 == round - 1)
+            .map(|(_, _, end)| *end)
+            .max()
+            .unwrap();
+        let this_start = spans
+            .iter()
+            .filter(|(i, _, _)| i / 20 == round)
+            .map(|(_, begin, _)| *begin)
+            .min()
+            .unwrap();
+        assert!(this_start >= prev_end);
+    }
+    assert_eq!(start.elapsed(), Duration::from_millis(5 * 16));
+    settle().await;
+    assert_eq!(alive(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_first_error_aborts_the_rest() {
+    let before = alive();
+    let token = CancellationToken::new();
+    let started = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let (s, d) = (started.clone(), finished.clone());
+    let start = Instant::now();
+    let err = for_each_bounded(0..100u32, 4, &token, move |i| {
+        let (s, d) = (s.clone(), d.clone());
+        async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            if i == 2 {
+                sleep(Duration::from_millis(50)).await;
+                return Err(format!("job {i} failed"));
+            }
+            sleep(Duration::from_secs(1)).await;
+            d.fetch_add(1, Ordering::SeqCst);
+            Ok(i)
+        }
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(&err, BoundedError::Failed { index: 2, error } if error == "job 2 failed"));
+    assert_eq!(err.to_string(), "item 2 failed: job 2 failed");
+    assert_eq!(err.index(), Some(2));
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(50),
+        "returns at once"
+    );
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        4,
+        "no item starts after the error"
+    );
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        0,
+        "the others were aborted"
+    );
+    settle().await;
+    assert_eq!(alive(), before);
+    assert!(!token.is_cancelled(), "the caller's token is left alone");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_becomes_an_error_with_its_message() {
+    let before = alive();
+    let token = CancellationToken::new();
+    let err = for_each_bounded(0..10u32, 3, &token, |i| async move {
+        sleep(Duration::from_millis(10)).await;
+        if i == 5 {
+            panic!("job {i} exploded");
+        }
+        Ok::<_, String>(i)
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, BoundedError::Panicked { index: 5, message } if message == "job 5 exploded")
+    );
+    settle().await;
+    assert_eq!(alive(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_token_cancels_the_run() {
+    let before = alive();
+    let token = CancellationToken::new();
+    let stopper = token.clone();
+    tokio::spawn(async move {
+        sleep(Duration::from_millis(150)).await;
+        stopper.cancel();
+    });
+    let start = Instant::now();
+    let err = for_each_bounded(0..100u32, 5, &token, |i| async move {
+        sleep(Duration::from_millis(100)).await;
+        Ok::<_, String>(i)
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, BoundedError::Cancelled));
+    assert_eq!(start.elapsed(), Duration::from_millis(150));
+    settle().await;
+    assert_eq!(alive(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_all_keeps_every_result() {
+    let token = CancellationToken::new();
+    let results = Bounded::new(3)
+        .token(&token)
+        .run_all(0..8u32, |i| async move {
+            sleep(Duration::from_millis(10)).await;
+            match i {
+                2 => Err(format!("bad {i}")),
+                4 => panic!("worse {i}"),
+                _ => Ok(i * 2),
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 8);
+    for (i, r) in results.iter().enumerate() {
+        match i {
+            2 => assert!(matches!(r, Err(BoundedError::Failed { index: 2, .. }))),
+            4 => assert!(
+                matches!(r, Err(BoundedError::Panicked { index: 4, message }) if message == "worse 4")
+            ),
+            _ => assert_eq!(r.as_ref().ok(), Some(&(i as u32 * 2))),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_all_cancelled_accounts_for_every_item() {
+    let token = CancellationToken::new();
+    let stopper = token.clone();
+    tokio::spawn(async move {
+        sleep(Duration::from_millis(250)).await;
+        stopper.cancel();
+    });
+    let results = Bounded::new(2)
+        .token(&token)
+        .run_all(0..10u32, |i| async move {
+            sleep(Duration::from_millis(100)).await;
+            Ok::<_, String>(i)
+        })
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 10, "one result per item");
+    let ok: Vec<u32> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    assert_eq!(ok, [0, 1, 2, 3], "two rounds of two finished");
+    assert!(
+        results[4..]
+            .iter()
+            .all(|r| matches!(r, Err(BoundedError::Cancelled)))
+    );
+}
+
+#[tokio::test]
+async fn zero_limit_is_an_error_and_nothing_runs() {
+    let token = CancellationToken::new();
+    let called = Arc::new(AtomicUsize::new(0));
+    let c = called.clone();
+    let err = for_each_bounded(0..3, 0, &token, move |i| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<_, String>(i) }
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, BoundedError::ZeroLimit));
+    assert_eq!(err.to_string(), "limit must be at least 1");
+    let err = for_each_in_batches(0..3, 0, &token, |i| async move { Ok::<_, String>(i) })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BoundedError::ZeroLimit));
+    assert_eq!(called.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_items_is_an_empty_result() {
+    let token = CancellationToken::new();
+    let out = for_each_bounded(Vec::<u8>::new(), 3, &token, |i| async move {
+        Ok::<_, String>(i)
+    })
+    .await
+    .unwrap();
+    assert!(out.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_future_aborts_the_tasks_in_flight() {
+    let before = alive();
+    let token = CancellationToken::new();
+    let finished = Arc::new(AtomicUsize::new(0));
+    let d = finished.clone();
+    let run = for_each_bounded(0..10u32, 4, &token, move |i| {
+        let d = d.clone();
+        async move {
+            sleep(Duration::from_secs(1)).await;
+            d.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(i)
+        }
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), run)
+            .await
+            .is_err()
+    );
+    settle().await;
+    assert_eq!(alive(), before);
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(finished.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limit_holds_on_a_multi_thread_runtime() {
+    // CPU-heavy bodies on 2 worker threads: never more than the limit at once.
+    let token = CancellationToken::new();
+    let flight = InFlight::default();
+    let f = flight.clone();
+    let ids = for_each_bounded(0..8u32, 2, &token, move |_| {
+        let f = f.clone();
+        async move {
+            let _in = f.enter();
+            let mut x = 0u64;
+            for i in 0..2_000_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+            std::hint::black_box(x);
+            Ok::<_, String>(std::thread::current().id())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(ids.len(), 8);
+    assert!(flight.max() <= 2);
+}
