@@ -1,0 +1,277 @@
+//! The caller's side of a running pipeline: its output, its errors and its
+//! handle.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use tokio_util::sync::CancellationToken;
+
+use super::error::PipelineError;
+use super::report::Report;
+use super::run::{Shared, SinkState};
+use crate::channel::{self, EdgeRx};
+
+/// The output of a running pipeline, as a [`Stream`].
+///
+/// Ends when the last stage has passed on its last item. Made by
+/// [`Pipeline::into_stream`](crate::Pipeline::into_stream).
+///
+/// # Dropped
+///
+/// Dropping the stream before it ends stops the whole pipeline: every stage
+/// stops promptly (even one in the middle of an item), items in flight are
+/// counted as cancelled, and what was waiting in the output is counted in
+/// [`Report::undelivered`]. [`PipelineHandle::join`] then returns `Ok` with
+/// the report: walking away from the output is not an error.
+#[must_use = "streams do nothing unless polled"]
+pub struct ItemStream<T> {
+    rx: Pin<Box<EdgeRx<T>>>,
+    sink: Arc<SinkState>,
+    done: bool,
+}
+
+impl<T> ItemStream<T> {
+    pub(crate) fn new(rx: EdgeRx<T>, sink: Arc<SinkState>) -> Self {
+        Self {
+            rx: Box::pin(rx),
+            sink,
+            done: false,
+        }
+    }
+
+    /// Receives the next output item; `None` once the pipeline's output has
+    /// ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped before it completes, no item is
+    /// lost.
+    pub async fn recv(&mut self) -> Option<T> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+}
+
+impl<T> Stream for ItemStream<T> {
+    type Item = T;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let polled = self.rx.as_mut().poll_next(cx);
+        match &polled {
+            Poll::Ready(Some(_)) => {
+                self.sink.delivered.fetch_add(1, Relaxed);
+            }
+            Poll::Ready(None) => self.done = true,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.rx.len(), None)
+    }
+}
+
+impl<T> Drop for ItemStream<T> {
+    fn drop(&mut self) {
+        if self.done || (self.rx.sender_count() == 0 && self.rx.is_empty()) {
+            return;
+        }
+        // The consumer walks away: stop everything upstream.
+        self.sink.consumer_gone.store(true, Relaxed);
+        self.sink.token.cancel();
+        let left = channel::close_and_drain(&self.rx);
+        self.sink.undelivered.fetch_add(left, Relaxed);
+        tracing::debug!(
+            undelivered = left,
+            "pipeline output dropped before its end; pipeline stopped"
+        );
+    }
+}
+
+impl<T> fmt::Debug for ItemStream<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ItemStream")
+            .field("buffered", &self.rx.len())
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+/// The errors of failed items under
+/// [`ErrorPolicy::Continue`](crate::ErrorPolicy::Continue), as a [`Stream`].
+///
+/// Ends when every stage has ended. It is bounded
+/// ([`Pipeline::error_capacity`](crate::Pipeline::error_capacity)) and never
+/// blocks the pipeline: when it is full, further errors are only counted
+/// ([`Report::errors_dropped`]). Taken with [`PipelineHandle::errors`].
+#[must_use = "streams do nothing unless polled"]
+pub struct ErrorStream<E> {
+    rx: Pin<Box<async_channel::Receiver<PipelineError<E>>>>,
+}
+
+impl<E> ErrorStream<E> {
+    /// Receives the next error; `None` once every stage has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn recv(&mut self) -> Option<PipelineError<E>> {
+        self.rx.recv().await.ok()
+    }
+}
+
+impl<E> Stream for ErrorStream<E> {
+    type Item = PipelineError<E>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.as_mut().poll_next(cx)
+    }
+}
+
+impl<E> fmt::Debug for ErrorStream<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorStream")
+            .field("buffered", &self.rx.len())
+            .finish()
+    }
+}
+
+/// Control over a running pipeline: cancel it, watch it, wait for it.
+///
+/// # Dropped
+///
+/// Dropping the handle does not stop the pipeline (like dropping a tokio
+/// `JoinHandle`): it runs on until its output ends, the output stream is
+/// dropped, or its token is cancelled. No task is leaked either way.
+pub struct PipelineHandle<E = anyhow::Error> {
+    shared: Arc<Shared<E>>,
+}
+
+impl<E> fmt::Debug for PipelineHandle<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineHandle")
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+impl<E> PipelineHandle<E> {
+    pub(crate) fn new(shared: Arc<Shared<E>>) -> Self {
+        Self { shared }
+    }
+
+    /// Stops the pipeline: every stage stops promptly, items in flight are
+    /// counted as cancelled, and [`join`](Self::join) returns
+    /// [`PipelineError::Cancelled`] (unless a stage failed first under
+    /// fail-fast, or the pipeline had already finished).
+    pub fn cancel(&self) {
+        self.shared.token.cancel();
+    }
+
+    /// The pipeline's token. Cancelling it is [`cancel`](Self::cancel); a
+    /// task can also wait on it to learn when the pipeline stops for any
+    /// reason (cancel, first error, consumer gone).
+    ///
+    /// It is a child of the token given to
+    /// [`Pipeline::token`](crate::Pipeline::token): cancelling that one
+    /// cancels this one, not the other way round.
+    pub fn token(&self) -> CancellationToken {
+        self.shared.token.clone()
+    }
+
+    /// Whether every task of the pipeline has ended.
+    pub fn is_finished(&self) -> bool {
+        self.shared.tracker.is_empty()
+    }
+
+    /// The errors of failed items, under
+    /// [`ErrorPolicy::Continue`](crate::ErrorPolicy::Continue). Returns the
+    /// stream the first time, `None` after that. Under fail-fast the stream
+    /// ends without items: the first error comes from [`join`](Self::join).
+    pub fn errors(&mut self) -> Option<ErrorStream<E>> {
+        let rx = self
+            .shared
+            .errors_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        Some(ErrorStream { rx: Box::pin(rx) })
+    }
+
+    /// A snapshot of the counters now, while the pipeline runs or after.
+    pub fn report(&self) -> Report {
+        let stages = self
+            .shared
+            .stages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|c| c.snapshot())
+            .collect();
+        let sink = &self.shared.sink;
+        Report {
+            stages,
+            delivered: sink.delivered.load(Relaxed),
+            undelivered: sink.undelivered.load(Relaxed),
+            errors_dropped: self.shared.errors_dropped.load(Relaxed),
+            elapsed: self.shared.started.elapsed(),
+        }
+    }
+
+    /// Waits until every task of the pipeline has ended, then says how it
+    /// went.
+    ///
+    /// When `join` returns, no task of the pipeline is alive.
+    ///
+    /// # Errors
+    ///
+    /// - under fail-fast, the first failure ([`PipelineError::Failed`],
+    ///   [`Panicked`](PipelineError::Panicked) or
+    ///   [`TimedOut`](PipelineError::TimedOut)), naming its stage; a failing
+    ///   [`Stage::setup`](crate::Stage::setup) under either policy;
+    /// - [`PipelineError::Cancelled`] when the pipeline was cancelled before
+    ///   it finished.
+    ///
+    /// Under [`ErrorPolicy::Continue`](crate::ErrorPolicy::Continue), failed
+    /// items do not make `join` fail; they are in the report and on the
+    /// error stream. Dropping the output stream early is not an error.
+    ///
+    /// # Waits for the consumer
+    ///
+    /// The last stage waits for room in the output, so `join` waits until
+    /// the output stream is read to its end or dropped. Awaiting `join`
+    /// while holding an unread stream in the same task waits forever: read
+    /// or drop the stream first, or call [`cancel`](Self::cancel).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future leaves the pipeline running; the
+    /// handle is consumed, so use [`token`](Self::token) first if you will
+    /// want to cancel it later.
+    pub async fn join(self) -> Result<Report, PipelineError<E>> {
+        self.shared.tracker.wait().await;
+        let report = self.report();
+        let first = self
+            .shared
+            .first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(err) = first {
+            return Err(err);
+        }
+        let interrupted = self.shared.interrupted.load(Relaxed);
+        let consumer_gone = self.shared.sink.consumer_gone.load(Relaxed);
+        if interrupted && !consumer_gone {
+            return Err(PipelineError::Cancelled);
+        }
+        Ok(report)
+    }
+}

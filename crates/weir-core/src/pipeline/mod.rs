@@ -1,0 +1,668 @@
+//! Pipelines: typed chains of concurrent stages between bounded channels.
+//!
+//! A [`Pipeline`] starts from a source ([`from_iter`](Pipeline::from_iter),
+//! [`from_stream`](Pipeline::from_stream),
+//! [`from_receiver`](Pipeline::from_receiver) or a generator function,
+//! [`generate`](Pipeline::generate)), goes through stages
+//! ([`map`](Pipeline::map), [`map_ordered`](Pipeline::map_ordered),
+//! [`filter`](Pipeline::filter), [`filter_map`](Pipeline::filter_map),
+//! [`inspect`](Pipeline::inspect), [`stage`](Pipeline::stage)) and ends in a
+//! sink ([`collect`](Pipeline::collect), [`for_each`](Pipeline::for_each),
+//! [`run`](Pipeline::run), or [`into_stream`](Pipeline::into_stream) for the
+//! output as a `Stream` plus a [`PipelineHandle`]).
+//!
+//! Nothing runs until a sink is called. Then every stage runs in its own
+//! tokio task(s) — a stage with `workers > 1` runs that many tasks, on as
+//! many cores as the runtime has — connected by bounded channels of
+//! [`capacity`](Pipeline::capacity) items, so a slow stage holds back the
+//! ones before it instead of letting memory grow.
+//!
+//! # Examples
+//!
+//! ```
+//! use weir::Pipeline;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> anyhow::Result<()> {
+//! let squares = Pipeline::from_iter(1..=5u64)
+//!     .map_ordered("square", 4, |x| async move { anyhow::Ok(x * x) })
+//!     .filter("odd", |x| x % 2 == 1)
+//!     .collect()
+//!     .await?;
+//! assert_eq!(squares, vec![1, 9, 25]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Errors
+//!
+//! Stage functions return `Result<T, E>`. Under [`ErrorPolicy::FailFast`]
+//! (the default) the first `Err`, panic or timeout stops the pipeline and is
+//! what [`PipelineHandle::join`] (or the sink) returns, naming the stage.
+//! Under [`ErrorPolicy::Continue`] the failed item is dropped, counted, and
+//! its error goes to the [`ErrorStream`]; the pipeline goes on.
+//!
+//! # Panics
+//!
+//! A panic in a stage function is caught in the worker and becomes
+//! [`PipelineError::Panicked`] with the stage's name and the panic message,
+//! under either policy; the worker itself keeps running under `Continue`.
+//!
+//! # Cancellation
+//!
+//! [`PipelineHandle::cancel`], or cancelling the token given to
+//! [`Pipeline::token`], stops every task promptly — a stage in the middle of
+//! an item drops it at its next `.await` — and `join` returns
+//! [`PipelineError::Cancelled`].
+//!
+//! # Dropped
+//!
+//! Dropping the output stream stops the pipeline the same way, but `join`
+//! returns `Ok`: the consumer chose to stop. Whatever stopped it, no task of
+//! the pipeline is alive once `join` returns, and every item that entered a
+//! stage is accounted for in the [`Report`]:
+//! `input = output + filtered + failed + cancelled`.
+
+mod error;
+mod handle;
+mod report;
+mod run;
+mod stage;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+pub use error::{BuildError, ErrorPolicy, PipelineError};
+pub use handle::{ErrorStream, ItemStream, PipelineHandle};
+pub use report::{Report, StageReport};
+pub use run::{Emitter, Stopped};
+pub use stage::Stage;
+
+use crate::channel::{self, EdgeRx};
+use report::StageCounters;
+use run::{Env, Shared, SinkState};
+use stage::{FilterMapFn, MapFn, Process, SyncFn};
+
+/// Channel size between stages unless [`Pipeline::capacity`] says
+/// otherwise.
+pub const DEFAULT_CAPACITY: usize = 64;
+
+/// Size of the error stream unless [`Pipeline::error_capacity`] says
+/// otherwise.
+pub const DEFAULT_ERROR_CAPACITY: usize = 1024;
+
+/// Everything a stage's launch needs from the pipeline being started.
+struct Launch<E> {
+    shared: Arc<Shared<E>>,
+    errors: async_channel::Sender<PipelineError<E>>,
+    capacity: usize,
+    runtime: tokio::runtime::Handle,
+}
+
+impl<E: fmt::Display + Send + 'static> Launch<E> {
+    /// Registers a stage's counters; `tasks` is how many tasks it runs.
+    fn stage(&self, name: &Arc<str>, workers: usize, tasks: usize) -> Arc<StageCounters> {
+        let counters = Arc::new(StageCounters::new(
+            Arc::clone(name),
+            workers,
+            tasks,
+            self.shared.started,
+        ));
+        self.shared
+            .stages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::clone(&counters));
+        counters
+    }
+
+    fn env(&self, counters: &Arc<StageCounters>) -> Env<E> {
+        Env {
+            shared: Arc::clone(&self.shared),
+            counters: Arc::clone(counters),
+            errors: self.errors.clone(),
+            halt: channel::Halt::new(&self.shared.token),
+        }
+    }
+
+    /// Spawns one task of a stage, in its own span.
+    fn spawn<F>(&self, name: &str, worker: usize, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let span = tracing::info_span!("stage", stage = %name, worker);
+        self.shared
+            .tracker
+            .spawn_on(task.instrument(span), &self.runtime);
+    }
+}
+
+type LaunchFn<T, E> = Box<dyn FnOnce(&Launch<E>) -> EdgeRx<T> + Send>;
+
+/// Per-stage settings that can be changed after the stage was added
+/// ([`Pipeline::timeout`]); read when the pipeline starts.
+#[derive(Debug, Default)]
+struct StageOpts {
+    timeout: Option<Duration>,
+}
+
+/// A typed chain of concurrent stages between bounded channels.
+///
+/// `T` is the type of the items coming out of the last stage so far, `E` the
+/// error type of the stage functions (by default [`anyhow::Error`]; with it,
+/// write `anyhow::Ok(x)` in a closure so the error type is known).
+///
+/// See the [module documentation](self) for how it runs, fails, stops and
+/// accounts for items.
+#[must_use = "a pipeline does nothing until a sink (collect, for_each, run, into_stream) starts it"]
+pub struct Pipeline<T, E = anyhow::Error> {
+    launch: LaunchFn<T, E>,
+    capacity: usize,
+    error_capacity: usize,
+    token: Option<CancellationToken>,
+    policy: ErrorPolicy,
+    error: Option<BuildError>,
+    last: Option<Arc<Mutex<StageOpts>>>,
+}
+
+impl<T, E> fmt::Debug for Pipeline<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("capacity", &self.capacity)
+            .field("error_capacity", &self.error_capacity)
+            .field("policy", &self.policy)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, E> Pipeline<T, E>
+where
+    T: Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
+    fn from_launch(launch: LaunchFn<T, E>) -> Self {
+        Self {
+            launch,
+            capacity: DEFAULT_CAPACITY,
+            error_capacity: DEFAULT_ERROR_CAPACITY,
+            token: None,
+            policy: ErrorPolicy::default(),
+            error: None,
+            last: None,
+        }
+    }
+
+    /// A pipeline whose source yields the items of `iter`, pulled in its own
+    /// task as fast as the first stage takes them.
+    ///
+    /// The iterator runs inside an async task: it must not block (no file
+    /// or network reads inside `next`); use [`from_stream`](Self::from_stream)
+    /// or [`generate`](Self::generate) for sources that wait.
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_iter<I>(iter: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+    {
+        let iter = iter.into_iter();
+        Self::from_launch(Box::new(move |l: &Launch<E>| {
+            let name: Arc<str> = Arc::from("source");
+            let (tx, rx) = channel::edge(l.capacity);
+            let env = l.env(&l.stage(&name, 1, 1));
+            l.spawn(&name, 0, run::iter_source(env, iter, tx));
+            rx
+        }))
+    }
+
+    /// A pipeline whose source yields the items of `stream`, polled in its
+    /// own task.
+    pub fn from_stream<S>(stream: S) -> Self
+    where
+        S: Stream<Item = T> + Send + 'static,
+    {
+        Self::from_launch(Box::new(move |l: &Launch<E>| {
+            let name: Arc<str> = Arc::from("source");
+            let (tx, rx) = channel::edge(l.capacity);
+            let env = l.env(&l.stage(&name, 1, 1));
+            l.spawn(&name, 0, run::stream_source(env, stream, tx));
+            rx
+        }))
+    }
+
+    /// A pipeline whose source is a tokio mpsc receiver: whatever is sent on
+    /// the matching sender enters the pipeline; the source ends when every
+    /// sender is dropped.
+    pub fn from_receiver(rx: tokio::sync::mpsc::Receiver<T>) -> Self {
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            let item = rx.recv().await?;
+            Some((item, rx))
+        });
+        Self::from_stream(stream)
+    }
+
+    /// The generator pattern: `f` runs in its own task and sends items with
+    /// [`Emitter::send`]; the source ends when `f` returns.
+    ///
+    /// The generator stops as soon as the pipeline stops (cancel, first
+    /// error, or the consumer dropping the output): `f`'s future is dropped
+    /// at its next `.await`, and a pending `send` returns [`Stopped`]. There
+    /// is no way for it to block forever on a consumer that is gone — the
+    /// goroutine leak of the Go version.
+    ///
+    /// # Errors
+    ///
+    /// An `Err` returned by `f` is a failure of the stage named `"source"`
+    /// (unless it is the consequence of a failed send), and a panic in `f`
+    /// is caught as one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weir::Pipeline;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> anyhow::Result<()> {
+    /// let fib = Pipeline::generate(|tx| async move {
+    ///     let (mut a, mut b) = (0u64, 1u64);
+    ///     loop {
+    ///         tx.send(a).await?; // an endless generator: ends when the pipeline stops
+    ///         (a, b) = (b, a + b);
+    ///     }
+    /// });
+    /// let (mut out, handle) = fib.into_stream()?;
+    /// let mut first = Vec::new();
+    /// while let Some(x) = out.recv().await {
+    ///     first.push(x);
+    ///     if first.len() == 10 {
+    ///         break;
+    ///     }
+    /// }
+    /// drop(out); // the consumer walks away: the generator stops
+    /// handle.join().await?;
+    /// assert_eq!(first, [0, 1, 1, 2, 3, 5, 8, 13, 21, 34]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn generate<F, Fut>(f: F) -> Self
+    where
+        F: FnOnce(Emitter<T>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        Self::from_launch(Box::new(move |l: &Launch<E>| {
+            let name: Arc<str> = Arc::from("source");
+            let (tx, rx) = channel::edge(l.capacity);
+            let env = l.env(&l.stage(&name, 1, 1));
+            l.spawn(&name, 0, run::generator_source(env, f, tx));
+            rx
+        }))
+    }
+
+    /// Sets the size of every channel between stages (default
+    /// [`DEFAULT_CAPACITY`]). Applies to the whole pipeline, wherever it is
+    /// called in the chain. Zero is refused when the pipeline starts
+    /// ([`BuildError::ZeroCapacity`]).
+    pub fn capacity(mut self, n: usize) -> Self {
+        if n == 0 {
+            self.error.get_or_insert(BuildError::ZeroCapacity);
+        }
+        self.capacity = n;
+        self
+    }
+
+    /// Sets the size of the [`ErrorStream`] (default
+    /// [`DEFAULT_ERROR_CAPACITY`]); only used under
+    /// [`ErrorPolicy::Continue`]. Zero means errors are only counted.
+    pub fn error_capacity(mut self, n: usize) -> Self {
+        self.error_capacity = n;
+        self
+    }
+
+    /// Ties the pipeline to an outside token: cancelling `token` cancels the
+    /// pipeline. The pipeline works on a child token, so its own cancel or
+    /// failure does not cancel `token`.
+    pub fn token(mut self, token: CancellationToken) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Sets what a failed item does to the pipeline (default
+    /// [`ErrorPolicy::FailFast`]).
+    pub fn error_policy(mut self, policy: ErrorPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Gives each item at most `per_item` in the stage added last: an item
+    /// that takes longer is dropped and fails with
+    /// [`PipelineError::TimedOut`] under the pipeline's error policy.
+    ///
+    /// A zero duration, or a call before any stage was added, is refused
+    /// when the pipeline starts.
+    pub fn timeout(mut self, per_item: Duration) -> Self {
+        match &self.last {
+            Some(opts) if !per_item.is_zero() => {
+                opts.lock().unwrap_or_else(|p| p.into_inner()).timeout = Some(per_item);
+            }
+            Some(_) => {
+                self.error.get_or_insert(BuildError::ZeroTimeout);
+            }
+            None => {
+                self.error.get_or_insert(BuildError::TimeoutWithoutStage);
+            }
+        }
+        self
+    }
+
+    /// Adds a stage: chains `launch_stage` after this pipeline.
+    fn then<U: Send + 'static>(
+        self,
+        name: String,
+        workers: usize,
+        launch_stage: impl FnOnce(&Launch<E>, EdgeRx<T>, &Arc<str>, Option<Duration>) -> EdgeRx<U>
+        + Send
+        + 'static,
+    ) -> Pipeline<U, E> {
+        let mut error = self.error;
+        if workers == 0 {
+            error.get_or_insert(BuildError::ZeroWorkers {
+                stage: name.clone(),
+            });
+        }
+        let opts = Arc::new(Mutex::new(StageOpts::default()));
+        let stage_opts = Arc::clone(&opts);
+        let prev = self.launch;
+        let name: Arc<str> = Arc::from(name);
+        Pipeline {
+            launch: Box::new(move |l: &Launch<E>| {
+                let input = prev(l);
+                let timeout = stage_opts.lock().unwrap_or_else(|p| p.into_inner()).timeout;
+                launch_stage(l, input, &name, timeout)
+            }),
+            capacity: self.capacity,
+            error_capacity: self.error_capacity,
+            token: self.token,
+            policy: self.policy,
+            error,
+            last: Some(opts),
+        }
+    }
+
+    /// Adds an unordered stage of `workers` tasks sharing one input.
+    fn unordered<U, P>(
+        self,
+        name: String,
+        workers: usize,
+        make: impl Fn(usize) -> P + Send + 'static,
+    ) -> Pipeline<U, E>
+    where
+        U: Send + 'static,
+        P: Process<T, U, E>,
+    {
+        self.then(name, workers, move |l, input, name, timeout| {
+            let (tx, rx) = channel::edge(l.capacity);
+            let counters = l.stage(name, workers, workers);
+            for i in 0..workers {
+                let task = run::unordered_worker(
+                    l.env(&counters),
+                    input.clone(),
+                    tx.clone(),
+                    make(i),
+                    timeout,
+                );
+                l.spawn(name, i, task);
+            }
+            rx
+        })
+    }
+
+    /// Adds a stage that runs `f` on every item with `workers` concurrent
+    /// tasks and passes on what it returns, in the order items finish.
+    ///
+    /// With `workers > 1` the stage runs on several cores (each worker is a
+    /// tokio task), unlike `StreamExt::buffer_unordered`, which polls every
+    /// future in one task. Use [`map_ordered`](Self::map_ordered) to keep
+    /// input order.
+    ///
+    /// `workers == 0` is refused when the pipeline starts
+    /// ([`BuildError::ZeroWorkers`]).
+    pub fn map<U, F, Fut>(self, name: impl Into<String>, workers: usize, f: F) -> Pipeline<U, E>
+    where
+        U: Send + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, E>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.unordered(name.into(), workers, move |_| MapFn(Arc::clone(&f)))
+    }
+
+    /// Like [`map`](Self::map), but the output keeps the input's order.
+    ///
+    /// Items are processed by `workers` concurrent tasks and put back in
+    /// order before they are passed on. The reorder window is bounded: at
+    /// most `max(capacity, workers)` items are inside the stage (being
+    /// processed or waiting for an earlier one), so one slow item holds the
+    /// stage back instead of letting its buffer grow. A failed or filtered
+    /// item leaves no gap: the items after it still come out in order.
+    pub fn map_ordered<U, F, Fut>(
+        self,
+        name: impl Into<String>,
+        workers: usize,
+        f: F,
+    ) -> Pipeline<U, E>
+    where
+        U: Send + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, E>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.then(name.into(), workers, move |l, input, name, timeout| {
+            let window_size = l.capacity.max(workers);
+            let window = Arc::new(Semaphore::new(window_size));
+            let (work_tx, work_rx) = channel::edge(workers);
+            let (done_tx, done_rx) = channel::edge(window_size);
+            let (tx, rx) = channel::edge(l.capacity);
+            let counters = l.stage(name, workers, workers + 2);
+            l.spawn(
+                name,
+                0,
+                run::ordered_dispatcher(l.env(&counters), input, work_tx, Arc::clone(&window)),
+            );
+            for i in 0..workers {
+                let task = run::ordered_worker(
+                    l.env(&counters),
+                    work_rx.clone(),
+                    done_tx.clone(),
+                    MapFn(Arc::clone(&f)),
+                    timeout,
+                );
+                l.spawn(name, i, task);
+            }
+            drop(done_tx);
+            l.spawn(
+                name,
+                workers,
+                run::ordered_reorderer(l.env(&counters), done_rx, tx, window),
+            );
+            rx
+        })
+    }
+
+    /// Adds a stage that keeps only the items for which `pred` is true; the
+    /// others are counted as filtered. One task; `pred` must not block.
+    pub fn filter<F>(self, name: impl Into<String>, pred: F) -> Pipeline<T, E>
+    where
+        F: Fn(&T) -> bool + Send + Sync + 'static,
+    {
+        let f = Arc::new(move |item: T| pred(&item).then_some(item));
+        self.unordered(name.into(), 1, move |_| SyncFn(Arc::clone(&f)))
+    }
+
+    /// Adds a stage that runs `f` on every item with `workers` concurrent
+    /// tasks; `Ok(Some(u))` passes `u` on, `Ok(None)` drops the item
+    /// (counted as filtered), `Err` fails it. Output order is the order
+    /// items finish.
+    pub fn filter_map<U, F, Fut>(
+        self,
+        name: impl Into<String>,
+        workers: usize,
+        f: F,
+    ) -> Pipeline<U, E>
+    where
+        U: Send + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<U>, E>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.unordered(name.into(), workers, move |_| FilterMapFn(Arc::clone(&f)))
+    }
+
+    /// Adds a stage that calls `f` on every item and passes it on unchanged
+    /// (for logging and metrics). One task; `f` must not block.
+    pub fn inspect<F>(self, name: impl Into<String>, f: F) -> Pipeline<T, E>
+    where
+        F: Fn(&T) + Send + Sync + 'static,
+    {
+        let f = Arc::new(move |item: T| {
+            f(&item);
+            Some(item)
+        });
+        self.unordered(name.into(), 1, move |_| SyncFn(Arc::clone(&f)))
+    }
+
+    /// Adds a stage written as a type with per-worker setup and teardown
+    /// (see [`Stage`]), run by `workers` concurrent tasks. Output order is
+    /// the order items finish.
+    pub fn stage<S>(self, name: impl Into<String>, workers: usize, stage: S) -> Pipeline<S::Out, E>
+    where
+        S: Stage<T, Error = E>,
+    {
+        let stage = Arc::new(stage);
+        self.then(name.into(), workers, move |l, input, name, timeout| {
+            let (tx, rx) = channel::edge(l.capacity);
+            let counters = l.stage(name, workers, workers);
+            for i in 0..workers {
+                let task = run::stage_worker(
+                    l.env(&counters),
+                    input.clone(),
+                    tx.clone(),
+                    Arc::clone(&stage),
+                    i,
+                    timeout,
+                );
+                l.spawn(name, i, task);
+            }
+            rx
+        })
+    }
+
+    /// Starts the pipeline and returns its output as a stream, with the
+    /// handle to cancel, watch and join it.
+    ///
+    /// Must be called from within a tokio runtime: the stages are spawned
+    /// on it.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] if the pipeline was put together wrongly (zero
+    /// workers, zero capacity, a misplaced timeout) or there is no runtime.
+    /// Nothing was started then.
+    pub fn into_stream(self) -> Result<(ItemStream<T>, PipelineHandle<E>), BuildError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let token = self
+            .token
+            .as_ref()
+            .map_or_else(CancellationToken::new, CancellationToken::child_token);
+        let (errors, errors_rx) = async_channel::bounded(self.error_capacity.max(1));
+        if self.error_capacity == 0 {
+            errors_rx.close();
+        }
+        let sink = Arc::new(SinkState {
+            token: token.clone(),
+            consumer_gone: AtomicBool::new(false),
+            delivered: AtomicU64::new(0),
+            undelivered: AtomicU64::new(0),
+        });
+        let shared = Arc::new(Shared {
+            token,
+            policy: self.policy,
+            tracker: TaskTracker::new(),
+            sink: Arc::clone(&sink),
+            first_error: Mutex::new(None),
+            errors_rx: Mutex::new(Some(errors_rx)),
+            errors_dropped: AtomicU64::new(0),
+            interrupted: AtomicBool::new(false),
+            stages: Mutex::new(Vec::new()),
+            started: Instant::now(),
+        });
+        let launch = Launch {
+            shared: Arc::clone(&shared),
+            errors,
+            capacity: self.capacity,
+            runtime,
+        };
+        let rx = (self.launch)(&launch);
+        drop(launch);
+        shared.tracker.close();
+        Ok((ItemStream::new(rx, sink), PipelineHandle::new(shared)))
+    }
+
+    /// Runs the pipeline and collects its output, in the order it comes
+    /// out.
+    ///
+    /// # Errors
+    ///
+    /// As [`PipelineHandle::join`], plus [`PipelineError::Build`] when the
+    /// pipeline could not start.
+    pub async fn collect(self) -> Result<Vec<T>, PipelineError<E>> {
+        let (mut out, handle) = self.into_stream()?;
+        let mut items = Vec::new();
+        while let Some(item) = out.recv().await {
+            items.push(item);
+        }
+        drop(out);
+        handle.join().await?;
+        Ok(items)
+    }
+
+    /// Runs the pipeline and awaits `f` on each output item, one at a time,
+    /// then returns the report.
+    ///
+    /// # Errors
+    ///
+    /// As [`collect`](Self::collect).
+    pub async fn for_each<F, Fut>(self, mut f: F) -> Result<Report, PipelineError<E>>
+    where
+        F: FnMut(T) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let (mut out, handle) = self.into_stream()?;
+        while let Some(item) = out.recv().await {
+            f(item).await;
+        }
+        drop(out);
+        handle.join().await
+    }
+
+    /// Runs the pipeline, discarding its output, and returns the report.
+    ///
+    /// # Errors
+    ///
+    /// As [`collect`](Self::collect).
+    pub async fn run(self) -> Result<Report, PipelineError<E>> {
+        self.for_each(|_| std::future::ready(())).await
+    }
+}

@@ -1,0 +1,685 @@
+//! The tasks a running pipeline is made of: sources, stage workers, and the
+//! dispatcher and re-orderer of an ordered stage.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{FutureExt, Stream, StreamExt};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::error::{ErrorPolicy, PipelineError};
+use super::report::StageCounters;
+use super::stage::{Process, Stage, StageFn};
+use crate::channel::{self, EdgeRx, EdgeTx, Halt, Recv, Sent};
+use crate::panic_message;
+
+/// What the consumer side (the output stream) shares with the handle.
+#[derive(Debug)]
+pub(crate) struct SinkState {
+    pub(crate) token: CancellationToken,
+    /// The consumer dropped the output stream before it ended.
+    pub(crate) consumer_gone: AtomicBool,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) undelivered: AtomicU64,
+}
+
+/// State shared by every task of one running pipeline and its handle.
+pub(crate) struct Shared<E> {
+    pub(crate) token: CancellationToken,
+    pub(crate) policy: ErrorPolicy,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) sink: Arc<SinkState>,
+    pub(crate) first_error: Mutex<Option<PipelineError<E>>>,
+    pub(crate) errors_rx: Mutex<Option<async_channel::Receiver<PipelineError<E>>>>,
+    pub(crate) errors_dropped: AtomicU64,
+    /// Some task stopped because the token fired, not because its input
+    /// ended: the pipeline did not run to completion.
+    pub(crate) interrupted: AtomicBool,
+    pub(crate) stages: Mutex<Vec<Arc<StageCounters>>>,
+    pub(crate) started: Instant,
+}
+
+impl<E> fmt::Debug for Shared<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("policy", &self.policy)
+            .field("cancelled", &self.token.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one task of a stage needs: the pipeline, its stage's counters, the
+/// error channel and its own stop signal.
+pub(crate) struct Env<E> {
+    pub(crate) shared: Arc<Shared<E>>,
+    pub(crate) counters: Arc<StageCounters>,
+    pub(crate) errors: async_channel::Sender<PipelineError<E>>,
+    pub(crate) halt: Halt,
+}
+
+impl<E> Clone for Env<E> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            counters: Arc::clone(&self.counters),
+            errors: self.errors.clone(),
+            halt: Halt::new(&self.shared.token),
+        }
+    }
+}
+
+/// How processing one item ended.
+pub(crate) enum Outcome<O> {
+    /// Pass this on.
+    Item(O),
+    /// Filtered out on purpose.
+    Filtered,
+    /// Failed; already counted and reported.
+    Failed,
+    /// The pipeline stopped while the item was being processed.
+    Stopped,
+}
+
+impl<E: fmt::Display + Send + 'static> Env<E> {
+    fn stage(&self) -> Arc<str> {
+        Arc::clone(&self.counters.name)
+    }
+
+    /// Notes that this task stopped because the pipeline was stopped.
+    pub(crate) fn interrupted(&self) {
+        self.shared.interrupted.store(true, Relaxed);
+    }
+
+    /// Reports a failure under the pipeline's error policy.
+    pub(crate) fn fail(&self, err: PipelineError<E>) {
+        match self.shared.policy {
+            ErrorPolicy::FailFast => self.fail_pipeline(err),
+            ErrorPolicy::Continue => {
+                tracing::warn!(stage = %self.counters.name, error = %err, "item failed");
+                if self.errors.try_send(err).is_err() {
+                    self.shared.errors_dropped.fetch_add(1, Relaxed);
+                    tracing::warn!(
+                        stage = %self.counters.name,
+                        "error stream full or closed; error counted, not delivered"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Fails the whole pipeline, whatever the policy: records the error if it
+    /// is the first and cancels every task.
+    pub(crate) fn fail_pipeline(&self, err: PipelineError<E>) {
+        let mut first = self
+            .shared
+            .first_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if first.is_none() && !self.shared.token.is_cancelled() {
+            tracing::error!(stage = %self.counters.name, error = %err, "stage failed; stopping pipeline");
+            *first = Some(err);
+        } else {
+            tracing::debug!(stage = %self.counters.name, error = %err, "failure after the pipeline stopped");
+        }
+        drop(first);
+        self.shared.token.cancel();
+    }
+
+    /// Runs one item through `proc`, catching panics and applying the
+    /// per-item timeout; failures are counted and reported here.
+    pub(crate) async fn process<I, O, P>(
+        &mut self,
+        proc: &mut P,
+        item: I,
+        timeout: Option<Duration>,
+    ) -> Outcome<O>
+    where
+        P: Process<I, O, E>,
+    {
+        // The call is inside the async block so that a closure that panics
+        // before returning its future is caught too.
+        let work = AssertUnwindSafe(async { proc.call(item).await }).catch_unwind();
+        let result = match timeout {
+            None => self.halt.or_stop(work).await.map(Ok),
+            Some(d) => self.halt.or_stop(tokio::time::timeout(d, work)).await,
+        };
+        let c = &self.counters;
+        match result {
+            None => Outcome::Stopped,
+            Some(Ok(Ok(Ok(Some(out))))) => Outcome::Item(out),
+            Some(Ok(Ok(Ok(None)))) => Outcome::Filtered,
+            Some(Ok(Ok(Err(error)))) => {
+                c.failed.fetch_add(1, Relaxed);
+                self.fail(PipelineError::Failed {
+                    stage: self.stage(),
+                    error,
+                });
+                Outcome::Failed
+            }
+            Some(Ok(Err(payload))) => {
+                c.failed.fetch_add(1, Relaxed);
+                c.panicked.fetch_add(1, Relaxed);
+                let message = panic_message(&*payload);
+                tracing::error!(stage = %c.name, %message, "stage function panicked");
+                self.fail(PipelineError::Panicked {
+                    stage: self.stage(),
+                    message,
+                });
+                Outcome::Failed
+            }
+            Some(Err(_elapsed)) => {
+                c.failed.fetch_add(1, Relaxed);
+                c.timed_out.fetch_add(1, Relaxed);
+                self.fail(PipelineError::TimedOut {
+                    stage: self.stage(),
+                    after: timeout.unwrap_or_default(),
+                });
+                Outcome::Failed
+            }
+        }
+    }
+
+    /// Passes `out` downstream and counts it. Returns false when this task
+    /// must stop (downstream gone or pipeline stopped).
+    pub(crate) async fn emit<O>(&mut self, tx: &EdgeTx<O>, out: O) -> bool {
+        match channel::send(tx, out, &mut self.halt).await {
+            Sent::Ok => {
+                self.counters.output.fetch_add(1, Relaxed);
+                true
+            }
+            Sent::Closed => {
+                self.counters.cancelled.fetch_add(1, Relaxed);
+                false
+            }
+            Sent::Stopped => {
+                self.counters.cancelled.fetch_add(1, Relaxed);
+                self.interrupted();
+                false
+            }
+        }
+    }
+
+    /// Takes the next input item; `None` when the task must stop.
+    pub(crate) async fn take<I>(&mut self, rx: &EdgeRx<I>) -> Option<I> {
+        match channel::recv(rx, &mut self.halt).await {
+            Recv::Item(item) => {
+                self.counters.input.fetch_add(1, Relaxed);
+                Some(item)
+            }
+            Recv::Closed => None,
+            Recv::Stopped => {
+                self.interrupted();
+                None
+            }
+        }
+    }
+
+    /// Ends this task of the stage. The stage's last task closes its input
+    /// and counts what was left there as taken in and cancelled, so that
+    /// nothing upstream sent disappears from the accounts.
+    pub(crate) fn finish<I>(&self, input: Option<&EdgeRx<I>>) {
+        if self.counters.task_ended()
+            && let Some(rx) = input
+        {
+            self.drain(rx);
+        }
+    }
+
+    /// Closes `rx` and counts what was left in it as taken in and cancelled.
+    pub(crate) fn drain<I>(&self, rx: &EdgeRx<I>) {
+        let left = channel::close_and_drain(rx);
+        if left > 0 {
+            self.counters.input.fetch_add(left, Relaxed);
+            self.counters.cancelled.fetch_add(left, Relaxed);
+            tracing::debug!(stage = %self.counters.name, left, "input closed with items left; counted as cancelled");
+        }
+    }
+}
+
+/// One worker of an unordered stage: take, process, pass on, until the input
+/// ends or the pipeline stops.
+pub(crate) async fn unordered_worker<I, O, E, P>(
+    mut env: Env<E>,
+    rx: EdgeRx<I>,
+    tx: EdgeTx<O>,
+    mut proc: P,
+    timeout: Option<Duration>,
+) where
+    E: fmt::Display + Send + 'static,
+    P: Process<I, O, E>,
+{
+    work_loop(&mut env, &rx, &tx, &mut proc, timeout).await;
+    env.finish(Some(&rx));
+}
+
+async fn work_loop<I, O, E, P>(
+    env: &mut Env<E>,
+    rx: &EdgeRx<I>,
+    tx: &EdgeTx<O>,
+    proc: &mut P,
+    timeout: Option<Duration>,
+) where
+    E: fmt::Display + Send + 'static,
+    P: Process<I, O, E>,
+{
+    while let Some(item) = env.take(rx).await {
+        match env.process(proc, item, timeout).await {
+            Outcome::Item(out) => {
+                if !env.emit(tx, out).await {
+                    return;
+                }
+            }
+            Outcome::Filtered => {
+                env.counters.filtered.fetch_add(1, Relaxed);
+            }
+            Outcome::Failed => {}
+            Outcome::Stopped => {
+                env.counters.cancelled.fetch_add(1, Relaxed);
+                env.interrupted();
+                return;
+            }
+        }
+    }
+}
+
+/// One worker of a [`Stage`]: setup, the unordered loop, teardown.
+pub(crate) async fn stage_worker<I, S>(
+    mut env: Env<S::Error>,
+    rx: EdgeRx<I>,
+    tx: EdgeTx<S::Out>,
+    stage: Arc<S>,
+    index: usize,
+    timeout: Option<Duration>,
+) where
+    I: Send + 'static,
+    S: Stage<I>,
+    S::Error: fmt::Display,
+{
+    let setup = AssertUnwindSafe(stage.setup(index)).catch_unwind();
+    let state = match env.halt.or_stop(setup).await {
+        None => {
+            env.interrupted();
+            None
+        }
+        Some(Ok(Ok(state))) => Some(state),
+        Some(Ok(Err(error))) => {
+            let stage = env.stage();
+            env.fail_pipeline(PipelineError::Failed { stage, error });
+            None
+        }
+        Some(Err(payload)) => {
+            let stage = env.stage();
+            let message = format!("in setup: {}", panic_message(&*payload));
+            env.fail_pipeline(PipelineError::Panicked { stage, message });
+            None
+        }
+    };
+    if let Some(state) = state {
+        let mut proc = StageFn { stage, state };
+        work_loop(&mut env, &rx, &tx, &mut proc, timeout).await;
+        let StageFn { stage, state } = proc;
+        match AssertUnwindSafe(stage.teardown(state)).catch_unwind().await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                let stage = env.stage();
+                env.fail(PipelineError::Failed { stage, error });
+            }
+            Err(payload) => {
+                let stage = env.stage();
+                let message = format!("in teardown: {}", panic_message(&*payload));
+                env.fail(PipelineError::Panicked { stage, message });
+            }
+        }
+    }
+    env.finish(Some(&rx));
+}
+
+/// The first task of an ordered stage: numbers the items and hands them to
+/// the workers, never letting more than `window` items be between entering
+/// the stage and leaving it.
+pub(crate) async fn ordered_dispatcher<I, E>(
+    mut env: Env<E>,
+    rx: EdgeRx<I>,
+    work: EdgeTx<(u64, I)>,
+    window: Arc<Semaphore>,
+) where
+    E: fmt::Display + Send + 'static,
+{
+    let mut seq = 0u64;
+    loop {
+        // Room in the window first, then the item: an item is only taken in
+        // when it can go straight to a worker.
+        match env.halt.or_stop(window.acquire()).await {
+            Some(Ok(permit)) => permit.forget(),
+            // The re-orderer closed the window: it has stopped.
+            Some(Err(_)) => break,
+            None => {
+                env.interrupted();
+                break;
+            }
+        }
+        let Some(item) = env.take(&rx).await else {
+            break;
+        };
+        match channel::send(&work, (seq, item), &mut env.halt).await {
+            Sent::Ok => seq += 1,
+            Sent::Closed => {
+                env.counters.cancelled.fetch_add(1, Relaxed);
+                break;
+            }
+            Sent::Stopped => {
+                env.counters.cancelled.fetch_add(1, Relaxed);
+                env.interrupted();
+                break;
+            }
+        }
+    }
+    // This task is the only reader of the stage's input.
+    env.drain(&rx);
+    env.finish::<I>(None);
+}
+
+/// A worker of an ordered stage: processes numbered items and reports each
+/// outcome by number, so the re-orderer can fill every position.
+pub(crate) async fn ordered_worker<I, O, E, P>(
+    mut env: Env<E>,
+    work: EdgeRx<(u64, I)>,
+    done: EdgeTx<(u64, Option<O>)>,
+    mut proc: P,
+    timeout: Option<Duration>,
+) where
+    E: fmt::Display + Send + 'static,
+    P: Process<I, O, E>,
+{
+    loop {
+        // Items here were counted as input by the dispatcher.
+        let (seq, item) = match channel::recv(&work, &mut env.halt).await {
+            Recv::Item(x) => x,
+            Recv::Closed => break,
+            Recv::Stopped => {
+                env.interrupted();
+                break;
+            }
+        };
+        let out = match env.process(&mut proc, item, timeout).await {
+            Outcome::Item(out) => Some(out),
+            Outcome::Filtered => {
+                env.counters.filtered.fetch_add(1, Relaxed);
+                None
+            }
+            Outcome::Failed => None,
+            Outcome::Stopped => {
+                env.counters.cancelled.fetch_add(1, Relaxed);
+                env.interrupted();
+                break;
+            }
+        };
+        let had_item = out.is_some();
+        // `done` has room for the whole window, so this only waits if the
+        // re-orderer is slow to take results; it fails if it has stopped.
+        match channel::send(&done, (seq, out), &mut env.halt).await {
+            Sent::Ok => {}
+            Sent::Closed | Sent::Stopped => {
+                if had_item {
+                    env.counters.cancelled.fetch_add(1, Relaxed);
+                }
+                break;
+            }
+        }
+    }
+    if env.counters.task_ended() {
+        // Numbered items no worker took: counted as input by the dispatcher.
+        let left = channel::close_and_drain(&work);
+        env.counters.cancelled.fetch_add(left, Relaxed);
+    }
+}
+
+/// The last task of an ordered stage: puts results back in input order and
+/// passes them on, opening the window one place per position filled.
+pub(crate) async fn ordered_reorderer<O, E>(
+    mut env: Env<E>,
+    done: EdgeRx<(u64, Option<O>)>,
+    tx: EdgeTx<O>,
+    window: Arc<Semaphore>,
+) where
+    E: fmt::Display + Send + 'static,
+{
+    let mut pending: BTreeMap<u64, Option<O>> = BTreeMap::new();
+    let mut next = 0u64;
+    'run: loop {
+        let (seq, out) = match channel::recv(&done, &mut env.halt).await {
+            Recv::Item(x) => x,
+            Recv::Closed => break,
+            Recv::Stopped => {
+                env.interrupted();
+                break;
+            }
+        };
+        pending.insert(seq, out);
+        while let Some(out) = pending.remove(&next) {
+            next += 1;
+            window.add_permits(1);
+            if let Some(out) = out
+                && !env.emit(&tx, out).await
+            {
+                break 'run;
+            }
+        }
+    }
+    // Stop the dispatcher from waiting on a window that will not open again.
+    window.close();
+    let buffered = pending.values().filter(|o| o.is_some()).count() as u64;
+    let left = {
+        done.close();
+        let mut n = 0;
+        while let Ok((_, out)) = done.try_recv() {
+            n += u64::from(out.is_some());
+        }
+        n
+    };
+    env.counters.cancelled.fetch_add(buffered + left, Relaxed);
+    env.finish::<O>(None);
+}
+
+/// Source over an iterator.
+pub(crate) async fn iter_source<I, E>(mut env: Env<E>, iter: I, tx: EdgeTx<I::Item>)
+where
+    I: Iterator,
+    E: fmt::Display + Send + 'static,
+{
+    for item in iter {
+        if env.halt.is_stopped() {
+            env.interrupted();
+            break;
+        }
+        env.counters.input.fetch_add(1, Relaxed);
+        if !env.emit(&tx, item).await {
+            break;
+        }
+    }
+    env.finish::<I::Item>(None);
+}
+
+/// Source over a stream.
+pub(crate) async fn stream_source<S, E>(mut env: Env<E>, stream: S, tx: EdgeTx<S::Item>)
+where
+    S: Stream,
+    E: fmt::Display + Send + 'static,
+{
+    let mut stream = std::pin::pin!(stream);
+    loop {
+        let item = match env.halt.or_stop(stream.next()).await {
+            Some(Some(item)) => item,
+            Some(None) => break,
+            None => {
+                env.interrupted();
+                break;
+            }
+        };
+        env.counters.input.fetch_add(1, Relaxed);
+        if !env.emit(&tx, item).await {
+            break;
+        }
+    }
+    env.finish::<S::Item>(None);
+}
+
+/// Source running a generator function.
+pub(crate) async fn generator_source<T, E, F, Fut>(env: Env<E>, f: F, tx: EdgeTx<T>)
+where
+    E: fmt::Display + Send + 'static,
+    F: FnOnce(Emitter<T>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    let mut env = env;
+    let emitter = Emitter {
+        tx,
+        token: env.shared.token.clone(),
+        counters: Arc::clone(&env.counters),
+        stopped: Arc::new(AtomicBool::new(false)),
+    };
+    let stopped = Arc::clone(&emitter.stopped);
+    let run = AssertUnwindSafe(async move { f(emitter).await }).catch_unwind();
+    match env.halt.or_stop(run).await {
+        None => env.interrupted(),
+        Some(Ok(Ok(()))) => {}
+        // An error returned because a send failed is the consequence of the
+        // stop, not a failure of its own.
+        Some(Ok(Err(_))) if stopped.load(Relaxed) => {}
+        Some(Ok(Err(error))) => {
+            env.counters.failed.fetch_add(1, Relaxed);
+            let stage = env.stage();
+            env.fail(PipelineError::Failed { stage, error });
+        }
+        Some(Err(payload)) => {
+            env.counters.failed.fetch_add(1, Relaxed);
+            env.counters.panicked.fetch_add(1, Relaxed);
+            let stage = env.stage();
+            let message = panic_message(&*payload);
+            env.fail(PipelineError::Panicked { stage, message });
+        }
+    }
+    // A failed or panicked generator counts as one failed "item" of the
+    // source, so the source's input includes it.
+    let c = &env.counters;
+    let failed = c.failed.load(Relaxed);
+    c.input.fetch_add(failed, Relaxed);
+    env.finish::<T>(None);
+}
+
+/// The sending end a generator function gets: items sent here enter the
+/// pipeline.
+///
+/// Made by [`Pipeline::generate`](crate::Pipeline::generate).
+pub struct Emitter<T> {
+    tx: EdgeTx<T>,
+    token: CancellationToken,
+    counters: Arc<StageCounters>,
+    stopped: Arc<AtomicBool>,
+}
+
+impl<T> fmt::Debug for Emitter<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Emitter")
+            .field("stopped", &self.is_stopped())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pipeline has stopped (cancelled, failed, or its consumer went away);
+/// a generator that gets this should return.
+///
+/// Returning it (or any error) from the generator after this is not counted
+/// as a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("pipeline stopped; the generator should return")]
+pub struct Stopped;
+
+impl<T> Emitter<T> {
+    /// Sends one item into the pipeline, waiting while the next stage is
+    /// full (backpressure).
+    ///
+    /// # Errors
+    ///
+    /// [`Stopped`] when the pipeline stopped: the item is dropped and counted
+    /// as cancelled, and the generator should return.
+    ///
+    /// # Cancel safety
+    ///
+    /// If the returned future is dropped before it completes, the item is
+    /// dropped and was not sent.
+    pub async fn send(&self, item: T) -> Result<(), Stopped> {
+        self.counters.input.fetch_add(1, Relaxed);
+        // If this future is dropped mid-send (the pipeline stopped and the
+        // generator with it), the item is counted as cancelled.
+        let mut pending = PendingSend {
+            counters: &self.counters,
+            done: false,
+        };
+        let sent = if self.token.is_cancelled() {
+            Err(())
+        } else {
+            match self.tx.try_send(item) {
+                Ok(()) => Ok(()),
+                Err(async_channel::TrySendError::Closed(_)) => Err(()),
+                Err(async_channel::TrySendError::Full(item)) => {
+                    tokio::select! {
+                        biased;
+                        _ = self.token.cancelled() => Err(()),
+                        r = self.tx.send(item) => r.map_err(drop),
+                    }
+                }
+            }
+        };
+        pending.done = true;
+        match sent {
+            Ok(()) => {
+                self.counters.output.fetch_add(1, Relaxed);
+                Ok(())
+            }
+            Err(()) => {
+                self.counters.cancelled.fetch_add(1, Relaxed);
+                self.stopped.store(true, Relaxed);
+                Err(Stopped)
+            }
+        }
+    }
+
+    /// Whether the pipeline has stopped; a generator doing expensive work
+    /// between sends can check this.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Relaxed) || self.token.is_cancelled() || self.tx.is_closed()
+    }
+
+    /// Waits until the pipeline stops; for `select!` in a generator that
+    /// waits on other things between sends.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn stopped(&self) {
+        self.token.cancelled().await;
+    }
+}
+
+/// Counts an item as cancelled if its send never finished.
+struct PendingSend<'a> {
+    counters: &'a StageCounters,
+    done: bool,
+}
+
+impl Drop for PendingSend<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.counters.cancelled.fetch_add(1, Relaxed);
+        }
+    }
+}
