@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::fmt::Display;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -762,15 +762,18 @@ fn self_settle<T, E>(shared: &Shared, joined: Joined<T, E>, keep_payload: bool) 
                 }),
                 payload: None,
             },
-            Outcome::Panicked { seq, payload } => Settled {
-                index,
-                order: seq,
-                result: Err(GroupError::Panicked {
-                    task: task::label(index, name.as_deref()),
-                    message: weir_core::panic_message(&*payload),
-                }),
-                payload: keep_payload.then_some(payload),
-            },
+            Outcome::Panicked { seq, payload } => {
+                let payload = payload.into_inner().unwrap_or_else(PoisonError::into_inner);
+                Settled {
+                    index,
+                    order: seq,
+                    result: Err(GroupError::Panicked {
+                        task: task::label(index, name.as_deref()),
+                        message: weir_core::panic_message(&*payload),
+                    }),
+                    payload: keep_payload.then_some(payload),
+                }
+            }
         },
         Err(join_error) => {
             let (index, name) = shared

@@ -76,7 +76,8 @@ pub(crate) enum Outcome<T, E> {
     },
     Panicked {
         seq: u64,
-        payload: Box<dyn Any + Send>,
+        /// In a `Mutex` only so that a group holding it stays `Sync`.
+        payload: Mutex<Box<dyn Any + Send>>,
     },
 }
 
@@ -157,7 +158,10 @@ where
                 if fail_fast {
                     guard.shared.token.cancel();
                 }
-                Outcome::Panicked { seq, payload }
+                Outcome::Panicked {
+                    seq,
+                    payload: Mutex::new(payload),
+                }
             }
         };
         // The slot frees as soon as the work has ended, before the group
