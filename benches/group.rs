@@ -1,0 +1,113 @@
+//! weir's `Group` against the same work hand-written on tokio's `JoinSet`.
+//!
+//! - `spawn_wait_100k`: spawn 100 000 trivial tasks, then wait for all of
+//!   them and collect their values (`Group::wait` vs a `JoinSet::join_next`
+//!   loop).
+//! - `limited_64_100k`: the same through a limit of 64 tasks at once
+//!   (`Group::limit(64)` vs a `Semaphore` permit taken before
+//!   `JoinSet::spawn` and moved into the task).
+//!
+//! Run: `cargo bench --bench group -- --warm-up-time 1 --measurement-time 3`
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use weir::group::Group;
+
+const TASKS: u64 = 100_000;
+const LIMIT: usize = 64;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+async fn joinset(n: u64) -> Vec<u64> {
+    let mut set = JoinSet::new();
+    for i in 0..n {
+        set.spawn(async move { Ok::<u64, Infallible>(black_box(i)) });
+    }
+    let mut values = Vec::with_capacity(set.len());
+    while let Some(joined) = set.join_next().await {
+        match joined.expect("task panicked") {
+            Ok(value) => values.push(value),
+            Err(never) => match never {},
+        }
+    }
+    values
+}
+
+async fn group(n: u64) -> Vec<u64> {
+    let mut group: Group<u64, Infallible> = Group::new();
+    for i in 0..n {
+        group.spawn(async move { Ok(black_box(i)) }).await;
+    }
+    group.wait().await.expect("no task fails")
+}
+
+async fn joinset_limited(n: u64, limit: usize) -> Vec<u64> {
+    let slots = Arc::new(Semaphore::new(limit));
+    let mut set = JoinSet::new();
+    for i in 0..n {
+        let permit = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .expect("semaphore open");
+        set.spawn(async move {
+            let _permit = permit;
+            Ok::<u64, Infallible>(black_box(i))
+        });
+    }
+    let mut values = Vec::with_capacity(set.len());
+    while let Some(joined) = set.join_next().await {
+        match joined.expect("task panicked") {
+            Ok(value) => values.push(value),
+            Err(never) => match never {},
+        }
+    }
+    values
+}
+
+async fn group_limited(n: u64, limit: usize) -> Vec<u64> {
+    let mut group: Group<u64, Infallible> = Group::new().limit(limit).expect("limit > 0");
+    for i in 0..n {
+        group.spawn(async move { Ok(black_box(i)) }).await;
+    }
+    group.wait().await.expect("no task fails")
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = runtime();
+
+    let mut unlimited = c.benchmark_group("spawn_wait_100k");
+    unlimited.sample_size(10);
+    unlimited.throughput(Throughput::Elements(TASKS));
+    unlimited.bench_function(BenchmarkId::new("joinset", TASKS), |b| {
+        b.to_async(&rt).iter(|| joinset(TASKS));
+    });
+    unlimited.bench_function(BenchmarkId::new("group", TASKS), |b| {
+        b.to_async(&rt).iter(|| group(TASKS));
+    });
+    unlimited.finish();
+
+    let mut limited = c.benchmark_group("limited_64_100k");
+    limited.sample_size(10);
+    limited.throughput(Throughput::Elements(TASKS));
+    limited.bench_function(BenchmarkId::new("joinset_semaphore", TASKS), |b| {
+        b.to_async(&rt).iter(|| joinset_limited(TASKS, LIMIT));
+    });
+    limited.bench_function(BenchmarkId::new("group", TASKS), |b| {
+        b.to_async(&rt).iter(|| group_limited(TASKS, LIMIT));
+    });
+    limited.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
