@@ -14,6 +14,10 @@ pub mod pipeline;
 
 // --- pool (issue 3) ---
 pub mod pool;
+pub use pool::{
+    JobError, Pool, PoolBuilder, PoolError, PoolReport, PoolStats, PoolWorker, SubmitError,
+    SubmitTimeoutError, Ticket, TrySubmitError,
+};
 // --- drop pattern, time, quit handshake, shutdown (issue 3) ---
 pub mod shed;
 pub mod shutdown;

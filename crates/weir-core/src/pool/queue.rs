@@ -1,0 +1,323 @@
+//! The queue between submitters and workers: the one place that knows how a
+//! job travels from [`Pool::submit`](super::Pool::submit) to a worker.
+//!
+//! Two shapes, chosen by the builder's `queue(cap)`:
+//!
+//! * **Buffered** (`cap > 0`): a bounded `async_channel` of `cap` slots. Workers
+//!   share the one receiver (MPMC, no `Mutex`). Submitters that wait with a
+//!   deadline (`submit_timeout`) keep their job: they only ever `try_send` and
+//!   sleep on a [`Notify`] that workers ring after taking a job, and only when
+//!   someone waits (one `SeqCst` load per job otherwise).
+//! * **Hand-off** (`cap == 0`): an unbounded channel whose admission is a
+//!   [`Semaphore`] holding one permit per *idle* worker. A worker adds its
+//!   permit when it starts waiting and a submitter takes one before it sends,
+//!   so at most as many jobs are in flight to workers as workers are idle: the
+//!   channel never holds more than that.
+//!
+//! Both keep the invariant `jobs in channel + free room = cap + idle offers`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, TryAcquireError};
+
+/// Why a push without waiting failed; the item comes back.
+pub(crate) enum TryPushError<T> {
+    /// No room (buffered) or no idle worker (hand-off).
+    Full(T),
+    /// The queue is closed.
+    Closed(T),
+}
+
+/// Why a push with a deadline failed; the item comes back.
+pub(crate) enum PushTimeoutError<T> {
+    /// No room came before the deadline.
+    Timeout(T),
+    /// The queue is closed.
+    Closed(T),
+}
+
+/// State shared by both ends.
+#[derive(Debug)]
+struct Room {
+    /// Hand-off mode: one permit per idle worker that offered itself.
+    idle: Option<Semaphore>,
+    /// Buffered mode: submitters waiting with a deadline.
+    waiters: AtomicUsize,
+    /// Rung by workers after a pop while `waiters > 0`.
+    freed: Notify,
+}
+
+/// Creates a queue: `cap == 0` is the hand-off queue.
+pub(crate) fn queue<T>(cap: usize) -> (QueueTx<T>, QueueRx<T>) {
+    let (tx, rx, idle) = if cap == 0 {
+        let (tx, rx) = async_channel::unbounded();
+        (tx, rx, Some(Semaphore::new(0)))
+    } else {
+        let (tx, rx) = async_channel::bounded(cap);
+        (tx, rx, None)
+    };
+    let room = Arc::new(Room {
+        idle,
+        waiters: AtomicUsize::new(0),
+        freed: Notify::new(),
+    });
+    (
+        QueueTx {
+            tx,
+            room: room.clone(),
+        },
+        QueueRx {
+            rx,
+            room,
+            offered: false,
+        },
+    )
+}
+
+/// The submitting end. Cloning it keeps the queue open; the queue closes
+/// when the last clone is dropped or [`close`](Self::close) is called.
+#[derive(Debug)]
+pub(crate) struct QueueTx<T> {
+    tx: async_channel::Sender<T>,
+    room: Arc<Room>,
+}
+
+impl<T> Clone for QueueTx<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            room: self.room.clone(),
+        }
+    }
+}
+
+impl<T> QueueTx<T> {
+    /// Waits for room, then enqueues. Dropping the future before it completes
+    /// drops `item` without enqueueing it.
+    pub(crate) async fn push(&self, item: T) -> Result<(), T> {
+        match &self.room.idle {
+            None => self.tx.send(item).await.map_err(|e| e.into_inner()),
+            Some(idle) => match idle.acquire().await {
+                Ok(permit) => {
+                    permit.forget();
+                    self.tx.try_send(item).map_err(|e| e.into_inner())
+                }
+                Err(_) => Err(item),
+            },
+        }
+    }
+
+    /// Enqueues if there is room now.
+    pub(crate) fn try_push(&self, item: T) -> Result<(), TryPushError<T>> {
+        if let Some(idle) = &self.room.idle {
+            match idle.try_acquire() {
+                Ok(permit) => permit.forget(),
+                Err(TryAcquireError::NoPermits) => return Err(TryPushError::Full(item)),
+                Err(TryAcquireError::Closed) => return Err(TryPushError::Closed(item)),
+            }
+        }
+        self.tx.try_send(item).map_err(|e| match e {
+            async_channel::TrySendError::Full(item) => TryPushError::Full(item),
+            async_channel::TrySendError::Closed(item) => TryPushError::Closed(item),
+        })
+    }
+
+    /// Waits at most `d` for room; the item comes back on timeout. Dropping
+    /// the future before it completes drops `item` without enqueueing it.
+    pub(crate) async fn push_timeout(
+        &self,
+        item: T,
+        d: Duration,
+    ) -> Result<(), PushTimeoutError<T>> {
+        let deadline = tokio::time::Instant::now() + d;
+        if let Some(idle) = &self.room.idle {
+            return match tokio::time::timeout_at(deadline, idle.acquire()).await {
+                Ok(Ok(permit)) => {
+                    permit.forget();
+                    self.tx
+                        .try_send(item)
+                        .map_err(|e| PushTimeoutError::Closed(e.into_inner()))
+                }
+                Ok(Err(_)) => Err(PushTimeoutError::Closed(item)),
+                Err(_) => Err(PushTimeoutError::Timeout(item)),
+            };
+        }
+        let mut item = item;
+        // Fast path: no registration when there is room.
+        match self.tx.try_send(item) {
+            Ok(()) => return Ok(()),
+            Err(async_channel::TrySendError::Closed(i)) => return Err(PushTimeoutError::Closed(i)),
+            Err(async_channel::TrySendError::Full(i)) => item = i,
+        }
+        let _waiting = WaiterGuard::new(&self.room);
+        let sleep = tokio::time::sleep_until(deadline);
+        tokio::pin!(sleep);
+        loop {
+            let freed = self.room.freed.notified();
+            tokio::pin!(freed);
+            // Register before looking, so a pop after the look rings us.
+            freed.as_mut().enable();
+            std::sync::atomic::fence(Ordering::SeqCst);
+            match self.tx.try_send(item) {
+                Ok(()) => return Ok(()),
+                Err(async_channel::TrySendError::Closed(i)) => {
+                    return Err(PushTimeoutError::Closed(i));
+                }
+                Err(async_channel::TrySendError::Full(i)) => item = i,
+            }
+            tokio::select! {
+                () = &mut freed => {}
+                () = &mut sleep => return Err(PushTimeoutError::Timeout(item)),
+            }
+        }
+    }
+
+    /// Closes the queue: pushes fail, workers drain what is queued.
+    pub(crate) fn close(&self) {
+        self.tx.close();
+        if let Some(idle) = &self.room.idle {
+            idle.close();
+        }
+        self.room.freed.notify_waiters();
+    }
+
+    /// Whether the queue is closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// A handle that does not keep the queue open.
+    pub(crate) fn downgrade(&self) -> WeakQueueTx<T> {
+        WeakQueueTx {
+            tx: self.tx.downgrade(),
+            room: self.room.clone(),
+        }
+    }
+}
+
+/// Counts a submitter waiting with a deadline for as long as it waits.
+struct WaiterGuard<'a>(&'a Room);
+
+impl<'a> WaiterGuard<'a> {
+    fn new(room: &'a Room) -> Self {
+        room.waiters.fetch_add(1, Ordering::SeqCst);
+        Self(room)
+    }
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A [`QueueTx`] that does not keep the queue open.
+#[derive(Debug)]
+pub(crate) struct WeakQueueTx<T> {
+    tx: async_channel::WeakSender<T>,
+    room: Arc<Room>,
+}
+
+impl<T> Clone for WeakQueueTx<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            room: self.room.clone(),
+        }
+    }
+}
+
+impl<T> WeakQueueTx<T> {
+    /// The strong handle, if the queue is still open.
+    pub(crate) fn upgrade(&self) -> Option<QueueTx<T>> {
+        Some(QueueTx {
+            tx: self.tx.upgrade()?,
+            room: self.room.clone(),
+        })
+    }
+}
+
+/// The receiving end of one worker. Clones share the queue but not the
+/// worker-local idle offer.
+#[derive(Debug)]
+pub(crate) struct QueueRx<T> {
+    rx: async_channel::Receiver<T>,
+    room: Arc<Room>,
+    /// Hand-off mode: this worker's idle permit is in the semaphore.
+    offered: bool,
+}
+
+impl<T> Clone for QueueRx<T> {
+    fn clone(&self) -> Self {
+        Self {
+            rx: self.rx.clone(),
+            room: self.room.clone(),
+            offered: false,
+        }
+    }
+}
+
+impl<T> QueueRx<T> {
+    /// Waits for the next item; `None` once the queue is closed and empty.
+    /// Cancel safe: dropping the future loses nothing (the idle offer stays
+    /// made and is not made twice).
+    pub(crate) async fn pop(&mut self) -> Option<T> {
+        if let Some(idle) = &self.room.idle
+            && !self.offered
+        {
+            idle.add_permits(1);
+            self.offered = true;
+        }
+        let item = self.rx.recv().await.ok()?;
+        self.taken();
+        Some(item)
+    }
+
+    /// Takes an item if one is queued.
+    pub(crate) fn try_pop(&mut self) -> Option<T> {
+        let item = self.rx.try_recv().ok()?;
+        self.taken();
+        Some(item)
+    }
+
+    fn taken(&mut self) {
+        // The job used up this worker's idle offer (hand-off), or freed a
+        // slot that a submitter with a deadline may be waiting for.
+        self.offered = false;
+        if self.room.waiters.load(Ordering::SeqCst) != 0 {
+            self.room.freed.notify_waiters();
+        }
+    }
+
+    /// Takes back this worker's idle offer before it leaves. `false` means a
+    /// submitter already claimed it: a job is on its way and this worker must
+    /// take it first.
+    pub(crate) fn withdraw(&mut self) -> bool {
+        let Some(idle) = &self.room.idle else {
+            return true;
+        };
+        if !self.offered {
+            return true;
+        }
+        match idle.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                self.offered = false;
+                true
+            }
+            Err(TryAcquireError::Closed) => true,
+            Err(TryAcquireError::NoPermits) => false,
+        }
+    }
+
+    /// Closes the queue from the worker side (cancellation).
+    pub(crate) fn close(&self) {
+        self.rx.close();
+        if let Some(idle) = &self.room.idle {
+            idle.close();
+        }
+        self.room.freed.notify_waiters();
+    }
+}
