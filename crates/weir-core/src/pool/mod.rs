@@ -90,9 +90,11 @@
 //! A job may hold a [`Pool`] (or a [`WeakPool`]) handle and submit follow-up
 //! jobs. With [`submit`](Pool::submit) that can deadlock: when every worker
 //! runs such a job and the queue is full, each waits for room only a worker
-//! could make. Use [`try_submit`](Pool::try_submit) (and handle
-//! [`TrySubmitError::Full`]) or [`submit_timeout`](Pool::submit_timeout) inside
-//! jobs. A handler closure that captures a `Pool` keeps the pool open after
+//! could make. Nothing moves until the pool is closed ([`close`](Pool::close),
+//! `shutdown`, cancellation), which fails the waiting submits with
+//! [`SubmitError`] (handing their jobs back). Use
+//! [`try_submit`](Pool::try_submit) (and handle [`TrySubmitError::Full`]) or
+//! [`submit_timeout`](Pool::submit_timeout) inside jobs. A handler closure that captures a `Pool` keeps the pool open after
 //! its other handles are dropped; capture a [`WeakPool`] instead.
 //!
 //! # Comparison to a hand-written pool
@@ -202,8 +204,7 @@ where
     /// Inside a job of this same pool prefer `try_submit`: see
     /// [the module docs](self#a-job-that-submits-to-its-own-pool).
     pub async fn submit(&self, job: J) -> Result<Ticket<O, E>, SubmitError<J>> {
-        let admission = self.shared.counters.admit();
-        let id = JobId(admission.id);
+        let id = JobId(self.shared.counters.next_id());
         let (tx, rx) = oneshot::channel();
         let env = Envelope {
             id,
@@ -212,11 +213,11 @@ where
         };
         match self.queue.push(env).await {
             Ok(()) => {
-                admission.commit();
+                self.shared.counters.submitted();
                 Ok(Ticket::new(id, rx))
             }
             Err(env) => {
-                admission.reject();
+                self.shared.counters.rejected();
                 self.rejected(id, "closed");
                 Err(SubmitError(env.job))
             }
@@ -273,8 +274,7 @@ where
     ///
     /// As [`submit`](Self::submit).
     pub async fn submit_detached(&self, job: J) -> Result<JobId, SubmitError<J>> {
-        let admission = self.shared.counters.admit();
-        let id = JobId(admission.id);
+        let id = JobId(self.shared.counters.next_id());
         let env = Envelope {
             id,
             job,
@@ -282,11 +282,11 @@ where
         };
         match self.queue.push(env).await {
             Ok(()) => {
-                admission.commit();
+                self.shared.counters.submitted();
                 Ok(id)
             }
             Err(env) => {
-                admission.reject();
+                self.shared.counters.rejected();
                 self.rejected(id, "closed");
                 Err(SubmitError(env.job))
             }
@@ -320,20 +320,19 @@ where
     }
 
     fn try_push(&self, job: J, reply: Reply<O, E>) -> Result<JobId, TrySubmitError<J>> {
-        let admission = self.shared.counters.admit();
-        let id = JobId(admission.id);
+        let id = JobId(self.shared.counters.next_id());
         match self.queue.try_push(Envelope { id, job, reply }) {
             Ok(()) => {
-                admission.commit();
+                self.shared.counters.submitted();
                 Ok(id)
             }
             Err(TryPushError::Full(env)) => {
-                admission.reject();
+                self.shared.counters.rejected();
                 self.rejected(id, "full");
                 Err(TrySubmitError::Full(env.job))
             }
             Err(TryPushError::Closed(env)) => {
-                admission.reject();
+                self.shared.counters.rejected();
                 self.rejected(id, "closed");
                 Err(TrySubmitError::Closed(env.job))
             }
@@ -346,24 +345,23 @@ where
         reply: Reply<O, E>,
         timeout: Duration,
     ) -> Result<JobId, SubmitTimeoutError<J>> {
-        let admission = self.shared.counters.admit();
-        let id = JobId(admission.id);
+        let id = JobId(self.shared.counters.next_id());
         match self
             .queue
             .push_timeout(Envelope { id, job, reply }, timeout)
             .await
         {
             Ok(()) => {
-                admission.commit();
+                self.shared.counters.submitted();
                 Ok(id)
             }
             Err(PushTimeoutError::Timeout(env)) => {
-                admission.reject();
+                self.shared.counters.rejected();
                 self.rejected(id, "timeout");
                 Err(SubmitTimeoutError::Timeout(env.job))
             }
             Err(PushTimeoutError::Closed(env)) => {
-                admission.reject();
+                self.shared.counters.rejected();
                 self.rejected(id, "closed");
                 Err(SubmitTimeoutError::Closed(env.job))
             }

@@ -47,19 +47,18 @@ pub(crate) enum Outcome {
 }
 
 impl Counters {
-    /// Counts a job about to enter the queue and gives it an id. The guard
-    /// takes the count back unless [`Admission::commit`] is called.
-    pub(crate) fn admit(&self) -> Admission<'_> {
-        self.submit.0.submitted.fetch_add(1, Ordering::Relaxed);
-        let id = self.submit.0.next_id.fetch_add(1, Ordering::Relaxed);
-        Admission {
-            counters: self,
-            id,
-            done: false,
-        }
+    /// The id for the next job.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.submit.0.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Counts a job refused without ever being admitted.
+    /// A job entered the queue. (A worker may count its dequeue first; the
+    /// snapshot clamps that moment away.)
+    pub(crate) fn submitted(&self) {
+        self.submit.0.submitted.fetch_add(1, Ordering::Release);
+    }
+
+    /// Counts a job refused and handed back.
     pub(crate) fn rejected(&self) {
         self.rejected.0.fetch_add(1, Ordering::Relaxed);
     }
@@ -82,9 +81,10 @@ impl Counters {
         c.fetch_add(1, Ordering::Release);
     }
 
-    /// Reads a snapshot. Read in the order finished → dequeued → submitted so
-    /// that `finished <= dequeued <= submitted` holds for the snapshot even
-    /// while jobs move.
+    /// Reads a snapshot, in the order finished → dequeued → submitted. A
+    /// submitter counts its job just after it entered the queue, so a worker
+    /// can count the same job first; the snapshot clamps such a moment to
+    /// `finished <= dequeued <= submitted`.
     pub(crate) fn snapshot(&self, workers: usize) -> PoolStats {
         let w = &self.worker.0;
         let completed = w.completed.load(Ordering::Acquire);
@@ -106,39 +106,6 @@ impl Counters {
             cancelled,
             rejected: self.rejected.0.load(Ordering::Relaxed),
             workers,
-        }
-    }
-}
-
-/// A job on its way into the queue; see [`Counters::admit`].
-pub(crate) struct Admission<'a> {
-    counters: &'a Counters,
-    pub(crate) id: u64,
-    done: bool,
-}
-
-impl Admission<'_> {
-    /// The job is in the queue.
-    pub(crate) fn commit(mut self) {
-        self.done = true;
-    }
-
-    /// The job was refused and handed back.
-    pub(crate) fn reject(self) {
-        self.counters.rejected();
-        // Drop takes back `submitted`.
-    }
-}
-
-impl Drop for Admission<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            // Refused, or the submit future was dropped while it waited.
-            self.counters
-                .submit
-                .0
-                .submitted
-                .fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

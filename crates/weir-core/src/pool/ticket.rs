@@ -107,33 +107,31 @@ impl<O, E> fmt::Debug for Ticket<O, E> {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The results of detached jobs ([`Pool::submit_detached`](super::Pool::submit_detached)),
-    /// as a [`Stream`] of `(JobId, Result<O, JobError<E>>)` in completion order.
-    ///
-    /// Take it once with [`Pool::results`](super::Pool::results). It is
-    /// bounded (the builder's `results(cap)`): when it is full, a worker
-    /// with a detached result waits for room, which is backpressure on the
-    /// pool. It never blocks the workers forever:
-    ///
-    /// * detached results that finish before the stream is taken, or after it
-    ///   is dropped, are discarded (still counted in `stats()`, and a failure
-    ///   or panic still logs its event);
-    /// * cancelling the pool (token, `cancel`, `shutdown_timeout`'s deadline)
-    ///   frees a worker waiting for room; that result is discarded.
-    ///
-    /// The stream ends when the pool has shut down and every worker has ended.
-    /// Results of jobs submitted with a [`Ticket`] never appear here.
-    #[must_use = "streams do nothing unless polled"]
-    pub struct Results<O, E> {
-        #[pin]
-        rx: async_channel::Receiver<(JobId, JobResult<O, E>)>,
-    }
+/// The results of detached jobs ([`Pool::submit_detached`](super::Pool::submit_detached)),
+/// as a [`Stream`] of `(JobId, Result<O, JobError<E>>)` in completion order.
+///
+/// Take it once with [`Pool::results`](super::Pool::results). It is
+/// bounded (the builder's `results(cap)`): when it is full, a worker
+/// with a detached result waits for room, which is backpressure on the
+/// pool. It never blocks the workers forever:
+///
+/// * detached results that finish before the stream is taken, or after it
+///   is dropped, are discarded (still counted in `stats()`, and a failure
+///   or panic still logs its event);
+/// * cancelling the pool (token, `cancel`, `shutdown_timeout`'s deadline)
+///   frees a worker waiting for room; that result is discarded.
+///
+/// The stream ends when the pool has shut down and every worker has ended.
+/// Results of jobs submitted with a [`Ticket`] never appear here.
+#[must_use = "streams do nothing unless polled"]
+pub struct Results<O, E> {
+    // Boxed so that `Results` is `Unpin` (the receiver is not).
+    rx: Pin<Box<async_channel::Receiver<(JobId, JobResult<O, E>)>>>,
 }
 
 impl<O, E> Results<O, E> {
     pub(crate) fn new(rx: async_channel::Receiver<(JobId, JobResult<O, E>)>) -> Self {
-        Self { rx }
+        Self { rx: Box::pin(rx) }
     }
 
     /// Waits for the next result; `None` once the pool has shut down and
@@ -161,8 +159,8 @@ impl<O, E> Results<O, E> {
 impl<O, E> Stream for Results<O, E> {
     type Item = (JobId, JobResult<O, E>);
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.project().rx.poll_next(cx)
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.as_mut().poll_next(cx)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

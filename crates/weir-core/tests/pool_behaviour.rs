@@ -1,0 +1,390 @@
+//! Pool: timing, results per ticket, errors and panics, the drop pattern,
+//! submit with a deadline, bad input, the results stream.
+#![allow(clippy::unwrap_used)]
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::time::{Instant, sleep};
+use weir_core::pool::{
+    JobError, Pool, PoolError, PoolStats, Results, SubmitError, SubmitTimeoutError, Ticket,
+    TrySubmitError, WeakPool,
+};
+
+const MS: Duration = Duration::from_millis(1);
+
+/// A pool whose jobs sleep `n` ms and return `n`.
+fn sleepy(workers: usize, queue: usize) -> Pool<u64, u64, Infallible> {
+    Pool::builder()
+        .workers(workers)
+        .queue(queue)
+        .name("sleepy")
+        .build(|n: u64| async move {
+            sleep(MS * n as u32).await;
+            Ok(n)
+        })
+        .unwrap()
+}
+
+/// Waits (in paused time, 1ms steps after a few yields) until `f(stats)` holds.
+async fn until<J, O, E>(pool: &Pool<J, O, E>, f: impl Fn(&PoolStats) -> bool)
+where
+    J: Send + 'static,
+    O: Send + 'static,
+    E: Send + 'static,
+{
+    for i in 0..10_000 {
+        if f(&pool.stats()) {
+            return;
+        }
+        if i < 10 {
+            tokio::task::yield_now().await;
+        } else {
+            sleep(MS).await;
+        }
+    }
+    panic!("condition never held: {:?}", pool.stats());
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_workers_run_ten_jobs_of_100ms_in_500ms() {
+    for queue in [10, 2, 0] {
+        let pool = sleepy(2, queue);
+        let start = Instant::now();
+        let mut tickets = Vec::new();
+        for _ in 0..10 {
+            tickets.push(pool.submit(100).await.unwrap());
+        }
+        for t in tickets {
+            assert_eq!(t.await.unwrap(), 100);
+        }
+        assert_eq!(start.elapsed(), 500 * MS, "queue({queue})");
+        let report = pool.shutdown().await;
+        assert_eq!(report.stats.completed, 10);
+        assert_eq!(report.stats.submitted, 10);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_and_a_panic_reach_their_tickets_and_the_counts_add_up() {
+    let pool = Pool::builder()
+        .workers(2)
+        .queue(4)
+        .build(|n: u32| async move {
+            sleep(10 * MS).await;
+            match n {
+                2 | 5 | 8 => Err(format!("job {n} failed")),
+                7 => panic!("boom {n}"),
+                _ => Ok(n * 2),
+            }
+        })
+        .unwrap();
+    let mut tickets = Vec::new();
+    for n in 0..10 {
+        tickets.push((n, pool.submit(n).await.unwrap()));
+    }
+    for (n, t) in tickets {
+        let result = t.await;
+        match n {
+            2 | 5 | 8 => assert_eq!(result, Err(JobError::Failed(format!("job {n} failed")))),
+            7 => assert_eq!(
+                result,
+                Err(JobError::Panicked {
+                    message: "boom 7".into()
+                })
+            ),
+            _ => assert_eq!(result, Ok(n * 2)),
+        }
+    }
+    let stats = pool.stats();
+    assert_eq!(
+        stats,
+        PoolStats {
+            submitted: 10,
+            queued: 0,
+            running: 0,
+            completed: 6,
+            failed: 3,
+            panicked: 1,
+            cancelled: 0,
+            rejected: 0,
+            workers: 2,
+        }
+    );
+    // The panic did not cost a worker slot: both still take jobs.
+    let a = pool.submit(1).await.unwrap();
+    let b = pool.submit(3).await.unwrap();
+    let start = Instant::now();
+    assert_eq!((a.await, b.await), (Ok(2), Ok(6)));
+    assert_eq!(start.elapsed(), 10 * MS, "ran side by side");
+    assert_eq!(pool.stats().workers, 2);
+    pool.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_the_handler_call_itself_is_caught_too() {
+    let pool = Pool::builder()
+        .workers(1)
+        .queue(1)
+        .build(|n: u32| {
+            assert!(n != 0, "refused before any future exists");
+            async move { Ok::<_, Infallible>(n) }
+        })
+        .unwrap();
+    let err = pool.submit(0).await.unwrap().await.unwrap_err();
+    assert!(err.is_panicked());
+    assert_eq!(
+        err.to_string(),
+        "job panicked: refused before any future exists"
+    );
+    assert_eq!(pool.submit(5).await.unwrap().await, Ok(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn try_submit_on_a_full_queue_hands_the_job_back() {
+    let pool = sleepy(1, 2);
+    let running = pool.submit(100).await.unwrap();
+    until(&pool, |s| s.running == 1).await;
+    let q1 = pool.try_submit(1).unwrap();
+    let q2 = pool.try_submit(2).unwrap();
+    let err = pool.try_submit(3).unwrap_err();
+    assert!(err.is_full());
+    assert_eq!(err.to_string(), "the pool's queue is full");
+    assert_eq!(err.into_inner(), 3, "the job comes back");
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.submitted, stats.queued, stats.running, stats.rejected),
+        (3, 2, 1, 1)
+    );
+
+    assert_eq!(running.await, Ok(100));
+    assert_eq!((q1.await, q2.await), (Ok(1), Ok(2)));
+    let report = pool.shutdown().await;
+    assert_eq!(report.stats.completed, 3, "nothing silently lost");
+    assert_eq!(report.stats.rejected, 1);
+
+    let err = pool.try_submit(4).unwrap_err();
+    assert!(err.is_closed());
+    assert_eq!(err.into_inner(), 4);
+    assert_eq!(pool.stats().rejected, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn submit_timeout_waits_for_room_and_hands_the_job_back_on_timeout() {
+    for queue in [1, 0] {
+        let pool = sleepy(1, queue);
+        let _busy = pool.submit(100).await.unwrap();
+        until(&pool, |s| s.running == 1).await;
+        let _queued = if queue == 1 {
+            Some(pool.submit(100).await.unwrap())
+        } else {
+            None
+        };
+        // Full: no room comes within 50ms.
+        let start = Instant::now();
+        let err = pool.submit_timeout(7, 50 * MS).await.unwrap_err();
+        assert!(err.is_timeout());
+        assert!(matches!(err, SubmitTimeoutError::Timeout(7)));
+        assert_eq!(start.elapsed(), 50 * MS);
+        // Room comes at 100ms (the busy job ends), within the next 80ms.
+        let t = pool.submit_timeout(8, 80 * MS).await.unwrap();
+        assert_eq!(start.elapsed(), 100 * MS, "queue({queue})");
+        assert_eq!(t.await, Ok(8));
+        assert_eq!(pool.stats().rejected, 1);
+        pool.shutdown().await;
+        let err = pool.submit_timeout(9, MS).await.unwrap_err();
+        assert!(matches!(err, SubmitTimeoutError::Closed(9)));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn submit_waits_for_room_and_fails_with_the_job_once_closed() {
+    let pool = sleepy(1, 1);
+    let _a = pool.submit(100).await.unwrap();
+    until(&pool, |s| s.running == 1).await;
+    let _b = pool.submit(100).await.unwrap();
+    let start = Instant::now();
+    let c = pool.submit(1).await.unwrap();
+    assert_eq!(start.elapsed(), 100 * MS, "backpressure: waited for room");
+    assert_eq!(c.await, Ok(1));
+
+    // A submitter waiting for room when the pool closes gets its job back.
+    let _d = pool.submit(100).await.unwrap();
+    until(&pool, |s| s.running == 1).await;
+    let _e = pool.submit(100).await.unwrap();
+    let waiting = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.submit(5).await })
+    };
+    sleep(MS).await;
+    pool.close();
+    let err: SubmitError<u64> = waiting.await.unwrap().unwrap_err();
+    assert_eq!(err.into_inner(), 5);
+    pool.shutdown().await;
+}
+
+#[test]
+fn zero_workers_and_no_runtime_are_clear_errors() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let err = Pool::builder()
+        .workers(0)
+        .build(|n: u32| async move { Ok::<_, Infallible>(n) })
+        .unwrap_err();
+    assert_eq!(err, PoolError::ZeroWorkers);
+    assert_eq!(err.to_string(), "a pool needs at least one worker (got 0)");
+    drop(_guard);
+
+    let err = Pool::builder()
+        .workers(1)
+        .build(|n: u32| async move { Ok::<_, Infallible>(n) })
+        .unwrap_err();
+    assert_eq!(err, PoolError::NoRuntime);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_default_builder_works() {
+    let pool = Pool::builder()
+        .build(|n: u32| async move { Ok::<_, Infallible>(n) })
+        .unwrap();
+    assert!(pool.stats().workers >= 1);
+    assert_eq!(pool.name(), "pool");
+    assert_eq!(pool.submit(1).await.unwrap().await, Ok(1));
+    pool.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn detached_jobs_deliver_on_the_results_stream_which_ends_after_shutdown() {
+    let pool = Pool::builder()
+        .workers(2)
+        .queue(4)
+        .results(2)
+        .build(|n: u32| async move {
+            sleep(MS * (10 - n)).await;
+            if n == 3 { Err("three") } else { Ok(n) }
+        })
+        .unwrap();
+    let mut results: Results<u32, &str> = pool.results().unwrap();
+    assert!(pool.results().is_none(), "taken once");
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some((id, r)) = results.next().await {
+            got.push((id.get(), r));
+        }
+        got
+    });
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(pool.submit_detached(n).await.unwrap().get());
+    }
+    assert_eq!(ids, vec![0, 1, 2, 3, 4, 5]);
+    let report = pool.shutdown().await;
+    assert_eq!(report.drained, 6);
+    let mut got = reader.await.unwrap();
+    got.sort_by_key(|(id, _)| *id);
+    let expected: Vec<(u64, Result<u32, JobError<&str>>)> = (0..6)
+        .map(|n| {
+            (
+                n as u64,
+                if n == 3 {
+                    Err(JobError::Failed("three"))
+                } else {
+                    Ok(n)
+                },
+            )
+        })
+        .collect();
+    assert_eq!(
+        got, expected,
+        "every detached result exactly once, and the stream ended"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn detached_results_with_no_stream_are_counted_and_discarded() {
+    let pool = sleepy(1, 2);
+    pool.submit_detached(5).await.unwrap();
+    until(&pool, |s| s.completed == 1).await;
+    let mut results = pool.results().unwrap();
+    let id = pool.try_submit_detached(6).unwrap();
+    let (got, r) = results.recv().await.unwrap();
+    assert_eq!((got, r), (id, Ok(6)));
+    drop(results);
+    // The stream is gone: results are discarded, workers never block.
+    for _ in 0..5 {
+        pool.submit_detached(1).await.unwrap();
+    }
+    let report = pool.shutdown().await;
+    assert_eq!(report.stats.completed, 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unread_results_stream_is_backpressure_that_cancellation_ends() {
+    let pool = Pool::builder()
+        .workers(1)
+        .queue(4)
+        .results(1)
+        .build(|n: u64| async move {
+            sleep(MS * n as u32).await;
+            Ok::<_, Infallible>(n)
+        })
+        .unwrap();
+    let results = pool.results().unwrap();
+    for n in [1, 2, 3] {
+        pool.submit_detached(n).await.unwrap();
+    }
+    // Job 1's result fills the stream; job 2's worker waits for room; job 3 queues.
+    until(&pool, |s| s.completed == 2 && s.queued == 1).await;
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(pool.stats().completed, 2, "the worker is held, not lost");
+    let report = pool.shutdown_timeout(100 * MS).await;
+    assert!(report.timed_out);
+    assert_eq!(report.cancelled, 1, "job 3");
+    let rest: Vec<_> = results.collect().await;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].1, Ok(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_ticket_does_not_cancel_its_job() {
+    let pool = sleepy(1, 2);
+    drop(pool.submit(100).await.unwrap());
+    let mut t = pool.submit(1).await.unwrap();
+    assert_eq!(t.try_result(), None);
+    sleep(200 * MS).await;
+    assert_eq!(t.try_result(), Some(Ok(1)));
+    assert_eq!(pool.stats().completed, 2);
+    pool.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_weak_pool_does_not_keep_the_pool_open() {
+    let pool = sleepy(1, 2);
+    let weak: WeakPool<u64, u64, Infallible> = pool.downgrade();
+    let strong = weak.upgrade().unwrap();
+    assert_eq!(strong.submit(1).await.unwrap().await, Ok(1));
+    drop(strong);
+    drop(pool);
+    assert!(weak.upgrade().is_none());
+}
+
+#[test]
+fn public_types_are_send_sync_unpin() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send_unpin<T: Send + Unpin>() {}
+    type P = Pool<String, u64, std::io::Error>;
+    send_sync::<P>();
+    send_sync::<WeakPool<String, u64, std::io::Error>>();
+    send_sync::<PoolError>();
+    send_sync::<JobError<std::io::Error>>();
+    send_sync::<TrySubmitError<String>>();
+    send_unpin::<Ticket<u64, std::io::Error>>();
+    send_unpin::<Results<u64, std::io::Error>>();
+    fn submit_future_is_send(p: &P) -> impl Send + '_ {
+        p.submit(String::new())
+    }
+    let _ = submit_future_is_send;
+}
