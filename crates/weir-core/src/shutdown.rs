@@ -311,7 +311,9 @@ impl Shutdown {
 
     /// Spawns a task called `name`: `f` gets a child of the root token and
     /// returns the task's future, which should return soon after the token is
-    /// cancelled. Its output is `()` or `Result<(), E>` (see [`TaskOutput`]).
+    /// cancelled. Its output is `()` or `Result<(), E>` (see [`TaskOutput`];
+    /// a future that is a bare endless `loop {}` has the output `!`, which is
+    /// neither: give the loop an exit, as every task here should have).
     ///
     /// A task spawned after the shutdown started gets an already-cancelled
     /// token and is part of the drain. A task spawned after the grace period
