@@ -214,3 +214,62 @@ proptest! {
         }
     }
 }
+
+/// Many producers on several threads against a consumer: every item is
+/// received, refused or evicted exactly once, and each producer's items come
+/// out in the order it offered them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_producers_account_for_every_item() {
+    const PRODUCERS: u64 = 4;
+    const EACH: u64 = 2_000;
+    for policy in [ShedPolicy::DropNewest, ShedPolicy::DropOldest] {
+        let (tx, mut rx) = Shedder::new(16, policy).unwrap();
+        let consumer = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(item) = rx.recv().await {
+                got.push(item);
+                if got.len() % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            got
+        });
+        let producers: Vec<_> = (0..PRODUCERS)
+            .map(|p| {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut shed = 0u64;
+                    for i in 0..EACH {
+                        match tx.offer((p, i)) {
+                            Offer::Sent => {}
+                            Offer::Dropped(_) | Offer::Evicted(_) => shed += 1,
+                            Offer::Closed(_) => panic!("receiver is alive"),
+                        }
+                        if i % 100 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    shed
+                })
+            })
+            .collect();
+        drop(tx);
+        let mut shed = 0;
+        for producer in producers {
+            shed += producer.await.unwrap();
+        }
+        let got = consumer.await.unwrap();
+        assert_eq!(got.len() as u64 + shed, PRODUCERS * EACH, "{policy:?}");
+        for p in 0..PRODUCERS {
+            let mine: Vec<u64> = got
+                .iter()
+                .filter(|(q, _)| *q == p)
+                .map(|(_, i)| *i)
+                .collect();
+            assert!(
+                mine.windows(2).all(|w| w[0] < w[1]),
+                "{policy:?}: order kept"
+            );
+        }
+    }
+}

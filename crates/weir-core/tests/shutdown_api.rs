@@ -226,3 +226,33 @@ async fn tasks_that_stop_after_the_token_fires_but_before_shutdown_is_called_are
     assert_eq!(report.ended_before, 0);
     assert_eq!(report.elapsed, Duration::ZERO);
 }
+
+/// The same on a multi-thread runtime, with real (short) time: the report
+/// and the task count do not depend on the single-threaded scheduler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_thread_shutdown_aborts_stragglers_and_leaves_nothing_alive() {
+    let before = alive();
+    let shutdown = Shutdown::new();
+    for i in 0..8 {
+        cooperative(&shutdown, &format!("coop-{i}"), Duration::from_millis(5));
+    }
+    stubborn(&shutdown, "stubborn");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let report = shutdown.shutdown(Duration::from_millis(200)).await;
+    let mut finished = report.finished.clone();
+    finished.sort();
+    assert_eq!(
+        finished,
+        (0..8).map(|i| format!("coop-{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(report.aborted, ["stubborn"]);
+    // On a multi-thread runtime a task is counted until its worker thread
+    // has released it: give the workers a moment.
+    for _ in 0..100 {
+        if alive() == before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(alive(), before);
+}
