@@ -7,7 +7,7 @@
 //! | [`KeyedRateLimiter`] | one bucket per key, with per-key quotas and eviction | a `map[key]*rate.Limiter` |
 //! | [`Ticker`] | fixed-rate ticks with a missed-tick policy | `time.Tick` |
 //! | [`throttle`] / [`ThrottleExt`] | pace a stream with a limiter | a `Wait` in the loop |
-//! | [`tower`] (feature `tower`) | a shared or keyed limit for tower/axum services, with load shedding | — |
+//! | `tower` module (feature `tower`) | a shared or keyed limit for tower/axum services, with load shedding | — |
 //!
 //! Every timing reads [`tokio::time::Instant`], so tests on a paused runtime
 //! run in no time and deterministically. The decision is one compare-and-swap

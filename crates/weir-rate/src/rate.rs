@@ -10,9 +10,9 @@ use std::time::Duration;
 pub(crate) const MAX_TAU_NS: u64 = 1 << 61;
 
 /// The refill period used for [`Rate::zero`] buckets. Any value works (the
-/// clock is frozen for them); one second keeps `burst × period` in range for
-/// every `u32` burst.
-pub(crate) const ZERO_RATE_PERIOD_NS: u64 = 1_000_000_000;
+/// clock is frozen for them); one millisecond keeps `burst × period` in range
+/// for every `u32` burst.
+pub(crate) const ZERO_RATE_PERIOD_NS: u64 = 1_000_000;
 
 /// A quota: `count` tokens per `per`, plus the burst (bucket size).
 ///
