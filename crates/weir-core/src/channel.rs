@@ -15,9 +15,14 @@
 //! item that can move at once costs one channel operation and no
 //! cancellation-token bookkeeping.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
+use futures::task::ArcWake;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// The sending half of an edge.
@@ -30,35 +35,114 @@ pub(crate) fn edge<T>(capacity: usize) -> (EdgeTx<T>, EdgeRx<T>) {
     async_channel::bounded(capacity)
 }
 
-/// A worker's view of the pipeline's stop signal: the token plus one
-/// registered wait on it, reused for every `select!` the worker makes.
-#[derive(Debug)]
-pub(crate) struct Halt {
+/// A pipeline's stop signal as a plain flag.
+///
+/// `CancellationToken::is_cancelled` takes a mutex shared by every clone of
+/// the token, and so does every poll of its `cancelled()` future; checking it
+/// on every hop would make all workers of a pipeline contend on one lock. So
+/// the pipeline registers one wait on its token, whose waker does nothing
+/// but set this flag: the token's cancellation sets it synchronously, and the
+/// hot path reads an atomic.
+pub(crate) struct StopSignal {
+    flag: Arc<StopFlag>,
+    /// Keeps the flag's registration on the token alive.
+    _registration: Mutex<Pin<Box<WaitForCancellationFutureOwned>>>,
     token: CancellationToken,
-    wait: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
-impl Halt {
+#[derive(Debug, Default)]
+struct StopFlag(AtomicBool);
+
+impl ArcWake for StopFlag {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.0.store(true, Ordering::Release);
+    }
+}
+
+impl StopSignal {
     pub(crate) fn new(token: &CancellationToken) -> Self {
+        let flag = Arc::new(StopFlag::default());
+        let mut registration = Box::pin(token.clone().cancelled_owned());
+        let waker = futures::task::waker(Arc::clone(&flag));
+        if registration
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker))
+            .is_ready()
+        {
+            flag.0.store(true, Ordering::Release);
+        }
         Self {
+            flag,
+            _registration: Mutex::new(registration),
             token: token.clone(),
-            wait: Box::pin(token.clone().cancelled_owned()),
         }
     }
 
+    /// Whether the token has been cancelled.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.flag.0.load(Ordering::Acquire)
+    }
+
+    /// A worker's own view of the signal.
+    pub(crate) fn halt(&self) -> Halt {
+        Halt {
+            flag: Arc::clone(&self.flag),
+            wait: Box::pin(self.token.clone().cancelled_owned()),
+        }
+    }
+}
+
+impl fmt::Debug for StopSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StopSignal")
+            .field("stopped", &self.is_stopped())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A worker's view of the pipeline's stop signal: the shared flag plus one
+/// registered wait on the token, reused for every wait the worker makes.
+pub(crate) struct Halt {
+    flag: Arc<StopFlag>,
+    wait: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl fmt::Debug for Halt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Halt")
+            .field("stopped", &self.is_stopped())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Halt {
     /// Whether the pipeline has been told to stop.
     pub(crate) fn is_stopped(&self) -> bool {
-        self.token.is_cancelled()
+        self.flag.0.load(Ordering::Acquire)
     }
 
     /// Runs `fut` unless the pipeline stops first; `None` means it stopped
     /// and `fut` was dropped.
+    ///
+    /// The flag is checked first and `fut` polled before the token, so work
+    /// that is ready at once never touches the token's lock.
     pub(crate) async fn or_stop<F: Future>(&mut self, fut: F) -> Option<F::Output> {
-        tokio::select! {
-            biased;
-            _ = self.wait.as_mut() => None,
-            out = fut => Some(out),
-        }
+        let mut fut = std::pin::pin!(fut);
+        let flag = &self.flag;
+        let wait = &mut self.wait;
+        std::future::poll_fn(move |cx| {
+            if flag.0.load(Ordering::Acquire) {
+                return Poll::Ready(None);
+            }
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            match wait.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     }
 }
 

@@ -737,3 +737,45 @@ mod props {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_context_deadline_stops_the_pipeline_with_its_cause() {
+    let before = alive();
+    let ctx = weir_core::Context::background().with_timeout(Duration::from_millis(300));
+    let start = Instant::now();
+    let err = Pipeline::from_iter(0..u64::MAX)
+        .context(ctx.clone())
+        .map("tick", 2, |x| async move {
+            sleep(Duration::from_millis(50)).await;
+            anyhow::Ok(x)
+        })
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(start.elapsed(), Duration::from_millis(300));
+    assert!(err.cause().unwrap().is_deadline_exceeded(), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "pipeline stopped: context deadline exceeded"
+    );
+
+    // A cause given to cancel_with comes back out of join; a plain cancel says
+    // Cancelled.
+    let (out, handle) = Pipeline::from_iter(0..u64::MAX)
+        .map("spin", 1, |x| async move {
+            sleep(Duration::from_millis(1)).await;
+            anyhow::Ok(x)
+        })
+        .into_stream()
+        .unwrap();
+    let consumer = tokio::spawn(out.count());
+    sleep(Duration::from_millis(10)).await;
+    handle.cancel_with("operator pressed stop");
+    let err = handle.join().await.unwrap_err();
+    assert_eq!(err.cause().unwrap().to_string(), "operator pressed stop");
+    consumer.await.unwrap();
+    assert!(!ctx.child().is_cancelled() || ctx.is_cancelled());
+    drop(ctx);
+    tokio::task::yield_now().await;
+    assert_eq!(alive(), before);
+}

@@ -4,6 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::context::Cause;
+
 /// What a pipeline does when a stage fails on an item.
 ///
 /// A failure is an `Err` returned by a stage function, a panic inside it, or
@@ -77,11 +79,14 @@ pub enum PipelineError<E = anyhow::Error> {
         /// The timeout that was exceeded.
         after: Duration,
     },
-    /// The pipeline was cancelled, through
-    /// [`PipelineHandle::cancel`](crate::PipelineHandle::cancel) or the
-    /// token given to [`Pipeline::token`](crate::Pipeline::token), before it
-    /// finished.
-    Cancelled,
+    /// The pipeline was stopped from outside before it finished: through
+    /// [`PipelineHandle::cancel`](crate::PipelineHandle::cancel), the token
+    /// given to [`Pipeline::token`](crate::Pipeline::token), or the context
+    /// given to [`Pipeline::context`](crate::Pipeline::context). The
+    /// [`Cause`] tells which: [`Cause::Cancelled`],
+    /// [`Cause::DeadlineExceeded`], or the error given to
+    /// [`Context::cancel_with`](crate::Context::cancel_with).
+    Stopped(Cause),
     /// The pipeline was put together wrongly and never started.
     Build(BuildError),
 }
@@ -93,7 +98,7 @@ impl<E> PipelineError<E> {
             Self::Failed { stage, .. }
             | Self::Panicked { stage, .. }
             | Self::TimedOut { stage, .. } => Some(stage),
-            Self::Cancelled | Self::Build(_) => None,
+            Self::Stopped(_) | Self::Build(_) => None,
         }
     }
 
@@ -118,9 +123,17 @@ impl<E> PipelineError<E> {
         matches!(self, Self::Panicked { .. })
     }
 
-    /// Whether the pipeline was cancelled from outside.
+    /// Whether the pipeline was stopped from outside (any [`Cause`]).
     pub fn is_cancelled(&self) -> bool {
-        matches!(self, Self::Cancelled)
+        matches!(self, Self::Stopped(_))
+    }
+
+    /// Why the pipeline was stopped from outside, if it was.
+    pub fn cause(&self) -> Option<&Cause> {
+        match self {
+            Self::Stopped(cause) => Some(cause),
+            _ => None,
+        }
     }
 }
 
@@ -140,7 +153,7 @@ impl<E: fmt::Display> fmt::Display for PipelineError<E> {
             Self::TimedOut { stage, after } => {
                 write!(f, "stage `{stage}` timed out on an item after {after:?}")
             }
-            Self::Cancelled => f.write_str("pipeline was cancelled"),
+            Self::Stopped(cause) => write!(f, "pipeline stopped: {cause}"),
             Self::Build(e) => write!(f, "pipeline could not start: {e}"),
         }
     }
@@ -148,13 +161,15 @@ impl<E: fmt::Display> fmt::Display for PipelineError<E> {
 
 /// The stage's error is part of the message (`stage `parse` failed: bad
 /// digit`), so the error reads whole even where `source()` is not followed.
-/// `source()` returns the [`BuildError`] for `Build`; it cannot return the
+/// `source()` returns the [`BuildError`] for `Build` and the [`Cause`] for
+/// `Stopped`; it cannot return the
 /// stage's `E`, because the default `E`, `anyhow::Error`, is not itself a
 /// `std::error::Error`. Use [`PipelineError::error`] to reach it.
 impl<E: fmt::Debug + fmt::Display> std::error::Error for PipelineError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Build(e) => Some(e),
+            Self::Stopped(cause) => Some(cause),
             _ => None,
         }
     }

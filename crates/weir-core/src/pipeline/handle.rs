@@ -5,7 +5,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::task::{Context, Poll};
+use std::task::{self, Poll};
 
 use futures::Stream;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +14,7 @@ use super::error::PipelineError;
 use super::report::Report;
 use super::run::{Shared, SinkState};
 use crate::channel::{self, EdgeRx};
+use crate::context::Context;
 
 /// The output of a running pipeline, as a [`Stream`].
 ///
@@ -58,7 +59,7 @@ impl<T> ItemStream<T> {
 impl<T> Stream for ItemStream<T> {
     type Item = T;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<Option<T>> {
         if self.done {
             return Poll::Ready(None);
         }
@@ -130,7 +131,7 @@ impl<E> ErrorStream<E> {
 impl<E> Stream for ErrorStream<E> {
     type Item = PipelineError<E>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<Option<Self::Item>> {
         self.rx.as_mut().poll_next(cx)
     }
 }
@@ -169,10 +170,23 @@ impl<E> PipelineHandle<E> {
 
     /// Stops the pipeline: every stage stops promptly, items in flight are
     /// counted as cancelled, and [`join`](Self::join) returns
-    /// [`PipelineError::Cancelled`] (unless a stage failed first under
-    /// fail-fast, or the pipeline had already finished).
+    /// [`PipelineError::Stopped`] with [`Cause::Cancelled`](crate::Cause::Cancelled) (unless a stage
+    /// failed first under fail-fast, or the pipeline had already finished).
     pub fn cancel(&self) {
-        self.shared.token.cancel();
+        self.shared.ctx.cancel();
+    }
+
+    /// Stops the pipeline like [`cancel`](Self::cancel), with your own
+    /// cause, which [`join`](Self::join) then reports.
+    pub fn cancel_with(&self, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) {
+        self.shared.ctx.cancel_with(cause);
+    }
+
+    /// The pipeline's context: a child of the one given to
+    /// [`Pipeline::context`](crate::Pipeline::context) (or of the token given
+    /// to [`Pipeline::token`](crate::Pipeline::token)).
+    pub fn context(&self) -> Context {
+        self.shared.ctx.clone()
     }
 
     /// The pipeline's token. Cancelling it is [`cancel`](Self::cancel); a
@@ -236,8 +250,8 @@ impl<E> PipelineHandle<E> {
     ///   [`Panicked`](PipelineError::Panicked) or
     ///   [`TimedOut`](PipelineError::TimedOut)), naming its stage; a failing
     ///   [`Stage::setup`](crate::Stage::setup) under either policy;
-    /// - [`PipelineError::Cancelled`] when the pipeline was cancelled before
-    ///   it finished.
+    /// - [`PipelineError::Stopped`] with the [`Cause`](crate::Cause) when the pipeline was
+    ///   cancelled, or its context's deadline passed, before it finished.
     ///
     /// Under [`ErrorPolicy::Continue`](crate::ErrorPolicy::Continue), failed
     /// items do not make `join` fail; they are in the report and on the
@@ -270,7 +284,9 @@ impl<E> PipelineHandle<E> {
         let interrupted = self.shared.interrupted.load(Relaxed);
         let consumer_gone = self.shared.sink.consumer_gone.load(Relaxed);
         if interrupted && !consumer_gone {
-            return Err(PipelineError::Cancelled);
+            return Err(PipelineError::Stopped(
+                self.shared.ctx.stopped().into_cause(),
+            ));
         }
         Ok(report)
     }

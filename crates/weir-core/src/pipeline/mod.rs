@@ -51,9 +51,10 @@
 //! # Cancellation
 //!
 //! [`PipelineHandle::cancel`], or cancelling the token given to
-//! [`Pipeline::token`], stops every task promptly — a stage in the middle of
-//! an item drops it at its next `.await` — and `join` returns
-//! [`PipelineError::Cancelled`].
+//! [`Pipeline::token`], or the end of the [`Context`] given to
+//! [`Pipeline::context`] (a deadline, say), stops every task promptly — a
+//! stage in the middle of an item drops it at its next `.await` — and `join`
+//! returns [`PipelineError::Stopped`] with the [`Cause`](crate::Cause).
 //!
 //! # Dropped
 //!
@@ -88,7 +89,8 @@ pub use report::{Report, StageReport};
 pub use run::{Emitter, Stopped};
 pub use stage::Stage;
 
-use crate::channel::{self, EdgeRx};
+use crate::channel::{self, EdgeRx, StopSignal};
+use crate::context::Context;
 use report::StageCounters;
 use run::{Env, Shared, SinkState};
 use stage::{FilterMapFn, MapFn, Process, SyncFn};
@@ -131,7 +133,7 @@ impl<E: fmt::Display + Send + 'static> Launch<E> {
             shared: Arc::clone(&self.shared),
             counters: Arc::clone(counters),
             errors: self.errors.clone(),
-            halt: channel::Halt::new(&self.shared.token),
+            halt: self.shared.stop.halt(),
         }
     }
 
@@ -169,7 +171,7 @@ pub struct Pipeline<T, E = anyhow::Error> {
     launch: LaunchFn<T, E>,
     capacity: usize,
     error_capacity: usize,
-    token: Option<CancellationToken>,
+    parent: Option<Context>,
     policy: ErrorPolicy,
     error: Option<BuildError>,
     last: Option<Arc<Mutex<StageOpts>>>,
@@ -196,7 +198,7 @@ where
             launch,
             capacity: DEFAULT_CAPACITY,
             error_capacity: DEFAULT_ERROR_CAPACITY,
-            token: None,
+            parent: None,
             policy: ErrorPolicy::default(),
             error: None,
             last: None,
@@ -330,9 +332,42 @@ where
 
     /// Ties the pipeline to an outside token: cancelling `token` cancels the
     /// pipeline. The pipeline works on a child token, so its own cancel or
-    /// failure does not cancel `token`.
+    /// failure does not cancel `token`. (Same as
+    /// `.context(Context::from(token))`.)
     pub fn token(mut self, token: CancellationToken) -> Self {
-        self.token = Some(token);
+        self.parent = Some(Context::from(token));
+        self
+    }
+
+    /// Runs the pipeline under `ctx`: when `ctx` is cancelled or its deadline
+    /// passes, the pipeline stops and `join` returns
+    /// [`PipelineError::Stopped`] with `ctx`'s [`Cause`](crate::Cause) (for example
+    /// [`Cause::DeadlineExceeded`](crate::Cause::DeadlineExceeded)). The pipeline works on a child context,
+    /// so its own cancel or failure does not cancel `ctx`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir::{Cause, Context, Pipeline};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let ctx = Context::background().with_timeout(Duration::from_millis(300));
+    /// let err = Pipeline::from_iter(0..100u64)
+    ///     .context(ctx)
+    ///     .map("slow", 2, |x| async move {
+    ///         tokio::time::sleep(Duration::from_millis(100)).await;
+    ///         anyhow::Ok(x)
+    ///     })
+    ///     .run()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(matches!(err.cause(), Some(Cause::DeadlineExceeded)));
+    /// # }
+    /// ```
+    pub fn context(mut self, ctx: Context) -> Self {
+        self.parent = Some(ctx);
         self
     }
 
@@ -391,7 +426,7 @@ where
             }),
             capacity: self.capacity,
             error_capacity: self.error_capacity,
-            token: self.token,
+            parent: self.parent,
             policy: self.policy,
             error,
             last: Some(opts),
@@ -582,10 +617,11 @@ where
             return Err(e);
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-        let token = self
-            .token
+        let ctx = self
+            .parent
             .as_ref()
-            .map_or_else(CancellationToken::new, CancellationToken::child_token);
+            .map_or_else(Context::background, Context::child);
+        let token = ctx.token();
         let (errors, errors_rx) = async_channel::bounded(self.error_capacity.max(1));
         if self.error_capacity == 0 {
             errors_rx.close();
@@ -597,6 +633,8 @@ where
             undelivered: AtomicU64::new(0),
         });
         let shared = Arc::new(Shared {
+            ctx,
+            stop: StopSignal::new(&token),
             token,
             policy: self.policy,
             tracker: TaskTracker::new(),

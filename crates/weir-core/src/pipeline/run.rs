@@ -18,7 +18,8 @@ use tokio_util::task::TaskTracker;
 use super::error::{ErrorPolicy, PipelineError};
 use super::report::StageCounters;
 use super::stage::{Process, Stage, StageFn};
-use crate::channel::{self, EdgeRx, EdgeTx, Halt, Recv, Sent};
+use crate::channel::{self, EdgeRx, EdgeTx, Halt, Recv, Sent, StopSignal};
+use crate::context::Context;
 use crate::panic_message;
 
 /// What the consumer side (the output stream) shares with the handle.
@@ -33,7 +34,11 @@ pub(crate) struct SinkState {
 
 /// State shared by every task of one running pipeline and its handle.
 pub(crate) struct Shared<E> {
+    /// The pipeline's own context; `token` is its token.
+    pub(crate) ctx: Context,
     pub(crate) token: CancellationToken,
+    /// `token`'s cancellation as a flag, for the hot path.
+    pub(crate) stop: StopSignal,
     pub(crate) policy: ErrorPolicy,
     pub(crate) tracker: TaskTracker,
     pub(crate) sink: Arc<SinkState>,
@@ -71,7 +76,7 @@ impl<E> Clone for Env<E> {
             shared: Arc::clone(&self.shared),
             counters: Arc::clone(&self.counters),
             errors: self.errors.clone(),
-            halt: Halt::new(&self.shared.token),
+            halt: self.shared.stop.halt(),
         }
     }
 }
@@ -123,7 +128,7 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
             .first_error
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if first.is_none() && !self.shared.token.is_cancelled() {
+        if first.is_none() && !self.shared.stop.is_stopped() {
             tracing::error!(stage = %self.counters.name, error = %err, "stage failed; stopping pipeline");
             *first = Some(err);
         } else {
@@ -542,6 +547,7 @@ where
     let mut env = env;
     let emitter = Emitter {
         tx,
+        halt: tokio::sync::Mutex::new(env.shared.stop.halt()),
         token: env.shared.token.clone(),
         counters: Arc::clone(&env.counters),
         stopped: Arc::new(AtomicBool::new(false)),
@@ -581,6 +587,7 @@ where
 /// Made by [`Pipeline::generate`](crate::Pipeline::generate).
 pub struct Emitter<T> {
     tx: EdgeTx<T>,
+    halt: tokio::sync::Mutex<Halt>,
     token: CancellationToken,
     counters: Arc<StageCounters>,
     stopped: Arc<AtomicBool>,
@@ -624,21 +631,13 @@ impl<T> Emitter<T> {
             counters: &self.counters,
             done: false,
         };
-        let sent = if self.token.is_cancelled() {
-            Err(())
-        } else {
-            match self.tx.try_send(item) {
-                Ok(()) => Ok(()),
-                Err(async_channel::TrySendError::Closed(_)) => Err(()),
-                Err(async_channel::TrySendError::Full(item)) => {
-                    tokio::select! {
-                        biased;
-                        _ = self.token.cancelled() => Err(()),
-                        r = self.tx.send(item) => r.map_err(drop),
-                    }
-                }
-            }
+        // Only one `send` runs at a time (they take `&self`, but the
+        // generator awaits each); the lock is never contended in practice.
+        let sent = {
+            let mut halt = self.halt.lock().await;
+            channel::send(&self.tx, item, &mut halt).await == Sent::Ok
         };
+        let sent = if sent { Ok(()) } else { Err(()) };
         pending.done = true;
         match sent {
             Ok(()) => {
@@ -656,7 +655,7 @@ impl<T> Emitter<T> {
     /// Whether the pipeline has stopped; a generator doing expensive work
     /// between sends can check this.
     pub fn is_stopped(&self) -> bool {
-        self.stopped.load(Relaxed) || self.token.is_cancelled() || self.tx.is_closed()
+        self.stopped.load(Relaxed) || self.tx.is_closed() || self.token.is_cancelled()
     }
 
     /// Waits until the pipeline stops; for `select!` in a generator that
