@@ -270,7 +270,7 @@ impl Context {
             return self.child();
         }
         let token = self.inner.token.child_token();
-        let ctx = Self {
+        Self {
             inner: Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
                 let weak = weak.clone();
                 let fire = token.clone();
@@ -295,8 +295,7 @@ impl Context {
                     timer: Some(timer.abort_handle()),
                 }
             }),
-        };
-        ctx
+        }
     }
 
     /// Cancels this context and its children, with cause
