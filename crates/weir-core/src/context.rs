@@ -21,7 +21,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use weir::context::{Cause, Context};
+//! use weir_core::context::{Cause, Context};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {

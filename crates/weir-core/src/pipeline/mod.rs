@@ -20,7 +20,7 @@
 //! # Examples
 //!
 //! ```
-//! use weir::Pipeline;
+//! use weir_core::Pipeline;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> anyhow::Result<()> {
@@ -271,11 +271,13 @@ where
     /// # Examples
     ///
     /// ```
-    /// use weir::Pipeline;
+    /// use weir_core::Pipeline;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> anyhow::Result<()> {
-    /// let fib = Pipeline::generate(|tx| async move {
+    /// // `Pipeline::<u64>` names the item type and, by default, the error type
+    /// // (anyhow::Error): nothing after the generator pins them here.
+    /// let fib = Pipeline::<u64>::generate(|tx| async move {
     ///     let (mut a, mut b) = (0u64, 1u64);
     ///     loop {
     ///         tx.send(a).await?; // an endless generator: ends when the pipeline stops
@@ -349,7 +351,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// use weir::{Cause, Context, Pipeline};
+    /// use weir_core::{Cause, Context, Pipeline};
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {

@@ -33,7 +33,7 @@ use futures::TryFutureExt;
 /// # Examples
 ///
 /// ```
-/// use weir::{Pipeline, Stage};
+/// use weir_core::{Pipeline, Stage};
 ///
 /// /// Adds a per-worker offset; the "connection" is the worker's index.
 /// struct Offset;
