@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod channel;
+pub mod context;
 mod panic;
 pub mod pipeline;
 
@@ -35,6 +36,7 @@ pub use bounded::{Bounded, BoundedError, for_each_bounded, for_each_in_batches};
 pub use fan_out::{broadcast, distribute};
 pub use merge::{Fan, FanError, FanHandle, FanReceiver, merge, merge_in_turn};
 
+pub use context::{Cause, Context};
 pub use panic::panic_message;
 pub use pipeline::{
     BuildError, Emitter, ErrorPolicy, ErrorStream, ItemStream, Pipeline, PipelineError,
