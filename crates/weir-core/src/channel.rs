@@ -2,37 +2,199 @@
 //!
 //! Every hop between two pipeline stages goes through [`edge`], [`recv`],
 //! [`send`] and [`close_and_drain`]; nothing else in the crate touches the
-//! channel type directly, so changing how items move (batching, another
-//! channel crate) is a change to this file alone.
+//! channel types directly, so changing how items move is a change to this
+//! file alone.
 //!
-//! An edge is a bounded multi-producer multi-consumer channel
-//! (`async-channel`): a stage with several workers shares one receiver
-//! without a lock, and each item goes to exactly one worker, whichever asks
-//! first.
+//! An edge read by one task (a one-worker stage, the dispatcher of an
+//! ordered stage, the output stream) is a tokio mpsc channel, read in
+//! batches with `recv_many` into a local buffer: under load one channel
+//! operation moves many items, and at low load an item still moves alone.
+//! An edge read by several workers is a multi-consumer channel
+//! (`async-channel`), so each item goes to exactly one worker, whichever
+//! asks first, without a lock.
 //!
 //! Both directions try the channel without waiting first and only fall back
-//! to a `select!` against the stop signal when they would have to wait, so an
-//! item that can move at once costs one channel operation and no
-//! cancellation-token bookkeeping.
+//! to waiting (against the stop signal) when they must, so an item that can
+//! move at once costs no cancellation bookkeeping.
+//!
+//! Measured (callgrind, 200k items through generate -> map -> sum on a
+//! current-thread runtime): async-channel on every edge cost 1287
+//! instructions per item against 930 for the same pipeline hand-written with
+//! tokio mpsc; 41% of weir's went to async-channel's listener notification.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use futures::task::ArcWake;
+use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-/// The sending half of an edge.
-pub(crate) type EdgeTx<T> = async_channel::Sender<T>;
-/// The receiving half of an edge.
-pub(crate) type EdgeRx<T> = async_channel::Receiver<T>;
+/// The sending half of an edge; clones share it.
+#[derive(Debug)]
+pub(crate) enum EdgeTx<T> {
+    One(mpsc::Sender<T>),
+    Many(async_channel::Sender<T>),
+}
 
-/// A new bounded edge holding at most `capacity` items (`capacity > 0`).
-pub(crate) fn edge<T>(capacity: usize) -> (EdgeTx<T>, EdgeRx<T>) {
-    async_channel::bounded(capacity)
+impl<T> Clone for EdgeTx<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::One(tx) => Self::One(tx.clone()),
+            Self::Many(tx) => Self::Many(tx.clone()),
+        }
+    }
+}
+
+/// The receiving half of an edge, as one consumer task holds it.
+#[derive(Debug)]
+pub(crate) enum EdgeRx<T> {
+    One {
+        rx: mpsc::Receiver<T>,
+        /// Items taken from the channel and not yet handed out, in reverse
+        /// order (the next one is last).
+        buf: Vec<T>,
+        batch: usize,
+    },
+    /// Boxed: async-channel's receiver is not `Unpin`.
+    Many(Pin<Box<async_channel::Receiver<T>>>),
+}
+
+// Never pinned in place; the async-channel receiver, which must be, is boxed.
+impl<T> Unpin for EdgeRx<T> {}
+
+/// A new bounded edge holding at most `capacity` items (`capacity > 0`),
+/// read by `consumers` tasks: one receiver per consumer.
+pub(crate) fn edge<T>(capacity: usize, consumers: usize) -> (EdgeTx<T>, Vec<EdgeRx<T>>) {
+    if consumers <= 1 {
+        let (tx, rx) = mpsc::channel(capacity);
+        let rx = EdgeRx::One {
+            rx,
+            buf: Vec::new(),
+            batch: capacity,
+        };
+        (EdgeTx::One(tx), vec![rx])
+    } else {
+        let (tx, rx) = async_channel::bounded(capacity);
+        let rxs = (0..consumers)
+            .map(|_| EdgeRx::Many(Box::pin(rx.clone())))
+            .collect();
+        (EdgeTx::Many(tx), rxs)
+    }
+}
+
+impl<T> EdgeTx<T> {
+    /// Whether the receiving side is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Self::One(tx) => tx.is_closed(),
+            Self::Many(tx) => tx.is_closed(),
+        }
+    }
+
+    fn try_send(&self, item: T) -> Result<(), TrySend<T>> {
+        match self {
+            Self::One(tx) => tx.try_send(item).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(item) => TrySend::Full(item),
+                mpsc::error::TrySendError::Closed(_) => TrySend::Closed,
+            }),
+            Self::Many(tx) => tx.try_send(item).map_err(|e| match e {
+                async_channel::TrySendError::Full(item) => TrySend::Full(item),
+                async_channel::TrySendError::Closed(_) => TrySend::Closed,
+            }),
+        }
+    }
+
+    async fn send_wait(&self, item: T) -> Result<(), ()> {
+        match self {
+            Self::One(tx) => tx.send(item).await.map_err(drop),
+            Self::Many(tx) => tx.send(item).await.map_err(drop),
+        }
+    }
+}
+
+enum TrySend<T> {
+    Full(T),
+    Closed,
+}
+
+impl<T> EdgeRx<T> {
+    /// An item if one can be had without waiting; `Err(true)` when the edge
+    /// is closed and empty, `Err(false)` when it is just empty for now.
+    fn try_recv(&mut self) -> Result<T, bool> {
+        match self {
+            Self::One { rx, buf, batch } => {
+                if let Some(item) = buf.pop() {
+                    return Ok(item);
+                }
+                // A no-op waker: if nothing is there, the caller waits
+                // through `poll_recv`, which registers the real one.
+                let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+                match rx.poll_recv_many(&mut cx, buf, *batch) {
+                    Poll::Ready(0) => Err(true),
+                    Poll::Ready(_) => {
+                        buf.reverse();
+                        buf.pop().ok_or(false)
+                    }
+                    Poll::Pending => Err(false),
+                }
+            }
+            Self::Many(rx) => match rx.try_recv() {
+                Ok(item) => Ok(item),
+                Err(async_channel::TryRecvError::Empty) => Err(false),
+                Err(async_channel::TryRecvError::Closed) => Err(true),
+            },
+        }
+    }
+
+    /// Waits for the next item; `None` when closed and empty.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        match self {
+            Self::One { rx, buf, batch } => {
+                if let Some(item) = buf.pop() {
+                    return Poll::Ready(Some(item));
+                }
+                match rx.poll_recv_many(cx, buf, *batch) {
+                    Poll::Ready(0) => Poll::Ready(None),
+                    Poll::Ready(_) => {
+                        buf.reverse();
+                        Poll::Ready(buf.pop())
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            Self::Many(rx) => {
+                use futures::Stream;
+                rx.as_mut().poll_next(cx)
+            }
+        }
+    }
+
+    /// Whether every sender is gone and nothing is left to read.
+    pub(crate) fn is_finished(&self) -> bool {
+        match self {
+            Self::One { rx, buf, .. } => buf.is_empty() && rx.is_closed() && rx.is_empty(),
+            Self::Many(rx) => {
+                rx.is_closed() && rx.is_empty() || rx.sender_count() == 0 && rx.is_empty()
+            }
+        }
+    }
+
+    /// Items ready to be read without waiting.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::One { rx, buf, .. } => buf.len() + rx.len(),
+            Self::Many(rx) => rx.len(),
+        }
+    }
+}
+
+/// Polls the next item of an edge from a `Stream` implementation.
+pub(crate) fn poll_next<T>(rx: &mut EdgeRx<T>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+    rx.poll_recv(cx)
 }
 
 /// A pipeline's stop signal as a plain flag.
@@ -66,7 +228,7 @@ impl StopSignal {
         let waker = futures::task::waker(Arc::clone(&flag));
         if registration
             .as_mut()
-            .poll(&mut std::task::Context::from_waker(&waker))
+            .poll(&mut Context::from_waker(&waker))
             .is_ready()
         {
             flag.0.store(true, Ordering::Release);
@@ -158,18 +320,21 @@ pub(crate) enum Recv<T> {
 }
 
 /// Receives the next item, or reports why there is none.
-pub(crate) async fn recv<T>(rx: &EdgeRx<T>, halt: &mut Halt) -> Recv<T> {
+pub(crate) async fn recv<T>(rx: &mut EdgeRx<T>, halt: &mut Halt) -> Recv<T> {
     if halt.is_stopped() {
         return Recv::Stopped;
     }
     match rx.try_recv() {
         Ok(item) => return Recv::Item(item),
-        Err(async_channel::TryRecvError::Closed) => return Recv::Closed,
-        Err(async_channel::TryRecvError::Empty) => {}
+        Err(true) => return Recv::Closed,
+        Err(false) => {}
     }
-    match halt.or_stop(rx.recv()).await {
-        Some(Ok(item)) => Recv::Item(item),
-        Some(Err(_)) => Recv::Closed,
+    match halt
+        .or_stop(std::future::poll_fn(|cx| rx.poll_recv(cx)))
+        .await
+    {
+        Some(Some(item)) => Recv::Item(item),
+        Some(None) => Recv::Closed,
         None => Recv::Stopped,
     }
 }
@@ -192,23 +357,41 @@ pub(crate) async fn send<T>(tx: &EdgeTx<T>, item: T, halt: &mut Halt) -> Sent {
     }
     let item = match tx.try_send(item) {
         Ok(()) => return Sent::Ok,
-        Err(async_channel::TrySendError::Closed(_)) => return Sent::Closed,
-        Err(async_channel::TrySendError::Full(item)) => item,
+        Err(TrySend::Closed) => return Sent::Closed,
+        Err(TrySend::Full(item)) => item,
     };
-    match halt.or_stop(tx.send(item)).await {
+    match halt.or_stop(tx.send_wait(item)).await {
         Some(Ok(())) => Sent::Ok,
-        Some(Err(_)) => Sent::Closed,
+        Some(Err(())) => Sent::Closed,
         None => Sent::Stopped,
     }
 }
 
 /// Closes the edge so no more items can be sent on it, then takes and drops
 /// what is still buffered, returning how many items that was.
-pub(crate) fn close_and_drain<T>(rx: &EdgeRx<T>) -> u64 {
-    rx.close();
+pub(crate) fn close_and_drain<T>(rx: &mut EdgeRx<T>) -> u64 {
     let mut n = 0;
-    while rx.try_recv().is_ok() {
-        n += 1;
-    }
+    close_and_drain_each(rx, |_| n += 1);
     n
+}
+
+/// Closes the edge, then hands each item still buffered to `f`.
+pub(crate) fn close_and_drain_each<T>(rx: &mut EdgeRx<T>, mut f: impl FnMut(T)) {
+    match rx {
+        EdgeRx::One { rx, buf, .. } => {
+            rx.close();
+            while let Some(item) = buf.pop() {
+                f(item);
+            }
+            while let Ok(item) = rx.try_recv() {
+                f(item);
+            }
+        }
+        EdgeRx::Many(rx) => {
+            rx.close();
+            while let Ok(item) = rx.try_recv() {
+                f(item);
+            }
+        }
+    }
 }

@@ -30,18 +30,17 @@ use crate::context::Context;
 /// the report: walking away from the output is not an error.
 #[must_use = "streams do nothing unless polled"]
 pub struct ItemStream<T> {
-    rx: Pin<Box<EdgeRx<T>>>,
+    /// `None` only if the pipeline had no output edge to give, which does
+    /// not happen; the stream is then empty.
+    rx: Option<EdgeRx<T>>,
     sink: Arc<SinkState>,
     done: bool,
 }
 
 impl<T> ItemStream<T> {
-    pub(crate) fn new(rx: EdgeRx<T>, sink: Arc<SinkState>) -> Self {
-        Self {
-            rx: Box::pin(rx),
-            sink,
-            done: false,
-        }
+    pub(crate) fn new(rx: Option<EdgeRx<T>>, sink: Arc<SinkState>) -> Self {
+        let done = rx.is_none();
+        Self { rx, sink, done }
     }
 
     /// Receives the next output item; `None` once the pipeline's output has
@@ -56,38 +55,44 @@ impl<T> ItemStream<T> {
     }
 }
 
+// Nothing in the stream is ever pinned in place: the receivers it holds are
+// moved freely (the one that needs pinning is boxed).
+impl<T> Unpin for ItemStream<T> {}
+
 impl<T> Stream for ItemStream<T> {
     type Item = T;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<Option<T>> {
-        if self.done {
+        let this = &mut *self;
+        let Some(rx) = this.rx.as_mut().filter(|_| !this.done) else {
             return Poll::Ready(None);
-        }
-        let polled = self.rx.as_mut().poll_next(cx);
+        };
+        let polled = channel::poll_next(rx, cx);
         match &polled {
             Poll::Ready(Some(_)) => {
-                self.sink.delivered.fetch_add(1, Relaxed);
+                this.sink.delivered.fetch_add(1, Relaxed);
             }
-            Poll::Ready(None) => self.done = true,
+            Poll::Ready(None) => this.done = true,
             Poll::Pending => {}
         }
         polled
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.rx.len(), None)
+        (self.rx.as_ref().map_or(0, EdgeRx::len), None)
     }
 }
 
 impl<T> Drop for ItemStream<T> {
     fn drop(&mut self) {
-        if self.done || (self.rx.sender_count() == 0 && self.rx.is_empty()) {
+        let Some(rx) = self.rx.as_mut() else { return };
+        if self.done || rx.is_finished() {
             return;
         }
         // The consumer walks away: stop everything upstream.
         self.sink.consumer_gone.store(true, Relaxed);
         self.sink.token.cancel();
-        let left = channel::close_and_drain(&self.rx);
+        let left = channel::close_and_drain(rx);
         self.sink.undelivered.fetch_add(left, Relaxed);
         tracing::debug!(
             undelivered = left,
@@ -99,7 +104,7 @@ impl<T> Drop for ItemStream<T> {
 impl<T> fmt::Debug for ItemStream<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ItemStream")
-            .field("buffered", &self.rx.len())
+            .field("buffered", &self.rx.as_ref().map_or(0, EdgeRx::len))
             .field("done", &self.done)
             .finish()
     }

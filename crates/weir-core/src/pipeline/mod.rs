@@ -149,7 +149,10 @@ impl<E: fmt::Display + Send + 'static> Launch<E> {
     }
 }
 
-type LaunchFn<T, E> = Box<dyn FnOnce(&Launch<E>) -> EdgeRx<T> + Send>;
+/// Starts a pipeline's stages up to this point; the argument is how many
+/// tasks will read the last stage's output, and the result is one receiver
+/// for each of them.
+type LaunchFn<T, E> = Box<dyn FnOnce(&Launch<E>, usize) -> Vec<EdgeRx<T>> + Send>;
 
 /// Per-stage settings that can be changed after the stage was added
 /// ([`Pipeline::timeout`]); read when the pipeline starts.
@@ -218,9 +221,9 @@ where
         I::IntoIter: Send + 'static,
     {
         let iter = iter.into_iter();
-        Self::from_launch(Box::new(move |l: &Launch<E>| {
+        Self::from_launch(Box::new(move |l: &Launch<E>, consumers| {
             let name: Arc<str> = Arc::from("source");
-            let (tx, rx) = channel::edge(l.capacity);
+            let (tx, rx) = channel::edge(l.capacity, consumers);
             let env = l.env(&l.stage(&name, 1, 1));
             l.spawn(&name, 0, run::iter_source(env, iter, tx));
             rx
@@ -233,9 +236,9 @@ where
     where
         S: Stream<Item = T> + Send + 'static,
     {
-        Self::from_launch(Box::new(move |l: &Launch<E>| {
+        Self::from_launch(Box::new(move |l: &Launch<E>, consumers| {
             let name: Arc<str> = Arc::from("source");
-            let (tx, rx) = channel::edge(l.capacity);
+            let (tx, rx) = channel::edge(l.capacity, consumers);
             let env = l.env(&l.stage(&name, 1, 1));
             l.spawn(&name, 0, run::stream_source(env, stream, tx));
             rx
@@ -303,9 +306,9 @@ where
         F: FnOnce(Emitter<T>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
     {
-        Self::from_launch(Box::new(move |l: &Launch<E>| {
+        Self::from_launch(Box::new(move |l: &Launch<E>, consumers| {
             let name: Arc<str> = Arc::from("source");
-            let (tx, rx) = channel::edge(l.capacity);
+            let (tx, rx) = channel::edge(l.capacity, consumers);
             let env = l.env(&l.stage(&name, 1, 1));
             l.spawn(&name, 0, run::generator_source(env, f, tx));
             rx
@@ -406,7 +409,14 @@ where
         self,
         name: String,
         workers: usize,
-        launch_stage: impl FnOnce(&Launch<E>, EdgeRx<T>, &Arc<str>, Option<Duration>) -> EdgeRx<U>
+        readers: usize,
+        launch_stage: impl FnOnce(
+            &Launch<E>,
+            Vec<EdgeRx<T>>,
+            &Arc<str>,
+            Option<Duration>,
+            usize,
+        ) -> Vec<EdgeRx<U>>
         + Send
         + 'static,
     ) -> Pipeline<U, E> {
@@ -421,10 +431,10 @@ where
         let prev = self.launch;
         let name: Arc<str> = Arc::from(name);
         Pipeline {
-            launch: Box::new(move |l: &Launch<E>| {
-                let input = prev(l);
+            launch: Box::new(move |l: &Launch<E>, consumers| {
+                let inputs = prev(l, readers);
                 let timeout = stage_opts.lock().unwrap_or_else(|p| p.into_inner()).timeout;
-                launch_stage(l, input, &name, timeout)
+                launch_stage(l, inputs, &name, timeout, consumers)
             }),
             capacity: self.capacity,
             error_capacity: self.error_capacity,
@@ -446,21 +456,26 @@ where
         U: Send + 'static,
         P: Process<T, U, E>,
     {
-        self.then(name, workers, move |l, input, name, timeout| {
-            let (tx, rx) = channel::edge(l.capacity);
-            let counters = l.stage(name, workers, workers);
-            for i in 0..workers {
-                let task = run::unordered_worker(
-                    l.env(&counters),
-                    input.clone(),
-                    tx.clone(),
-                    make(i),
-                    timeout,
-                );
-                l.spawn(name, i, task);
-            }
-            rx
-        })
+        self.then(
+            name,
+            workers,
+            workers,
+            move |l, inputs, name, timeout, consumers| {
+                let (tx, rx) = channel::edge(l.capacity, consumers);
+                let counters = l.stage(name, workers, workers);
+                for (i, input) in inputs.into_iter().enumerate() {
+                    let task = run::unordered_worker(
+                        l.env(&counters),
+                        input,
+                        tx.clone(),
+                        make(i),
+                        timeout,
+                    );
+                    l.spawn(name, i, task);
+                }
+                rx
+            },
+        )
     }
 
     /// Adds a stage that runs `f` on every item with `workers` concurrent
@@ -503,36 +518,50 @@ where
         Fut: Future<Output = Result<U, E>> + Send + 'static,
     {
         let f = Arc::new(f);
-        self.then(name.into(), workers, move |l, input, name, timeout| {
-            let window_size = l.capacity.max(workers);
-            let window = Arc::new(Semaphore::new(window_size));
-            let (work_tx, work_rx) = channel::edge(workers);
-            let (done_tx, done_rx) = channel::edge(window_size);
-            let (tx, rx) = channel::edge(l.capacity);
-            let counters = l.stage(name, workers, workers + 2);
-            l.spawn(
-                name,
-                0,
-                run::ordered_dispatcher(l.env(&counters), input, work_tx, Arc::clone(&window)),
-            );
-            for i in 0..workers {
-                let task = run::ordered_worker(
-                    l.env(&counters),
-                    work_rx.clone(),
-                    done_tx.clone(),
-                    MapFn(Arc::clone(&f)),
-                    timeout,
-                );
-                l.spawn(name, i, task);
-            }
-            drop(done_tx);
-            l.spawn(
-                name,
-                workers,
-                run::ordered_reorderer(l.env(&counters), done_rx, tx, window),
-            );
-            rx
-        })
+        self.then(
+            name.into(),
+            workers,
+            1,
+            move |l, inputs, name, timeout, consumers| {
+                let window_size = l.capacity.max(workers);
+                let window = Arc::new(Semaphore::new(window_size));
+                let (work_tx, work_rxs) = channel::edge(workers, workers);
+                let (done_tx, done_rxs) = channel::edge(window_size, 1);
+                let (tx, rx) = channel::edge(l.capacity, consumers);
+                let counters = l.stage(name, workers, workers + 2);
+                for input in inputs {
+                    let task = run::ordered_dispatcher(
+                        l.env(&counters),
+                        input,
+                        work_tx.clone(),
+                        Arc::clone(&window),
+                    );
+                    l.spawn(name, 0, task);
+                }
+                drop(work_tx);
+                for (i, work_rx) in work_rxs.into_iter().enumerate() {
+                    let task = run::ordered_worker(
+                        l.env(&counters),
+                        work_rx,
+                        done_tx.clone(),
+                        MapFn(Arc::clone(&f)),
+                        timeout,
+                    );
+                    l.spawn(name, i, task);
+                }
+                drop(done_tx);
+                for done_rx in done_rxs {
+                    let task = run::ordered_reorderer(
+                        l.env(&counters),
+                        done_rx,
+                        tx.clone(),
+                        Arc::clone(&window),
+                    );
+                    l.spawn(name, workers, task);
+                }
+                rx
+            },
+        )
     }
 
     /// Adds a stage that keeps only the items for which `pred` is true; the
@@ -585,22 +614,27 @@ where
         S: Stage<T, Error = E>,
     {
         let stage = Arc::new(stage);
-        self.then(name.into(), workers, move |l, input, name, timeout| {
-            let (tx, rx) = channel::edge(l.capacity);
-            let counters = l.stage(name, workers, workers);
-            for i in 0..workers {
-                let task = run::stage_worker(
-                    l.env(&counters),
-                    input.clone(),
-                    tx.clone(),
-                    Arc::clone(&stage),
-                    i,
-                    timeout,
-                );
-                l.spawn(name, i, task);
-            }
-            rx
-        })
+        self.then(
+            name.into(),
+            workers,
+            workers,
+            move |l, inputs, name, timeout, consumers| {
+                let (tx, rx) = channel::edge(l.capacity, consumers);
+                let counters = l.stage(name, workers, workers);
+                for (i, input) in inputs.into_iter().enumerate() {
+                    let task = run::stage_worker(
+                        l.env(&counters),
+                        input,
+                        tx.clone(),
+                        Arc::clone(&stage),
+                        i,
+                        timeout,
+                    );
+                    l.spawn(name, i, task);
+                }
+                rx
+            },
+        )
     }
 
     /// Starts the pipeline and returns its output as a stream, with the
@@ -654,7 +688,7 @@ where
             capacity: self.capacity,
             runtime,
         };
-        let rx = (self.launch)(&launch);
+        let rx = (self.launch)(&launch, 1).into_iter().next();
         drop(launch);
         shared.tracker.close();
         Ok((ItemStream::new(rx, sink), PipelineHandle::new(shared)))

@@ -213,7 +213,7 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
     }
 
     /// Takes the next input item; `None` when the task must stop.
-    pub(crate) async fn take<I>(&mut self, rx: &EdgeRx<I>) -> Option<I> {
+    pub(crate) async fn take<I>(&mut self, rx: &mut EdgeRx<I>) -> Option<I> {
         match channel::recv(rx, &mut self.halt).await {
             Recv::Item(item) => {
                 self.counters.input.fetch_add(1, Relaxed);
@@ -230,7 +230,7 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
     /// Ends this task of the stage. The stage's last task closes its input
     /// and counts what was left there as taken in and cancelled, so that
     /// nothing upstream sent disappears from the accounts.
-    pub(crate) fn finish<I>(&self, input: Option<&EdgeRx<I>>) {
+    pub(crate) fn finish<I>(&self, input: Option<&mut EdgeRx<I>>) {
         if self.counters.task_ended()
             && let Some(rx) = input
         {
@@ -239,7 +239,7 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
     }
 
     /// Closes `rx` and counts what was left in it as taken in and cancelled.
-    pub(crate) fn drain<I>(&self, rx: &EdgeRx<I>) {
+    pub(crate) fn drain<I>(&self, rx: &mut EdgeRx<I>) {
         let left = channel::close_and_drain(rx);
         if left > 0 {
             self.counters.input.fetch_add(left, Relaxed);
@@ -253,7 +253,7 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
 /// ends or the pipeline stops.
 pub(crate) async fn unordered_worker<I, O, E, P>(
     mut env: Env<E>,
-    rx: EdgeRx<I>,
+    mut rx: EdgeRx<I>,
     tx: EdgeTx<O>,
     mut proc: P,
     timeout: Option<Duration>,
@@ -261,13 +261,13 @@ pub(crate) async fn unordered_worker<I, O, E, P>(
     E: fmt::Display + Send + 'static,
     P: Process<I, O, E>,
 {
-    work_loop(&mut env, &rx, &tx, &mut proc, timeout).await;
-    env.finish(Some(&rx));
+    work_loop(&mut env, &mut rx, &tx, &mut proc, timeout).await;
+    env.finish(Some(&mut rx));
 }
 
 async fn work_loop<I, O, E, P>(
     env: &mut Env<E>,
-    rx: &EdgeRx<I>,
+    rx: &mut EdgeRx<I>,
     tx: &EdgeTx<O>,
     proc: &mut P,
     timeout: Option<Duration>,
@@ -298,7 +298,7 @@ async fn work_loop<I, O, E, P>(
 /// One worker of a [`Stage`]: setup, the unordered loop, teardown.
 pub(crate) async fn stage_worker<I, S>(
     mut env: Env<S::Error>,
-    rx: EdgeRx<I>,
+    mut rx: EdgeRx<I>,
     tx: EdgeTx<S::Out>,
     stage: Arc<S>,
     index: usize,
@@ -329,7 +329,7 @@ pub(crate) async fn stage_worker<I, S>(
     };
     if let Some(state) = state {
         let mut proc = StageFn { stage, state };
-        work_loop(&mut env, &rx, &tx, &mut proc, timeout).await;
+        work_loop(&mut env, &mut rx, &tx, &mut proc, timeout).await;
         let StageFn { stage, state } = proc;
         match AssertUnwindSafe(stage.teardown(state)).catch_unwind().await {
             Ok(Ok(())) => {}
@@ -344,7 +344,7 @@ pub(crate) async fn stage_worker<I, S>(
             }
         }
     }
-    env.finish(Some(&rx));
+    env.finish(Some(&mut rx));
 }
 
 /// The first task of an ordered stage: numbers the items and hands them to
@@ -352,7 +352,7 @@ pub(crate) async fn stage_worker<I, S>(
 /// the stage and leaving it.
 pub(crate) async fn ordered_dispatcher<I, E>(
     mut env: Env<E>,
-    rx: EdgeRx<I>,
+    mut rx: EdgeRx<I>,
     work: EdgeTx<(u64, I)>,
     window: Arc<Semaphore>,
 ) where
@@ -371,7 +371,7 @@ pub(crate) async fn ordered_dispatcher<I, E>(
                 break;
             }
         }
-        let Some(item) = env.take(&rx).await else {
+        let Some(item) = env.take(&mut rx).await else {
             break;
         };
         match channel::send(&work, (seq, item), &mut env.halt).await {
@@ -388,7 +388,7 @@ pub(crate) async fn ordered_dispatcher<I, E>(
         }
     }
     // This task is the only reader of the stage's input.
-    env.drain(&rx);
+    env.drain(&mut rx);
     env.finish::<I>(None);
 }
 
@@ -396,7 +396,7 @@ pub(crate) async fn ordered_dispatcher<I, E>(
 /// outcome by number, so the re-orderer can fill every position.
 pub(crate) async fn ordered_worker<I, O, E, P>(
     mut env: Env<E>,
-    work: EdgeRx<(u64, I)>,
+    mut work: EdgeRx<(u64, I)>,
     done: EdgeTx<(u64, Option<O>)>,
     mut proc: P,
     timeout: Option<Duration>,
@@ -406,7 +406,7 @@ pub(crate) async fn ordered_worker<I, O, E, P>(
 {
     loop {
         // Items here were counted as input by the dispatcher.
-        let (seq, item) = match channel::recv(&work, &mut env.halt).await {
+        let (seq, item) = match channel::recv(&mut work, &mut env.halt).await {
             Recv::Item(x) => x,
             Recv::Closed => break,
             Recv::Stopped => {
@@ -442,7 +442,7 @@ pub(crate) async fn ordered_worker<I, O, E, P>(
     }
     if env.counters.task_ended() {
         // Numbered items no worker took: counted as input by the dispatcher.
-        let left = channel::close_and_drain(&work);
+        let left = channel::close_and_drain(&mut work);
         env.counters.cancelled.fetch_add(left, Relaxed);
     }
 }
@@ -451,7 +451,7 @@ pub(crate) async fn ordered_worker<I, O, E, P>(
 /// passes them on, opening the window one place per position filled.
 pub(crate) async fn ordered_reorderer<O, E>(
     mut env: Env<E>,
-    done: EdgeRx<(u64, Option<O>)>,
+    mut done: EdgeRx<(u64, Option<O>)>,
     tx: EdgeTx<O>,
     window: Arc<Semaphore>,
 ) where
@@ -460,7 +460,7 @@ pub(crate) async fn ordered_reorderer<O, E>(
     let mut pending: BTreeMap<u64, Option<O>> = BTreeMap::new();
     let mut next = 0u64;
     'run: loop {
-        let (seq, out) = match channel::recv(&done, &mut env.halt).await {
+        let (seq, out) = match channel::recv(&mut done, &mut env.halt).await {
             Recv::Item(x) => x,
             Recv::Closed => break,
             Recv::Stopped => {
@@ -482,14 +482,8 @@ pub(crate) async fn ordered_reorderer<O, E>(
     // Stop the dispatcher from waiting on a window that will not open again.
     window.close();
     let buffered = pending.values().filter(|o| o.is_some()).count() as u64;
-    let left = {
-        done.close();
-        let mut n = 0;
-        while let Ok((_, out)) = done.try_recv() {
-            n += u64::from(out.is_some());
-        }
-        n
-    };
+    let mut left = 0;
+    channel::close_and_drain_each(&mut done, |(_, out)| left += u64::from(out.is_some()));
     env.counters.cancelled.fetch_add(buffered + left, Relaxed);
     env.finish::<O>(None);
 }
