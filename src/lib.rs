@@ -39,3 +39,7 @@ pub mod errgroup {}
 /// `docs/rate-limit.md`
 #[doc = include_str!("../docs/rate-limit.md")]
 pub mod rate_limit {}
+
+/// `docs/context.md`
+#[doc = include_str!("../docs/context.md")]
+pub mod context {}
