@@ -11,6 +11,8 @@ use weir::{ErrorPolicy, Pipeline, PipelineError};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Panics below are on purpose; print them on one line, without a backtrace.
+    std::panic::set_hook(Box::new(|info| eprintln!("   (panic hook: {info})")));
     println!("weir tour\n=========\n");
     generator_and_parallel_stage().await?;
     errors_continue().await?;

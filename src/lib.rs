@@ -43,3 +43,7 @@ pub mod rate_limit {}
 /// `docs/context.md`
 #[doc = include_str!("../docs/context.md")]
 pub mod context {}
+
+/// `docs/error-handling.md`
+#[doc = include_str!("../docs/error-handling.md")]
+pub mod error_handling {}
