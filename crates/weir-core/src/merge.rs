@@ -323,7 +323,9 @@ impl Core {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let token = self.handle.token.clone();
+        // A child token per task: each task's cancellation waiter sits in its
+        // own list, so tasks woken on several threads do not share one lock.
+        let token = self.handle.token.child_token();
         let panic = Arc::clone(&self.handle.panic);
         let task = async move {
             // Cancellation first (biased): once the token fires, not even
