@@ -337,3 +337,19 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_on_a_multi_thread_runtime_counts_add_up() {
+    let token = CancellationToken::new();
+    let inputs = (0..4u64).map(|p| stream::iter((0..10_000u64).map(move |i| p * 1_000_000 + i)));
+    let out = merge(inputs, &token);
+    let handle = out.handle();
+    let got = out.collect_all().await;
+    assert_eq!(got.len(), 40_000);
+    let expected: u64 = (0..4u64)
+        .map(|p| (0..10_000u64).map(|i| p * 1_000_000 + i).sum::<u64>())
+        .sum();
+    assert_eq!(got.iter().sum::<u64>(), expected);
+    handle.join().await.unwrap();
+    assert!(handle.is_finished());
+}
