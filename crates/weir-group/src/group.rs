@@ -1,23 +1,23 @@
 //! [`Group`]: the task group itself.
 
 use std::any::Any;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::fmt::Display;
 use std::future::Future;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
-use tokio::task::{JoinError, JoinSet};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{GroupError, GroupErrors, LimitError, Rejected};
-use crate::task::{self, Done, Outcome, Shared};
+use crate::task::{Outcome, PlainTask, RichTask, Shared};
 
 /// What the group's `JoinSet` yields for one task.
-type Joined<T, E> = Result<Done<T, E>, JoinError>;
+type Joined<T, E> = Result<(Id, Outcome<T, E>), JoinError>;
 
 /// A set of tasks that run concurrently, share a cancellation token that the
 /// first failure cancels, and are all joined (or aborted) before the group is
@@ -82,15 +82,84 @@ type Joined<T, E> = Result<Done<T, E>, JoinError>;
 /// running (a `JoinSet` does the same). Waiting methods consume the group, so
 /// dropping a `wait()` future half-way aborts the tasks too.
 pub struct Group<T = (), E = anyhow::Error> {
-    set: JoinSet<Done<T, E>>,
+    set: JoinSet<Outcome<T, E>>,
     /// Tasks that finished and were taken out of `set` early (to free their
     /// memory) but not yet handed to the caller.
     ready: VecDeque<Joined<T, E>>,
     shared: Arc<Shared>,
     limit: Option<Limit>,
-    next_index: u64,
-    fail_fast: bool,
+    book: Book,
     resume_panics: bool,
+}
+
+/// What the group knows about its tasks, keyed by tokio task id (ids are
+/// unique among the tasks of a `JoinSet`; tokio-util's `JoinMap` relies on
+/// the same). Kept out of the tasks so that they stay small.
+#[derive(Debug, Default)]
+struct Book {
+    /// Spawn index of `ids[0]`.
+    base: u64,
+    /// Ids of the tasks spawned since the group was last empty, in spawn
+    /// order.
+    ids: Vec<Id>,
+    /// `ids` as a map to spawn indexes; built when first needed.
+    positions: Option<HashMap<Id, u64>>,
+    /// Names given to `spawn_named`.
+    names: HashMap<Id, Arc<str>>,
+}
+
+impl Book {
+    fn next_index(&self) -> u64 {
+        self.base + self.ids.len() as u64
+    }
+
+    fn record(&mut self, id: Id, name: Option<Arc<str>>) {
+        let index = self.next_index();
+        self.ids.push(id);
+        if let Some(positions) = &mut self.positions {
+            positions.insert(id, index);
+        }
+        if let Some(name) = name {
+            self.names.insert(id, name);
+        }
+    }
+
+    fn index(&mut self, id: Id) -> Option<u64> {
+        let (base, ids) = (self.base, &self.ids);
+        let positions = self.positions.get_or_insert_with(|| {
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| (*id, base + i as u64))
+                .collect()
+        });
+        positions.get(&id).copied()
+    }
+
+    /// The task's name, or `#<index>`.
+    fn label(&mut self, id: Id) -> String {
+        if let Some(name) = self.names.get(&id) {
+            return name.to_string();
+        }
+        match self.index(id) {
+            Some(index) => format!("#{index}"),
+            None => format!("#? (tokio task {id})"),
+        }
+    }
+
+    /// Forgets the name of a joined task.
+    fn joined(&mut self, id: Id) {
+        if !self.names.is_empty() {
+            self.names.remove(&id);
+        }
+    }
+
+    /// Forgets every task: the group is empty. Indexes go on counting.
+    fn clear(&mut self) {
+        self.base = self.next_index();
+        self.ids.clear();
+        self.positions = None;
+        self.names.clear();
+    }
 }
 
 #[derive(Debug)]
@@ -101,9 +170,7 @@ struct Limit {
 
 /// One joined task, as the waiting methods see it.
 struct Settled<T, E> {
-    index: u64,
-    /// When the failure happened (`u64::MAX` for successes and aborts).
-    order: u64,
+    id: Id,
     result: Result<T, GroupError<E>>,
     /// The panic payload, kept only when panics are resumed.
     payload: Option<Box<dyn Any + Send>>,
@@ -171,8 +238,7 @@ impl<T, E> Group<T, E> {
             ready: VecDeque::new(),
             shared: Arc::new(Shared::new(token)),
             limit: None,
-            next_index: 0,
-            fail_fast: true,
+            book: Book::default(),
             resume_panics: false,
         }
     }
@@ -198,10 +264,10 @@ impl<T, E> Group<T, E> {
     /// With `false` the group only collects: tasks keep running after a
     /// failure, and [`wait_joined`](Group::wait_joined) or
     /// [`wait_all`](Group::wait_all) report every failure (Go's plain
-    /// `errgroup.Group` plus `errors.Join`). Applies to tasks spawned after
-    /// the call.
-    pub fn fail_fast(mut self, yes: bool) -> Self {
-        self.fail_fast = yes;
+    /// `errgroup.Group` plus `errors.Join`). Applies to the whole group,
+    /// tasks already running included.
+    pub fn fail_fast(self, yes: bool) -> Self {
+        self.shared.set_fail_fast(yes);
         self
     }
 
@@ -308,7 +374,7 @@ impl<T, E> Group<T, E> {
         T: 'static,
         E: 'static,
     {
-        while let Some(joined) = self.set.try_join_next() {
+        while let Some(joined) = self.set.try_join_next_with_id() {
             self.ready.push_back(joined);
         }
     }
@@ -465,25 +531,21 @@ where
         Ok(())
     }
 
-    fn start<F>(
-        &mut self,
-        name: Option<Arc<str>>,
-        fut: F,
-        permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    ) where
+    fn start<F>(&mut self, name: Option<Arc<str>>, fut: F, permit: Option<OwnedSemaphorePermit>)
+    where
         F: Future<Output = Result<T, E>> + Send + 'static,
     {
-        let index = self.next_index;
-        self.next_index += 1;
-        let task = task::wrap(
-            fut,
-            Arc::clone(&self.shared),
-            index,
-            name,
-            permit,
-            self.fail_fast,
-        );
-        self.set.spawn(task);
+        let index = self.book.next_index();
+        let span = tracing::info_span!("task", index, name = name.as_deref());
+        let shared = Arc::clone(&self.shared);
+        // Tokio sizes a task's memory by its future: the common case (no
+        // slot to hold, no span to enter) spawns the smallest wrapper.
+        let handle = if permit.is_none() && span.is_disabled() {
+            self.set.spawn(PlainTask::new(fut, shared))
+        } else {
+            self.set.spawn(RichTask::new(fut, shared, permit, span))
+        };
+        self.book.record(handle.id(), name);
     }
 
     /// Waits for the next task to finish and returns its result, in
@@ -500,7 +562,12 @@ where
     /// is lost (as [`JoinSet::join_next`]).
     pub async fn join_next(&mut self) -> Option<Result<T, GroupError<E>>> {
         let joined = self.next_joined().await?;
-        let settled = self.settle(joined);
+        let settled = self.settle(joined, self.resume_panics);
+        if self.is_empty() {
+            // Everything is joined: what the group knew about its tasks can go.
+            self.book.clear();
+            self.shared.failures().clear();
+        }
         if let Some(payload) = settled.payload {
             std::panic::resume_unwind(payload);
         }
@@ -555,15 +622,12 @@ where
     pub async fn wait_ordered(mut self) -> Result<Vec<T>, GroupError<E>> {
         let mut values = Vec::with_capacity(self.len());
         let failure = self
-            .drain_values(|index, value| values.push((index, value)))
+            .drain_values(|id, value| values.push((id, value)))
             .await;
-        match failure {
-            Some(error) => Err(error),
-            None => {
-                values.sort_unstable_by_key(|(index, _)| *index);
-                Ok(values.into_iter().map(|(_, value)| value).collect())
-            }
+        if let Some(error) = failure {
+            return Err(error);
         }
+        Ok(self.in_spawn_order(values))
     }
 
     /// Waits for every task and returns one result per task, in completion
@@ -594,10 +658,9 @@ where
     /// Not cancel safe, as [`wait`](Group::wait).
     pub async fn wait_all_ordered(mut self) -> Vec<Result<T, GroupError<E>>> {
         let mut results = Vec::with_capacity(self.len());
-        self.drain(|settled| results.push((settled.index, settled.result)))
+        self.drain(|settled| results.push((settled.id, settled.result)))
             .await;
-        results.sort_by_key(|(index, _)| *index);
-        results.into_iter().map(|(_, result)| result).collect()
+        self.in_spawn_order(results)
     }
 
     /// Waits for every task; returns their values in completion order if
@@ -621,16 +684,13 @@ where
         let mut errors = Vec::new();
         self.drain(|settled| match settled.result {
             Ok(value) => values.push(value),
-            Err(error) => errors.push((settled.order, settled.index, error)),
+            Err(error) => errors.push((settled.id, error)),
         })
         .await;
         if errors.is_empty() {
             return Ok(values);
         }
-        errors.sort_by_key(|(order, index, _)| (*order, *index));
-        Err(GroupErrors::new(
-            errors.into_iter().map(|(_, _, error)| error).collect(),
-        ))
+        Err(GroupErrors::new(self.in_failure_order(errors)))
     }
 
     /// Stops the group: cancels its token, waits up to `grace` for the tasks
@@ -646,34 +706,25 @@ where
     /// tasks still running at once.
     pub async fn shutdown(mut self, grace: Duration) -> ShutdownReport<T, E> {
         self.shared.token.cancel();
-        let mut report = ShutdownReport {
-            values: Vec::new(),
-            errors: Vec::new(),
-            aborted: Vec::new(),
-        };
+        let mut values = Vec::new();
         let mut errors = Vec::new();
-        let mut record = |settled: Settled<T, E>| match settled.result {
-            Ok(value) => report.values.push(value),
-            Err(GroupError::Aborted { task }) => report.aborted.push(task),
-            Err(error) => errors.push((settled.order, error)),
-        };
-        while let Some(joined) = self.ready.pop_front() {
-            record(self_settle(&self.shared, joined, false));
-        }
+        let mut aborted = Vec::new();
+        let mut joined_all = Vec::with_capacity(self.len());
+        joined_all.extend(self.ready.drain(..));
         // `None`: the grace period is too long to be represented; wait.
         let deadline = Instant::now().checked_add(grace);
         loop {
             let next = match deadline {
                 Some(deadline) => {
-                    match tokio::time::timeout_at(deadline, self.set.join_next()).await {
+                    match tokio::time::timeout_at(deadline, self.set.join_next_with_id()).await {
                         Ok(next) => next,
                         Err(_elapsed) => break,
                     }
                 }
-                None => self.set.join_next().await,
+                None => self.set.join_next_with_id().await,
             };
             match next {
-                Some(joined) => record(self_settle(&self.shared, joined, false)),
+                Some(joined) => joined_all.push(joined),
                 None => break,
             }
         }
@@ -684,128 +735,128 @@ where
                 "grace period over; aborting the tasks still running"
             );
             self.set.abort_all();
-            while let Some(joined) = self.set.join_next().await {
-                record(self_settle(&self.shared, joined, false));
+            while let Some(joined) = self.set.join_next_with_id().await {
+                joined_all.push(joined);
             }
         }
-        errors.sort_by_key(|(order, _)| *order);
-        report.errors = errors.into_iter().map(|(_, error)| error).collect();
-        report
+        for joined in joined_all {
+            let settled = self.settle(joined, false);
+            match settled.result {
+                Ok(value) => values.push(value),
+                Err(GroupError::Aborted { task }) => aborted.push(task),
+                Err(error) => errors.push((settled.id, error)),
+            }
+        }
+        ShutdownReport {
+            values,
+            errors: self.in_failure_order(errors),
+            aborted,
+        }
     }
 
     async fn next_joined(&mut self) -> Option<Joined<T, E>> {
         match self.ready.pop_front() {
             Some(joined) => Some(joined),
-            None => self.set.join_next().await,
+            None => self.set.join_next_with_id().await,
         }
     }
 
-    fn settle(&self, joined: Joined<T, E>) -> Settled<T, E> {
-        self_settle(&self.shared, joined, self.resume_panics)
+    /// Turns what the `JoinSet` yielded into a result that names the task.
+    fn settle(&mut self, joined: Joined<T, E>, keep_payload: bool) -> Settled<T, E> {
+        let (id, result, payload) = match joined {
+            Ok((id, Outcome::Ok(value))) => (id, Ok(value), None),
+            Ok((id, Outcome::Err(error))) => {
+                let task = self.book.label(id);
+                (id, Err(GroupError::Failed { task, error }), None)
+            }
+            Ok((id, Outcome::Panicked(payload))) => {
+                let payload = payload.into_inner();
+                let error = GroupError::Panicked {
+                    task: self.book.label(id),
+                    message: weir_core::panic_message(&*payload),
+                };
+                (id, Err(error), keep_payload.then_some(payload))
+            }
+            Err(join_error) => {
+                let id = join_error.id();
+                let task = self.book.label(id);
+                if join_error.is_panic() {
+                    // The wrapper catches the task's panics; this one came
+                    // from outside it (e.g. a destructor).
+                    let payload = join_error.into_panic();
+                    let message = weir_core::panic_message(&*payload);
+                    let error = GroupError::Panicked { task, message };
+                    (id, Err(error), keep_payload.then_some(payload))
+                } else {
+                    (id, Err(GroupError::Aborted { task }), None)
+                }
+            }
+        };
+        self.book.joined(id);
+        Settled {
+            id,
+            result,
+            payload,
+        }
+    }
+
+    /// Sorts `(task id, item)` pairs by spawn order.
+    fn in_spawn_order<X>(&mut self, items: Vec<(Id, X)>) -> Vec<X> {
+        let mut indexed: Vec<(u64, X)> = items
+            .into_iter()
+            .map(|(id, item)| (self.book.index(id).unwrap_or(u64::MAX), item))
+            .collect();
+        indexed.sort_by_key(|(index, _)| *index);
+        indexed.into_iter().map(|(_, item)| item).collect()
+    }
+
+    /// Sorts failures by the order in which they happened; those that were
+    /// not recorded as they happened (aborts) go last.
+    fn in_failure_order<X>(&self, items: Vec<(Id, X)>) -> Vec<X> {
+        let order: HashMap<Id, usize> = self
+            .shared
+            .failures()
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i))
+            .collect();
+        let mut ordered: Vec<(usize, X)> = items
+            .into_iter()
+            .map(|(id, item)| (order.get(&id).copied().unwrap_or(usize::MAX), item))
+            .collect();
+        ordered.sort_by_key(|(order, _)| *order);
+        ordered.into_iter().map(|(_, item)| item).collect()
     }
 
     /// Joins every task, handing each to `each`; then resumes the earliest
     /// panic if panics are resumed.
     async fn drain(&mut self, mut each: impl FnMut(Settled<T, E>)) {
-        let mut first_panic: Option<(u64, Box<dyn Any + Send>)> = None;
+        let mut panics = Vec::new();
         while let Some(joined) = self.next_joined().await {
-            let mut settled = self.settle(joined);
-            if let Some(payload) = settled.payload.take()
-                && first_panic.as_ref().is_none_or(|(o, _)| settled.order < *o)
-            {
-                first_panic = Some((settled.order, payload));
+            let mut settled = self.settle(joined, self.resume_panics);
+            if let Some(payload) = settled.payload.take() {
+                panics.push((settled.id, payload));
             }
             each(settled);
         }
-        if let Some((_, payload)) = first_panic {
+        if let Some(payload) = self.in_failure_order(panics).into_iter().next() {
             std::panic::resume_unwind(payload);
         }
     }
 
-    /// Joins every task, handing each value and its spawn index to `push`;
+    /// Joins every task, handing each value and its task id to `push`;
     /// returns the failure that happened first.
-    async fn drain_values(&mut self, mut push: impl FnMut(u64, T)) -> Option<GroupError<E>> {
-        let mut first: Option<(u64, GroupError<E>)> = None;
+    async fn drain_values(&mut self, mut push: impl FnMut(Id, T)) -> Option<GroupError<E>> {
+        let mut errors = Vec::new();
         self.drain(|settled| match settled.result {
-            Ok(value) => push(settled.index, value),
-            Err(error) => {
-                if first.as_ref().is_none_or(|(o, _)| settled.order < *o) {
-                    first = Some((settled.order, error));
-                }
-            }
+            Ok(value) => push(settled.id, value),
+            Err(error) => errors.push((settled.id, error)),
         })
         .await;
-        first.map(|(_, error)| error)
-    }
-}
-
-/// Turns what the `JoinSet` yielded into a result with the task's name.
-fn self_settle<T, E>(shared: &Shared, joined: Joined<T, E>, keep_payload: bool) -> Settled<T, E> {
-    match joined {
-        Ok(Done {
-            index,
-            name,
-            outcome,
-        }) => match outcome {
-            Outcome::Ok(value) => Settled {
-                index,
-                order: u64::MAX,
-                result: Ok(value),
-                payload: None,
-            },
-            Outcome::Err { seq, error } => Settled {
-                index,
-                order: seq,
-                result: Err(GroupError::Failed {
-                    task: task::label(index, name.as_deref()),
-                    error,
-                }),
-                payload: None,
-            },
-            Outcome::Panicked { seq, payload } => {
-                let payload = payload.into_inner().unwrap_or_else(PoisonError::into_inner);
-                Settled {
-                    index,
-                    order: seq,
-                    result: Err(GroupError::Panicked {
-                        task: task::label(index, name.as_deref()),
-                        message: weir_core::panic_message(&*payload),
-                    }),
-                    payload: keep_payload.then_some(payload),
-                }
-            }
-        },
-        Err(join_error) => {
-            let (index, name) = shared
-                .take_aborted(join_error.id())
-                .unwrap_or((u64::MAX, None));
-            let task = if index == u64::MAX {
-                "#?".to_owned()
-            } else {
-                task::label(index, name.as_deref())
-            };
-            if join_error.is_panic() {
-                // The wrapper catches the task's panics; this is a panic
-                // outside it (e.g. in a value's destructor).
-                let payload = join_error.into_panic();
-                Settled {
-                    index,
-                    order: u64::MAX,
-                    result: Err(GroupError::Panicked {
-                        task,
-                        message: weir_core::panic_message(&*payload),
-                    }),
-                    payload: keep_payload.then_some(payload),
-                }
-            } else {
-                Settled {
-                    index,
-                    order: u64::MAX,
-                    result: Err(GroupError::Aborted { task }),
-                    payload: None,
-                }
-            }
+        if errors.len() <= 1 {
+            return errors.pop().map(|(_, error)| error);
         }
+        self.in_failure_order(errors).into_iter().next()
     }
 }
 
@@ -831,7 +882,7 @@ impl<T, E> fmt::Debug for Group<T, E> {
             .field("tasks", &self.len())
             .field("max_tasks", &self.max_tasks())
             .field("cancelled", &self.is_cancelled())
-            .field("fail_fast", &self.fail_fast)
+            .field("fail_fast", &self.shared.fail_fast())
             .field("resume_panics", &self.resume_panics)
             .finish_non_exhaustive()
     }

@@ -1,17 +1,27 @@
 //! What runs inside each spawned task: the user's future, wrapped so that its
 //! failure or panic cancels the group at the moment it happens.
+//!
+//! The wrapper is kept as small as it can be, because tokio allocates each
+//! task in a cell sized by its future and its output (in steps of 128 bytes):
+//! a task that is spawned unlimited, unnamed and untraced carries only one
+//! pointer besides the user's future ([`PlainTask`]), and its output is the
+//! user's `Result` with a third case for a panic ([`Outcome`]). Everything
+//! else a group knows about a task (its index, its name, the order in which
+//! failures happened) is kept by the group, keyed by the tokio task id, as
+//! `tokio_util::task::JoinMap` does.
 
 use std::any::Any;
 use std::fmt::Display;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 
-use futures::FutureExt as _;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::Id;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument as _;
 
 /// State shared by a group and its tasks (one `Arc` clone per task).
 #[derive(Debug)]
@@ -19,160 +29,167 @@ pub(crate) struct Shared {
     /// The group's token: cancelled on the first failure (fail-fast), on
     /// `cancel()`, and when the group is dropped.
     pub(crate) token: CancellationToken,
-    /// Orders failures by the moment they happened: each failing task takes
-    /// the next number before it cancels the token.
-    failures: AtomicU64,
-    /// Tasks that were dropped before they finished (aborted), so that their
-    /// `JoinError` can be reported with the task's name.
-    aborted: Mutex<Vec<AbortedTask>>,
-}
-
-#[derive(Debug)]
-struct AbortedTask {
-    id: Option<tokio::task::Id>,
-    index: u64,
-    name: Option<Arc<str>>,
+    /// Whether a failure cancels the token.
+    fail_fast: AtomicBool,
+    /// The tasks that failed or panicked, in the order it happened.
+    failures: Mutex<Vec<Id>>,
 }
 
 impl Shared {
     pub(crate) fn new(token: CancellationToken) -> Self {
         Shared {
             token,
-            failures: AtomicU64::new(0),
-            aborted: Mutex::new(Vec::new()),
+            fail_fast: AtomicBool::new(true),
+            failures: Mutex::new(Vec::new()),
         }
     }
 
-    /// Finds (and forgets) the task aborted with tokio task id `id`.
-    pub(crate) fn take_aborted(&self, id: tokio::task::Id) -> Option<(u64, Option<Arc<str>>)> {
-        let mut aborted = self.aborted.lock().unwrap_or_else(PoisonError::into_inner);
-        let pos = aborted.iter().position(|t| t.id == Some(id))?;
-        let task = aborted.swap_remove(pos);
-        Some((task.index, task.name))
+    pub(crate) fn set_fail_fast(&self, yes: bool) {
+        self.fail_fast.store(yes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fail_fast(&self) -> bool {
+        self.fail_fast.load(Ordering::Relaxed)
+    }
+
+    /// The failed tasks, in the order they failed.
+    pub(crate) fn failures(&self) -> std::sync::MutexGuard<'_, Vec<Id>> {
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records that the current task failed, then cancels the group.
+    fn failed(&self) {
+        // Called from inside the task, so the task has an id.
+        if let Some(id) = tokio::task::try_id() {
+            self.failures().push(id);
+        }
+        if self.fail_fast() {
+            self.token.cancel();
+        }
     }
 }
 
-/// The label a task has in errors and events: its name, or `#<index>`.
-pub(crate) fn label(index: u64, name: Option<&str>) -> String {
-    match name {
-        Some(name) => name.to_owned(),
-        None => format!("#{index}"),
+/// A caught panic. The payload sits in a `Mutex` only so that a group holding
+/// it stays `Sync`, and in a `Box` so that the output stays small.
+pub(crate) struct Payload(Mutex<Box<dyn Any + Send>>);
+
+impl Payload {
+    pub(crate) fn into_inner(self) -> Box<dyn Any + Send> {
+        self.0.into_inner().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// What a task hands back to its group.
-pub(crate) struct Done<T, E> {
-    pub(crate) index: u64,
-    pub(crate) name: Option<Arc<str>>,
-    pub(crate) outcome: Outcome<T, E>,
-}
-
 pub(crate) enum Outcome<T, E> {
     Ok(T),
-    /// `seq` is the failure's place in the order failures happened.
-    Err {
-        seq: u64,
-        error: E,
-    },
-    Panicked {
-        seq: u64,
-        /// In a `Mutex` only so that a group holding it stays `Sync`.
-        payload: Mutex<Box<dyn Any + Send>>,
-    },
+    Err(E),
+    Panicked(Box<Payload>),
 }
 
-/// Records the task as aborted when it is dropped before it finished: moved
-/// into the task's future, so it runs even when the task is aborted before
-/// its first poll.
-struct AbortGuard {
-    shared: Arc<Shared>,
-    index: u64,
-    name: Option<Arc<str>>,
-    finished: bool,
-}
-
-impl Drop for AbortGuard {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        tracing::debug!(
-            task = %label(self.index, self.name.as_deref()),
-            "task dropped before it finished (aborted)"
-        );
-        let mut aborted = self
-            .shared
-            .aborted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        aborted.push(AbortedTask {
-            // tokio sets the task id while it drops an aborted task's future.
-            id: tokio::task::try_id(),
-            index: self.index,
-            name: self.name.take(),
-        });
-    }
-}
-
-/// The future a group spawns for `fut`. The permit (if the group is limited)
-/// lives inside it and is released the moment the task's work ends.
-pub(crate) fn wrap<T, E, F>(
-    fut: F,
-    shared: Arc<Shared>,
-    index: u64,
-    name: Option<Arc<str>>,
-    permit: Option<OwnedSemaphorePermit>,
-    fail_fast: bool,
-) -> impl Future<Output = Done<T, E>> + Send + 'static
+/// Polls the user's future, catching a panic; on failure records it and
+/// cancels the group.
+fn poll_task<F, T, E>(
+    fut: Pin<&mut F>,
+    shared: &Shared,
+    cx: &mut Context<'_>,
+) -> Poll<Outcome<T, E>>
 where
-    F: Future<Output = Result<T, E>> + Send + 'static,
-    T: Send + 'static,
-    E: Display + Send + 'static,
+    F: Future<Output = Result<T, E>>,
+    E: Display,
 {
-    let span = tracing::info_span!("task", index, name = name.as_deref());
-    let guard = AbortGuard {
-        shared,
-        index,
-        name,
-        finished: false,
-    };
-    async move {
-        let mut guard = guard;
-        let permit = permit;
-        let outcome = match AssertUnwindSafe(fut).catch_unwind().await {
-            Ok(Ok(value)) => Outcome::Ok(value),
-            Ok(Err(error)) => {
-                let seq = guard.shared.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, "task failed");
-                if fail_fast {
-                    guard.shared.token.cancel();
-                }
-                Outcome::Err { seq, error }
-            }
-            Err(payload) => {
-                let seq = guard.shared.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(
-                    message = %weir_core::panic_message(&*payload),
-                    "task panicked"
-                );
-                if fail_fast {
-                    guard.shared.token.cancel();
-                }
-                Outcome::Panicked {
-                    seq,
-                    payload: Mutex::new(payload),
-                }
-            }
-        };
-        // The slot frees as soon as the work has ended, before the group
-        // joins the task.
-        drop(permit);
-        guard.finished = true;
-        Done {
-            index: guard.index,
-            name: guard.name.take(),
-            outcome,
+    match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+        Ok(Poll::Pending) => Poll::Pending,
+        Ok(Poll::Ready(Ok(value))) => Poll::Ready(Outcome::Ok(value)),
+        Ok(Poll::Ready(Err(error))) => {
+            tracing::warn!(task.id = ?tokio::task::try_id(), %error, "task failed");
+            shared.failed();
+            Poll::Ready(Outcome::Err(error))
+        }
+        Err(payload) => {
+            tracing::error!(
+                task.id = ?tokio::task::try_id(),
+                message = %weir_core::panic_message(&*payload),
+                "task panicked"
+            );
+            shared.failed();
+            Poll::Ready(Outcome::Panicked(Box::new(Payload(Mutex::new(payload)))))
         }
     }
-    .instrument(span)
+}
+
+pin_project_lite::pin_project! {
+    /// A task of an unlimited group with no tracing span enabled: the user's
+    /// future and one pointer.
+    pub(crate) struct PlainTask<F> {
+        #[pin]
+        fut: F,
+        shared: Arc<Shared>,
+    }
+}
+
+impl<F> PlainTask<F> {
+    pub(crate) fn new(fut: F, shared: Arc<Shared>) -> Self {
+        PlainTask { fut, shared }
+    }
+}
+
+impl<F, T, E> Future for PlainTask<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Display,
+{
+    type Output = Outcome<T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        poll_task(this.fut, this.shared, cx)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A task that holds a slot of a limited group or runs in an enabled
+    /// tracing span.
+    pub(crate) struct RichTask<F> {
+        #[pin]
+        fut: F,
+        shared: Arc<Shared>,
+        permit: Option<OwnedSemaphorePermit>,
+        span: tracing::Span,
+    }
+}
+
+impl<F> RichTask<F> {
+    pub(crate) fn new(
+        fut: F,
+        shared: Arc<Shared>,
+        permit: Option<OwnedSemaphorePermit>,
+        span: tracing::Span,
+    ) -> Self {
+        RichTask {
+            fut,
+            shared,
+            permit,
+            span,
+        }
+    }
+}
+
+impl<F, T, E> Future for RichTask<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Display,
+{
+    type Output = Outcome<T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let poll = poll_task(this.fut, this.shared, cx);
+        if poll.is_ready() {
+            // The slot frees the moment the work ends, before the group
+            // joins the task.
+            *this.permit = None;
+        }
+        poll
+    }
 }

@@ -43,10 +43,13 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Spawns task `i` as `t{i}`: after `delay` ms it returns `Ok(i)`, `Err(i)` or
+/// Spawns task `i` as `t{i}` (through `limit`, if any): after `delay` ms it returns `Ok(i)`, `Err(i)` or
 /// panics. The tasks ignore the token, so every one of them runs to its end.
-async fn spawn_all(tasks: &[(Kind, u64)]) -> Group<usize, usize> {
+async fn spawn_all(tasks: &[(Kind, u64)], limit: Option<usize>) -> Group<usize, usize> {
     let mut group = Group::new();
+    if let Some(limit) = limit {
+        group.set_limit(limit).unwrap();
+    }
     for (i, &(kind, delay)) in tasks.iter().enumerate() {
         group
             .spawn_named(format!("t{i}"), async move {
@@ -71,12 +74,13 @@ proptest! {
 
     #[test]
     fn wait_all_returns_exactly_one_entry_per_task(
-        tasks in prop::collection::vec((kind(), 0u64..50), 0..16)
+        tasks in prop::collection::vec((kind(), 0u64..50), 0..16),
+        limit in prop::option::of(1usize..4),
     ) {
         quiet_planned_panics();
         let (completion, ordered) = runtime().block_on(async {
-            let completion = spawn_all(&tasks).await.wait_all().await;
-            let ordered = spawn_all(&tasks).await.wait_all_ordered().await;
+            let completion = spawn_all(&tasks, limit).await.wait_all().await;
+            let ordered = spawn_all(&tasks, limit).await.wait_all_ordered().await;
             (completion, ordered)
         });
         prop_assert_eq!(completion.len(), tasks.len());
@@ -115,7 +119,7 @@ proptest! {
         tasks in prop::collection::vec((kind(), 0u64..50), 0..16)
     ) {
         quiet_planned_panics();
-        let result = runtime().block_on(async { spawn_all(&tasks).await.wait().await });
+        let result = runtime().block_on(async { spawn_all(&tasks, None).await.wait().await });
         let earliest = tasks
             .iter()
             .filter(|(kind, _)| *kind != Kind::Ok)
