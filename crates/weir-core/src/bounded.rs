@@ -321,6 +321,9 @@ impl Bounded {
         let mut round = 0usize;
         let mut started = 0usize;
         let mut stopped = false;
+        // One waiter on the token for the whole run, not one per item.
+        let cancelled = token.cancelled();
+        tokio::pin!(cancelled);
 
         'feed: loop {
             if self.mode == Mode::Batches && in_batch == self.limit {
@@ -328,7 +331,7 @@ impl Bounded {
                 while !tasks.is_empty() {
                     tokio::select! {
                         biased;
-                        () = token.cancelled() => break 'feed,
+                        () = &mut cancelled => break 'feed,
                         Some(joined) = tasks.join_next() => {
                             if !on_result_of(joined, &mut on_result) {
                                 stopped = true;
@@ -343,7 +346,7 @@ impl Bounded {
             let permit = loop {
                 tokio::select! {
                     biased;
-                    () = token.cancelled() => break 'feed,
+                    () = &mut cancelled => break 'feed,
                     Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                         if !on_result_of(joined, &mut on_result) {
                             stopped = true;
@@ -394,7 +397,7 @@ impl Bounded {
             loop {
                 tokio::select! {
                     biased;
-                    () = token.cancelled() => break,
+                    () = &mut cancelled => break,
                     joined = tasks.join_next() => match joined {
                         None => return Ok(Outcome { started, cancelled: false }),
                         Some(joined) => {
