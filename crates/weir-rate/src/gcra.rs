@@ -108,14 +108,36 @@ pub(crate) enum Decision {
 }
 
 /// The bucket.
+///
+/// `state` is the only word written by decisions; it sits on its own cache
+/// line so that contended CASes do not keep invalidating the line holding
+/// the (read-mostly) parameters.
 #[derive(Debug)]
 pub(crate) struct Gcra {
-    state: AtomicU64,
+    state: CacheLine<AtomicU64>,
+    params: CacheLine<AtomicParams>,
+    config: Mutex<Config>,
+}
+
+#[derive(Debug)]
+struct AtomicParams {
     period: AtomicU64,
     tau: AtomicU64,
     frozen: AtomicU64,
     generation: AtomicU64,
-    config: Mutex<Config>,
+}
+
+/// Pads and aligns its content to a cache line (128 bytes covers the
+/// adjacent-line prefetcher of x86 and the 128-byte lines of Apple's chips).
+#[derive(Debug)]
+#[repr(align(128))]
+struct CacheLine<T>(T);
+
+impl<T> std::ops::Deref for CacheLine<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 impl Gcra {
@@ -123,11 +145,13 @@ impl Gcra {
     pub(crate) fn new(quota: Quota, now: u64) -> Self {
         let params = Params::from_quota(&quota, now);
         Gcra {
-            state: AtomicU64::new(now),
-            period: AtomicU64::new(params.period),
-            tau: AtomicU64::new(params.tau),
-            frozen: AtomicU64::new(params.frozen),
-            generation: AtomicU64::new(0),
+            state: CacheLine(AtomicU64::new(now)),
+            params: CacheLine(AtomicParams {
+                period: AtomicU64::new(params.period),
+                tau: AtomicU64::new(params.tau),
+                frozen: AtomicU64::new(params.frozen),
+                generation: AtomicU64::new(0),
+            }),
             config: Mutex::new(Config {
                 quota,
                 params,
@@ -147,9 +171,9 @@ impl Gcra {
     #[inline]
     fn params(&self) -> Params {
         Params {
-            period: self.period.load(Ordering::Acquire),
-            tau: self.tau.load(Ordering::Acquire),
-            frozen: self.frozen.load(Ordering::Acquire),
+            period: self.params.period.load(Ordering::Acquire),
+            tau: self.params.tau.load(Ordering::Acquire),
+            frozen: self.params.frozen.load(Ordering::Acquire),
         }
     }
 
@@ -167,14 +191,28 @@ impl Gcra {
     }
 
     /// Takes `n` tokens at `now` if they conform within `max_wait`
-    /// nanoseconds (0: only now, `u64::MAX`: any time).
+    /// nanoseconds (0: only now, `u64::MAX`: any time). `consume = false`
+    /// only looks. `reserve` also reports the quota generation, which a
+    /// reservation needs to be cancelled across a quota change.
     #[inline]
-    pub(crate) fn decide(&self, n: u32, now: u64, max_wait: u64, consume: bool) -> Decision {
+    pub(crate) fn decide(
+        &self,
+        n: u32,
+        now: u64,
+        max_wait: u64,
+        consume: bool,
+        reserve: bool,
+    ) -> Decision {
         let mut spins = 0;
         loop {
             let cur = self.load_state();
             let p = self.params();
-            let generation = self.generation.load(Ordering::Acquire);
+            // Only reservations need it (to be cancelled across a change).
+            let generation = if reserve {
+                self.params.generation.load(Ordering::Acquire)
+            } else {
+                0
+            };
             if p.period == 0 {
                 // Unlimited: nothing to account for.
                 return Decision::Granted {
@@ -270,10 +308,10 @@ impl Gcra {
                 tat + 1
             };
         }
-        self.period.store(new.period, Ordering::Release);
-        self.tau.store(new.tau, Ordering::Release);
-        self.frozen.store(new.frozen, Ordering::Release);
-        self.generation.store(generation, Ordering::Release);
+        self.params.period.store(new.period, Ordering::Release);
+        self.params.tau.store(new.tau, Ordering::Release);
+        self.params.frozen.store(new.frozen, Ordering::Release);
+        self.params.generation.store(generation, Ordering::Release);
         self.state.store(tat, Ordering::Release);
         cfg.quota = quota;
         cfg.params = new;
@@ -385,15 +423,15 @@ mod tests {
     #[test]
     fn burst_then_pace() {
         let g = gcra(Rate::per_second(10).burst(2));
-        assert!(granted(g.decide(1, S, 0, true)));
-        assert!(granted(g.decide(1, S, 0, true)));
+        assert!(granted(g.decide(1, S, 0, true, false)));
+        assert!(granted(g.decide(1, S, 0, true, false)));
         assert_eq!(
-            g.decide(1, S, 0, true),
+            g.decide(1, S, 0, true, false),
             Decision::Denied {
                 earliest: Some(S + D)
             }
         );
-        assert!(granted(g.decide(1, S + D, 0, true)));
+        assert!(granted(g.decide(1, S + D, 0, true, false)));
         assert_eq!(g.available(S + D), Some(0));
         assert_eq!(g.available(S + 3 * D), Some(2));
     }

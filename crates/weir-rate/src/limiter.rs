@@ -175,10 +175,11 @@ impl RateLimiter {
     #[inline]
     fn check(&self, n: u32, consume: bool) -> Result<(), NotUntil> {
         let (now, clock) = self.now_ns();
-        match self.inner.gcra.decide(n, clock, 0, consume) {
+        match self.inner.gcra.decide(n, clock, 0, consume, false) {
             Decision::Granted { .. } => Ok(()),
             Decision::Denied { earliest } => Err(NotUntil {
-                earliest: earliest.map(|c| self.instant_at(c)),
+                origin: self.inner.origin,
+                earliest: earliest.map_or(0, |c| c - CLOCK_BIAS + 1),
                 decided_at: now,
             }),
         }
@@ -277,7 +278,7 @@ impl RateLimiter {
 
     fn reserve_inner(&self, n: u32, max_wait: u64) -> Reservation {
         let (now, clock) = self.now_ns();
-        match self.inner.gcra.decide(n, clock, max_wait, true) {
+        match self.inner.gcra.decide(n, clock, max_wait, true, true) {
             Decision::Granted {
                 act,
                 tat_after,
@@ -449,10 +450,22 @@ impl Reservation {
 
 /// A request that is not granted now ([`RateLimiter::try_acquire`]): says
 /// when to retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct NotUntil {
-    earliest: Option<Instant>,
+    origin: Instant,
+    /// Nanoseconds after `origin`, plus one; 0 = never. (The instant is
+    /// only built when asked for: a refusal stays as cheap as a grant.)
+    earliest: u64,
     decided_at: Instant,
+}
+
+impl fmt::Debug for NotUntil {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotUntil")
+            .field("earliest_possible", &self.earliest_possible())
+            .field("wait_time", &self.wait_time())
+            .finish()
+    }
 }
 
 impl NotUntil {
@@ -460,7 +473,10 @@ impl NotUntil {
     /// else takes tokens meanwhile; `None` if it never can be under the
     /// current quota (more than the burst, or a spent [`Rate::zero`] bucket).
     pub fn earliest_possible(&self) -> Option<Instant> {
-        self.earliest
+        match self.earliest {
+            0 => None,
+            ns => Some(self.origin + Duration::from_nanos(ns - 1)),
+        }
     }
 
     /// How long from the decision until [`earliest_possible`](Self::earliest_possible).
@@ -471,7 +487,8 @@ impl NotUntil {
     /// How long from `from` until [`earliest_possible`](Self::earliest_possible)
     /// (zero if that has passed).
     pub fn wait_time_from(&self, from: Instant) -> Option<Duration> {
-        self.earliest.map(|e| e.saturating_duration_since(from))
+        self.earliest_possible()
+            .map(|e| e.saturating_duration_since(from))
     }
 }
 

@@ -26,8 +26,8 @@ fn loom_one_token_two_deciders() {
     loom::model(|| {
         let g = gcra(Rate::per_second(10));
         let g2 = g.clone();
-        let t = thread::spawn(move || granted(g2.decide(1, NOW, 0, true)));
-        let a = granted(g.decide(1, NOW, 0, true));
+        let t = thread::spawn(move || granted(g2.decide(1, NOW, 0, true, false)));
+        let a = granted(g.decide(1, NOW, 0, true, false));
         let b = t.join().unwrap();
         assert!(a ^ b, "exactly one of two deciders gets the only token");
         assert_eq!(g.available(NOW), Some(0));
@@ -43,10 +43,10 @@ fn loom_two_tokens_three_deciders() {
         let handles: Vec<_> = (0..2)
             .map(|_| {
                 let g = g.clone();
-                thread::spawn(move || granted(g.decide(1, NOW, 0, true)))
+                thread::spawn(move || granted(g.decide(1, NOW, 0, true, false)))
             })
             .collect();
-        let mut wins = usize::from(granted(g.decide(1, NOW, 0, true)));
+        let mut wins = usize::from(granted(g.decide(1, NOW, 0, true, false)));
         for h in handles {
             wins += usize::from(h.join().unwrap());
         }
@@ -67,7 +67,7 @@ fn loom_decide_vs_set_quota() {
             let q = Rate::per_second(5).burst(2).to_quota(None).unwrap();
             g2.set_quota(q, NOW);
         });
-        assert!(granted(g.decide(1, NOW, 0, true)));
+        assert!(granted(g.decide(1, NOW, 0, true, false)));
         t.join().unwrap();
         assert_eq!(
             g.available(NOW),
@@ -87,12 +87,12 @@ fn loom_cancel_vs_decide() {
     loom::model(|| {
         let g = gcra(Rate::per_second(10).burst(1));
         // Take the only token, then reserve the next one (ready at NOW + P).
-        assert!(granted(g.decide(1, NOW, 0, true)));
+        assert!(granted(g.decide(1, NOW, 0, true, false)));
         let Decision::Granted {
             act,
             tat_after,
             generation,
-        } = g.decide(1, NOW, u64::MAX, true)
+        } = g.decide(1, NOW, u64::MAX, true, true)
         else {
             panic!("reservation refused");
         };
@@ -100,7 +100,7 @@ fn loom_cancel_vs_decide() {
         let g2 = g.clone();
         let t = thread::spawn(move || g2.cancel(1, act, tat_after, generation, NOW));
         // At NOW + P the cancelled token is due again, but only once.
-        let late = granted(g.decide(1, NOW, 0, true));
+        let late = granted(g.decide(1, NOW, 0, true, false));
         let refunded = t.join().unwrap();
         assert_eq!(refunded, 1);
         assert!(!late, "the bucket is empty at NOW either way");

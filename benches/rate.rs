@@ -1,0 +1,124 @@
+//! weir's rate limiter decision beside governor's `check()`, in the same run.
+//!
+//! - `uncontended_allow`: one thread, every decision granted (a rate so high
+//!   the bucket never empties), so each one is a clock read plus a
+//!   compare-and-swap: `RateLimiter::try_acquire` vs governor's
+//!   `RateLimiter::direct(..).check()`.
+//! - `uncontended_deny`: one thread, an empty bucket: every decision is a
+//!   clock read and a refusal (no write).
+//! - `contended_allow_2`: two tasks on a 2-worker multi-thread runtime
+//!   hammering one shared limiter (every decision granted, so every one
+//!   races for the same cache line); time per decision, both tasks together.
+//!
+//! governor reads the clock with quanta (TSC); weir reads
+//! `tokio::time::Instant::now()` (so paused-clock tests work) — the clock is
+//! part of what is measured. Run with
+//! `cargo bench --bench rate -- --warm-up-time 1 --measurement-time 3`.
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use governor::Quota;
+use weir::rate::{Rate, RateLimiter};
+
+const FAST: u32 = 1_000_000_000;
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+fn weir_fast() -> RateLimiter {
+    RateLimiter::new(Rate::per_second(FAST).burst(FAST)).unwrap_or_else(|e| panic!("rate: {e}"))
+}
+
+fn governor_fast() -> governor::DefaultDirectRateLimiter {
+    governor::RateLimiter::direct(Quota::per_second(nz(FAST)))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"))
+}
+
+fn uncontended(c: &mut Criterion) {
+    let mut g = c.benchmark_group("rate/uncontended_allow");
+    g.throughput(Throughput::Elements(1));
+    let weir = weir_fast();
+    g.bench_function("weir_try_acquire", |b| {
+        b.iter(|| black_box(weir.try_acquire().is_ok()))
+    });
+    let gov = governor_fast();
+    g.bench_function("governor_check", |b| {
+        b.iter(|| black_box(gov.check().is_ok()))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("rate/uncontended_deny");
+    g.throughput(Throughput::Elements(1));
+    let weir = RateLimiter::new(Rate::per_hour(1)).unwrap_or_else(|e| panic!("rate: {e}"));
+    let _ = weir.try_acquire();
+    g.bench_function("weir_try_acquire", |b| {
+        b.iter(|| black_box(weir.try_acquire().is_err()))
+    });
+    let gov = governor::RateLimiter::direct(Quota::per_hour(nz(1)));
+    let _ = gov.check();
+    g.bench_function("governor_check", |b| {
+        b.iter(|| black_box(gov.check().is_err()))
+    });
+    g.finish();
+}
+
+/// Runs `iters` decisions split over two tasks on the 2-worker runtime and
+/// returns the wall time.
+fn two_tasks<F>(rt: &tokio::runtime::Runtime, iters: u64, decide: Arc<F>) -> Duration
+where
+    F: Fn() -> bool + Send + Sync + 'static,
+{
+    rt.block_on(async move {
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..2)
+            .map(|_| {
+                let (decide, barrier) = (decide.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let mut ok = 0u64;
+                    for _ in 0..iters / 2 {
+                        ok += u64::from(decide());
+                    }
+                    black_box(ok)
+                })
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        start.elapsed()
+    })
+}
+
+fn contended(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("rate/contended_allow_2");
+    g.throughput(Throughput::Elements(1));
+    let weir = weir_fast();
+    let decide = Arc::new(move || weir.try_acquire().is_ok());
+    g.bench_function("weir_try_acquire", |b| {
+        b.iter_custom(|iters| two_tasks(&rt, iters, decide.clone()))
+    });
+    let gov = Arc::new(governor_fast());
+    let decide = Arc::new(move || gov.check().is_ok());
+    g.bench_function("governor_check", |b| {
+        b.iter_custom(|iters| two_tasks(&rt, iters, decide.clone()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, uncontended, contended);
+criterion_main!(benches);
