@@ -217,10 +217,10 @@ async fn counts_are_exact_on_a_multi_thread_runtime_with_resizes() {
             .workers(3)
             .queue(queue)
             .build(|n: u64| async move {
-                if n % 7 == 0 {
+                if n.is_multiple_of(7) {
                     tokio::task::yield_now().await;
                 }
-                if n % 5 == 0 {
+                if n.is_multiple_of(5) {
                     Err(format!("{n}"))
                 } else {
                     Ok(n)
@@ -235,7 +235,7 @@ async fn counts_are_exact_on_a_multi_thread_runtime_with_resizes() {
                 let mut tickets = Vec::new();
                 for n in 0..5_000_u64 {
                     let job = s * 1_000_000 + n;
-                    if n % 3 == 0 {
+                    if n.is_multiple_of(3) {
                         match pool.try_submit(job) {
                             Ok(t) => tickets.push(t),
                             Err(e) => {
@@ -246,7 +246,7 @@ async fn counts_are_exact_on_a_multi_thread_runtime_with_resizes() {
                     } else {
                         tickets.push(pool.submit(job).await.unwrap());
                     }
-                    if n % 500 == 0 {
+                    if n.is_multiple_of(500) {
                         pool.resize(1 + (n as usize / 500) % 4).unwrap();
                     }
                 }

@@ -33,7 +33,11 @@ fn sleepy(workers: usize, queue: usize) -> Pool<u64, u64, Infallible> {
 async fn shutdown_drains_the_queue_and_leaves_no_task() {
     let before = alive();
     let pool = sleepy(2, 10);
-    assert_eq!(alive(), before + 2, "one task per worker");
+    assert_eq!(
+        alive(),
+        before + 3,
+        "one task per worker and a token watcher"
+    );
     let mut tickets = Vec::new();
     for _ in 0..6 {
         tickets.push(pool.submit(100).await.unwrap());

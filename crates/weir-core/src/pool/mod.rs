@@ -394,7 +394,13 @@ where
         if self.queue.is_closed() || self.shared.token.is_cancelled() {
             return Err(PoolError::Closed);
         }
-        self.shared.resize(workers);
+        let leaving = self.shared.resize(workers);
+        // Wake idle workers that should leave; busy ones look after their job.
+        for _ in 0..leaving {
+            if !self.queue.wake() {
+                break;
+            }
+        }
         Ok(())
     }
 
@@ -427,7 +433,7 @@ where
     /// afterwards to wait for the workers and get the report).
     pub fn cancel(&self) {
         self.close();
-        self.shared.token.cancel();
+        self.shared.cancel_now();
     }
 
     /// The pool's cancellation token (a child of the builder's
@@ -482,7 +488,7 @@ where
                 } else {
                     let left = self.stats().in_flight();
                     tracing::warn!(pool = %self.shared.name, jobs = left, ?grace, "shutdown grace period over; cancelling the rest");
-                    self.shared.token.cancel();
+                    self.shared.cancel_now();
                     tracker.wait().await;
                     true
                 }

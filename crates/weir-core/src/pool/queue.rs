@@ -15,6 +15,30 @@
 //!   channel never holds more than that.
 //!
 //! Both keep the invariant `jobs in channel + free room = cap + idle offers`.
+//!
+//! Besides jobs, the channel carries [`Msg::Wake`]: a shrinking `resize`
+//! sends one per retiring worker so that an idle worker wakes up and leaves.
+//! That keeps a worker's idle wait a single `recv` (no extra wakers to
+//! register per idle period); cancellation wakes idle workers by closing the
+//! queue.
+
+/// What travels through the queue.
+pub(crate) enum Msg<T> {
+    /// A job.
+    Item(T),
+    /// Wake one idle worker so it looks at the pool's size again.
+    Wake,
+}
+
+/// The item of a message handed back by a failed send of `Msg::Item`.
+fn item<T>(msg: Msg<T>) -> T {
+    match msg {
+        Msg::Item(item) => item,
+        // Every send of `Msg::Wake` is a `try_send` whose error is ignored
+        // (see `QueueTx::wake`), so a `Wake` is never handed back here.
+        Msg::Wake => unreachable!("a wake message is never handed back to a submitter"),
+    }
+}
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,7 +104,7 @@ pub(crate) fn queue<T>(cap: usize) -> (QueueTx<T>, QueueRx<T>) {
 /// when the last clone is dropped or [`close`](Self::close) is called.
 #[derive(Debug)]
 pub(crate) struct QueueTx<T> {
-    tx: async_channel::Sender<T>,
+    tx: async_channel::Sender<Msg<T>>,
     room: Arc<Room>,
 }
 
@@ -98,11 +122,17 @@ impl<T> QueueTx<T> {
     /// drops `item` without enqueueing it.
     pub(crate) async fn push(&self, item: T) -> Result<(), T> {
         match &self.room.idle {
-            None => self.tx.send(item).await.map_err(|e| e.into_inner()),
+            None => self
+                .tx
+                .send(Msg::Item(item))
+                .await
+                .map_err(|e| self::item(e.into_inner())),
             Some(idle) => match idle.acquire().await {
                 Ok(permit) => {
                     permit.forget();
-                    self.tx.try_send(item).map_err(|e| e.into_inner())
+                    self.tx
+                        .try_send(Msg::Item(item))
+                        .map_err(|e| self::item(e.into_inner()))
                 }
                 Err(_) => Err(item),
             },
@@ -118,9 +148,9 @@ impl<T> QueueTx<T> {
                 Err(TryAcquireError::Closed) => return Err(TryPushError::Closed(item)),
             }
         }
-        self.tx.try_send(item).map_err(|e| match e {
-            async_channel::TrySendError::Full(item) => TryPushError::Full(item),
-            async_channel::TrySendError::Closed(item) => TryPushError::Closed(item),
+        self.tx.try_send(Msg::Item(item)).map_err(|e| match e {
+            async_channel::TrySendError::Full(msg) => TryPushError::Full(self::item(msg)),
+            async_channel::TrySendError::Closed(msg) => TryPushError::Closed(self::item(msg)),
         })
     }
 
@@ -137,8 +167,8 @@ impl<T> QueueTx<T> {
                 Ok(Ok(permit)) => {
                     permit.forget();
                     self.tx
-                        .try_send(item)
-                        .map_err(|e| PushTimeoutError::Closed(e.into_inner()))
+                        .try_send(Msg::Item(item))
+                        .map_err(|e| PushTimeoutError::Closed(self::item(e.into_inner())))
                 }
                 Ok(Err(_)) => Err(PushTimeoutError::Closed(item)),
                 Err(_) => Err(PushTimeoutError::Timeout(item)),
@@ -146,10 +176,12 @@ impl<T> QueueTx<T> {
         }
         let mut item = item;
         // Fast path: no registration when there is room.
-        match self.tx.try_send(item) {
+        match self.tx.try_send(Msg::Item(item)) {
             Ok(()) => return Ok(()),
-            Err(async_channel::TrySendError::Closed(i)) => return Err(PushTimeoutError::Closed(i)),
-            Err(async_channel::TrySendError::Full(i)) => item = i,
+            Err(async_channel::TrySendError::Closed(m)) => {
+                return Err(PushTimeoutError::Closed(self::item(m)));
+            }
+            Err(async_channel::TrySendError::Full(m)) => item = self::item(m),
         }
         let _waiting = WaiterGuard::new(&self.room);
         let sleep = tokio::time::sleep_until(deadline);
@@ -160,18 +192,31 @@ impl<T> QueueTx<T> {
             // Register before looking, so a pop after the look rings us.
             freed.as_mut().enable();
             std::sync::atomic::fence(Ordering::SeqCst);
-            match self.tx.try_send(item) {
+            match self.tx.try_send(Msg::Item(item)) {
                 Ok(()) => return Ok(()),
-                Err(async_channel::TrySendError::Closed(i)) => {
-                    return Err(PushTimeoutError::Closed(i));
+                Err(async_channel::TrySendError::Closed(m)) => {
+                    return Err(PushTimeoutError::Closed(self::item(m)));
                 }
-                Err(async_channel::TrySendError::Full(i)) => item = i,
+                Err(async_channel::TrySendError::Full(m)) => item = self::item(m),
             }
             tokio::select! {
                 () = &mut freed => {}
                 () = &mut sleep => return Err(PushTimeoutError::Timeout(item)),
             }
         }
+    }
+
+    /// Wakes one idle worker, if there is one, without waiting: `false` when
+    /// no message could be sent (full queue: the workers are busy and will
+    /// look at the pool's size after their job; hand-off: nobody is idle).
+    pub(crate) fn wake(&self) -> bool {
+        if let Some(idle) = &self.room.idle {
+            match idle.try_acquire() {
+                Ok(permit) => permit.forget(),
+                Err(_) => return false,
+            }
+        }
+        self.tx.try_send(Msg::Wake).is_ok()
     }
 
     /// Closes the queue: pushes fail, workers drain what is queued.
@@ -216,7 +261,7 @@ impl Drop for WaiterGuard<'_> {
 /// A [`QueueTx`] that does not keep the queue open.
 #[derive(Debug)]
 pub(crate) struct WeakQueueTx<T> {
-    tx: async_channel::WeakSender<T>,
+    tx: async_channel::WeakSender<Msg<T>>,
     room: Arc<Room>,
 }
 
@@ -243,7 +288,7 @@ impl<T> WeakQueueTx<T> {
 /// worker-local idle offer.
 #[derive(Debug)]
 pub(crate) struct QueueRx<T> {
-    rx: async_channel::Receiver<T>,
+    rx: async_channel::Receiver<Msg<T>>,
     room: Arc<Room>,
     /// Hand-off mode: this worker's idle permit is in the semaphore.
     offered: bool,
@@ -260,10 +305,10 @@ impl<T> Clone for QueueRx<T> {
 }
 
 impl<T> QueueRx<T> {
-    /// Waits for the next item; `None` once the queue is closed and empty.
-    /// Cancel safe: dropping the future loses nothing (the idle offer stays
-    /// made and is not made twice).
-    pub(crate) async fn pop(&mut self) -> Option<T> {
+    /// Waits for the next message; `None` once the queue is closed and
+    /// empty. Cancel safe: dropping the future loses nothing (the idle offer
+    /// stays made and is not made twice).
+    pub(crate) async fn pop(&mut self) -> Option<Msg<T>> {
         if let Some(idle) = &self.room.idle
             && !self.offered
         {
@@ -275,11 +320,15 @@ impl<T> QueueRx<T> {
         Some(item)
     }
 
-    /// Takes an item if one is queued.
+    /// Takes a job if one is queued, skipping wake messages.
     pub(crate) fn try_pop(&mut self) -> Option<T> {
-        let item = self.rx.try_recv().ok()?;
-        self.taken();
-        Some(item)
+        loop {
+            let msg = self.rx.try_recv().ok()?;
+            self.taken();
+            if let Msg::Item(item) = msg {
+                return Some(item);
+            }
+        }
     }
 
     fn taken(&mut self) {

@@ -1,6 +1,7 @@
 //! The pool's counters and its shutdown report.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// A counter on its own cache line, so submitters and workers do not
@@ -16,9 +17,12 @@ struct SubmitSide {
     next_id: AtomicU64,
 }
 
-/// Written by workers.
+/// One worker's counters. Only that worker writes them (single writer: a
+/// load and a store, no read-modify-write and no cache line shared with
+/// other workers); [`Counters::snapshot`] sums them.
 #[derive(Debug, Default)]
-struct WorkerSide {
+#[repr(align(128))]
+pub(crate) struct WorkerCounters {
     dequeued: AtomicU64,
     completed: AtomicU64,
     failed: AtomicU64,
@@ -26,15 +30,66 @@ struct WorkerSide {
     cancelled: AtomicU64,
 }
 
+fn bump(c: &AtomicU64) {
+    // Single writer: see `WorkerCounters`.
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Release);
+}
+
+impl WorkerCounters {
+    /// This worker took a job off the queue.
+    pub(crate) fn dequeued(&self) {
+        bump(&self.dequeued);
+    }
+
+    /// A job this worker dequeued ended.
+    pub(crate) fn finished(&self, outcome: Outcome) {
+        bump(match outcome {
+            Outcome::Completed => &self.completed,
+            Outcome::Failed => &self.failed,
+            Outcome::Panicked => &self.panicked,
+            Outcome::Cancelled => &self.cancelled,
+        });
+    }
+}
+
+/// Sums of worker counters.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    dequeued: u64,
+    completed: u64,
+    failed: u64,
+    panicked: u64,
+    cancelled: u64,
+}
+
+impl Totals {
+    fn add_finished(&mut self, w: &WorkerCounters) {
+        self.completed += w.completed.load(Ordering::Acquire);
+        self.failed += w.failed.load(Ordering::Acquire);
+        self.panicked += w.panicked.load(Ordering::Acquire);
+        self.cancelled += w.cancelled.load(Ordering::Acquire);
+    }
+
+    fn finished(&self) -> u64 {
+        self.completed + self.failed + self.panicked + self.cancelled
+    }
+}
+
+/// The live workers' counters and the sums of the ended ones.
+#[derive(Debug, Default)]
+struct Registry {
+    live: Vec<Arc<WorkerCounters>>,
+    ended: Totals,
+}
+
 /// The live counters behind [`PoolStats`]. `queued` and `running` are derived
-/// (`submitted - dequeued`, `dequeued - finished`), so the accounting law holds
-/// by construction of each snapshot; the tests check every counter against
-/// what the tickets say.
+/// (`submitted - dequeued`, `dequeued - finished`); the tests check every
+/// counter against what the tickets say.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     submit: Line<SubmitSide>,
     rejected: Line<AtomicU64>,
-    worker: Line<WorkerSide>,
+    workers: Mutex<Registry>,
 }
 
 /// How a job ended, for the counters.
@@ -44,6 +99,11 @@ pub(crate) enum Outcome {
     Failed,
     Panicked,
     Cancelled,
+}
+
+fn lock(m: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
+    // Nothing panics while holding this lock; recover anyway.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Counters {
@@ -63,47 +123,51 @@ impl Counters {
         self.rejected.0.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A worker took a job off the queue.
-    pub(crate) fn dequeued(&self) {
-        self.worker.0.dequeued.fetch_add(1, Ordering::Relaxed);
+    /// Counters for a new worker.
+    pub(crate) fn register(&self) -> Arc<WorkerCounters> {
+        let w = Arc::new(WorkerCounters::default());
+        lock(&self.workers).live.push(w.clone());
+        w
     }
 
-    /// A dequeued job ended.
-    pub(crate) fn finished(&self, outcome: Outcome) {
-        let w = &self.worker.0;
-        let c = match outcome {
-            Outcome::Completed => &w.completed,
-            Outcome::Failed => &w.failed,
-            Outcome::Panicked => &w.panicked,
-            Outcome::Cancelled => &w.cancelled,
-        };
-        // Release: a reader that sees this count also sees the dequeue.
-        c.fetch_add(1, Ordering::Release);
+    /// A worker ended: keep its counts, drop its slot.
+    pub(crate) fn unregister(&self, w: &Arc<WorkerCounters>) {
+        let mut reg = lock(&self.workers);
+        if let Some(i) = reg.live.iter().position(|x| Arc::ptr_eq(x, w)) {
+            reg.live.swap_remove(i);
+            reg.ended.add_finished(w);
+            reg.ended.dequeued += w.dequeued.load(Ordering::Acquire);
+        }
     }
 
-    /// Reads a snapshot, in the order finished → dequeued → submitted. A
-    /// submitter counts its job just after it entered the queue, so a worker
-    /// can count the same job first; the snapshot clamps such a moment to
-    /// `finished <= dequeued <= submitted`.
+    /// Reads a snapshot: finished counts first, then dequeued, then
+    /// submitted. A submitter counts its job just after it entered the queue
+    /// and workers count on their own lines, so a snapshot taken while jobs
+    /// move is clamped to `finished <= dequeued <= submitted`.
     pub(crate) fn snapshot(&self, workers: usize) -> PoolStats {
-        let w = &self.worker.0;
-        let completed = w.completed.load(Ordering::Acquire);
-        let failed = w.failed.load(Ordering::Acquire);
-        let panicked = w.panicked.load(Ordering::Acquire);
-        let cancelled = w.cancelled.load(Ordering::Acquire);
-        let dequeued = w.dequeued.load(Ordering::Acquire);
+        let t = {
+            let reg = lock(&self.workers);
+            let mut t = reg.ended;
+            for w in &reg.live {
+                t.add_finished(w);
+            }
+            for w in &reg.live {
+                t.dequeued += w.dequeued.load(Ordering::Acquire);
+            }
+            t
+        };
         let submitted = self.submit.0.submitted.load(Ordering::Acquire);
-        let finished = completed + failed + panicked + cancelled;
-        let dequeued = dequeued.max(finished);
+        let finished = t.finished();
+        let dequeued = t.dequeued.max(finished);
         let submitted = submitted.max(dequeued);
         PoolStats {
             submitted,
             queued: submitted - dequeued,
             running: dequeued - finished,
-            completed,
-            failed,
-            panicked,
-            cancelled,
+            completed: t.completed,
+            failed: t.failed,
+            panicked: t.panicked,
+            cancelled: t.cancelled,
             rejected: self.rejected.0.load(Ordering::Relaxed),
             workers,
         }

@@ -32,6 +32,9 @@ impl fmt::Display for JobId {
     }
 }
 
+/// The receiving side of the results channel.
+type ResultRx<O, E> = async_channel::Receiver<(JobId, JobResult<O, E>)>;
+
 /// Where a job's result goes.
 pub(crate) enum Reply<O, E> {
     /// To the submitter's [`Ticket`].
@@ -126,11 +129,11 @@ impl<O, E> fmt::Debug for Ticket<O, E> {
 #[must_use = "streams do nothing unless polled"]
 pub struct Results<O, E> {
     // Boxed so that `Results` is `Unpin` (the receiver is not).
-    rx: Pin<Box<async_channel::Receiver<(JobId, JobResult<O, E>)>>>,
+    rx: Pin<Box<ResultRx<O, E>>>,
 }
 
 impl<O, E> Results<O, E> {
-    pub(crate) fn new(rx: async_channel::Receiver<(JobId, JobResult<O, E>)>) -> Self {
+    pub(crate) fn new(rx: ResultRx<O, E>) -> Self {
         Self { rx: Box::pin(rx) }
     }
 

@@ -11,13 +11,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::queue::QueueRx;
-use super::stats::{Counters, Outcome};
+use super::queue::{Msg, QueueRx};
+use super::stats::{Counters, Outcome, WorkerCounters};
 use super::ticket::{Envelope, JobId, JobResult, Reply};
 use super::{JobError, PoolStats};
 use crate::panic_message;
@@ -207,8 +206,11 @@ pub(crate) struct Shared<J, O, E> {
     /// Mirrors of `sizing` for the workers' lock-free check.
     target: AtomicUsize,
     live: AtomicUsize,
-    /// Bumped on resize, so idle workers look at the sizes again.
-    resized: watch::Sender<()>,
+    /// Set (before the queue closes) once the pool is cancelled: the
+    /// workers' per-job check, cheaper than asking the token.
+    cancelled: AtomicBool,
+    /// Cancelled when the last worker has ended; ends the token watcher.
+    ended: CancellationToken,
     results_rx: Mutex<Option<ResultRx<O, E>>>,
     results_taken: AtomicBool,
     results_tx: async_channel::WeakSender<(JobId, JobResult<O, E>)>,
@@ -261,7 +263,8 @@ where
             }),
             target: AtomicUsize::new(workers),
             live: AtomicUsize::new(0),
-            resized: watch::Sender::new(()),
+            cancelled: AtomicBool::new(false),
+            ended: CancellationToken::new(),
             results_rx: Mutex::new(Some(results_rx)),
             results_taken: AtomicBool::new(false),
             results_tx: results_tx.downgrade(),
@@ -274,7 +277,30 @@ where
         // The workers hold the only strong senders from here on, so the
         // results stream ends when the last worker does.
         drop(results_tx);
+        // Idle workers wait on the queue alone; when the token fires (from
+        // the builder's parent, `Pool::cancel` or a shutdown deadline) this
+        // watcher closes the queue, which wakes them.
+        let watcher = shared.clone();
+        let span = tracing::info_span!("watcher", pool = %shared.name);
+        shared.tracker.spawn_on(
+            async move {
+                tokio::select! {
+                    () = watcher.token.cancelled() => watcher.cancel_now(),
+                    () = watcher.ended.cancelled() => {}
+                }
+            }
+            .instrument(span),
+            &shared.runtime,
+        );
         shared
+    }
+
+    /// Cancels the pool: running jobs end at their next `.await`, queued
+    /// ones are cancelled, idle workers wake up (the queue closes).
+    pub(crate) fn cancel_now(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.token.cancel();
+        self.queue.close();
     }
 
     /// Spawns workers until `live == target` (call with the sizing lock).
@@ -293,12 +319,12 @@ where
         self.live.store(sizing.live, Ordering::Relaxed);
     }
 
-    /// Sets the number of workers (see [`Pool::resize`](super::Pool::resize)).
-    pub(crate) fn resize(self: &Arc<Self>, target: usize) {
+    /// Sets the number of workers (see [`Pool::resize`](super::Pool::resize));
+    /// returns how many workers should leave, for the caller to wake.
+    pub(crate) fn resize(self: &Arc<Self>, target: usize) -> usize {
         let mut sizing = lock(&self.sizing);
         self.grow(&mut sizing, target);
-        drop(sizing);
-        self.resized.send_replace(());
+        sizing.live.saturating_sub(target)
     }
 
     /// Takes the results stream's receiver, once.
@@ -336,14 +362,6 @@ where
         self.live.store(sizing.live, Ordering::Relaxed);
         sizing.live
     }
-}
-
-/// What a worker's wait for the next job ended with.
-enum Next<T> {
-    Job(T),
-    Closed,
-    Cancelled,
-    Resized,
 }
 
 /// Makes and sets up a worker; `None` (logged) when that fails or panics.
@@ -384,7 +402,7 @@ pub(crate) async fn run_worker<H, M>(
     M: Fn(usize) -> H + Send + Sync + 'static,
 {
     let mut queue = shared.queue.clone();
-    let mut resized = shared.resized.subscribe();
+    let counters = shared.counters.register();
     let cancelled = shared.token.clone().cancelled_owned();
     tokio::pin!(cancelled);
 
@@ -395,19 +413,19 @@ pub(crate) async fn run_worker<H, M>(
             retired = true;
             break;
         }
-        let next = tokio::select! {
-            biased;
-            env = queue.pop() => env.map_or(Next::Closed, Next::Job),
-            () = &mut cancelled => Next::Cancelled,
-            _ = resized.changed() => Next::Resized,
+        // The idle wait is the queue alone: a shrink sends `Wake`,
+        // cancellation and shutdown close the queue.
+        let Envelope { id, job, reply } = match queue.pop().await {
+            Some(Msg::Item(env)) => env,
+            Some(Msg::Wake) => continue,
+            None => break,
         };
-        let env = match next {
-            Next::Job(env) => env,
-            Next::Resized => continue,
-            Next::Closed | Next::Cancelled => break,
-        };
-        shared.counters.dequeued();
-        let Envelope { id, job, reply } = env;
+        counters.dequeued();
+        if shared.cancelled.load(Ordering::Acquire) {
+            counters.finished(Outcome::Cancelled);
+            cancel_reply(&shared, &results, id, reply);
+            break;
+        }
         let run = AssertUnwindSafe(async { w.handle(job).await }).catch_unwind();
         let ended = tokio::select! {
             biased;
@@ -433,24 +451,32 @@ pub(crate) async fn run_worker<H, M>(
                 (Outcome::Cancelled, Err(JobError::Cancelled))
             }
         };
-        shared.counters.finished(outcome);
+        counters.finished(outcome);
         deliver(&shared, &results, id, reply, result, cancelled.as_mut()).await;
+        if outcome == Outcome::Cancelled {
+            break;
+        }
     }
 
     if shared.token.is_cancelled() {
         // Cancelled: nothing more is taken; what is queued is cancelled.
-        drain_cancelled(&shared, &mut queue, &results);
+        drain_cancelled(&shared, &counters, &mut queue, &results);
     }
     if let Some(w) = worker.as_mut()
         && AssertUnwindSafe(w.teardown()).catch_unwind().await.is_err()
     {
         tracing::error!("worker teardown panicked");
     }
-    if !retired && shared.exited() == 0 {
+    let last = !retired && shared.exited() == 0;
+    if last {
         // The last worker is gone (shutdown, cancellation, or every setup
         // failed): make sure nobody waits on a queue that no one reads.
         queue.close();
-        drain_cancelled(&shared, &mut queue, &results);
+        drain_cancelled(&shared, &counters, &mut queue, &results);
+    }
+    shared.counters.unregister(&counters);
+    if last {
+        shared.ended.cancel();
     }
     tracing::trace!(retired, "worker ended");
 }
@@ -502,31 +528,42 @@ async fn deliver<J, O, E>(
     }
 }
 
+/// Tells a cancelled job's ticket or the results stream, without waiting.
+fn cancel_reply<J, O, E>(
+    shared: &Shared<J, O, E>,
+    results: &Option<ResultTx<O, E>>,
+    id: JobId,
+    reply: Reply<O, E>,
+) {
+    match reply {
+        Reply::Ticket(tx) => {
+            let _ = tx.send(Err(JobError::Cancelled));
+        }
+        Reply::Detached => {
+            if let Some(tx) = results
+                && shared.results_taken.load(Ordering::Acquire)
+            {
+                // Best effort: a full stream does not hold up cancellation.
+                let _ = tx.try_send((id, Err(JobError::Cancelled)));
+            }
+        }
+    }
+}
+
 /// Cancels every job still queued (their tickets resolve to `Cancelled`).
 fn drain_cancelled<J, O, E>(
     shared: &Shared<J, O, E>,
+    counters: &WorkerCounters,
     queue: &mut QueueRx<Envelope<J, O, E>>,
     results: &Option<ResultTx<O, E>>,
 ) {
     queue.close();
     let mut n = 0_u64;
     while let Some(Envelope { id, reply, .. }) = queue.try_pop() {
-        shared.counters.dequeued();
-        shared.counters.finished(Outcome::Cancelled);
+        counters.dequeued();
+        counters.finished(Outcome::Cancelled);
         n += 1;
-        match reply {
-            Reply::Ticket(tx) => {
-                let _ = tx.send(Err(JobError::Cancelled));
-            }
-            Reply::Detached => {
-                if let Some(tx) = results
-                    && shared.results_taken.load(Ordering::Acquire)
-                {
-                    // Best effort: a full stream does not hold up cancellation.
-                    let _ = tx.try_send((id, Err(JobError::Cancelled)));
-                }
-            }
-        }
+        cancel_reply(shared, results, id, reply);
     }
     if n > 0 {
         tracing::warn!(cancelled = n, "pool cancelled; queued jobs dropped");
