@@ -21,6 +21,9 @@
 //!   [`Bounded::run_all`] (continue) every item runs and every result is kept.
 //! - **A body panics:** the panic is caught in its task and becomes
 //!   [`BoundedError::Panicked`] with the message; then as for an error.
+//!   (`f` itself, the closure that *makes* each future, runs on the caller's
+//!   task: a panic there unwinds into the caller, and the tasks in flight are
+//!   aborted as the run is dropped.)
 //! - **The token is cancelled:** the tasks in flight are aborted (dropped at
 //!   their next `.await`), no further item starts, and [`BoundedError::Cancelled`]
 //!   is returned (`run_all`: for each item that did not finish).
