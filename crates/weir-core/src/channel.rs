@@ -1,26 +1,39 @@
 //! The channels between stages, in one place.
 //!
-//! Every hop between two pipeline stages goes through [`edge`], [`recv`],
-//! [`send`] and [`close_and_drain`]; nothing else in the crate touches the
-//! channel types directly, so changing how items move is a change to this
-//! file alone.
+//! Every hop between two pipeline stages goes through this file: [`edge`]
+//! makes one, [`EdgeTx`] and [`EdgeRx`] move items, [`close_and_drain`]
+//! accounts for what is left when a reader stops. Changing how items move is
+//! a change to this file alone.
 //!
-//! An edge read by one task (a one-worker stage, the dispatcher of an
-//! ordered stage, the output stream) is a tokio mpsc channel, read in
-//! batches with `recv_many` into a local buffer: under load one channel
-//! operation moves many items, and at low load an item still moves alone.
-//! An edge read by several workers is a multi-consumer channel
-//! (`async-channel`), so each item goes to exactly one worker, whichever
-//! asks first, without a lock.
+//! **An edge read by one task** (a one-worker stage, the dispatcher of an
+//! ordered stage, the output stream) carries *chunks*: the sending worker
+//! collects items in a local chunk and sends it when it holds `batch` items,
+//! or — so that nothing waits in a chunk while the pipeline could move it —
+//! right before the worker itself would wait: for input, for its work to
+//! finish, or for its end. Under load, the channel's synchronisation (the
+//! part that bounces between cores) is paid once per chunk; in an idle
+//! pipeline an item still travels alone at once. The reader takes a whole
+//! chunk at a time.
 //!
-//! Both directions try the channel without waiting first and only fall back
-//! to waiting (against the stop signal) when they must, so an item that can
-//! move at once costs no cancellation bookkeeping.
+//! **An edge read by several workers** carries single items on a
+//! multi-consumer channel (`async-channel`), so each item goes to exactly one
+//! worker, whichever asks first: a chunk of slow items must not land on one
+//! worker while the others idle.
 //!
-//! Measured (callgrind, 200k items through generate -> map -> sum on a
-//! current-thread runtime): async-channel on every edge cost 1287
-//! instructions per item against 930 for the same pipeline hand-written with
-//! tokio mpsc; 41% of weir's went to async-channel's listener notification.
+//! Both directions try without waiting first and only wait (against the stop
+//! signal) when they must, so an item that can move at once costs no
+//! cancellation bookkeeping.
+//!
+//! How the channel was chosen (callgrind, 200k items through
+//! generate -> map -> sum on a current-thread runtime, instructions per
+//! item): async-channel on every edge 1287, 41% of it in its listener
+//! notification; the same pipeline hand-written with tokio mpsc 930; tokio
+//! mpsc per item with batched receive 737; chunked edges: see
+//! `docs/benchmarks.md`.
+//!
+//! Bounds: an edge of `capacity` holds at most `capacity` items in the
+//! channel, plus one chunk (at most `min(capacity, BATCH)` items) being
+//! filled by each sending worker and one being read by the reader.
 
 use std::fmt;
 use std::future::Future;
@@ -33,31 +46,41 @@ use futures::task::ArcWake;
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-/// The sending half of an edge; clones share it.
+/// Most items in one chunk.
+pub(crate) const BATCH: usize = 32;
+
+/// A worker's sending half of an edge. Each clone has its own chunk.
 #[derive(Debug)]
 pub(crate) enum EdgeTx<T> {
-    One(mpsc::Sender<T>),
+    One {
+        tx: mpsc::Sender<Vec<T>>,
+        /// The chunk being filled.
+        chunk: Vec<T>,
+        batch: usize,
+    },
     Many(async_channel::Sender<T>),
 }
 
 impl<T> Clone for EdgeTx<T> {
     fn clone(&self) -> Self {
         match self {
-            Self::One(tx) => Self::One(tx.clone()),
+            Self::One { tx, batch, .. } => Self::One {
+                tx: tx.clone(),
+                chunk: Vec::new(),
+                batch: *batch,
+            },
             Self::Many(tx) => Self::Many(tx.clone()),
         }
     }
 }
 
-/// The receiving half of an edge, as one consumer task holds it.
+/// The receiving half of an edge, as one reader task holds it.
 #[derive(Debug)]
 pub(crate) enum EdgeRx<T> {
     One {
-        rx: mpsc::Receiver<T>,
-        /// Items taken from the channel and not yet handed out, in reverse
-        /// order (the next one is last).
-        buf: Vec<T>,
-        batch: usize,
+        rx: mpsc::Receiver<Vec<T>>,
+        /// The chunk being read, in reverse order (the next item is last).
+        chunk: Vec<T>,
     },
     /// Boxed: async-channel's receiver is not `Unpin`.
     Many(Pin<Box<async_channel::Receiver<T>>>),
@@ -66,80 +89,195 @@ pub(crate) enum EdgeRx<T> {
 // Never pinned in place; the async-channel receiver, which must be, is boxed.
 impl<T> Unpin for EdgeRx<T> {}
 
-/// A new bounded edge holding at most `capacity` items (`capacity > 0`),
-/// read by `consumers` tasks: one receiver per consumer.
-pub(crate) fn edge<T>(capacity: usize, consumers: usize) -> (EdgeTx<T>, Vec<EdgeRx<T>>) {
-    if consumers <= 1 {
-        let (tx, rx) = mpsc::channel(capacity);
+/// A new bounded edge for `capacity` items (`capacity > 0`), read by
+/// `readers` tasks: one receiver for each.
+pub(crate) fn edge<T>(capacity: usize, readers: usize) -> (EdgeTx<T>, Vec<EdgeRx<T>>) {
+    if readers <= 1 {
+        let batch = capacity.clamp(1, BATCH);
+        let (tx, rx) = mpsc::channel((capacity / batch).max(1));
+        let tx = EdgeTx::One {
+            tx,
+            chunk: Vec::new(),
+            batch,
+        };
         let rx = EdgeRx::One {
             rx,
-            buf: Vec::new(),
-            batch: capacity,
+            chunk: Vec::new(),
         };
-        (EdgeTx::One(tx), vec![rx])
+        (tx, vec![rx])
     } else {
         let (tx, rx) = async_channel::bounded(capacity);
-        let rxs = (0..consumers)
+        let rxs = (0..readers)
             .map(|_| EdgeRx::Many(Box::pin(rx.clone())))
             .collect();
         (EdgeTx::Many(tx), rxs)
     }
 }
 
+/// A new bounded edge for single items (no chunks) with one reader.
+pub(crate) fn edge_of_items<T>(capacity: usize) -> (EdgeTx<T>, Vec<EdgeRx<T>>) {
+    let (tx, rx) = async_channel::bounded(capacity);
+    (EdgeTx::Many(tx), vec![EdgeRx::Many(Box::pin(rx))])
+}
+
+/// What a send or a flush did, in items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Delivery {
+    /// Items that reached the channel.
+    pub(crate) sent: u64,
+    /// Items dropped because the edge closed or the pipeline stopped.
+    pub(crate) lost: u64,
+    pub(crate) status: Sent,
+}
+
+impl Delivery {
+    const NOTHING: Self = Self {
+        sent: 0,
+        lost: 0,
+        status: Sent::Ok,
+    };
+}
+
+/// How a send or flush ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Everything reached the channel (or waits in the chunk).
+    Ok,
+    /// The receiving side is gone; the items were dropped.
+    Closed,
+    /// The pipeline stopped first; the items were dropped.
+    Stopped,
+}
+
 impl<T> EdgeTx<T> {
     /// Whether the receiving side is gone.
     pub(crate) fn is_closed(&self) -> bool {
         match self {
-            Self::One(tx) => tx.is_closed(),
+            Self::One { tx, .. } => tx.is_closed(),
             Self::Many(tx) => tx.is_closed(),
         }
     }
 
-    fn try_send(&self, item: T) -> Result<(), TrySend<T>> {
+    /// Items waiting in this sender's chunk.
+    pub(crate) fn pending(&self) -> usize {
         match self {
-            Self::One(tx) => tx.try_send(item).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(item) => TrySend::Full(item),
-                mpsc::error::TrySendError::Closed(_) => TrySend::Closed,
-            }),
-            Self::Many(tx) => tx.try_send(item).map_err(|e| match e {
-                async_channel::TrySendError::Full(item) => TrySend::Full(item),
-                async_channel::TrySendError::Closed(_) => TrySend::Closed,
-            }),
+            Self::One { chunk, .. } => chunk.len(),
+            Self::Many(_) => 0,
         }
     }
 
-    async fn send_wait(&self, item: T) -> Result<(), ()> {
+    /// Sends `item`: into the chunk (sent when full), or straight to the
+    /// channel for a multi-reader edge; waits for room unless the pipeline
+    /// stops first.
+    pub(crate) async fn send(&mut self, item: T, halt: &mut Halt) -> Delivery {
         match self {
-            Self::One(tx) => tx.send(item).await.map_err(drop),
-            Self::Many(tx) => tx.send(item).await.map_err(drop),
+            Self::One { chunk, batch, .. } => {
+                if chunk.capacity() == 0 {
+                    chunk.reserve_exact(*batch);
+                }
+                chunk.push(item);
+                if chunk.len() >= *batch {
+                    self.flush(halt).await
+                } else {
+                    Delivery::NOTHING
+                }
+            }
+            Self::Many(tx) => {
+                let status = if halt.is_stopped() {
+                    Sent::Stopped
+                } else {
+                    match tx.try_send(item) {
+                        Ok(()) => Sent::Ok,
+                        Err(async_channel::TrySendError::Closed(_)) => Sent::Closed,
+                        Err(async_channel::TrySendError::Full(item)) => {
+                            match halt.or_stop(tx.send(item)).await {
+                                Some(Ok(())) => Sent::Ok,
+                                Some(Err(_)) => Sent::Closed,
+                                None => Sent::Stopped,
+                            }
+                        }
+                    }
+                };
+                let ok = u64::from(status == Sent::Ok);
+                Delivery {
+                    sent: ok,
+                    lost: 1 - ok,
+                    status,
+                }
+            }
         }
     }
-}
 
-enum TrySend<T> {
-    Full(T),
-    Closed,
+    /// Sends this sender's chunk now, if it holds anything.
+    pub(crate) async fn flush(&mut self, halt: &mut Halt) -> Delivery {
+        let Self::One { tx, chunk, batch } = self else {
+            return Delivery::NOTHING;
+        };
+        if chunk.is_empty() {
+            return Delivery::NOTHING;
+        }
+        let n = chunk.len() as u64;
+        let full = std::mem::replace(chunk, Vec::with_capacity(*batch));
+        let status = if halt.is_stopped() {
+            Sent::Stopped
+        } else {
+            match tx.try_send(full) {
+                Ok(()) => Sent::Ok,
+                Err(mpsc::error::TrySendError::Closed(_)) => Sent::Closed,
+                Err(mpsc::error::TrySendError::Full(full)) => {
+                    match halt.or_stop(tx.send(full)).await {
+                        Some(Ok(())) => Sent::Ok,
+                        Some(Err(_)) => Sent::Closed,
+                        None => Sent::Stopped,
+                    }
+                }
+            }
+        };
+        if status == Sent::Ok {
+            Delivery {
+                sent: n,
+                lost: 0,
+                status,
+            }
+        } else {
+            Delivery {
+                sent: 0,
+                lost: n,
+                status,
+            }
+        }
+    }
+
+    /// Drops what waits in the chunk, returning how many items that was.
+    pub(crate) fn discard(&mut self) -> u64 {
+        match self {
+            Self::One { chunk, .. } => {
+                let n = chunk.len() as u64;
+                chunk.clear();
+                n
+            }
+            Self::Many(_) => 0,
+        }
+    }
 }
 
 impl<T> EdgeRx<T> {
     /// An item if one can be had without waiting; `Err(true)` when the edge
     /// is closed and empty, `Err(false)` when it is just empty for now.
-    fn try_recv(&mut self) -> Result<T, bool> {
+    pub(crate) fn try_recv(&mut self) -> Result<T, bool> {
         match self {
-            Self::One { rx, buf, batch } => {
-                if let Some(item) = buf.pop() {
+            Self::One { rx, chunk } => {
+                if let Some(item) = chunk.pop() {
                     return Ok(item);
                 }
-                // A no-op waker: if nothing is there, the caller waits
-                // through `poll_recv`, which registers the real one.
-                let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-                match rx.poll_recv_many(&mut cx, buf, *batch) {
-                    Poll::Ready(0) => Err(true),
-                    Poll::Ready(_) => {
-                        buf.reverse();
-                        buf.pop().ok_or(false)
+                match rx.try_recv() {
+                    Ok(next) => {
+                        *chunk = next;
+                        chunk.reverse();
+                        chunk.pop().ok_or(false)
                     }
-                    Poll::Pending => Err(false),
+                    Err(mpsc::error::TryRecvError::Empty) => Err(false),
+                    Err(mpsc::error::TryRecvError::Disconnected) => Err(true),
                 }
             }
             Self::Many(rx) => match rx.try_recv() {
@@ -151,21 +289,21 @@ impl<T> EdgeRx<T> {
     }
 
     /// Waits for the next item; `None` when closed and empty.
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         match self {
-            Self::One { rx, buf, batch } => {
-                if let Some(item) = buf.pop() {
+            Self::One { rx, chunk } => loop {
+                if let Some(item) = chunk.pop() {
                     return Poll::Ready(Some(item));
                 }
-                match rx.poll_recv_many(cx, buf, *batch) {
-                    Poll::Ready(0) => Poll::Ready(None),
-                    Poll::Ready(_) => {
-                        buf.reverse();
-                        Poll::Ready(buf.pop())
+                match rx.poll_recv(cx) {
+                    Poll::Ready(Some(next)) => {
+                        *chunk = next;
+                        chunk.reverse();
                     }
-                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
                 }
-            }
+            },
             Self::Many(rx) => {
                 use futures::Stream;
                 rx.as_mut().poll_next(cx)
@@ -176,25 +314,70 @@ impl<T> EdgeRx<T> {
     /// Whether every sender is gone and nothing is left to read.
     pub(crate) fn is_finished(&self) -> bool {
         match self {
-            Self::One { rx, buf, .. } => buf.is_empty() && rx.is_closed() && rx.is_empty(),
-            Self::Many(rx) => {
-                rx.is_closed() && rx.is_empty() || rx.sender_count() == 0 && rx.is_empty()
-            }
+            Self::One { rx, chunk } => chunk.is_empty() && rx.is_closed() && rx.is_empty(),
+            Self::Many(rx) => rx.is_empty() && (rx.is_closed() || rx.sender_count() == 0),
         }
     }
 
-    /// Items ready to be read without waiting.
+    /// Items in the chunk being read (one reader) or in the channel (many).
     pub(crate) fn len(&self) -> usize {
         match self {
-            Self::One { rx, buf, .. } => buf.len() + rx.len(),
+            Self::One { chunk, .. } => chunk.len(),
             Self::Many(rx) => rx.len(),
         }
     }
 }
 
-/// Polls the next item of an edge from a `Stream` implementation.
-pub(crate) fn poll_next<T>(rx: &mut EdgeRx<T>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-    rx.poll_recv(cx)
+/// What a receive produced.
+#[derive(Debug)]
+pub(crate) enum Recv<T> {
+    /// An item.
+    Item(T),
+    /// Every sender is gone and the edge is empty: the upstream finished.
+    Closed,
+    /// The pipeline stopped first.
+    Stopped,
+}
+
+/// Waits for the next item unless the pipeline stops first.
+pub(crate) async fn recv_wait<T>(rx: &mut EdgeRx<T>, halt: &mut Halt) -> Recv<T> {
+    match halt
+        .or_stop(std::future::poll_fn(|cx| rx.poll_recv(cx)))
+        .await
+    {
+        Some(Some(item)) => Recv::Item(item),
+        Some(None) => Recv::Closed,
+        None => Recv::Stopped,
+    }
+}
+
+/// Closes the edge so no more items can be sent on it, then takes and drops
+/// what is still buffered, returning how many items that was.
+pub(crate) fn close_and_drain<T>(rx: &mut EdgeRx<T>) -> u64 {
+    let mut n = 0;
+    close_and_drain_each(rx, |_| n += 1);
+    n
+}
+
+/// Closes the edge, then hands each item still buffered to `f`.
+pub(crate) fn close_and_drain_each<T>(rx: &mut EdgeRx<T>, mut f: impl FnMut(T)) {
+    match rx {
+        EdgeRx::One { rx, chunk } => {
+            rx.close();
+            while let Some(item) = chunk.pop() {
+                f(item);
+            }
+            while let Ok(next) = rx.try_recv() {
+                next.into_iter().for_each(&mut f);
+            }
+        }
+        EdgeRx::Many(rx) => {
+            rx.close();
+            while let Ok(item) = rx.try_recv() {
+                f(item);
+            }
+        }
+    }
 }
 
 /// A pipeline's stop signal as a plain flag.
@@ -305,93 +488,5 @@ impl Halt {
             }
         })
         .await
-    }
-}
-
-/// What a receive produced.
-#[derive(Debug)]
-pub(crate) enum Recv<T> {
-    /// An item.
-    Item(T),
-    /// Every sender is gone and the edge is empty: the upstream finished.
-    Closed,
-    /// The pipeline stopped first.
-    Stopped,
-}
-
-/// Receives the next item, or reports why there is none.
-pub(crate) async fn recv<T>(rx: &mut EdgeRx<T>, halt: &mut Halt) -> Recv<T> {
-    if halt.is_stopped() {
-        return Recv::Stopped;
-    }
-    match rx.try_recv() {
-        Ok(item) => return Recv::Item(item),
-        Err(true) => return Recv::Closed,
-        Err(false) => {}
-    }
-    match halt
-        .or_stop(std::future::poll_fn(|cx| rx.poll_recv(cx)))
-        .await
-    {
-        Some(Some(item)) => Recv::Item(item),
-        Some(None) => Recv::Closed,
-        None => Recv::Stopped,
-    }
-}
-
-/// What a send did.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Sent {
-    /// The item is on the edge.
-    Ok,
-    /// The receiving side is gone; the item was dropped.
-    Closed,
-    /// The pipeline stopped first; the item was dropped.
-    Stopped,
-}
-
-/// Sends `item`, waiting for room unless the pipeline stops first.
-pub(crate) async fn send<T>(tx: &EdgeTx<T>, item: T, halt: &mut Halt) -> Sent {
-    if halt.is_stopped() {
-        return Sent::Stopped;
-    }
-    let item = match tx.try_send(item) {
-        Ok(()) => return Sent::Ok,
-        Err(TrySend::Closed) => return Sent::Closed,
-        Err(TrySend::Full(item)) => item,
-    };
-    match halt.or_stop(tx.send_wait(item)).await {
-        Some(Ok(())) => Sent::Ok,
-        Some(Err(())) => Sent::Closed,
-        None => Sent::Stopped,
-    }
-}
-
-/// Closes the edge so no more items can be sent on it, then takes and drops
-/// what is still buffered, returning how many items that was.
-pub(crate) fn close_and_drain<T>(rx: &mut EdgeRx<T>) -> u64 {
-    let mut n = 0;
-    close_and_drain_each(rx, |_| n += 1);
-    n
-}
-
-/// Closes the edge, then hands each item still buffered to `f`.
-pub(crate) fn close_and_drain_each<T>(rx: &mut EdgeRx<T>, mut f: impl FnMut(T)) {
-    match rx {
-        EdgeRx::One { rx, buf, .. } => {
-            rx.close();
-            while let Some(item) = buf.pop() {
-                f(item);
-            }
-            while let Ok(item) = rx.try_recv() {
-                f(item);
-            }
-        }
-        EdgeRx::Many(rx) => {
-            rx.close();
-            while let Ok(item) = rx.try_recv() {
-                f(item);
-            }
-        }
     }
 }

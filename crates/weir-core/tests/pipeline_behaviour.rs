@@ -779,3 +779,68 @@ async fn a_context_deadline_stops_the_pipeline_with_its_cause() {
     tokio::task::yield_now().await;
     assert_eq!(alive(), before);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_pipeline_passes_each_item_on_at_once() {
+    // Items move in chunks under load; an item must never wait in a chunk
+    // while the pipeline is idle. Each item is produced a second apart and
+    // must reach the consumer at the instant it was produced.
+    let start = Instant::now();
+    let gen_pipeline = Pipeline::<u64>::generate(|tx| async move {
+        for i in 0..5 {
+            tx.send(i).await?;
+            sleep(Duration::from_secs(1)).await;
+        }
+        Ok(())
+    });
+    let stream_pipeline =
+        Pipeline::<u64>::from_stream(futures::stream::unfold(0u64, |i| async move {
+            if i > 0 {
+                sleep(Duration::from_secs(1)).await;
+            }
+            (i < 5).then_some((i, i + 1))
+        }));
+    for pipeline in [gen_pipeline, stream_pipeline] {
+        let start_run = Instant::now();
+        let (mut out, handle) = pipeline
+            .map("a", 1, |x| async move { anyhow::Ok(x) })
+            .map_ordered("b", 2, |x| async move { anyhow::Ok(x) })
+            .filter("c", |_| true)
+            .map("d", 3, |x| async move { anyhow::Ok(x) })
+            .into_stream()
+            .unwrap();
+        for i in 0..5u64 {
+            assert_eq!(out.recv().await, Some(i));
+            assert_eq!(
+                start_run.elapsed(),
+                Duration::from_secs(i),
+                "item {i} was held back"
+            );
+        }
+        assert_eq!(out.recv().await, None);
+        handle.join().await.unwrap();
+    }
+    // Each run ends 1s after its last item (the producer sleeps once more).
+    assert_eq!(start.elapsed(), Duration::from_secs(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_stage_does_not_hold_finished_items_back() {
+    // Item 0 is quick, item 1 slow: item 0 must come out while item 1 is
+    // still being worked on, not when the chunk would be full.
+    let start = Instant::now();
+    let (mut out, handle) = Pipeline::from_iter([0u64, 1, 2])
+        .map("work", 1, |x| async move {
+            sleep(Duration::from_secs(if x == 1 { 10 } else { 0 })).await;
+            anyhow::Ok(x)
+        })
+        .into_stream()
+        .unwrap();
+    assert_eq!(out.recv().await, Some(0));
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(out.recv().await, Some(1));
+    assert_eq!(start.elapsed(), Duration::from_secs(10));
+    assert_eq!(out.recv().await, Some(2));
+    assert_eq!(out.recv().await, None);
+    handle.join().await.unwrap();
+}

@@ -67,7 +67,7 @@ impl<T> Stream for ItemStream<T> {
         let Some(rx) = this.rx.as_mut().filter(|_| !this.done) else {
             return Poll::Ready(None);
         };
-        let polled = channel::poll_next(rx, cx);
+        let polled = rx.poll_recv(cx);
         match &polled {
             Poll::Ready(Some(_)) => {
                 this.sink.delivered.fetch_add(1, Relaxed);

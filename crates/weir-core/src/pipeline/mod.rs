@@ -526,7 +526,9 @@ where
                 let window_size = l.capacity.max(workers);
                 let window = Arc::new(Semaphore::new(window_size));
                 let (work_tx, work_rxs) = channel::edge(workers, workers);
-                let (done_tx, done_rxs) = channel::edge(window_size, 1);
+                // Results go one by one (a multi-reader edge with one reader), so
+                // a worker that loses one knows whether it held an item.
+                let (done_tx, done_rxs) = channel::edge_of_items(window_size);
                 let (tx, rx) = channel::edge(l.capacity, consumers);
                 let counters = l.stage(name, workers, workers + 2);
                 for input in inputs {

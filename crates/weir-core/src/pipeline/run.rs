@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt};
@@ -18,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use super::error::{ErrorPolicy, PipelineError};
 use super::report::StageCounters;
 use super::stage::{Process, Stage, StageFn};
-use crate::channel::{self, EdgeRx, EdgeTx, Halt, Recv, Sent, StopSignal};
+use crate::channel::{self, Delivery, EdgeRx, EdgeTx, Halt, Recv, Sent, StopSignal};
 use crate::context::Context;
 use crate::panic_message;
 
@@ -140,11 +142,12 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
 
     /// Runs one item through `proc`, catching panics and applying the
     /// per-item timeout; failures are counted and reported here.
-    pub(crate) async fn process<I, O, P>(
+    pub(crate) async fn process<I, O, P, X>(
         &mut self,
         proc: &mut P,
         item: I,
         timeout: Option<Duration>,
+        out: &mut EdgeTx<X>,
     ) -> Outcome<O>
     where
         P: Process<I, O, E>,
@@ -152,9 +155,22 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
         // The call is inside the async block so that a closure that panics
         // before returning its future is caught too.
         let work = AssertUnwindSafe(async { proc.call(item).await }).catch_unwind();
-        let result = match timeout {
-            None => self.halt.or_stop(work).await.map(Ok),
-            Some(d) => self.halt.or_stop(tokio::time::timeout(d, work)).await,
+        let work = async move {
+            match timeout {
+                None => Ok(work.await),
+                Some(d) => tokio::time::timeout(d, work).await,
+            }
+        };
+        let mut work = std::pin::pin!(work);
+        let result = match std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+            Poll::Ready(done) => Some(done),
+            Poll::Pending => {
+                // The work must wait: send what is ready downstream first.
+                if out.pending() > 0 && !self.flush(out).await {
+                    return Outcome::Stopped;
+                }
+                self.halt.or_stop(work).await
+            }
         };
         let c = &self.counters;
         match result {
@@ -192,39 +208,94 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
         }
     }
 
-    /// Passes `out` downstream and counts it. Returns false when this task
-    /// must stop (downstream gone or pipeline stopped).
-    pub(crate) async fn emit<O>(&mut self, tx: &EdgeTx<O>, out: O) -> bool {
-        match channel::send(tx, out, &mut self.halt).await {
-            Sent::Ok => {
-                self.counters.output.fetch_add(1, Relaxed);
-                true
-            }
-            Sent::Closed => {
-                self.counters.cancelled.fetch_add(1, Relaxed);
-                false
-            }
+    /// Counts what a send or flush did; false when this task must stop
+    /// (downstream gone or pipeline stopped).
+    fn account(&self, d: Delivery) -> bool {
+        let c = &self.counters;
+        if d.sent > 0 {
+            c.output.fetch_add(d.sent, Relaxed);
+        }
+        if d.lost > 0 {
+            c.cancelled.fetch_add(d.lost, Relaxed);
+        }
+        match d.status {
+            Sent::Ok => true,
+            Sent::Closed => false,
             Sent::Stopped => {
-                self.counters.cancelled.fetch_add(1, Relaxed);
                 self.interrupted();
                 false
             }
         }
     }
 
-    /// Takes the next input item; `None` when the task must stop.
-    pub(crate) async fn take<I>(&mut self, rx: &mut EdgeRx<I>) -> Option<I> {
-        match channel::recv(rx, &mut self.halt).await {
-            Recv::Item(item) => {
-                self.counters.input.fetch_add(1, Relaxed);
-                Some(item)
+    /// Passes `out` downstream (into the sender's chunk, or onto the
+    /// channel) and counts it once it is on the channel. Returns false when
+    /// this task must stop.
+    pub(crate) async fn emit<O>(&mut self, tx: &mut EdgeTx<O>, out: O) -> bool {
+        let d = tx.send(out, &mut self.halt).await;
+        self.account(d)
+    }
+
+    /// Sends what waits in `tx`'s chunk now. Returns false when this task
+    /// must stop.
+    pub(crate) async fn flush<O>(&mut self, tx: &mut EdgeTx<O>) -> bool {
+        let d = tx.flush(&mut self.halt).await;
+        self.account(d)
+    }
+
+    /// At the end of a task: delivers what waits in `tx`'s chunk unless the
+    /// pipeline stopped, in which case it is counted as cancelled.
+    pub(crate) async fn close_out<O>(&mut self, tx: &mut EdgeTx<O>) {
+        if !self.halt.is_stopped() {
+            self.flush(tx).await;
+        }
+        let left = tx.discard();
+        if left > 0 {
+            self.counters.cancelled.fetch_add(left, Relaxed);
+        }
+    }
+
+    /// Takes the next input item, without counting it; `None` when the task
+    /// must stop. Before waiting for input it sends what waits in `out`'s
+    /// chunk, so nothing sits in a chunk while this task is idle.
+    pub(crate) async fn next<I, O>(
+        &mut self,
+        rx: &mut EdgeRx<I>,
+        out: &mut EdgeTx<O>,
+    ) -> Option<I> {
+        if self.halt.is_stopped() {
+            self.interrupted();
+            return None;
+        }
+        let received = match rx.try_recv() {
+            Ok(item) => Recv::Item(item),
+            Err(true) => Recv::Closed,
+            Err(false) => {
+                if out.pending() > 0 && !self.flush(out).await {
+                    return None;
+                }
+                channel::recv_wait(rx, &mut self.halt).await
             }
+        };
+        match received {
+            Recv::Item(item) => Some(item),
             Recv::Closed => None,
             Recv::Stopped => {
                 self.interrupted();
                 None
             }
         }
+    }
+
+    /// Takes the next input item and counts it as the stage's input.
+    pub(crate) async fn take<I, O>(
+        &mut self,
+        rx: &mut EdgeRx<I>,
+        out: &mut EdgeTx<O>,
+    ) -> Option<I> {
+        let item = self.next(rx, out).await?;
+        self.counters.input.fetch_add(1, Relaxed);
+        Some(item)
     }
 
     /// Ends this task of the stage. The stage's last task closes its input
@@ -254,29 +325,30 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
 pub(crate) async fn unordered_worker<I, O, E, P>(
     mut env: Env<E>,
     mut rx: EdgeRx<I>,
-    tx: EdgeTx<O>,
+    mut tx: EdgeTx<O>,
     mut proc: P,
     timeout: Option<Duration>,
 ) where
     E: fmt::Display + Send + 'static,
     P: Process<I, O, E>,
 {
-    work_loop(&mut env, &mut rx, &tx, &mut proc, timeout).await;
+    work_loop(&mut env, &mut rx, &mut tx, &mut proc, timeout).await;
+    env.close_out(&mut tx).await;
     env.finish(Some(&mut rx));
 }
 
 async fn work_loop<I, O, E, P>(
     env: &mut Env<E>,
     rx: &mut EdgeRx<I>,
-    tx: &EdgeTx<O>,
+    tx: &mut EdgeTx<O>,
     proc: &mut P,
     timeout: Option<Duration>,
 ) where
     E: fmt::Display + Send + 'static,
     P: Process<I, O, E>,
 {
-    while let Some(item) = env.take(rx).await {
-        match env.process(proc, item, timeout).await {
+    while let Some(item) = env.take(rx, tx).await {
+        match env.process(proc, item, timeout, tx).await {
             Outcome::Item(out) => {
                 if !env.emit(tx, out).await {
                     return;
@@ -299,7 +371,7 @@ async fn work_loop<I, O, E, P>(
 pub(crate) async fn stage_worker<I, S>(
     mut env: Env<S::Error>,
     mut rx: EdgeRx<I>,
-    tx: EdgeTx<S::Out>,
+    mut tx: EdgeTx<S::Out>,
     stage: Arc<S>,
     index: usize,
     timeout: Option<Duration>,
@@ -329,7 +401,8 @@ pub(crate) async fn stage_worker<I, S>(
     };
     if let Some(state) = state {
         let mut proc = StageFn { stage, state };
-        work_loop(&mut env, &mut rx, &tx, &mut proc, timeout).await;
+        work_loop(&mut env, &mut rx, &mut tx, &mut proc, timeout).await;
+        env.close_out(&mut tx).await;
         let StageFn { stage, state } = proc;
         match AssertUnwindSafe(stage.teardown(state)).catch_unwind().await {
             Ok(Ok(())) => {}
@@ -353,7 +426,7 @@ pub(crate) async fn stage_worker<I, S>(
 pub(crate) async fn ordered_dispatcher<I, E>(
     mut env: Env<E>,
     mut rx: EdgeRx<I>,
-    work: EdgeTx<(u64, I)>,
+    mut work: EdgeTx<(u64, I)>,
     window: Arc<Semaphore>,
 ) where
     E: fmt::Display + Send + 'static,
@@ -371,10 +444,11 @@ pub(crate) async fn ordered_dispatcher<I, E>(
                 break;
             }
         }
-        let Some(item) = env.take(&mut rx).await else {
+        let Some(item) = env.take(&mut rx, &mut work).await else {
             break;
         };
-        match channel::send(&work, (seq, item), &mut env.halt).await {
+        // Numbered items are not the stage's output: only losses count here.
+        match work.send((seq, item), &mut env.halt).await.status {
             Sent::Ok => seq += 1,
             Sent::Closed => {
                 env.counters.cancelled.fetch_add(1, Relaxed);
@@ -397,7 +471,7 @@ pub(crate) async fn ordered_dispatcher<I, E>(
 pub(crate) async fn ordered_worker<I, O, E, P>(
     mut env: Env<E>,
     mut work: EdgeRx<(u64, I)>,
-    done: EdgeTx<(u64, Option<O>)>,
+    mut done: EdgeTx<(u64, Option<O>)>,
     mut proc: P,
     timeout: Option<Duration>,
 ) where
@@ -406,15 +480,10 @@ pub(crate) async fn ordered_worker<I, O, E, P>(
 {
     loop {
         // Items here were counted as input by the dispatcher.
-        let (seq, item) = match channel::recv(&mut work, &mut env.halt).await {
-            Recv::Item(x) => x,
-            Recv::Closed => break,
-            Recv::Stopped => {
-                env.interrupted();
-                break;
-            }
+        let Some((seq, item)) = env.next(&mut work, &mut done).await else {
+            break;
         };
-        let out = match env.process(&mut proc, item, timeout).await {
+        let out = match env.process(&mut proc, item, timeout, &mut done).await {
             Outcome::Item(out) => Some(out),
             Outcome::Filtered => {
                 env.counters.filtered.fetch_add(1, Relaxed);
@@ -430,14 +499,14 @@ pub(crate) async fn ordered_worker<I, O, E, P>(
         let had_item = out.is_some();
         // `done` has room for the whole window, so this only waits if the
         // re-orderer is slow to take results; it fails if it has stopped.
-        match channel::send(&done, (seq, out), &mut env.halt).await {
-            Sent::Ok => {}
-            Sent::Closed | Sent::Stopped => {
-                if had_item {
-                    env.counters.cancelled.fetch_add(1, Relaxed);
-                }
-                break;
+        // `done` carries single results (it is built with many readers'
+        // semantics, see `map_ordered`), so a loss is exactly this result.
+        let d = done.send((seq, out), &mut env.halt).await;
+        if d.status != Sent::Ok {
+            if had_item {
+                env.counters.cancelled.fetch_add(1, Relaxed);
             }
+            break;
         }
     }
     if env.counters.task_ended() {
@@ -452,7 +521,7 @@ pub(crate) async fn ordered_worker<I, O, E, P>(
 pub(crate) async fn ordered_reorderer<O, E>(
     mut env: Env<E>,
     mut done: EdgeRx<(u64, Option<O>)>,
-    tx: EdgeTx<O>,
+    mut tx: EdgeTx<O>,
     window: Arc<Semaphore>,
 ) where
     E: fmt::Display + Send + 'static,
@@ -460,25 +529,21 @@ pub(crate) async fn ordered_reorderer<O, E>(
     let mut pending: BTreeMap<u64, Option<O>> = BTreeMap::new();
     let mut next = 0u64;
     'run: loop {
-        let (seq, out) = match channel::recv(&mut done, &mut env.halt).await {
-            Recv::Item(x) => x,
-            Recv::Closed => break,
-            Recv::Stopped => {
-                env.interrupted();
-                break;
-            }
+        let Some((seq, out)) = env.next(&mut done, &mut tx).await else {
+            break;
         };
         pending.insert(seq, out);
         while let Some(out) = pending.remove(&next) {
             next += 1;
             window.add_permits(1);
             if let Some(out) = out
-                && !env.emit(&tx, out).await
+                && !env.emit(&mut tx, out).await
             {
                 break 'run;
             }
         }
     }
+    env.close_out(&mut tx).await;
     // Stop the dispatcher from waiting on a window that will not open again.
     window.close();
     let buffered = pending.values().filter(|o| o.is_some()).count() as u64;
@@ -489,7 +554,7 @@ pub(crate) async fn ordered_reorderer<O, E>(
 }
 
 /// Source over an iterator.
-pub(crate) async fn iter_source<I, E>(mut env: Env<E>, iter: I, tx: EdgeTx<I::Item>)
+pub(crate) async fn iter_source<I, E>(mut env: Env<E>, iter: I, mut tx: EdgeTx<I::Item>)
 where
     I: Iterator,
     E: fmt::Display + Send + 'static,
@@ -500,22 +565,35 @@ where
             break;
         }
         env.counters.input.fetch_add(1, Relaxed);
-        if !env.emit(&tx, item).await {
+        if !env.emit(&mut tx, item).await {
             break;
         }
     }
+    env.close_out(&mut tx).await;
     env.finish::<I::Item>(None);
 }
 
 /// Source over a stream.
-pub(crate) async fn stream_source<S, E>(mut env: Env<E>, stream: S, tx: EdgeTx<S::Item>)
+pub(crate) async fn stream_source<S, E>(mut env: Env<E>, stream: S, mut tx: EdgeTx<S::Item>)
 where
     S: Stream,
     E: fmt::Display + Send + 'static,
 {
     let mut stream = std::pin::pin!(stream);
     loop {
-        let item = match env.halt.or_stop(stream.next()).await {
+        let mut next = stream.next();
+        let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut next).poll(cx))).await;
+        let item = match polled {
+            Poll::Ready(item) => Some(item),
+            Poll::Pending => {
+                // The stream must wait: send what is ready downstream first.
+                if tx.pending() > 0 && !env.flush(&mut tx).await {
+                    break;
+                }
+                env.halt.or_stop(next).await
+            }
+        };
+        let item = match item {
             Some(Some(item)) => item,
             Some(None) => break,
             None => {
@@ -524,10 +602,11 @@ where
             }
         };
         env.counters.input.fetch_add(1, Relaxed);
-        if !env.emit(&tx, item).await {
+        if !env.emit(&mut tx, item).await {
             break;
         }
     }
+    env.close_out(&mut tx).await;
     env.finish::<S::Item>(None);
 }
 
@@ -540,8 +619,7 @@ where
 {
     let mut env = env;
     let emitter = Emitter {
-        tx,
-        halt: tokio::sync::Mutex::new(env.shared.stop.halt()),
+        out: tokio::sync::Mutex::new((tx, env.shared.stop.halt())),
         token: env.shared.token.clone(),
         counters: Arc::clone(&env.counters),
         stopped: Arc::new(AtomicBool::new(false)),
@@ -580,8 +658,7 @@ where
 ///
 /// Made by [`Pipeline::generate`](crate::Pipeline::generate).
 pub struct Emitter<T> {
-    tx: EdgeTx<T>,
-    halt: tokio::sync::Mutex<Halt>,
+    out: tokio::sync::Mutex<(EdgeTx<T>, Halt)>,
     token: CancellationToken,
     counters: Arc<StageCounters>,
     stopped: Arc<AtomicBool>,
@@ -627,9 +704,18 @@ impl<T> Emitter<T> {
         };
         // Only one `send` runs at a time (they take `&self`, but the
         // generator awaits each); the lock is never contended in practice.
+        // A generator may wait on anything between two sends, so its items
+        // are sent at once, never left in a chunk.
         let sent = {
-            let mut halt = self.halt.lock().await;
-            channel::send(&self.tx, item, &mut halt).await == Sent::Ok
+            let mut out = self.out.lock().await;
+            let (tx, halt) = &mut *out;
+            let d = tx.send(item, halt).await;
+            let d = if d.status == Sent::Ok {
+                tx.flush(halt).await
+            } else {
+                d
+            };
+            d.status == Sent::Ok
         };
         let sent = if sent { Ok(()) } else { Err(()) };
         pending.done = true;
@@ -649,7 +735,9 @@ impl<T> Emitter<T> {
     /// Whether the pipeline has stopped; a generator doing expensive work
     /// between sends can check this.
     pub fn is_stopped(&self) -> bool {
-        self.stopped.load(Relaxed) || self.tx.is_closed() || self.token.is_cancelled()
+        self.stopped.load(Relaxed)
+            || self.token.is_cancelled()
+            || self.out.try_lock().is_ok_and(|out| out.0.is_closed())
     }
 
     /// Waits until the pipeline stops; for `select!` in a generator that
