@@ -386,3 +386,25 @@ async fn the_limit_holds_on_a_multi_thread_runtime() {
     assert_eq!(ids.len(), 8);
     assert!(flight.max() <= 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_run_at_the_same_time_on_two_threads() {
+    // Two bodies that each hold their thread (like CPU-bound work) until the
+    // other has started. This only succeeds if they run at the same time on
+    // different threads; polled inside one task (`buffer_unordered`), the
+    // first would wait out its timeout alone.
+    let token = CancellationToken::new();
+    let (tx_a, rx_a) = std::sync::mpsc::channel::<()>();
+    let (tx_b, rx_b) = std::sync::mpsc::channel::<()>();
+    let ends = Arc::new(Mutex::new(vec![(tx_a, rx_b), (tx_b, rx_a)]));
+    let met = for_each_bounded(0..2, 2, &token, move |_| {
+        let (tx, rx) = ends.lock().unwrap().pop().unwrap();
+        async move {
+            tx.send(()).unwrap();
+            Ok::<_, String>(rx.recv_timeout(Duration::from_secs(5)).is_ok())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(met, [true, true]);
+}
