@@ -147,29 +147,27 @@ impl Drop for Running {
 const STOPPED: u64 = u64::MAX;
 
 /// The task for index `i`.
-fn task(
+async fn task(
     key: u64,
     i: u64,
     token: tokio_util::sync::CancellationToken,
     gauge: Arc<Gauge>,
-) -> impl Future<Output = Result<u64, String>> + Send + 'static {
-    async move {
-        let _running = Running::enter(&gauge);
-        match fault(key, i) {
-            Fault::None => {}
-            Fault::Delay(ms) => sleep(Duration::from_millis(ms)).await,
-            Fault::Error => return Err(format!("torture: injected error in task {i}")),
-            Fault::Panic => panic!("{INJECTED} in task {i}"),
-            Fault::SlowWatching => {
-                tokio::select! {
-                    _ = token.cancelled() => return Ok(STOPPED),
-                    _ = sleep(Duration::from_secs(10)) => {}
-                }
+) -> Result<u64, String> {
+    let _running = Running::enter(&gauge);
+    match fault(key, i) {
+        Fault::None => {}
+        Fault::Delay(ms) => sleep(Duration::from_millis(ms)).await,
+        Fault::Error => return Err(format!("torture: injected error in task {i}")),
+        Fault::Panic => panic!("{INJECTED} in task {i}"),
+        Fault::SlowWatching => {
+            tokio::select! {
+                _ = token.cancelled() => return Ok(STOPPED),
+                _ = sleep(Duration::from_secs(10)) => {}
             }
-            Fault::SlowDeaf => sleep(Duration::from_secs(10)).await,
         }
-        Ok(i)
+        Fault::SlowDeaf => sleep(Duration::from_secs(10)).await,
     }
+    Ok(i)
 }
 
 // ---------------------------------------------------------------------------
