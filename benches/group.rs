@@ -8,12 +8,17 @@
 //!   `JoinSet::spawn` and moved into the task).
 //!
 //! Run: `cargo bench --bench group -- --warm-up-time 1 --measurement-time 3`
+//!
+//! On a shared, busy machine criterion's one-after-the-other timings drift
+//! with the load. `WEIR_BENCH_ROUNDS=21 cargo bench --bench group` instead
+//! runs the weir case and its baseline alternately, 21 rounds, and prints the
+//! median time per task and the median of the per-round ratios.
 
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::sync::Arc;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use weir::group::Group;
@@ -110,4 +115,70 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// Times `baseline` and `weir` alternately; prints medians per task and the
+/// median per-round ratio.
+fn interleaved<A, B, FA, FB>(
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    rounds: usize,
+    baseline: A,
+    weir: B,
+) where
+    A: Fn() -> FA,
+    B: Fn() -> FB,
+    FA: Future<Output = Vec<u64>>,
+    FB: Future<Output = Vec<u64>>,
+{
+    let time = |f: &dyn Fn() -> usize| {
+        let start = std::time::Instant::now();
+        black_box(f());
+        start.elapsed().as_secs_f64()
+    };
+    let (mut base, mut ours, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let b = time(&|| rt.block_on(baseline()).len());
+        let w = time(&|| rt.block_on(weir()).len());
+        base.push(b);
+        ours.push(w);
+        ratios.push(w / b);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let per_task = 1e9 / TASKS as f64;
+    println!(
+        "{name}: baseline {:.0} ns/task, weir {:.0} ns/task, median ratio {:.3} ({rounds} rounds)",
+        median(&mut base) * per_task,
+        median(&mut ours) * per_task,
+        median(&mut ratios),
+    );
+}
+
+fn main() {
+    if let Some(rounds) = std::env::var("WEIR_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse::<usize>().ok())
+        .filter(|r| *r > 0)
+    {
+        let rt = runtime();
+        interleaved(
+            &rt,
+            "spawn_wait_100k",
+            rounds,
+            || joinset(TASKS),
+            || group(TASKS),
+        );
+        interleaved(
+            &rt,
+            "limited_64_100k",
+            rounds,
+            || joinset_limited(TASKS, LIMIT),
+            || group_limited(TASKS, LIMIT),
+        );
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
