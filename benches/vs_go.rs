@@ -1,0 +1,228 @@
+//! weir beside hand-written tokio on the four patterns of Go's comparison
+//! (benches/go/run.sh runs Go's side in the same invocation): a worker pool
+//! of 4, a 3-stage pipeline, fan-in of 4 producers, spawning 200k tasks and
+//! waiting for all. Trivial per-item work, a 2-thread runtime, 1M items.
+//!
+//! Prints `weir <pattern> <ns/item>` and `hand <pattern> <ns/item>`, the
+//! median of 5 runs. `cargo bench --bench vs_go` (or benches/go/run.sh).
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use weir::group::Group;
+use weir::{Pipeline, Pool};
+
+const N: u64 = 1_000_000;
+const SPAWN_N: u64 = 200_000;
+
+async fn weir_pool() -> u64 {
+    let pool = Pool::builder()
+        .workers(4)
+        .queue(1024)
+        .results(1024)
+        .name("bench")
+        .build(|x: u64| async move { Ok::<_, Infallible>(x.wrapping_mul(x)) })
+        .expect("pool");
+    let mut results = pool.results().expect("results stream");
+    let submitter = pool.clone();
+    let feed = tokio::spawn(async move {
+        for i in 0..N {
+            if submitter.submit_detached(i).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut sum = 0u64;
+    for _ in 0..N {
+        match results.recv().await {
+            Some((_, Ok(x))) => sum = sum.wrapping_add(x),
+            _ => break,
+        }
+    }
+    feed.await.expect("feeder");
+    pool.shutdown().await;
+    sum
+}
+
+async fn hand_pool() -> u64 {
+    let (jobs_tx, jobs_rx) = async_channel::bounded::<u64>(1024);
+    let (res_tx, mut res_rx) = mpsc::channel::<u64>(1024);
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let jobs = jobs_rx.clone();
+        let res = res_tx.clone();
+        workers.push(tokio::spawn(async move {
+            while let Ok(j) = jobs.recv().await {
+                if res.send(j.wrapping_mul(j)).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    drop(res_tx);
+    let feed = tokio::spawn(async move {
+        for i in 0..N {
+            if jobs_tx.send(i).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut sum = 0u64;
+    while let Some(x) = res_rx.recv().await {
+        sum = sum.wrapping_add(x);
+    }
+    feed.await.expect("feeder");
+    for w in workers {
+        w.await.expect("worker");
+    }
+    sum
+}
+
+async fn weir_pipeline() -> u64 {
+    let (mut out, handle) = Pipeline::<u64, Infallible>::from_iter(0..N)
+        .capacity(1024)
+        .map("square", 1, |x: u64| async move {
+            Ok::<_, Infallible>(x.wrapping_mul(x))
+        })
+        .into_stream()
+        .expect("pipeline");
+    let mut sum = 0u64;
+    while let Some(x) = out.recv().await {
+        sum = sum.wrapping_add(x);
+    }
+    handle.join().await.expect("join");
+    sum
+}
+
+async fn hand_pipeline() -> u64 {
+    let (tx1, mut rx1) = mpsc::channel::<u64>(1024);
+    let (tx2, mut rx2) = mpsc::channel::<u64>(1024);
+    let g = tokio::spawn(async move {
+        for i in 0..N {
+            if tx1.send(i).await.is_err() {
+                break;
+            }
+        }
+    });
+    let m = tokio::spawn(async move {
+        while let Some(x) = rx1.recv().await {
+            if tx2.send(x.wrapping_mul(x)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut sum = 0u64;
+    while let Some(x) = rx2.recv().await {
+        sum = sum.wrapping_add(x);
+    }
+    g.await.expect("gen");
+    m.await.expect("map");
+    sum
+}
+
+async fn weir_fan_in() -> u64 {
+    let token = CancellationToken::new();
+    let inputs = (0..4).map(|_| futures::stream::iter(0..N / 4));
+    let mut out = weir::merge(inputs, &token);
+    let mut sum = 0u64;
+    while let Some(x) = out.recv().await {
+        sum = sum.wrapping_add(x);
+    }
+    sum
+}
+
+async fn hand_fan_in() -> u64 {
+    let (tx, mut rx) = mpsc::channel::<u64>(1024);
+    for _ in 0..4 {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            for i in 0..N / 4 {
+                if tx.send(i).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut sum = 0u64;
+    while let Some(x) = rx.recv().await {
+        sum = sum.wrapping_add(x);
+    }
+    sum
+}
+
+async fn weir_spawn() -> u64 {
+    let mut group: Group<u64, Infallible> = Group::new();
+    for i in 0..SPAWN_N {
+        group.spawn(async move { Ok(i) }).await;
+    }
+    group
+        .wait()
+        .await
+        .expect("group")
+        .into_iter()
+        .fold(0u64, u64::wrapping_add)
+}
+
+async fn hand_spawn() -> u64 {
+    let handles: Vec<_> = (0..SPAWN_N)
+        .map(|i| tokio::spawn(async move { i }))
+        .collect();
+    let mut sum = 0u64;
+    for h in handles {
+        sum = sum.wrapping_add(h.await.expect("task"));
+    }
+    sum
+}
+
+async fn joinset_spawn() -> u64 {
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..SPAWN_N {
+        set.spawn(async move { i });
+    }
+    let mut sum = 0u64;
+    while let Some(r) = set.join_next().await {
+        sum = sum.wrapping_add(r.expect("task"));
+    }
+    sum
+}
+
+fn measure<F, Fut>(rt: &tokio::runtime::Runtime, side: &str, name: &str, items: u64, f: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = u64>,
+{
+    let mut ns: Vec<f64> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(rt.block_on(f()));
+            start.elapsed().as_nanos() as f64 / items as f64
+        })
+        .collect();
+    ns.sort_by(f64::total_cmp);
+    println!("{side} {name} {:.1}", ns[2]);
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    assert_eq!(rt.block_on(weir_pool()), rt.block_on(hand_pool()));
+    assert_eq!(rt.block_on(weir_pipeline()), rt.block_on(hand_pipeline()));
+    assert_eq!(rt.block_on(weir_fan_in()), rt.block_on(hand_fan_in()));
+    assert_eq!(rt.block_on(weir_spawn()), rt.block_on(hand_spawn()));
+
+    measure(&rt, "weir", "pool_w4", N, weir_pool);
+    measure(&rt, "hand", "pool_w4", N, hand_pool);
+    measure(&rt, "weir", "pipeline_3_stage", N, weir_pipeline);
+    measure(&rt, "hand", "pipeline_3_stage", N, hand_pipeline);
+    measure(&rt, "weir", "fan_in_4", N, weir_fan_in);
+    measure(&rt, "hand", "fan_in_4", N, hand_fan_in);
+    measure(&rt, "weir", "spawn_wait_200k", SPAWN_N, weir_spawn);
+    measure(&rt, "hand", "spawn_wait_200k", SPAWN_N, hand_spawn);
+    measure(&rt, "joinset", "spawn_wait_200k", SPAWN_N, joinset_spawn);
+}
