@@ -10,9 +10,11 @@
 //!   hammering one shared limiter (every decision granted, so every one
 //!   races for the same cache line); time per decision, both tasks together.
 //!
-//! governor reads the clock with quanta (TSC); weir reads
-//! `tokio::time::Instant::now()` (so paused-clock tests work) — the clock is
-//! part of what is measured. Run with
+//! governor reads the clock with quanta (TSC) by default; weir reads
+//! `tokio::time::Instant::now()` (std's monotonic clock, so paused-clock tests
+//! work). The clock is part of what is measured, so each group also runs
+//! governor on std's clock (`governor_check_std_clock`): same clock, the
+//! algorithms alone differ. Run with
 //! `cargo bench --bench rate -- --warm-up-time 1 --measurement-time 3`.
 
 use std::hint::black_box;
@@ -38,6 +40,19 @@ fn governor_fast() -> governor::DefaultDirectRateLimiter {
     governor::RateLimiter::direct(Quota::per_second(nz(FAST)))
 }
 
+/// governor on the same clock source as weir (std's monotonic `Instant`),
+/// to separate the cost of the algorithm from the cost of the clock.
+fn governor_std_clock(quota: Quota) -> StdClockLimiter {
+    governor::RateLimiter::direct_with_clock(quota, governor::clock::MonotonicClock)
+}
+
+type StdClockLimiter = governor::RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    governor::clock::MonotonicClock,
+    governor::middleware::NoOpMiddleware<std::time::Instant>,
+>;
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -57,6 +72,10 @@ fn uncontended(c: &mut Criterion) {
     g.bench_function("governor_check", |b| {
         b.iter(|| black_box(gov.check().is_ok()))
     });
+    let gov = governor_std_clock(Quota::per_second(nz(FAST)));
+    g.bench_function("governor_check_std_clock", |b| {
+        b.iter(|| black_box(gov.check().is_ok()))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("rate/uncontended_deny");
@@ -69,6 +88,11 @@ fn uncontended(c: &mut Criterion) {
     let gov = governor::RateLimiter::direct(Quota::per_hour(nz(1)));
     let _ = gov.check();
     g.bench_function("governor_check", |b| {
+        b.iter(|| black_box(gov.check().is_err()))
+    });
+    let gov = governor_std_clock(Quota::per_hour(nz(1)));
+    let _ = gov.check();
+    g.bench_function("governor_check_std_clock", |b| {
         b.iter(|| black_box(gov.check().is_err()))
     });
     g.finish();
@@ -115,6 +139,11 @@ fn contended(c: &mut Criterion) {
     let gov = Arc::new(governor_fast());
     let decide = Arc::new(move || gov.check().is_ok());
     g.bench_function("governor_check", |b| {
+        b.iter_custom(|iters| two_tasks(&rt, iters, decide.clone()))
+    });
+    let gov = Arc::new(governor_std_clock(Quota::per_second(nz(FAST))));
+    let decide = Arc::new(move || gov.check().is_ok());
+    g.bench_function("governor_check_std_clock", |b| {
         b.iter_custom(|iters| two_tasks(&rt, iters, decide.clone()))
     });
     g.finish();

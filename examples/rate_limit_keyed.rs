@@ -42,13 +42,18 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    // A waiting caller instead of a rejection: "noisy" queues for its next token.
+    // A waiting caller instead of a rejection: "noisy" queues for 3 tokens
+    // (a batch); keys do not wait for each other meanwhile.
     let t = Instant::now();
-    per_client.acquire(&"noisy").await?;
+    per_client.acquire_n(&"noisy", 3).await?;
     println!(
-        "noisy waited {} ms for its next token",
+        "noisy waited {} ms for a batch of 3 tokens",
         t.elapsed().as_millis()
     );
+    // More than the burst can never be granted: an error, not a hang.
+    if let Err(err) = per_client.acquire_n(&"noisy", 5).await {
+        println!("noisy asking for 5 at once: {err}");
+    }
 
     // Many short-lived clients: 10,000 buckets, then eviction.
     let clients = KeyedRateLimiter::new(Rate::per_second(1).burst(3))?;
