@@ -15,7 +15,10 @@ pin_project! {
     ///
     /// Each item is pulled from the inner stream first, then held until a
     /// token is taken from the limiter, then yielded: the limiter paces the
-    /// output, and no token is spent once the inner stream has ended.
+    /// output, and no token is spent once the inner stream has ended. A free
+    /// token is taken at once ([`RateLimiter::try_acquire`]); when none is
+    /// free the item queues with the limiter's other
+    /// [`acquire`](RateLimiter::acquire) callers, in arrival order.
     ///
     /// Dropping it drops the held item (if any) and gives back a token it was
     /// waiting for (see [`RateLimiter::acquire`]). If the limiter can never

@@ -175,7 +175,10 @@ where
                     let max = self.max_wait.unwrap_or(Duration::MAX);
                     let r = self.limiter.reserve_n_within(1, max);
                     self.state = match r.ready_at() {
-                        None => State::Shed,
+                        None => {
+                            tracing::debug!(max_wait = ?max, "rate limit: shedding a request");
+                            State::Shed
+                        }
                         Some(at) if at <= tokio::time::Instant::now() => State::Ready(r),
                         Some(at) => State::Waiting(Box::pin(tokio::time::sleep_until(at)), r),
                     };
@@ -404,6 +407,7 @@ where
         let max_wait = self.max_wait.unwrap_or(Duration::MAX);
         let reservation = self.limiter.limiter(&key).reserve_n_within(1, max_wait);
         if !reservation.ok() {
+            tracing::debug!(?max_wait, "keyed rate limit: shedding a request");
             return Box::pin(std::future::ready(Err(
                 RateLimitExceeded { max_wait }.into()
             )));
