@@ -193,10 +193,22 @@ async fn weir_tickets() -> u64 {
     sum
 }
 
+/// CPU time of the whole process (every thread) in ns, from
+/// `/proc/self/task/*/schedstat` (Linux); `None` elsewhere.
+fn cpu_ns() -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
 /// `POOL_BENCH_ROUNDS=n cargo bench --bench pool`: instead of criterion, run
-/// every case once per round, interleaved, and print the best and median
-/// time per job and the ratios. On a busy machine interleaving keeps load
-/// drift from landing on one side only.
+/// every case once per round, interleaved, and print per job the best and
+/// median wall time and the median CPU time (all threads), and the ratios.
+/// On a busy machine interleaving keeps load drift from landing on one side
+/// only, and CPU time is less sensitive to other processes than wall time.
 fn interleaved(rt: &tokio::runtime::Runtime, rounds: usize) {
     type Case = (
         &'static str,
@@ -215,29 +227,48 @@ fn interleaved(rt: &tokio::runtime::Runtime, rounds: usize) {
         }),
         ("ticket/weir", || Box::pin(weir_tickets())),
     ];
-    let mut times = vec![Vec::new(); cases.len()];
+    let mut wall = vec![Vec::new(); cases.len()];
+    let mut cpu = vec![Vec::new(); cases.len()];
+    // `POOL_BENCH_ONLY=ticket` runs only the cases whose name contains it.
+    let only = std::env::var("POOL_BENCH_ONLY").unwrap_or_default();
     for _ in 0..rounds {
-        for (i, (_, case)) in cases.iter().enumerate() {
-            let start = std::time::Instant::now();
+        for (i, (name, case)) in cases.iter().enumerate() {
+            if !name.contains(only.as_str()) {
+                wall[i].push(f64::NAN);
+                continue;
+            }
+            let (start, cpu0) = (std::time::Instant::now(), cpu_ns());
             std::hint::black_box(rt.block_on(case()));
-            times[i].push(start.elapsed().as_nanos() as f64 / N as f64);
+            wall[i].push(start.elapsed().as_nanos() as f64 / N as f64);
+            if let (Some(a), Some(b)) = (cpu0, cpu_ns()) {
+                cpu[i].push(b.saturating_sub(a) as f64 / N as f64);
+            }
         }
     }
-    let mut best = Vec::new();
-    for ((name, _), t) in cases.iter().zip(&mut times) {
-        t.sort_by(f64::total_cmp);
-        let (min, median) = (t[0], t[t.len() / 2]);
-        best.push((min, median));
-        println!("{name:<36} best {min:>7.1} ns/job   median {median:>7.1} ns/job");
+    let mut stats = Vec::new();
+    for (((name, _), w), c) in cases.iter().zip(&mut wall).zip(&mut cpu) {
+        w.sort_by(f64::total_cmp);
+        c.sort_by(f64::total_cmp);
+        let cpu_median = c.get(c.len() / 2).copied().unwrap_or(f64::NAN);
+        let s = (w[0], w[w.len() / 2], cpu_median);
+        stats.push(s);
+        println!(
+            "{name:<36} wall best {:>7.1}  median {:>7.1}   cpu median {:>7.1}  ns/job",
+            s.0, s.1, s.2
+        );
     }
-    let ratio = |a: usize, b: usize| (best[a].0 / best[b].0, best[a].1 / best[b].1);
     for (label, (a, b)) in [
         ("results: weir / async_channel", (2, 0)),
         ("results: weir / mpsc_mutex", (2, 1)),
         ("ticket:  weir / oneshot", (4, 3)),
     ] {
-        let (rb, rm) = ratio(a, b);
-        println!("{label:<36} best {rb:.3}x   median {rm:.3}x");
+        let (x, y) = (stats[a], stats[b]);
+        println!(
+            "{label:<36} wall best {:.3}x  median {:.3}x   cpu median {:.3}x",
+            x.0 / y.0,
+            x.1 / y.1,
+            x.2 / y.2
+        );
     }
 }
 

@@ -35,10 +35,19 @@ impl fmt::Display for JobId {
 /// The receiving side of the results channel.
 type ResultRx<O, E> = async_channel::Receiver<(JobId, JobResult<O, E>)>;
 
+/// What a ticket's oneshot carries: the error boxed, so that the common
+/// `Ok` case moves (and the oneshot allocates) no more than the output.
+pub(crate) type Boxed<O, E> = Result<O, Box<JobError<E>>>;
+
+/// Boxes the error of a job result for a ticket.
+pub(crate) fn boxed<O, E>(result: JobResult<O, E>) -> Boxed<O, E> {
+    result.map_err(Box::new)
+}
+
 /// Where a job's result goes.
 pub(crate) enum Reply<O, E> {
     /// To the submitter's [`Ticket`].
-    Ticket(oneshot::Sender<JobResult<O, E>>),
+    Ticket(oneshot::Sender<Boxed<O, E>>),
     /// To the pool's [`Results`] stream.
     Detached,
 }
@@ -66,11 +75,11 @@ pub(crate) struct Envelope<J, O, E> {
 #[must_use = "futures do nothing unless polled; dropping a ticket discards the job's result"]
 pub struct Ticket<O, E> {
     id: JobId,
-    rx: oneshot::Receiver<JobResult<O, E>>,
+    rx: oneshot::Receiver<Boxed<O, E>>,
 }
 
 impl<O, E> Ticket<O, E> {
-    pub(crate) fn new(id: JobId, rx: oneshot::Receiver<JobResult<O, E>>) -> Self {
+    pub(crate) fn new(id: JobId, rx: oneshot::Receiver<Boxed<O, E>>) -> Self {
         Self { id, rx }
     }
 
@@ -83,7 +92,7 @@ impl<O, E> Ticket<O, E> {
     /// queued or running; after `Some` the ticket is spent.
     pub fn try_result(&mut self) -> Option<JobResult<O, E>> {
         match self.rx.try_recv() {
-            Ok(result) => Some(result),
+            Ok(result) => Some(result.map_err(|e| *e)),
             Err(oneshot::error::TryRecvError::Empty) => None,
             Err(oneshot::error::TryRecvError::Closed) => Some(Err(JobError::Cancelled)),
         }
@@ -95,7 +104,7 @@ impl<O, E> Future for Ticket<O, E> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.rx).poll(cx).map(|r| match r {
-            Ok(result) => result,
+            Ok(result) => result.map_err(|e| *e),
             // The job was dropped without a result: only cancellation does that.
             Err(_) => Err(JobError::Cancelled),
         })

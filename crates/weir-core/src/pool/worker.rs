@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use super::queue::{Msg, QueueRx};
 use super::stats::{Counters, Outcome, WorkerCounters};
-use super::ticket::{Envelope, JobId, JobResult, Reply};
+use super::ticket::{Envelope, JobId, JobResult, Reply, boxed};
 use super::{JobError, PoolStats};
 use crate::panic_message;
 
@@ -509,7 +509,7 @@ async fn deliver<J, O, E>(
     match reply {
         // A dropped ticket just discards the result.
         Reply::Ticket(tx) => {
-            let _ = tx.send(result);
+            let _ = tx.send(boxed(result));
         }
         Reply::Detached => {
             let Some(tx) = results else { return };
@@ -537,7 +537,7 @@ fn cancel_reply<J, O, E>(
 ) {
     match reply {
         Reply::Ticket(tx) => {
-            let _ = tx.send(Err(JobError::Cancelled));
+            let _ = tx.send(Err(Box::new(JobError::Cancelled)));
         }
         Reply::Detached => {
             if let Some(tx) = results
