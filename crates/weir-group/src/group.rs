@@ -1,7 +1,7 @@
 //! [`Group`]: the task group itself.
 
 use std::any::Any;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::fmt::Display;
 use std::future::Future;
@@ -95,18 +95,29 @@ pub struct Group<T = (), E = anyhow::Error> {
 /// What the group knows about its tasks, keyed by tokio task id (ids are
 /// unique among the tasks of a `JoinSet`; tokio-util's `JoinMap` relies on
 /// the same). Kept out of the tasks so that they stay small.
+///
+/// The common case costs a `Vec` push per task. A long-lived group that is
+/// joined one task at a time and is never empty is compacted now and then,
+/// so that what it keeps stays proportional to the tasks not yet joined.
 #[derive(Debug, Default)]
 struct Book {
     /// Spawn index of `ids[0]`.
     base: u64,
-    /// Ids of the tasks spawned since the group was last empty, in spawn
-    /// order.
+    /// Ids of the tasks spawned since the last compaction, in spawn order.
     ids: Vec<Id>,
     /// `ids` as a map to spawn indexes; built when first needed.
     positions: Option<HashMap<Id, u64>>,
-    /// Names given to `spawn_named`.
+    /// Spawn indexes of tasks not yet joined at the last compaction.
+    older: HashMap<Id, u64>,
+    /// Tasks handed out one by one by `join_next` since the last compaction.
+    joined: Vec<Id>,
+    /// Names given to `spawn_named`, until the task is joined.
     names: HashMap<Id, Arc<str>>,
 }
+
+/// `join_next` compacts the book after this many joins, if they are at
+/// least half of what it holds.
+const COMPACT_AFTER: usize = 1024;
 
 impl Book {
     fn next_index(&self) -> u64 {
@@ -125,6 +136,9 @@ impl Book {
     }
 
     fn index(&mut self, id: Id) -> Option<u64> {
+        if let Some(index) = self.older.get(&id) {
+            return Some(*index);
+        }
         let (base, ids) = (self.base, &self.ids);
         let positions = self.positions.get_or_insert_with(|| {
             ids.iter()
@@ -147,10 +161,31 @@ impl Book {
     }
 
     /// Forgets the name of a joined task.
-    fn joined(&mut self, id: Id) {
+    fn forget_name(&mut self, id: Id) {
         if !self.names.is_empty() {
             self.names.remove(&id);
         }
+    }
+
+    /// Notes a task that `join_next` handed out. Returns the joined tasks
+    /// when it compacted the book, so that the caller can forget them too.
+    fn joined_one(&mut self, id: Id) -> Option<HashSet<Id>> {
+        self.joined.push(id);
+        let held = self.ids.len() + self.older.len();
+        if self.joined.len() < COMPACT_AFTER || self.joined.len() * 2 < held {
+            return None;
+        }
+        let joined: HashSet<Id> = self.joined.drain(..).collect();
+        self.older.retain(|id, _| !joined.contains(id));
+        for (i, id) in self.ids.iter().enumerate() {
+            if !joined.contains(id) {
+                self.older.insert(*id, self.base + i as u64);
+            }
+        }
+        self.base = self.next_index();
+        self.ids.clear();
+        self.positions = None;
+        Some(joined)
     }
 
     /// Forgets every task: the group is empty. Indexes go on counting.
@@ -158,6 +193,8 @@ impl Book {
         self.base = self.next_index();
         self.ids.clear();
         self.positions = None;
+        self.older.clear();
+        self.joined.clear();
         self.names.clear();
     }
 }
@@ -567,6 +604,8 @@ where
             // Everything is joined: what the group knew about its tasks can go.
             self.book.clear();
             self.shared.failures().clear();
+        } else if let Some(joined) = self.book.joined_one(settled.id) {
+            self.shared.failures().retain(|id| !joined.contains(id));
         }
         if let Some(payload) = settled.payload {
             std::panic::resume_unwind(payload);
@@ -792,7 +831,7 @@ where
                 }
             }
         };
-        self.book.joined(id);
+        self.book.forget_name(id);
         Settled {
             id,
             result,

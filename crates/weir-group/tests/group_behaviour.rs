@@ -532,56 +532,48 @@ fn public_types_are_send_and_sync() {
     send(&group.join_next());
 }
 
-/// Collects what a `fmt` subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
-async fn each_task_runs_in_a_span_with_its_index_and_name() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .without_time()
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
-
-    let mut group: Group<(), &'static str> = Group::new();
+async fn a_long_lived_group_joined_one_by_one_keeps_naming_tasks_right() {
+    let before = alive();
+    let mut group: Group<u64, String> = Group::new().limit(8).unwrap();
+    // Task #0 lives through all the others and fails last.
     group
         .spawn(async {
-            tracing::info!("hello from inside");
-            Ok(())
+            sleep(Duration::from_secs(3600)).await;
+            Err("old".to_string())
         })
         .await;
-    group.spawn_named("failer", async { Err("boom") }).await;
-    group
-        .spawn_named("exploder", async { panic!("kaboom") })
-        .await;
-    let errors = group.wait_joined().await.unwrap_err();
-    assert_eq!(errors.len(), 2);
-
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(log.contains("task{index=0}: "), "{log}");
-    assert!(log.contains("hello from inside"), "{log}");
-    assert!(
-        log.contains(r#"task{index=1 name="failer"}"#) && log.contains("task failed"),
-        "{log}"
-    );
-    assert!(
-        log.contains(r#"task{index=2 name="exploder"}"#) && log.contains("task panicked"),
-        "{log}"
-    );
-    assert!(log.contains("kaboom"), "{log}");
+    let mut failed = Vec::new();
+    let mut joined = 0;
+    let mut note = |result: Result<u64, GroupError<String>>| {
+        joined += 1;
+        if let Err(error) = result {
+            failed.push(error.task().to_owned());
+        }
+    };
+    for i in 1..=5000u64 {
+        let task = async move {
+            sleep(Duration::from_millis(i % 7)).await;
+            if i % 1000 == 0 {
+                Err(format!("e{i}"))
+            } else {
+                Ok(i)
+            }
+        };
+        if i % 2000 == 0 {
+            group.spawn_named(format!("n{i}"), task).await;
+        } else {
+            group.spawn(task).await;
+        }
+        // Never empty, never large: the group's bookkeeping is compacted.
+        while group.len() > 4 {
+            note(group.join_next().await.unwrap());
+        }
+    }
+    while let Some(result) = group.join_next().await {
+        note(result);
+    }
+    assert_eq!(joined, 5001);
+    assert_eq!(failed, ["#1000", "n2000", "#3000", "n4000", "#5000", "#0"]);
+    assert_eq!(alive(), before);
 }
