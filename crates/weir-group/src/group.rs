@@ -81,6 +81,14 @@ type Joined<T, E> = Result<(Id, Outcome<T, E>), JoinError>;
 /// Dropping the group cancels its token and aborts every task that is still
 /// running (a `JoinSet` does the same). Waiting methods consume the group, so
 /// dropping a `wait()` future half-way aborts the tasks too.
+///
+/// # Cost
+///
+/// An unlimited task is a `JoinSet` task whose future carries one pointer
+/// more than yours (and a tracing span when a subscriber wants it); a
+/// limited task also holds its permit. While `spawn` waits for a slot, the
+/// group moves the results of finished tasks out of the `JoinSet`, which
+/// frees their task memory before the final `wait`.
 pub struct Group<T = (), E = anyhow::Error> {
     set: JoinSet<Outcome<T, E>>,
     /// Tasks that finished and were taken out of `set` early (to free their
@@ -618,8 +626,9 @@ where
     /// spawn order; Go's `Wait`).
     ///
     /// After the first failure the other tasks see the token cancelled and
-    /// keep running until they end; their results are dropped. The group is
-    /// consumed: its token is cancelled when this returns.
+    /// keep running until they end; their results are dropped. Tasks already
+    /// taken with [`join_next`](Group::join_next) are not part of the result.
+    /// The group is consumed: its token is cancelled when this returns.
     ///
     /// # Errors
     ///
