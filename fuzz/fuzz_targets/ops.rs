@@ -1,0 +1,428 @@
+//! Drives a random sequence of operations on a `Pool`, a `Group` and a
+//! `RateLimiter` on a paused current-thread runtime, checking their
+//! invariants after every step and at the end:
+//!
+//! - pool: `submitted = queued + running + finished`; `submitted` and
+//!   `rejected` match what the calls returned; once shut down every ticket has
+//!   resolved, each outcome matches the counters, no worker is left;
+//! - group: never more tasks at once than its limit; every spawned task is
+//!   joined exactly once (value, error, panic or abort);
+//! - rate limiter: requests above the burst are refused at once; between two
+//!   quota changes, the tokens granted for any time window `[a, b]` never
+//!   exceed `burst + (b - a) / period + 1`;
+//! - no task of the runtime outlives the end; no step hangs (a virtual hour
+//!   bounds each run).
+//!
+//! Run with `cargo +nightly fuzz run ops` from the repository root (see
+//! docs/reliability.md).
+#![no_main]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use tokio::time::{Instant, sleep};
+use weir_core::pool::{JobError, Pool, Ticket};
+use weir_group::{Group, GroupError};
+use weir_rate::{Rate, RateLimiter, Reservation};
+
+const INJECTED: &str = "fuzz: injected panic";
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Submit(u8),
+    TrySubmit(u8),
+    SubmitTimeout(u8, u8),
+    Resize(u8),
+    PoolCancel,
+    PoolClose,
+    Spawn(u8),
+    TrySpawn(u8),
+    JoinNext,
+    GroupCancel,
+    Acquire(u8),
+    TryAcquire(u8),
+    Reserve(u8),
+    CancelReservation(u8),
+    SetRate(u16, u16, u8),
+    SetBurst(u8),
+    Advance(u8),
+    Yield,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    workers: u8,
+    queue: u8,
+    group_limit: u8,
+    rate_count: u16,
+    rate_per_ms: u16,
+    burst: u8,
+    grace_ms: u8,
+    ops: Vec<Op>,
+}
+
+/// A pool job or group task described by one byte: `Err` for 0, a panic for
+/// 1, otherwise a sleep of `b % 8` milliseconds.
+async fn work(b: u8) -> Result<u8, String> {
+    match b {
+        0 => Err(format!("fuzz: error {b}")),
+        1 => panic!("{INJECTED}"),
+        _ => {
+            sleep(Duration::from_millis(u64::from(b % 8))).await;
+            Ok(b)
+        }
+    }
+}
+
+fn quiet_injected_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // libfuzzer-sys's hook aborts on every panic, caught or not; keep it
+        // for every panic but the ones injected here.
+        let fuzzer_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let p = info.payload();
+            let msg = p
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| p.downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if msg != INJECTED {
+                fuzzer_hook(info);
+            }
+        }));
+    });
+}
+
+/// The limiter's quota as the model knows it, for the current segment (the
+/// time since the last quota change).
+#[derive(Debug, Clone, Copy)]
+struct Quota {
+    /// Nanoseconds per token; `None`: never refills.
+    period_ns: Option<u64>,
+    /// Most tokens the bucket can hold in this segment: the larger of the
+    /// bursts before and after the change (the token count is carried over).
+    burst: u64,
+}
+
+/// A quota change: checks the segment that ends, starts a new one. Tokens
+/// granted before the change stay taken and only lower what the new segment
+/// may grant, so the new segment counts its own grants only.
+fn new_segment(
+    grants: &mut Grants,
+    reservations: &mut Vec<(usize, Reservation)>,
+    quota: &mut Quota,
+    period_ns: Option<u64>,
+    old_burst: u64,
+    new_burst: u64,
+) {
+    grants.check(quota);
+    grants.0.clear();
+    reservations.clear();
+    *quota = Quota {
+        period_ns,
+        burst: old_burst.max(new_burst),
+    };
+}
+
+/// Tokens granted in the current quota segment: (time they may be used,
+/// count).
+#[derive(Debug, Default)]
+struct Grants(Vec<(Instant, u64)>);
+
+impl Grants {
+    fn check(&self, q: &Quota) {
+        let mut g = self.0.clone();
+        g.sort();
+        for i in 0..g.len() {
+            let mut sum = 0;
+            for j in i..g.len() {
+                sum += g[j].1;
+                let span = g[j].0.duration_since(g[i].0).as_nanos() as u64;
+                let refill = q.period_ns.map_or(0, |p| span / p);
+                assert!(
+                    sum <= q.burst + refill + 1,
+                    "{sum} tokens granted for a window of {span} ns: {q:?}, {g:?}"
+                );
+            }
+        }
+    }
+}
+
+async fn run(input: Input) {
+    let start_alive = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    let workers = usize::from(input.workers % 8) + 1;
+    let pool: Pool<u8, u8, String> = Pool::builder()
+        .workers(workers)
+        .queue(usize::from(input.queue % 16))
+        .build(work)
+        .expect("valid pool");
+    let mut tickets: Vec<(u8, Ticket<u8, String>)> = Vec::new();
+    let (mut accepted, mut rejected) = (0u64, 0u64);
+
+    let limit = usize::from(input.group_limit % 8);
+    let mut group: Group<u8, String> = Group::new().fail_fast(false);
+    if limit > 0 {
+        group = group
+            .limit(limit)
+            .expect("non-zero limit on an empty group");
+    }
+    let gauge = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+    let (mut spawned, mut joined) = (0u64, 0u64);
+    let task = |b: u8, gauge: &Arc<(AtomicUsize, AtomicUsize)>| {
+        let gauge = Arc::clone(gauge);
+        async move {
+            struct Guard(Arc<(AtomicUsize, AtomicUsize)>);
+            impl Drop for Guard {
+                fn drop(&mut self) {
+                    self.0.0.fetch_sub(1, SeqCst);
+                }
+            }
+            let now = gauge.0.fetch_add(1, SeqCst) + 1;
+            gauge.1.fetch_max(now, SeqCst);
+            let _g = Guard(gauge);
+            work(b).await
+        }
+    };
+
+    let count = u32::from(input.rate_count.max(1));
+    let per = Duration::from_millis(u64::from(input.rate_per_ms.max(1)));
+    let burst = u32::from(input.burst.max(1));
+    let limiter = RateLimiter::new(Rate::new(count, per).burst(burst)).expect("valid rate");
+    let mut quota = Quota {
+        period_ns: Some((per.as_nanos() as u64).div_ceil(u64::from(count))),
+        burst: u64::from(burst),
+    };
+    let mut real_burst = u64::from(burst);
+    let mut grants = Grants::default();
+    let mut reservations: Vec<(usize, Reservation)> = Vec::new();
+
+    for op in input.ops.into_iter().take(256) {
+        match op {
+            Op::Submit(b) => match pool.submit(b).await {
+                Ok(t) => {
+                    accepted += 1;
+                    tickets.push((b, t));
+                }
+                Err(e) => {
+                    assert!(pool.is_closed(), "submit refused by an open pool");
+                    assert_eq!(e.into_inner(), b);
+                    rejected += 1;
+                }
+            },
+            Op::TrySubmit(b) => match pool.try_submit(b) {
+                Ok(t) => {
+                    accepted += 1;
+                    tickets.push((b, t));
+                }
+                Err(e) => {
+                    assert_eq!(e.into_inner(), b);
+                    rejected += 1;
+                }
+            },
+            Op::SubmitTimeout(b, ms) => {
+                match pool
+                    .submit_timeout(b, Duration::from_millis(u64::from(ms)))
+                    .await
+                {
+                    Ok(t) => {
+                        accepted += 1;
+                        tickets.push((b, t));
+                    }
+                    Err(e) => {
+                        assert_eq!(e.into_inner(), b);
+                        rejected += 1;
+                    }
+                }
+            }
+            Op::Resize(n) => {
+                let r = pool.resize(usize::from(n % 8));
+                match (n % 8, r) {
+                    (0, r) => assert!(r.is_err(), "resize(0) accepted"),
+                    (_, Ok(())) => {}
+                    (_, Err(_)) => assert!(pool.is_closed(), "resize refused by an open pool"),
+                }
+            }
+            Op::PoolCancel => pool.cancel(),
+            Op::PoolClose => pool.close(),
+            Op::Spawn(b) => {
+                group.spawn(task(b, &gauge)).await;
+                spawned += 1;
+            }
+            Op::TrySpawn(b) => match group.try_spawn(task(b, &gauge)) {
+                Ok(()) => spawned += 1,
+                Err(_) => assert!(limit > 0, "an unlimited group refused a task"),
+            },
+            Op::JoinNext => {
+                if let Some(r) = group.join_next().await {
+                    joined += 1;
+                    if let Err(e) = r {
+                        assert!(
+                            !e.is_aborted(),
+                            "a task was aborted without a shutdown: {e}"
+                        );
+                    }
+                }
+            }
+            Op::GroupCancel => group.cancel(),
+            Op::Acquire(n) => {
+                let n = u32::from(n % 8);
+                match limiter.acquire_n(n).await {
+                    Ok(()) => grants.0.push((Instant::now(), u64::from(n))),
+                    Err(_) => assert!(u64::from(n) > real_burst || quota.period_ns.is_none()),
+                }
+            }
+            Op::TryAcquire(n) => {
+                let n = u32::from(n % 8);
+                match limiter.try_acquire_n(n) {
+                    Ok(()) => grants.0.push((Instant::now(), u64::from(n))),
+                    Err(e) => {
+                        if u64::from(n) > real_burst {
+                            assert!(e.earliest_possible().is_none(), "{n} > burst, yet later");
+                        }
+                    }
+                }
+            }
+            Op::Reserve(n) => {
+                let r = limiter.reserve_n(u32::from(n % 8));
+                if r.ok() {
+                    let at = r.ready_at().expect("an ok reservation has a time");
+                    grants.0.push((at, u64::from(r.tokens())));
+                    reservations.push((grants.0.len() - 1, r));
+                } else {
+                    assert!(u64::from(n % 8) > real_burst || quota.period_ns.is_none());
+                }
+            }
+            Op::CancelReservation(i) => {
+                if !reservations.is_empty() {
+                    let (idx, r) = reservations.swap_remove(usize::from(i) % reservations.len());
+                    let back = u64::from(r.cancel());
+                    let g = &mut grants.0[idx].1;
+                    assert!(back <= *g, "gave back {back} of {g} tokens");
+                    *g -= back;
+                }
+            }
+            Op::SetRate(c, per_ms, b) => {
+                let rate = match c {
+                    0 => Rate::zero(),
+                    c => Rate::new(
+                        u32::from(c),
+                        Duration::from_millis(u64::from(per_ms.max(1))),
+                    ),
+                };
+                let rate = if b > 0 {
+                    rate.burst(u32::from(b))
+                } else {
+                    rate
+                };
+                limiter.set_rate(rate).expect("a valid rate is accepted");
+                let new_burst = if b > 0 { u64::from(b) } else { real_burst };
+                let period_ns =
+                    (c > 0).then(|| (u64::from(per_ms.max(1)) * 1_000_000).div_ceil(u64::from(c)));
+                new_segment(
+                    &mut grants,
+                    &mut reservations,
+                    &mut quota,
+                    period_ns,
+                    real_burst,
+                    new_burst,
+                );
+                real_burst = new_burst;
+            }
+            Op::SetBurst(b) => {
+                let b = u64::from(b.max(1));
+                limiter
+                    .set_burst(b as u32)
+                    .expect("a non-zero burst is accepted");
+                let period_ns = quota.period_ns;
+                new_segment(
+                    &mut grants,
+                    &mut reservations,
+                    &mut quota,
+                    period_ns,
+                    real_burst,
+                    b,
+                );
+                real_burst = b;
+            }
+            Op::Advance(ms) => tokio::time::advance(Duration::from_millis(u64::from(ms))).await,
+            Op::Yield => tokio::task::yield_now().await,
+        }
+        let s = pool.stats();
+        assert_eq!(s.submitted, s.queued + s.running + s.finished(), "{s:?}");
+        assert_eq!(s.submitted, accepted, "{s:?}");
+        assert_eq!(s.rejected, rejected, "{s:?}");
+        if limit > 0 {
+            assert!(
+                gauge.1.load(SeqCst) <= limit,
+                "group ran more than {limit} tasks at once"
+            );
+        }
+    }
+    grants.check(&quota);
+
+    // The end: shut both down and hold every outcome against the counters.
+    let grace = Duration::from_millis(u64::from(input.grace_ms));
+    let report = pool.shutdown_timeout(grace).await;
+    let mut outcomes = [0u64; 4];
+    for (b, t) in tickets {
+        match t.await {
+            Ok(v) => {
+                assert_eq!(v, b);
+                outcomes[0] += 1;
+            }
+            Err(JobError::Failed(_)) => outcomes[1] += 1,
+            Err(JobError::Panicked { .. }) => outcomes[2] += 1,
+            Err(JobError::Cancelled) => outcomes[3] += 1,
+        }
+    }
+    let s = report.stats;
+    assert_eq!(
+        [s.completed, s.failed, s.panicked, s.cancelled],
+        outcomes,
+        "{report:?}"
+    );
+    assert_eq!(s.finished(), s.submitted, "{report:?}");
+    assert_eq!((s.queued, s.running, s.workers), (0, 0, 0), "{report:?}");
+
+    let shut = group.shutdown(grace).await;
+    let ended = shut.values.len() + shut.errors.len() + shut.aborted.len();
+    assert_eq!(ended as u64 + joined, spawned, "a group task is missing");
+    assert!(
+        shut.errors
+            .iter()
+            .all(|e| !matches!(e, GroupError::Aborted { .. }))
+    );
+    assert_eq!(gauge.0.load(SeqCst), 0, "a group task still runs");
+    drop(pool);
+    drop(reservations);
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+    let alive = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    assert_eq!(alive, start_alive, "tasks outlived the pool and the group");
+}
+
+fuzz_target!(|input: Input| {
+    quiet_injected_panics();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        if tokio::time::timeout(Duration::from_secs(3600), run(input))
+            .await
+            .is_err()
+        {
+            panic!("a run did not end within a virtual hour");
+        }
+    });
+});
