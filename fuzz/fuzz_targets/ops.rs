@@ -128,24 +128,39 @@ fn new_segment(
     };
 }
 
-/// Tokens granted in the current quota segment: (time they may be used,
-/// count).
+/// Tokens granted in the current quota segment: (earliest, latest) time
+/// they may have been taken, and how many. `try_acquire_n` takes them now; a
+/// reservation at its ready time; `acquire_n` somewhere between its call and
+/// its return (the paused clock wakes sleepers at millisecond ticks, so the
+/// return can be later than the moment the tokens were due).
 #[derive(Debug, Default)]
-struct Grants(Vec<(Instant, u64)>);
+struct Grants(Vec<(Instant, Instant, u64)>);
 
 impl Grants {
+    /// For every window `[a, b]` (a grant's earliest time to another's
+    /// latest), the grants wholly inside it took at most
+    /// `burst + (b - a) / period + 1` tokens.
     fn check(&self, q: &Quota) {
-        let mut g = self.0.clone();
-        g.sort();
-        for i in 0..g.len() {
+        let mut starts: Vec<Instant> = self.0.iter().map(|g| g.0).collect();
+        starts.sort();
+        starts.dedup();
+        for a in starts {
+            let mut inside: Vec<(Instant, u64)> = self
+                .0
+                .iter()
+                .filter(|g| g.0 >= a)
+                .map(|g| (g.1, g.2))
+                .collect();
+            inside.sort();
             let mut sum = 0;
-            for j in i..g.len() {
-                sum += g[j].1;
-                let span = g[j].0.duration_since(g[i].0).as_nanos() as u64;
+            for (b, n) in inside {
+                sum += n;
+                let span = b.duration_since(a).as_nanos() as u64;
                 let refill = q.period_ns.map_or(0, |p| span / p);
                 assert!(
                     sum <= q.burst + refill + 1,
-                    "{sum} tokens granted for a window of {span} ns: {q:?}, {g:?}"
+                    "{sum} tokens granted within {span} ns: {q:?}, {:?}",
+                    self.0
                 );
             }
         }
@@ -272,15 +287,19 @@ async fn run(input: Input) {
             Op::GroupCancel => group.cancel(),
             Op::Acquire(n) => {
                 let n = u32::from(n % 8);
+                let called = Instant::now();
                 match limiter.acquire_n(n).await {
-                    Ok(()) => grants.0.push((Instant::now(), u64::from(n))),
+                    Ok(()) => grants.0.push((called, Instant::now(), u64::from(n))),
                     Err(_) => assert!(u64::from(n) > real_burst || quota.period_ns.is_none()),
                 }
             }
             Op::TryAcquire(n) => {
                 let n = u32::from(n % 8);
                 match limiter.try_acquire_n(n) {
-                    Ok(()) => grants.0.push((Instant::now(), u64::from(n))),
+                    Ok(()) => {
+                        let now = Instant::now();
+                        grants.0.push((now, now, u64::from(n)));
+                    }
                     Err(e) => {
                         if u64::from(n) > real_burst {
                             assert!(e.earliest_possible().is_none(), "{n} > burst, yet later");
@@ -292,7 +311,7 @@ async fn run(input: Input) {
                 let r = limiter.reserve_n(u32::from(n % 8));
                 if r.ok() {
                     let at = r.ready_at().expect("an ok reservation has a time");
-                    grants.0.push((at, u64::from(r.tokens())));
+                    grants.0.push((at, at, u64::from(r.tokens())));
                     reservations.push((grants.0.len() - 1, r));
                 } else {
                     assert!(u64::from(n % 8) > real_burst || quota.period_ns.is_none());
@@ -302,7 +321,7 @@ async fn run(input: Input) {
                 if !reservations.is_empty() {
                     let (idx, r) = reservations.swap_remove(usize::from(i) % reservations.len());
                     let back = u64::from(r.cancel());
-                    let g = &mut grants.0[idx].1;
+                    let g = &mut grants.0[idx].2;
                     assert!(back <= *g, "gave back {back} of {g} tokens");
                     *g -= back;
                 }
