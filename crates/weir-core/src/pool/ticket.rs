@@ -33,7 +33,7 @@ impl fmt::Display for JobId {
 }
 
 /// The receiving side of the results channel.
-type ResultRx<O, E> = async_channel::Receiver<(JobId, JobResult<O, E>)>;
+pub(crate) type ResultRx<O, E> = async_channel::Receiver<(JobId, Boxed<O, E>)>;
 
 /// What a ticket's oneshot carries: the error boxed, so that the common
 /// `Ok` case moves (and the oneshot allocates) no more than the output.
@@ -154,7 +154,8 @@ impl<O, E> Results<O, E> {
     /// Cancel safe: if the future is dropped before it completes, no result
     /// is lost.
     pub async fn recv(&mut self) -> Option<(JobId, JobResult<O, E>)> {
-        self.rx.recv().await.ok()
+        let (id, result) = self.rx.recv().await.ok()?;
+        Some((id, result.map_err(|e| *e)))
     }
 
     /// Results waiting to be read.
@@ -172,7 +173,10 @@ impl<O, E> Stream for Results<O, E> {
     type Item = (JobId, JobResult<O, E>);
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.as_mut().poll_next(cx)
+        self.rx
+            .as_mut()
+            .poll_next(cx)
+            .map(|item| item.map(|(id, result)| (id, result.map_err(|e| *e))))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use super::queue::{Msg, QueueRx};
 use super::stats::{Counters, Outcome, WorkerCounters};
-use super::ticket::{Envelope, JobId, JobResult, Reply, boxed};
+use super::ticket::{Boxed, Envelope, JobId, JobResult, Reply, ResultRx, boxed};
 use super::{JobError, PoolStats};
 use crate::panic_message;
 
@@ -176,8 +176,7 @@ impl<W: PoolWorker> Handler for TraitWorker<W> {
 }
 
 /// The sending side of the results stream.
-pub(crate) type ResultTx<O, E> = async_channel::Sender<(JobId, JobResult<O, E>)>;
-type ResultRx<O, E> = async_channel::Receiver<(JobId, JobResult<O, E>)>;
+pub(crate) type ResultTx<O, E> = async_channel::Sender<(JobId, Boxed<O, E>)>;
 
 /// Makes one worker task's future (type-erased over the handler).
 pub(crate) type SpawnFn<J, O, E> = Box<
@@ -213,7 +212,7 @@ pub(crate) struct Shared<J, O, E> {
     ended: CancellationToken,
     results_rx: Mutex<Option<ResultRx<O, E>>>,
     results_taken: AtomicBool,
-    results_tx: async_channel::WeakSender<(JobId, JobResult<O, E>)>,
+    results_tx: async_channel::WeakSender<(JobId, Boxed<O, E>)>,
     spawn: SpawnFn<J, O, E>,
 }
 
@@ -519,7 +518,7 @@ async fn deliver<J, O, E>(
             tokio::select! {
                 biased;
                 // Err: the stream was dropped; the result is discarded.
-                _ = tx.send((id, result)) => {}
+                _ = tx.send((id, boxed(result))) => {}
                 () = cancelled => {
                     tracing::debug!(job = %id, "pool cancelled while waiting for room in the results stream; result discarded");
                 }
@@ -544,7 +543,7 @@ fn cancel_reply<J, O, E>(
                 && shared.results_taken.load(Ordering::Acquire)
             {
                 // Best effort: a full stream does not hold up cancellation.
-                let _ = tx.try_send((id, Err(JobError::Cancelled)));
+                let _ = tx.try_send((id, Err(Box::new(JobError::Cancelled))));
             }
         }
     }
