@@ -25,7 +25,9 @@
 //! CAS `state` from the value they read; a change in between always leaves a
 //! different value in `state` (the writer nudges an unchanged TAT by one
 //! nanosecond, see `set_quota`), so a decider that mixed old and new
-//! parameters fails its CAS and retries. This gives every decision one
+//! parameters fails its CAS and retries; an answer that writes nothing (a
+//! refusal, a peek) re-reads `state` and decides again if it moved. This
+//! gives every decision one
 //! consistent `(state, parameters)` pair without a lock or an `ArcSwap` on
 //! the hot path; deciders only spin for the few instructions the writer
 //! holds `LOCKED`. Quota changes are rare; decisions are the hot path.
@@ -105,6 +107,18 @@ pub(crate) enum Decision {
     /// Not granted; `earliest` is when the same request could be granted, or
     /// `None` if never under this quota (n > burst, or a zero rate).
     Denied { earliest: Option<u64> },
+}
+
+/// What one `(state, params)` pair says about a request.
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    Unlimited,
+    /// Granted: usable at `act`; `new` is the state after taking it.
+    Take {
+        act: u64,
+        new: u64,
+    },
+    Deny(Option<u64>),
 }
 
 /// The bucket.
@@ -213,54 +227,79 @@ impl Gcra {
             } else {
                 0
             };
-            if p.period == 0 {
-                // Unlimited: nothing to account for.
-                return Decision::Granted {
+            let verdict = Self::verdict(&p, cur, n, now, max_wait);
+            if let Verdict::Take { act, new } = verdict
+                && consume
+                && n > 0
+            {
+                // The CAS checks that no decision or quota change came in
+                // between (a change always leaves another value behind).
+                match self.state.compare_exchange_weak(
+                    cur,
+                    new,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        return Decision::Granted {
+                            act,
+                            tat_after: new,
+                            generation,
+                        };
+                    }
+                    Err(_) => {
+                        backoff(&mut spins);
+                        continue;
+                    }
+                }
+            }
+            // An answer that writes nothing must still come from one
+            // consistent `(state, params)` pair: if the state moved while the
+            // parameters were read (a quota change may have been half seen),
+            // decide again.
+            if self.state.load(Ordering::Acquire) != cur {
+                backoff(&mut spins);
+                continue;
+            }
+            return match verdict {
+                Verdict::Unlimited => Decision::Granted {
                     act: now,
                     tat_after: cur,
                     generation,
-                };
-            }
-            let now_eff = p.now_eff(now);
-            let inc = match u64::from(n).checked_mul(p.period) {
-                Some(inc) if inc <= p.tau => inc,
-                _ => return Decision::Denied { earliest: None },
-            };
-            let base = cur.max(now_eff);
-            let new = base + inc;
-            let conform = new.saturating_sub(p.tau);
-            if conform > now_eff {
-                if p.frozen != 0 {
-                    return Decision::Denied { earliest: None };
-                }
-                if conform - now > max_wait {
-                    return Decision::Denied {
-                        earliest: Some(conform),
-                    };
-                }
-            }
-            let act = if p.frozen != 0 { now } else { conform.max(now) };
-            if !consume || n == 0 {
-                return Decision::Granted {
+                },
+                Verdict::Take { act, .. } => Decision::Granted {
                     act,
-                    tat_after: base,
+                    tat_after: cur.max(p.now_eff(now)),
                     generation,
-                };
+                },
+                Verdict::Deny(earliest) => Decision::Denied { earliest },
+            };
+        }
+    }
+
+    /// The GCRA arithmetic for one `(state, params)` pair.
+    #[inline]
+    fn verdict(p: &Params, cur: u64, n: u32, now: u64, max_wait: u64) -> Verdict {
+        if p.period == 0 {
+            return Verdict::Unlimited;
+        }
+        let now_eff = p.now_eff(now);
+        let inc = match u64::from(n).checked_mul(p.period) {
+            Some(inc) if inc <= p.tau => inc,
+            _ => return Verdict::Deny(None),
+        };
+        let new = cur.max(now_eff) + inc;
+        let conform = new.saturating_sub(p.tau);
+        if conform > now_eff {
+            if p.frozen != 0 {
+                return Verdict::Deny(None);
             }
-            match self
-                .state
-                .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    return Decision::Granted {
-                        act,
-                        tat_after: new,
-                        generation,
-                    };
-                }
-                Err(_) => backoff(&mut spins),
+            if conform - now > max_wait {
+                return Verdict::Deny(Some(conform));
             }
         }
+        let act = if p.frozen != 0 { now } else { conform.max(now) };
+        Verdict::Take { act, new }
     }
 
     /// Whole tokens available at `now` (0 while in debt); `None` when

@@ -107,3 +107,51 @@ fn loom_cancel_vs_decide() {
         assert_eq!(g.available(NOW + P), Some(1));
     });
 }
+
+/// A reservation racing a quota change, cancelled afterwards: in either
+/// order the refund is whole (nobody reserved after it) and the bucket ends
+/// where it would have been without the reservation, at the new rate.
+#[test]
+fn loom_reserve_vs_set_quota_then_cancel() {
+    loom::model(|| {
+        let g = gcra(Rate::per_second(10));
+        assert!(granted(g.decide(1, NOW, 0, true, false))); // the only token
+        let g2 = g.clone();
+        let t = thread::spawn(move || {
+            let q = Rate::per_second(5).to_quota(None).unwrap();
+            g2.set_quota(q, NOW);
+        });
+        let reserved = g.decide(1, NOW, u64::MAX, true, true);
+        t.join().unwrap();
+        let Decision::Granted {
+            act,
+            tat_after,
+            generation,
+        } = reserved
+        else {
+            panic!("reservation refused");
+        };
+        assert_eq!(g.cancel(1, act, tat_after, generation, NOW), 1);
+        assert_eq!(g.available(NOW), Some(0));
+        assert_eq!(g.available(NOW + 2 * P - 1), Some(0));
+        assert_eq!(g.available(NOW + 2 * P), Some(1), "refilled at 5/s");
+    });
+}
+
+/// A full bucket stays full across a quota change, so a one-token request
+/// racing the change is granted whatever parameters it sees (a refusal built
+/// from half-old, half-new parameters was a bug this model found).
+#[test]
+fn loom_refusal_never_mixes_old_and_new_quota() {
+    loom::model(|| {
+        let g = gcra(Rate::per_second(10));
+        let g2 = g.clone();
+        let t = thread::spawn(move || {
+            let q = Rate::per_second(5).to_quota(None).unwrap();
+            g2.set_quota(q, NOW);
+        });
+        assert!(granted(g.decide(1, NOW, 0, true, false)));
+        t.join().unwrap();
+        assert_eq!(g.available(NOW), Some(0));
+    });
+}
