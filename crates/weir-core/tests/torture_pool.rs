@@ -17,9 +17,9 @@ use tokio::time::{sleep, timeout};
 use weir_core::pool::{JobError, JobResult, Pool, PoolReport, PoolStats, Ticket};
 
 /// Jobs submitted by the paused-time test, at least.
-const PAUSED_TARGET: u64 = 100_000;
+const PAUSED_TARGET: u64 = 200_000;
 /// Jobs submitted by the multi-thread test, at least.
-const THREADED_TARGET: u64 = 50_000;
+const THREADED_TARGET: u64 = 100_000;
 /// Queued jobs in the shutdown-under-load test.
 const LOADED: u64 = 10_000;
 const INJECTED: &str = "torture: injected panic";

@@ -21,7 +21,7 @@ use weir_core::{ErrorPolicy, Pipeline, PipelineError};
 use weir_group::{Group, GroupError};
 
 /// Tasks spawned by the paused-time test, at least.
-const PAUSED_TARGET: u64 = 100_000;
+const PAUSED_TARGET: u64 = 200_000;
 /// Items pushed by the combined test, at least.
 const COMBINED_TARGET: u64 = 50_000;
 const INJECTED: &str = "torture: injected panic";
