@@ -12,6 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use weir_core::Context;
 
 use crate::error::{GroupError, GroupErrors, LimitError, Rejected};
 use crate::task::{Outcome, PlainTask, RichTask, Shared};
@@ -250,7 +251,7 @@ impl<T, E> Default for Group<T, E> {
 impl<T, E> Group<T, E> {
     /// An empty group with no limit and a fresh token.
     pub fn new() -> Self {
-        Self::from_token(CancellationToken::new())
+        Self::from_context(Context::background())
     }
 
     /// An empty group whose token is a child of `parent`: cancelling `parent`
@@ -273,15 +274,42 @@ impl<T, E> Group<T, E> {
     /// # }
     /// ```
     pub fn with_token(parent: CancellationToken) -> Self {
-        Self::from_token(parent.child_token())
+        Self::from_context(Context::from(parent).child())
     }
 
-    /// The one constructor; `with_token` and any later `with_context` feed it.
-    fn from_token(token: CancellationToken) -> Self {
+    /// An empty group whose context is a child of `parent`: `parent`'s
+    /// cancellation or deadline cancels the group (and the cause is visible
+    /// through [`context`](Group::context)); the group's first failure
+    /// cancels only the group, with that failure as its cause.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_core::Context;
+    /// use weir_group::Group;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let request = Context::background().with_timeout(Duration::from_secs(2));
+    /// let mut group: Group<(), &str> = Group::with_context(&request);
+    /// let ctx = group.context().clone();
+    /// group.spawn(async { Err("upstream refused") }).await;
+    /// let _ = group.wait().await;
+    /// assert_eq!(ctx.cause().map(|c| c.to_string()).as_deref(), Some("task failed: upstream refused"));
+    /// assert!(!request.is_cancelled());
+    /// # }
+    /// ```
+    pub fn with_context(parent: &Context) -> Self {
+        Self::from_context(parent.child())
+    }
+
+    /// The one constructor; `new`, `with_token` and `with_context` feed it.
+    fn from_context(ctx: Context) -> Self {
         Group {
             set: JoinSet::new(),
             ready: VecDeque::new(),
-            shared: Arc::new(Shared::new(token)),
+            shared: Arc::new(Shared::new(ctx)),
             limit: None,
             book: Book::default(),
             resume_panics: false,
@@ -391,10 +419,18 @@ impl<T, E> Group<T, E> {
         &self.shared.token
     }
 
+    /// The group's context: its token, plus why it was cancelled
+    /// ([`Context::cause`]): the first failure (`"task failed: …"` or
+    /// `"task panicked: …"`), [`Cause::Cancelled`](weir_core::Cause::Cancelled)
+    /// for [`cancel`](Group::cancel), or the parent's cause.
+    pub fn context(&self) -> &Context {
+        &self.shared.ctx
+    }
+
     /// Cancels the group's token. Nothing is aborted: tasks that watch the
     /// token end on their own.
     pub fn cancel(&self) {
-        self.shared.token.cancel();
+        self.shared.ctx.cancel();
     }
 
     /// Whether the group's token is cancelled.

@@ -22,12 +22,16 @@ use std::task::{Context, Poll};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::Id;
 use tokio_util::sync::CancellationToken;
+use weir_core::Context as WeirContext;
 
 /// State shared by a group and its tasks (one `Arc` clone per task).
 #[derive(Debug)]
 pub(crate) struct Shared {
-    /// The group's token: cancelled on the first failure (fail-fast), on
-    /// `cancel()`, and when the group is dropped.
+    /// The group's context: cancelled on the first failure (fail-fast, with
+    /// that failure as its cause), on `cancel()`, and when the group is
+    /// dropped.
+    pub(crate) ctx: WeirContext,
+    /// `ctx`'s token.
     pub(crate) token: CancellationToken,
     /// Whether a failure cancels the token.
     fail_fast: AtomicBool,
@@ -36,9 +40,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(token: CancellationToken) -> Self {
+    pub(crate) fn new(ctx: WeirContext) -> Self {
         Shared {
-            token,
+            token: ctx.token(),
+            ctx,
             fail_fast: AtomicBool::new(true),
             failures: Mutex::new(Vec::new()),
         }
@@ -57,14 +62,15 @@ impl Shared {
         self.failures.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records that the current task failed, then cancels the group.
-    fn failed(&self) {
+    /// Records that the current task failed, then cancels the group with
+    /// the failure as the cause of its context.
+    fn failed(&self, cause: impl FnOnce() -> String) {
         // Called from inside the task, so the task has an id.
         if let Some(id) = tokio::task::try_id() {
             self.failures().push(id);
         }
         if self.fail_fast() {
-            self.token.cancel();
+            self.ctx.cancel_with(cause());
         }
     }
 }
@@ -102,16 +108,13 @@ where
         Ok(Poll::Ready(Ok(value))) => Poll::Ready(Outcome::Ok(value)),
         Ok(Poll::Ready(Err(error))) => {
             tracing::warn!(task.id = ?tokio::task::try_id(), %error, "task failed");
-            shared.failed();
+            shared.failed(|| format!("task failed: {error}"));
             Poll::Ready(Outcome::Err(error))
         }
         Err(payload) => {
-            tracing::error!(
-                task.id = ?tokio::task::try_id(),
-                message = %weir_core::panic_message(&*payload),
-                "task panicked"
-            );
-            shared.failed();
+            let message = weir_core::panic_message(&*payload);
+            tracing::error!(task.id = ?tokio::task::try_id(), %message, "task panicked");
+            shared.failed(|| format!("task panicked: {message}"));
             Poll::Ready(Outcome::Panicked(Box::new(Payload(Mutex::new(payload)))))
         }
     }
