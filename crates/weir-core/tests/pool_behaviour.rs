@@ -388,3 +388,20 @@ fn public_types_are_send_sync_unpin() {
     }
     let _ = submit_future_is_send;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_submit_dropped_while_waiting_is_not_counted() {
+    let pool = sleepy(1, 1);
+    let a = pool.submit(100).await.unwrap();
+    until(&pool, |s| s.running == 1).await;
+    let b = pool.submit(100).await.unwrap();
+    // The queue is full: this submit waits, and is given up after 10ms.
+    let gave_up = tokio::time::timeout(10 * MS, pool.submit(7)).await;
+    assert!(gave_up.is_err());
+    let s = pool.stats();
+    assert_eq!((s.submitted, s.queued, s.running, s.rejected), (2, 1, 1, 0));
+    assert_eq!((a.await, b.await), (Ok(100), Ok(100)));
+    let report = pool.shutdown().await;
+    assert_eq!(report.stats.submitted, 2);
+    assert_eq!(report.stats.submitted, report.stats.finished());
+}

@@ -204,24 +204,9 @@ where
     /// Inside a job of this same pool prefer `try_submit`: see
     /// [the module docs](self#a-job-that-submits-to-its-own-pool).
     pub async fn submit(&self, job: J) -> Result<Ticket<O, E>, SubmitError<J>> {
-        let id = JobId(self.shared.counters.next_id());
         let (tx, rx) = oneshot::channel();
-        let env = Envelope {
-            id,
-            job,
-            reply: Reply::Ticket(tx),
-        };
-        match self.queue.push(env).await {
-            Ok(()) => {
-                self.shared.counters.submitted();
-                Ok(Ticket::new(id, rx))
-            }
-            Err(env) => {
-                self.shared.counters.rejected();
-                self.rejected(id, "closed");
-                Err(SubmitError(env.job))
-            }
-        }
+        let id = self.push(job, Reply::Ticket(tx)).await?;
+        Ok(Ticket::new(id, rx))
     }
 
     /// Submits a job if there is room now, without waiting: the drop pattern
@@ -274,23 +259,7 @@ where
     ///
     /// As [`submit`](Self::submit).
     pub async fn submit_detached(&self, job: J) -> Result<JobId, SubmitError<J>> {
-        let id = JobId(self.shared.counters.next_id());
-        let env = Envelope {
-            id,
-            job,
-            reply: Reply::Detached,
-        };
-        match self.queue.push(env).await {
-            Ok(()) => {
-                self.shared.counters.submitted();
-                Ok(id)
-            }
-            Err(env) => {
-                self.shared.counters.rejected();
-                self.rejected(id, "closed");
-                Err(SubmitError(env.job))
-            }
-        }
+        self.push(job, Reply::Detached).await
     }
 
     /// [`try_submit`](Self::try_submit) for a detached job.
@@ -319,20 +288,43 @@ where
         self.push_timeout(job, Reply::Detached, timeout).await
     }
 
+    /// Submits, waiting for room: the fast path is one `try_push` and one
+    /// atomic add (the id); only a full queue counts a waiter.
+    async fn push(&self, job: J, reply: Reply<O, E>) -> Result<JobId, SubmitError<J>> {
+        let counters = &self.shared.counters;
+        let id = JobId(counters.next_id());
+        let env = match self.queue.try_push(Envelope { id, job, reply }) {
+            Ok(()) => return Ok(id),
+            Err(TryPushError::Full(env)) => env,
+            Err(TryPushError::Closed(env)) => {
+                self.rejected(id, "closed");
+                return Err(SubmitError(env.job));
+            }
+        };
+        let waiting = counters.waiting();
+        let pushed = self.queue.push(env).await;
+        match pushed {
+            Ok(()) => {
+                waiting.done();
+                Ok(id)
+            }
+            Err(env) => {
+                self.rejected(id, "closed");
+                waiting.done();
+                Err(SubmitError(env.job))
+            }
+        }
+    }
+
     fn try_push(&self, job: J, reply: Reply<O, E>) -> Result<JobId, TrySubmitError<J>> {
         let id = JobId(self.shared.counters.next_id());
         match self.queue.try_push(Envelope { id, job, reply }) {
-            Ok(()) => {
-                self.shared.counters.submitted();
-                Ok(id)
-            }
+            Ok(()) => Ok(id),
             Err(TryPushError::Full(env)) => {
-                self.shared.counters.rejected();
                 self.rejected(id, "full");
                 Err(TrySubmitError::Full(env.job))
             }
             Err(TryPushError::Closed(env)) => {
-                self.shared.counters.rejected();
                 self.rejected(id, "closed");
                 Err(TrySubmitError::Closed(env.job))
             }
@@ -345,30 +337,34 @@ where
         reply: Reply<O, E>,
         timeout: Duration,
     ) -> Result<JobId, SubmitTimeoutError<J>> {
-        let id = JobId(self.shared.counters.next_id());
-        match self
+        let counters = &self.shared.counters;
+        let id = JobId(counters.next_id());
+        let waiting = counters.waiting();
+        let pushed = self
             .queue
             .push_timeout(Envelope { id, job, reply }, timeout)
-            .await
-        {
+            .await;
+        match pushed {
             Ok(()) => {
-                self.shared.counters.submitted();
+                waiting.done();
                 Ok(id)
             }
             Err(PushTimeoutError::Timeout(env)) => {
-                self.shared.counters.rejected();
                 self.rejected(id, "timeout");
+                waiting.done();
                 Err(SubmitTimeoutError::Timeout(env.job))
             }
             Err(PushTimeoutError::Closed(env)) => {
-                self.shared.counters.rejected();
                 self.rejected(id, "closed");
+                waiting.done();
                 Err(SubmitTimeoutError::Closed(env.job))
             }
         }
     }
 
+    /// Counts a rejection and logs it.
     fn rejected(&self, id: JobId, reason: &'static str) {
+        self.shared.counters.rejected();
         tracing::debug!(pool = %self.shared.name, job = %id, reason, "job rejected");
     }
 

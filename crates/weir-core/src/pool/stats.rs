@@ -13,8 +13,17 @@ struct Line<T>(T);
 /// Written by submitters.
 #[derive(Debug, Default)]
 struct SubmitSide {
-    submitted: AtomicU64,
+    /// Ids handed out: one per submit attempt.
     next_id: AtomicU64,
+}
+
+/// Written by submitters on the slow path only.
+#[derive(Debug, Default)]
+struct WaitSide {
+    /// Submits waiting for room now.
+    waiting: AtomicU64,
+    /// Submit futures dropped while they waited (their job never entered).
+    abandoned: AtomicU64,
 }
 
 /// One worker's counters. Only that worker writes them (single writer: a
@@ -88,6 +97,7 @@ struct Registry {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     submit: Line<SubmitSide>,
+    wait: Line<WaitSide>,
     rejected: Line<AtomicU64>,
     workers: Mutex<Registry>,
 }
@@ -107,20 +117,25 @@ fn lock(m: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
 }
 
 impl Counters {
-    /// The id for the next job.
+    /// The id for a submit attempt. An attempt ends submitted (the
+    /// default: no second count on the fast path), [`rejected`](Self::rejected)
+    /// or abandoned (see [`Waiting`]); `submitted` is derived from that.
     pub(crate) fn next_id(&self) -> u64 {
-        self.submit.0.next_id.fetch_add(1, Ordering::Relaxed)
+        self.submit.0.next_id.fetch_add(1, Ordering::AcqRel)
     }
 
-    /// A job entered the queue. (A worker may count its dequeue first; the
-    /// snapshot clamps that moment away.)
-    pub(crate) fn submitted(&self) {
-        self.submit.0.submitted.fetch_add(1, Ordering::Release);
+    /// A submit starts waiting for room; see [`Waiting`].
+    pub(crate) fn waiting(&self) -> Waiting<'_> {
+        self.wait.0.waiting.fetch_add(1, Ordering::AcqRel);
+        Waiting {
+            counters: self,
+            done: false,
+        }
     }
 
     /// Counts a job refused and handed back.
     pub(crate) fn rejected(&self) {
-        self.rejected.0.fetch_add(1, Ordering::Relaxed);
+        self.rejected.0.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Counters for a new worker.
@@ -140,10 +155,13 @@ impl Counters {
         }
     }
 
-    /// Reads a snapshot: finished counts first, then dequeued, then
-    /// submitted. A submitter counts its job just after it entered the queue
-    /// and workers count on their own lines, so a snapshot taken while jobs
-    /// move is clamped to `finished <= dequeued <= submitted`.
+    /// Reads a snapshot: finished counts first, then dequeued, then the
+    /// submit side. `submitted` is the ids handed out minus the attempts
+    /// that were rejected, are waiting or were abandoned, so the fast path
+    /// of a submit costs one atomic add. A job being pushed right now counts
+    /// as submitted a moment early, and workers count on their own lines, so
+    /// a snapshot taken while jobs move is clamped to
+    /// `finished <= dequeued <= submitted`.
     pub(crate) fn snapshot(&self, workers: usize) -> PoolStats {
         let t = {
             let reg = lock(&self.workers);
@@ -156,7 +174,11 @@ impl Counters {
             }
             t
         };
-        let submitted = self.submit.0.submitted.load(Ordering::Acquire);
+        let rejected = self.rejected.0.load(Ordering::Acquire);
+        let waiting = self.wait.0.waiting.load(Ordering::Acquire);
+        let abandoned = self.wait.0.abandoned.load(Ordering::Acquire);
+        let issued = self.submit.0.next_id.load(Ordering::Acquire);
+        let submitted = issued.saturating_sub(rejected + waiting + abandoned);
         let finished = t.finished();
         let dequeued = t.dequeued.max(finished);
         let submitted = submitted.max(dequeued);
@@ -168,8 +190,36 @@ impl Counters {
             failed: t.failed,
             panicked: t.panicked,
             cancelled: t.cancelled,
-            rejected: self.rejected.0.load(Ordering::Relaxed),
+            rejected,
             workers,
+        }
+    }
+}
+
+/// A submit waiting for room (the slow path). Counted as waiting, not as
+/// submitted, until [`done`](Self::done); if the submit future is dropped
+/// while it waits, the attempt counts as abandoned (neither submitted nor
+/// rejected: the job never entered the pool).
+pub(crate) struct Waiting<'a> {
+    counters: &'a Counters,
+    done: bool,
+}
+
+impl Waiting<'_> {
+    /// The wait is over: the job is in the queue, or it was rejected (count
+    /// the rejection first).
+    pub(crate) fn done(mut self) {
+        self.done = true;
+        self.counters.wait.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let w = &self.counters.wait.0;
+            w.abandoned.fetch_add(1, Ordering::AcqRel);
+            w.waiting.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
