@@ -100,6 +100,21 @@ impl fmt::Debug for Cause {
     }
 }
 
+/// Two causes are equal when they are the same kind; two `Error` causes when
+/// they are the same error or read the same.
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Cancelled, Self::Cancelled)
+            | (Self::DeadlineExceeded, Self::DeadlineExceeded) => true,
+            (Self::Error(a), Self::Error(b)) => Arc::ptr_eq(a, b) || a.to_string() == b.to_string(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Cause {}
+
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

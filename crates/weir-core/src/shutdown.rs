@@ -62,6 +62,8 @@ use futures::FutureExt;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::context::{Cause, Context};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -105,6 +107,11 @@ pub struct ShutdownReport {
     /// Time from the call of [`Shutdown::shutdown`] until every task had
     /// ended.
     pub elapsed: Duration,
+    /// Why the shutdown started: the signal (`"received SIGTERM"`), the
+    /// parent context's cause (for example a deadline), a cause given to
+    /// [`Shutdown::context`]'s `cancel_with`, or [`Cause::Cancelled`] when
+    /// [`Shutdown::shutdown`] was simply called.
+    pub cause: Option<Cause>,
 }
 
 impl ShutdownReport {
@@ -217,6 +224,8 @@ impl State {
 
 #[derive(Debug)]
 struct Inner {
+    /// The root context; `token` is its token.
+    ctx: Context,
     token: CancellationToken,
     tracker: TaskTracker,
     state: Arc<Mutex<State>>,
@@ -263,9 +272,22 @@ impl Shutdown {
     /// the shutdown; pass `parent.child_token()` to nest a coordinator in a
     /// larger one).
     pub fn with_token(token: CancellationToken) -> Self {
+        Self::from_context(Context::from(token))
+    }
+
+    /// A coordinator whose root context is a child of `parent`: `parent`'s
+    /// cancellation or deadline starts the shutdown (and is the report's
+    /// [`cause`](ShutdownReport::cause)); the shutdown itself does not
+    /// cancel `parent`.
+    pub fn with_context(parent: &Context) -> Self {
+        Self::from_context(parent.child())
+    }
+
+    fn from_context(ctx: Context) -> Self {
         Shutdown {
             inner: Arc::new(Inner {
-                token,
+                token: ctx.token(),
+                ctx,
                 tracker: TaskTracker::new(),
                 state: Arc::new(Mutex::new(State {
                     phase: Phase::Running,
@@ -286,6 +308,13 @@ impl Shutdown {
     /// awaited to wait for the tasks and abort the stragglers.
     pub fn token(&self) -> CancellationToken {
         self.inner.token.clone()
+    }
+
+    /// The root context: its token is [`token`](Self::token); cancel it with
+    /// a cause (`context().cancel_with("config reloaded")`) to start the
+    /// shutdown and have the report say why.
+    pub fn context(&self) -> &Context {
+        &self.inner.ctx
     }
 
     /// A new child of the root token, for work not started by
@@ -400,7 +429,12 @@ impl Shutdown {
         };
         if trigger != Trigger::Cancelled {
             tracing::info!(signal = ?trigger, "signal received, shutting down");
-            self.inner.token.cancel();
+            let cause = match trigger {
+                Trigger::CtrlC => "received ctrl-c",
+                Trigger::Terminate => "received SIGTERM",
+                Trigger::Cancelled => "cancelled",
+            };
+            self.inner.ctx.cancel_with(cause);
         }
         trigger
     }
@@ -434,7 +468,7 @@ impl Shutdown {
             }
         }
         tracing::info!(grace = ?grace, "shutdown started");
-        self.inner.token.cancel();
+        self.inner.ctx.cancel();
         self.inner.tracker.close();
         if tokio::time::timeout(grace, self.inner.tracker.wait())
             .await
@@ -460,6 +494,7 @@ impl Shutdown {
                 .collect(),
             ended_before: state.ended_before,
             elapsed: start.elapsed(),
+            cause: self.inner.ctx.cause(),
         };
         drop(state);
         tracing::info!(

@@ -133,7 +133,9 @@ async fn every_caller_gets_the_same_report_and_the_shutdown_runs_once() {
 async fn a_spawn_after_the_shutdown_is_refused_and_does_not_run() {
     let shutdown = Shutdown::new();
     let report = shutdown.shutdown(GRACE).await;
-    assert_eq!(report, ShutdownReport::default());
+    let mut expected = ShutdownReport::default();
+    expected.cause = Some(weir_core::Cause::Cancelled);
+    assert_eq!(report, expected);
     let called = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&called);
     shutdown.spawn("late", move |_token| {
