@@ -8,6 +8,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -425,11 +426,18 @@ pub(crate) async fn run_worker<H, M>(
             cancel_reply(&shared, &results, id, reply);
             break;
         }
-        let run = AssertUnwindSafe(async { w.handle(job).await }).catch_unwind();
-        let ended = tokio::select! {
-            biased;
-            r = run => Some(r),
-            () = &mut cancelled => None,
+        let ended = {
+            let run = AssertUnwindSafe(async { w.handle(job).await }).catch_unwind();
+            tokio::pin!(run);
+            // A job that is done at its first poll needs no race with the token.
+            match futures::poll!(run.as_mut()) {
+                Poll::Ready(r) => Some(r),
+                Poll::Pending => tokio::select! {
+                    biased;
+                    r = run => Some(r),
+                    () = &mut cancelled => None,
+                },
+            }
         };
         let (outcome, result) = match ended {
             Some(Ok(Ok(output))) => (Outcome::Completed, Ok(output)),
@@ -515,10 +523,14 @@ async fn deliver<J, O, E>(
             if !shared.results_taken.load(Ordering::Acquire) {
                 return;
             }
+            // Err(Closed): the stream was dropped; the result is discarded.
+            let item = match tx.try_send((id, boxed(result))) {
+                Err(async_channel::TrySendError::Full(item)) => item,
+                _ => return,
+            };
             tokio::select! {
                 biased;
-                // Err: the stream was dropped; the result is discarded.
-                _ = tx.send((id, boxed(result))) => {}
+                _ = tx.send(item) => {}
                 () = cancelled => {
                     tracing::debug!(job = %id, "pool cancelled while waiting for room in the results stream; result discarded");
                 }
