@@ -115,8 +115,10 @@ impl Rate {
         self.burst
     }
 
-    /// The time between two tokens, `None` for [`unlimited`](Rate::unlimited)
-    /// and [`zero`](Rate::zero) rates and for a zero count.
+    /// The time between two tokens as given (`per / count`, rounded down to
+    /// whole nanoseconds; a limiter rounds it up instead, see [`Rate`]).
+    /// `None` for [`unlimited`](Rate::unlimited) and [`zero`](Rate::zero)
+    /// rates and for a zero count.
     pub fn period(&self) -> Option<Duration> {
         match self.kind {
             Kind::Per { count, per } if count > 0 => Some(per / count),
