@@ -177,3 +177,19 @@ async fn cancel_does_not_touch_the_parent_token() {
     let report = pool.shutdown().await;
     assert_eq!(report.stats.workers, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_the_token_of_an_idle_pool_ends_every_task_without_shutdown() {
+    let before = alive();
+    let pool = sleepy(3, 4);
+    sleep(MS).await; // every worker idle, waiting on the queue
+    pool.token().cancel();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(pool.is_closed());
+    assert_eq!(pool.stats().workers, 0);
+    assert_eq!(alive(), before, "workers and the token watcher ended");
+    let SubmitError(job) = pool.submit(1).await.unwrap_err();
+    assert_eq!(job, 1);
+}
