@@ -14,13 +14,20 @@
 //!   so at most as many jobs are in flight to workers as workers are idle: the
 //!   channel never holds more than that.
 //!
-//! Both keep the invariant `jobs in channel + free room = cap + idle offers`.
+//! The hand-off queue keeps the invariant `jobs in channel + free permits =
+//! idle offers`.
 //!
 //! Besides jobs, the channel carries [`Msg::Wake`]: a shrinking `resize`
-//! sends one per retiring worker so that an idle worker wakes up and leaves.
-//! That keeps a worker's idle wait a single `recv` (no extra wakers to
-//! register per idle period); cancellation wakes idle workers by closing the
-//! queue.
+//! sends one per retiring worker (only if there is room or, in hand-off mode,
+//! an idle worker) so that an idle worker wakes up and leaves. That keeps a
+//! worker's idle wait a single `recv` (no extra wakers to register per idle
+//! period); cancellation wakes idle workers by closing the queue.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, TryAcquireError};
 
 /// What travels through the queue.
 pub(crate) enum Msg<T> {
@@ -39,12 +46,6 @@ fn item<T>(msg: Msg<T>) -> T {
         Msg::Wake => unreachable!("a wake message is never handed back to a submitter"),
     }
 }
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
-use tokio::sync::{Notify, Semaphore, TryAcquireError};
 
 /// Why a push without waiting failed; the item comes back.
 pub(crate) enum TryPushError<T> {
