@@ -61,7 +61,7 @@ mod ticker;
 pub mod tower;
 
 pub use keyed::KeyedRateLimiter;
-pub use limiter::{InsufficientCapacity, NotUntil, RateLimiter, Reservation};
+pub use limiter::{InsufficientCapacity, NotUntil, RateLimiter, Reservation, WaitError};
 pub use rate::{Rate, RateError};
 pub use throttle::{Throttle, ThrottleExt, throttle};
 pub use ticker::{MissedTick, Ticker};

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use weir_core::{Cause, Context};
+
 use crate::gcra::{Decision, Gcra};
 use crate::rate::{Quota, Rate, RateError};
 
@@ -249,6 +251,99 @@ impl RateLimiter {
         tokio::time::sleep_until(ready_at).await;
         guard.0 = None;
         Ok(())
+    }
+
+    /// [`acquire_n_within`](Self::acquire_n_within) for one token.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_n_within`](Self::acquire_n_within).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future takes nothing.
+    pub async fn acquire_within(&self, ctx: &Context) -> Result<(), WaitError> {
+        self.acquire_n_within(ctx, 1).await
+    }
+
+    /// Go's `WaitN(ctx, n)`: waits until `n` tokens can be taken and takes
+    /// them, unless `ctx` ends first — and if `ctx` has a deadline that
+    /// comes before the tokens could, fails at once without waiting (and
+    /// without taking anything).
+    ///
+    /// # Errors
+    ///
+    /// - [`WaitError::InsufficientCapacity`] when `n` exceeds the burst (or
+    ///   the bucket is a spent [`Rate::zero`] one);
+    /// - [`WaitError::WouldExceedDeadline`] when the tokens would only be
+    ///   ready after `ctx`'s deadline;
+    /// - [`WaitError::Stopped`] with the context's [`Cause`] when it was
+    ///   cancelled (or its deadline passed) first; the reserved tokens are
+    ///   given back.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future gives back what it had reserved.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_core::Context;
+    /// use weir_rate::{Rate, RateLimiter, WaitError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> anyhow::Result<()> {
+    /// let limiter = RateLimiter::new(Rate::per_second(10))?; // one token per 100ms
+    /// limiter.try_acquire()?; // the burst of 1 is spent
+    /// let hurried = Context::background().with_timeout(Duration::from_millis(50));
+    /// let err = limiter.acquire_within(&hurried).await.unwrap_err();
+    /// assert!(matches!(err, WaitError::WouldExceedDeadline { .. }));
+    /// let patient = Context::background().with_timeout(Duration::from_millis(150));
+    /// limiter.acquire_within(&patient).await?; // granted at 100ms
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn acquire_n_within(&self, ctx: &Context, n: u32) -> Result<(), WaitError> {
+        let quota = self.inner.gcra.quota();
+        if quota.period_ns != 0 && n > quota.burst {
+            return Err(InsufficientCapacity::new(n, &quota).into());
+        }
+        if ctx.is_cancelled() {
+            return Err(WaitError::Stopped(ctx.stopped().into_cause()));
+        }
+        if quota.period_ns == 0 || n == 0 {
+            return Ok(());
+        }
+        let wait = async {
+            let _turn = match self.inner.queue.try_lock() {
+                Ok(turn) => turn,
+                Err(_) => self.inner.queue.lock().await,
+            };
+            let max_wait = ctx.remaining().map_or(u64::MAX, |d| {
+                u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+            });
+            let reservation = self.reserve_inner(n, max_wait);
+            let Some(ready_at) = reservation.ready_at else {
+                return Err(if ctx.deadline().is_some() {
+                    WaitError::WouldExceedDeadline { requested: n }
+                } else {
+                    InsufficientCapacity::new(n, &self.inner.gcra.quota()).into()
+                });
+            };
+            if ready_at <= Instant::now() {
+                return Ok(());
+            }
+            // Gives the reservation back if the context wins the race.
+            let mut guard = CancelOnDrop(Some(reservation));
+            tokio::time::sleep_until(ready_at).await;
+            guard.0 = None;
+            Ok(())
+        };
+        match ctx.run(wait).await {
+            Ok(done) => done,
+            Err(stopped) => Err(WaitError::Stopped(stopped.into_cause())),
+        }
     }
 
     /// Reserves one token. See [`reserve_n`](Self::reserve_n).
@@ -533,4 +628,26 @@ impl InsufficientCapacity {
     pub fn burst(&self) -> u32 {
         self.burst
     }
+}
+
+/// Why [`RateLimiter::acquire_n_within`] took no tokens.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// More tokens than the burst were asked for: they could never be
+    /// granted at once.
+    #[error(transparent)]
+    InsufficientCapacity(#[from] InsufficientCapacity),
+    /// The tokens would be ready only after the context's deadline; nothing
+    /// was taken and nothing was waited for (Go: "would exceed context
+    /// deadline").
+    #[error("rate: waiting for {requested} token(s) would exceed the context's deadline")]
+    WouldExceedDeadline {
+        /// How many tokens were asked for.
+        requested: u32,
+    },
+    /// The context was cancelled, or its deadline passed, while waiting; the
+    /// reserved tokens were given back.
+    #[error("rate: wait stopped: {0}")]
+    Stopped(Cause),
 }
