@@ -541,6 +541,7 @@ where
                     l.spawn(name, 0, task);
                 }
                 drop(work_tx);
+                let workers_left = Arc::new(std::sync::atomic::AtomicUsize::new(workers));
                 for (i, work_rx) in work_rxs.into_iter().enumerate() {
                     let task = run::ordered_worker(
                         l.env(&counters),
@@ -548,6 +549,7 @@ where
                         done_tx.clone(),
                         MapFn(Arc::clone(&f)),
                         timeout,
+                        Arc::clone(&workers_left),
                     );
                     l.spawn(name, i, task);
                 }

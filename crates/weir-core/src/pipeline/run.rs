@@ -474,6 +474,7 @@ pub(crate) async fn ordered_worker<I, O, E, P>(
     mut done: EdgeTx<(u64, Option<O>)>,
     mut proc: P,
     timeout: Option<Duration>,
+    workers_left: Arc<std::sync::atomic::AtomicUsize>,
 ) where
     E: fmt::Display + Send + 'static,
     P: Process<I, O, E>,
@@ -509,8 +510,11 @@ pub(crate) async fn ordered_worker<I, O, E, P>(
             break;
         }
     }
-    if env.counters.task_ended() {
-        // Numbered items no worker took: counted as input by the dispatcher.
+    env.counters.task_ended();
+    // The last *worker* (not the last task of the stage: the dispatcher or
+    // the re-orderer may end after it) closes the work queue and counts the
+    // numbered items no worker took; the dispatcher counted them as input.
+    if workers_left.fetch_sub(1, Relaxed) == 1 {
         let left = channel::close_and_drain(&mut work);
         env.counters.cancelled.fetch_add(left, Relaxed);
     }
