@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::context::Context;
+
 use super::queue::queue;
 use super::worker::{FnWorker, Handler, Shared, SpawnFn, TraitWorker, run_worker};
 use super::{Pool, PoolError, PoolWorker};
@@ -24,14 +26,14 @@ type HandlerPool<H> = Pool<<H as Handler>::Job, <H as Handler>::Output, <H as Ha
 /// | [`queue`](Self::queue) | twice the number of workers |
 /// | [`results`](Self::results) | the queue capacity (at least 1) |
 /// | [`name`](Self::name) | `"pool"` |
-/// | [`token`](Self::token) | a fresh token |
+/// | [`token`](Self::token) / [`context`](Self::context) | a fresh context |
 #[derive(Clone)]
 pub struct PoolBuilder {
     workers: Option<usize>,
     queue: Option<usize>,
     results: Option<usize>,
     name: Arc<str>,
-    token: Option<CancellationToken>,
+    parent: Option<Context>,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -41,7 +43,7 @@ impl fmt::Debug for PoolBuilder {
             .field("queue", &self.queue)
             .field("results", &self.results)
             .field("name", &self.name)
-            .field("token", &self.token.is_some())
+            .field("parent", &self.parent.is_some())
             .finish()
     }
 }
@@ -53,7 +55,7 @@ impl Default for PoolBuilder {
             queue: None,
             results: None,
             name: Arc::from("pool"),
-            token: None,
+            parent: None,
         }
     }
 }
@@ -103,7 +105,16 @@ impl PoolBuilder {
     /// The pool uses a child token, so [`Pool::cancel`] does not cancel
     /// `token`.
     pub fn token(mut self, token: CancellationToken) -> Self {
-        self.token = Some(token);
+        self.parent = Some(Context::from(token));
+        self
+    }
+
+    /// Runs the pool under `ctx`: when `ctx` is cancelled or its deadline
+    /// passes, the pool stops as with [`token`](Self::token), and
+    /// [`PoolReport::cause`](super::PoolReport::cause) says why. The pool
+    /// uses a child context, so its own cancel does not cancel `ctx`.
+    pub fn context(mut self, ctx: &Context) -> Self {
+        self.parent = Some(ctx.clone());
         self
     }
 
@@ -173,16 +184,17 @@ impl PoolBuilder {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| PoolError::NoRuntime)?;
         let capacity = self.queue.unwrap_or(workers.saturating_mul(2));
         let results = self.results.unwrap_or(capacity).max(1);
-        let token = self
-            .token
-            .map_or_else(CancellationToken::new, |t| t.child_token());
+        let ctx = self
+            .parent
+            .as_ref()
+            .map_or_else(Context::background, Context::child);
         let (tx, rx) = queue(capacity);
         let make = Arc::new(make);
         let spawn: SpawnFn<H::Job, H::Output, H::Error> =
             Box::new(move |shared, index, results| {
                 Box::pin(run_worker::<H, M>(shared, make.clone(), index, results))
             });
-        let shared = Shared::start(self.name, workers, rx, token, runtime, results, spawn);
+        let shared = Shared::start(self.name, workers, rx, ctx, runtime, results, spawn);
         Ok(Pool::from_parts(tx, shared))
     }
 }

@@ -120,6 +120,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::context::Context;
+
 pub use builder::PoolBuilder;
 pub use error::{JobError, PoolError, SubmitError, SubmitTimeoutError, TrySubmitError};
 pub use stats::{PoolReport, PoolStats};
@@ -432,6 +434,14 @@ where
         self.shared.cancel_now();
     }
 
+    /// The pool's context (a child of the builder's
+    /// [`context`](PoolBuilder::context) or [`token`](PoolBuilder::token), if
+    /// any): cancelling it cancels the pool; [`Context::cause`] says why the
+    /// pool was stopped.
+    pub fn context(&self) -> &Context {
+        &self.shared.ctx
+    }
+
     /// The pool's cancellation token (a child of the builder's
     /// [`token`](PoolBuilder::token), if any): cancelling it is
     /// [`cancel`](Self::cancel).
@@ -484,6 +494,9 @@ where
                 } else {
                     let left = self.stats().in_flight();
                     tracing::warn!(pool = %self.shared.name, jobs = left, ?grace, "shutdown grace period over; cancelling the rest");
+                    self.shared
+                        .ctx
+                        .cancel_with("pool shutdown grace period ended");
                     self.shared.cancel_now();
                     tracker.wait().await;
                     true
@@ -498,6 +511,7 @@ where
             timed_out,
             elapsed: start.elapsed(),
             stats,
+            cause: self.shared.ctx.cause(),
         }
     }
 

@@ -4,6 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::context::Cause;
+
 /// A counter on its own cache line, so submitters and workers do not
 /// invalidate each other's lines.
 #[derive(Debug, Default)]
@@ -274,7 +276,7 @@ impl PoolStats {
 
 /// What [`Pool::shutdown`](super::Pool::shutdown) and
 /// [`Pool::shutdown_timeout`](super::Pool::shutdown_timeout) report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolReport {
     /// Jobs that ran to their end (completed, failed or panicked) while the
     /// pool shut down: the queued and running jobs it drained.
@@ -289,4 +291,9 @@ pub struct PoolReport {
     pub elapsed: Duration,
     /// The counters once every worker had ended.
     pub stats: PoolStats,
+    /// Why the pool was cancelled, if it was: `"pool shutdown grace period
+    /// ended"` after `shutdown_timeout`'s deadline, the cause of the
+    /// builder's context (a deadline, say), or [`Cause::Cancelled`] for
+    /// [`Pool::cancel`](super::Pool::cancel). `None` after a plain drain.
+    pub cause: Option<Cause>,
 }

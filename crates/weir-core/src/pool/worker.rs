@@ -20,6 +20,7 @@ use super::queue::{Msg, QueueRx};
 use super::stats::{Counters, Outcome, WorkerCounters};
 use super::ticket::{Boxed, Envelope, JobId, JobResult, Reply, ResultRx, boxed};
 use super::{JobError, PoolStats};
+use crate::context::Context;
 use crate::panic_message;
 
 /// A pool worker with its own state, for [`PoolBuilder::build_with`](super::PoolBuilder::build_with).
@@ -198,6 +199,8 @@ struct Sizing {
 pub(crate) struct Shared<J, O, E> {
     pub(crate) name: Arc<str>,
     queue: QueueRx<Envelope<J, O, E>>,
+    /// The pool's context; `token` is its token.
+    pub(crate) ctx: Context,
     pub(crate) token: CancellationToken,
     pub(crate) tracker: TaskTracker,
     runtime: tokio::runtime::Handle,
@@ -243,7 +246,7 @@ where
         name: Arc<str>,
         workers: usize,
         queue: QueueRx<Envelope<J, O, E>>,
-        token: CancellationToken,
+        ctx: Context,
         runtime: tokio::runtime::Handle,
         results_cap: usize,
         spawn: SpawnFn<J, O, E>,
@@ -252,7 +255,8 @@ where
         let shared = Arc::new(Self {
             name,
             queue,
-            token,
+            token: ctx.token(),
+            ctx,
             tracker: TaskTracker::new(),
             runtime,
             counters: Counters::default(),
@@ -299,7 +303,7 @@ where
     /// ones are cancelled, idle workers wake up (the queue closes).
     pub(crate) fn cancel_now(&self) {
         self.cancelled.store(true, Ordering::Release);
-        self.token.cancel();
+        self.ctx.cancel();
         self.queue.close();
     }
 
