@@ -3,9 +3,21 @@
 //!
 //! | pattern | item |
 //! |---|---|
-//! | generator, pipeline | [`Pipeline`] |
+//! | generator, pipeline | [`Pipeline`] ([`Pipeline::generate`], [`Pipeline::map`], [`Pipeline::map_ordered`], ...) |
+//! | worker pool, pooling | [`Pool`] |
+//! | fan-in | [`merge`], [`merge_in_turn`] |
+//! | fan-out | [`distribute`], [`broadcast`] |
+//! | bounded fan-out, stop tap | [`for_each_bounded`], [`for_each_in_batches`] |
+//! | drop pattern | [`Shedder`] |
+//! | timeouts | [`recv_timeout`], [`with_timeout`], [`deadline`], [`Pipeline::timeout`] |
+//! | quit handshake | [`spawn_worker`], [`WorkerHandle::stop`] |
+//! | graceful shutdown | [`Shutdown`] |
+//! | cancellation with a cause and a deadline | [`Context`], [`Cause`] |
 //!
-//! Most programs use this crate through the `weir` facade.
+//! Every construct is cancellable (a `CancellationToken` or a [`Context`]),
+//! tracks every task it spawns, bounds every queue, and turns panics in user
+//! code into error values. Most programs use this crate through the `weir`
+//! facade, which adds task groups and rate limiters.
 #![forbid(unsafe_code)]
 
 mod channel;
@@ -43,7 +55,16 @@ pub use pipeline::{
     PipelineHandle, Report, Stage, StageReport,
 };
 
-/// The names most programs need: `use weir::prelude::*;`.
+/// The names most programs need: `use weir_core::prelude::*;` (or
+/// `use weir::prelude::*;`, which adds the task group and rate limiter).
 pub mod prelude {
+    pub use crate::context::{Cause, Context};
     pub use crate::pipeline::{ErrorPolicy, Pipeline, PipelineError, Stage};
+    pub use crate::pool::{JobError, Pool};
+    pub use crate::shed::{Offer, ShedPolicy, Shedder};
+    pub use crate::shutdown::Shutdown;
+    pub use crate::worker::spawn_worker;
+    pub use crate::{
+        broadcast, distribute, for_each_bounded, for_each_in_batches, merge, merge_in_turn,
+    };
 }

@@ -5,7 +5,33 @@
 //! task group ([`group`], feature `group`) and rate limiters ([`rate`],
 //! feature `rate`) as modules. Both features are on by default.
 //!
-//! Start with [`Pipeline`] for a chain of concurrent stages.
+//! Start with [`Pipeline`] for a chain of concurrent stages, [`Pool`] for a
+//! long-lived worker pool, [`group::Group`] for an errgroup, and
+//! [`rate::RateLimiter`] for rate limits; [`Context`] carries cancellation
+//! with a cause and a deadline through all of them. The cookbook (`docs/` in
+//! the repository) has a page per pattern.
+//!
+//! ```
+//! use weir::prelude::*;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> anyhow::Result<()> {
+//! let squares = Pipeline::from_iter(1..=4u64)
+//!     .map_ordered("square", 2, |x| async move { anyhow::Ok(x * x) })
+//!     .collect()
+//!     .await?;
+//! assert_eq!(squares, [1, 4, 9, 16]);
+//!
+//! let mut group: Group<u64> = Group::new();
+//! for x in squares {
+//!     group.spawn(async move { anyhow::Ok(x + 1) }).await;
+//! }
+//! let mut plus_one = group.wait().await?;
+//! plus_one.sort();
+//! assert_eq!(plus_one, [2, 5, 10, 17]);
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
 pub use weir_core::*;
@@ -25,4 +51,8 @@ pub mod rate {
 /// The names most programs need, in one `use weir::prelude::*;`.
 pub mod prelude {
     pub use weir_core::prelude::*;
+    #[cfg(feature = "group")]
+    pub use weir_group::Group;
+    #[cfg(feature = "rate")]
+    pub use weir_rate::{Rate, RateLimiter, ThrottleExt};
 }
