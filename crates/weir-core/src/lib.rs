@@ -5,7 +5,7 @@
 //! |---|---|
 //! | generator, pipeline | [`Pipeline`] ([`Pipeline::generate`], [`Pipeline::map`], [`Pipeline::map_ordered`], ...) |
 //! | worker pool, pooling | [`Pool`] |
-//! | fan-in | [`merge`], [`merge_in_turn`] |
+//! | fan-in | [`merge()`], [`merge_in_turn`] |
 //! | fan-out | [`distribute`], [`broadcast`] |
 //! | bounded fan-out, stop tap | [`for_each_bounded`], [`for_each_in_batches`] |
 //! | drop pattern | [`Shedder`] |
