@@ -25,7 +25,7 @@
 //!   task: a panic there unwinds into the caller, and the tasks in flight are
 //!   aborted as the run is dropped.)
 //! - **The token is cancelled:** the tasks in flight are aborted (dropped at
-//!   their next `.await`), no further item starts, and [`BoundedError::Cancelled`]
+//!   their next `.await`), no further item starts, and [`BoundedError::Stopped`]
 //!   is returned (`run_all`: for each item that did not finish).
 //! - **The returned future is dropped:** every task in flight is aborted.
 //! - **`limit` is 0:** [`BoundedError::ZeroLimit`], nothing runs.
@@ -61,6 +61,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::context::{Cause, Context};
+
 /// Why a bounded run (or, in [`Bounded::run_all`], one item) failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -81,9 +83,11 @@ pub enum BoundedError<E> {
         /// The panic message.
         message: String,
     },
-    /// The token was cancelled before the item (or the run) finished.
-    #[error("cancelled")]
-    Cancelled,
+    /// The token or context was cancelled (or the context's deadline
+    /// passed) before the item, or the run, finished; the [`Cause`] says
+    /// which ([`Cause::Cancelled`] for a plain token).
+    #[error("stopped: {0}")]
+    Stopped(Cause),
     /// A limit or batch size of 0 was given.
     #[error("limit must be at least 1")]
     ZeroLimit,
@@ -146,7 +150,7 @@ enum Mode {
 #[derive(Debug, Clone)]
 pub struct Bounded {
     limit: usize,
-    token: CancellationToken,
+    ctx: Context,
     mode: Mode,
     order: Order,
 }
@@ -157,7 +161,7 @@ impl Bounded {
     pub fn new(limit: usize) -> Self {
         Bounded {
             limit,
-            token: CancellationToken::new(),
+            ctx: Context::background(),
             mode: Mode::Window,
             order: Order::Input,
         }
@@ -165,8 +169,20 @@ impl Bounded {
 
     /// Stops the run when `token` is cancelled.
     pub fn token(mut self, token: &CancellationToken) -> Self {
-        self.token = token.clone();
+        self.ctx = Context::from(token.clone());
         self
+    }
+
+    /// Stops the run when `ctx` is cancelled or its deadline passes; the
+    /// error then carries the context's [`Cause`]
+    /// ([`BoundedError::Stopped`]).
+    pub fn context(mut self, ctx: &Context) -> Self {
+        self.ctx = ctx.clone();
+        self
+    }
+
+    fn stopped<E>(&self) -> BoundedError<E> {
+        BoundedError::Stopped(self.ctx.stopped().into_cause())
     }
 
     /// Runs batch by batch: start `limit` items, wait for all of them, then
@@ -191,7 +207,7 @@ impl Bounded {
     /// # Errors
     ///
     /// The first [`BoundedError::Failed`] or [`BoundedError::Panicked`];
-    /// [`BoundedError::Cancelled`] when the token fires first;
+    /// [`BoundedError::Stopped`] when the token fires first;
     /// [`BoundedError::ZeroLimit`] when the limit is 0.
     ///
     /// # Cancel safety
@@ -228,7 +244,7 @@ impl Bounded {
             return Err(err);
         }
         if outcome.cancelled {
-            return Err(BoundedError::Cancelled);
+            return Err(self.stopped());
         }
         if self.order == Order::Input {
             out.sort_unstable_by_key(|(index, _)| *index);
@@ -240,7 +256,7 @@ impl Bounded {
     /// policy): one result per input item.
     ///
     /// If the token is cancelled, the items that had not finished get
-    /// `Err(BoundedError::Cancelled)` (the ones not started never run).
+    /// `Err(self.stopped())` (the ones not started never run).
     ///
     /// # Errors
     ///
@@ -284,12 +300,12 @@ impl Bounded {
             }
             for (index, done) in finished.into_iter().enumerate() {
                 if !done {
-                    out.push((index, Err(BoundedError::Cancelled)));
+                    out.push((index, Err(self.stopped())));
                 }
             }
             let rest = items.count();
             for index in outcome.started..outcome.started + rest {
-                out.push((index, Err(BoundedError::Cancelled)));
+                out.push((index, Err(self.stopped())));
             }
         }
         if self.order == Order::Input {
@@ -316,7 +332,8 @@ impl Bounded {
         if self.limit == 0 {
             return Err(BoundedError::ZeroLimit);
         }
-        let token = &self.token;
+        let token = self.ctx.token();
+        let token = &token;
         let permits = Arc::new(Semaphore::new(self.limit));
         let mut tasks: JoinSet<(usize, Result<T, BoundedError<E>>)> = JoinSet::new();
         let mut items = items.into_iter().enumerate();
@@ -546,7 +563,7 @@ impl<E> BoundedError<E> {
                 error: f(error),
             },
             BoundedError::Panicked { index, message } => BoundedError::Panicked { index, message },
-            BoundedError::Cancelled => BoundedError::Cancelled,
+            BoundedError::Stopped(cause) => BoundedError::Stopped(cause),
             BoundedError::ZeroLimit => BoundedError::ZeroLimit,
         }
     }

@@ -430,10 +430,7 @@ impl StopSignal {
 
     /// A worker's own view of the signal.
     pub(crate) fn halt(&self) -> Halt {
-        Halt {
-            flag: Arc::clone(&self.flag),
-            wait: Box::pin(self.token.clone().cancelled_owned()),
-        }
+        Halt::new(&self.token)
     }
 }
 
@@ -445,11 +442,30 @@ impl fmt::Debug for StopSignal {
     }
 }
 
-/// A worker's view of the pipeline's stop signal: the shared flag plus one
-/// registered wait on the token, reused for every wait the worker makes.
+/// One task's view of a stop signal: a registration on the token whose
+/// waker sets a flag and wakes the task.
+///
+/// Waiting on `CancellationToken::cancelled()` takes the token's mutex on
+/// every poll; a task that parks once per item would take it once per item.
+/// A `Halt` registers on the token once, when it is made; after that,
+/// checking costs an atomic load and parking an `AtomicWaker` registration.
 pub(crate) struct Halt {
-    flag: Arc<StopFlag>,
-    wait: Pin<Box<WaitForCancellationFutureOwned>>,
+    stop: Arc<TaskStop>,
+    /// Keeps the registration on the token alive.
+    _registration: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+#[derive(Debug, Default)]
+struct TaskStop {
+    stopped: AtomicBool,
+    task: futures::task::AtomicWaker,
+}
+
+impl ArcWake for TaskStop {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.stopped.store(true, Ordering::Release);
+        arc_self.task.wake();
+    }
 }
 
 impl fmt::Debug for Halt {
@@ -461,31 +477,50 @@ impl fmt::Debug for Halt {
 }
 
 impl Halt {
-    /// Whether the pipeline has been told to stop.
-    pub(crate) fn is_stopped(&self) -> bool {
-        self.flag.0.load(Ordering::Acquire)
+    /// Registers on `token`.
+    pub(crate) fn new(token: &CancellationToken) -> Self {
+        let stop = Arc::new(TaskStop::default());
+        let mut registration = Box::pin(token.clone().cancelled_owned());
+        let waker = futures::task::waker(Arc::clone(&stop));
+        if registration
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready()
+        {
+            stop.stopped.store(true, Ordering::Release);
+        }
+        Self {
+            stop,
+            _registration: registration,
+        }
     }
 
-    /// Runs `fut` unless the pipeline stops first; `None` means it stopped
+    /// Whether the token has been cancelled.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stop.stopped.load(Ordering::Acquire)
+    }
+
+    /// Runs `fut` unless the token is cancelled first; `None` means it was
     /// and `fut` was dropped.
     ///
-    /// The flag is checked first and `fut` polled before the token, so work
-    /// that is ready at once never touches the token's lock.
+    /// The flag is checked first and `fut` polled before anything else, so
+    /// work that is ready at once costs one atomic load.
     pub(crate) async fn or_stop<F: Future>(&mut self, fut: F) -> Option<F::Output> {
         let mut fut = std::pin::pin!(fut);
-        let flag = &self.flag;
-        let wait = &mut self.wait;
+        let stop = &self.stop;
         std::future::poll_fn(move |cx| {
-            if flag.0.load(Ordering::Acquire) {
+            if stop.stopped.load(Ordering::Acquire) {
                 return Poll::Ready(None);
             }
             if let Poll::Ready(out) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Some(out));
             }
-            match wait.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
+            stop.task.register(cx.waker());
+            // Cancelled between the first check and the registration?
+            if stop.stopped.load(Ordering::Acquire) {
+                return Poll::Ready(None);
             }
+            Poll::Pending
         })
         .await
     }

@@ -125,6 +125,13 @@ impl Fan {
         }
     }
 
+    /// Settings whose tasks stop when `ctx` is cancelled or its deadline
+    /// passes (their token is a child of `ctx`'s). The outputs close then;
+    /// `ctx.cause()` says why.
+    pub fn with_context(ctx: &crate::Context) -> Self {
+        Self::new(&ctx.token())
+    }
+
     /// Sets the capacity of each output channel (and, for
     /// [`merge_in_turn`](Fan::merge_in_turn), of each input's buffer).
     ///
@@ -323,20 +330,17 @@ impl Core {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        // A child token per task: each task's cancellation waiter sits in its
-        // own list, so tasks woken on several threads do not share one lock.
-        let token = self.handle.token.child_token();
+        // A `Halt` registers on the token once; after that, checking it is an
+        // atomic load and parking costs no lock (`CancellationToken`'s own
+        // `cancelled()` takes the token's mutex on every poll, which a
+        // forwarding task does once per item under load).
+        let mut halt = crate::channel::Halt::new(&self.handle.token);
         let panic = Arc::clone(&self.handle.panic);
         let task = async move {
-            // Cancellation first (biased): once the token fires, not even
-            // the items that could still be sent go through.
-            let run = async move {
-                tokio::select! {
-                    biased;
-                    () = token.cancelled() => None,
-                    () = fut => Some(()),
-                }
-            };
+            // Cancellation first: `or_stop` checks the flag before polling
+            // `fut`, so once the token fires, not even the items that could
+            // still be sent go through.
+            let run = async move { halt.or_stop(fut).await };
             let caught = AssertUnwindSafe(run).catch_unwind().await;
             match caught {
                 Ok(Some(())) => {}

@@ -245,7 +245,7 @@ async fn the_token_cancels_the_run() {
     })
     .await
     .unwrap_err();
-    assert!(matches!(err, BoundedError::Cancelled));
+    assert!(matches!(err, BoundedError::Stopped(weir_core::Cause::Cancelled)));
     assert_eq!(start.elapsed(), Duration::from_millis(150));
     settle().await;
     assert_eq!(alive(), before);
@@ -303,7 +303,7 @@ async fn run_all_cancelled_accounts_for_every_item() {
     assert!(
         results[4..]
             .iter()
-            .all(|r| matches!(r, Err(BoundedError::Cancelled)))
+            .all(|r| matches!(r, Err(BoundedError::Stopped(_))))
     );
 }
 
