@@ -189,6 +189,53 @@ async fn joinset_spawn() -> u64 {
     sum
 }
 
+/// Time for one item to cross an idle 3-stage pipeline (source fed from a
+/// channel -> map -> output), `n` times; returns (p50, p99) in ns.
+async fn weir_latency(n: usize) -> (u64, u64) {
+    let (tx, rx) = mpsc::channel::<Instant>(16);
+    let (mut out, handle) = Pipeline::<Instant, Infallible>::from_receiver(rx)
+        .map("hop", 1, |t: Instant| async move { Ok::<_, Infallible>(t) })
+        .into_stream()
+        .expect("pipeline");
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        tx.send(Instant::now()).await.expect("send");
+        let sent = out.recv().await.expect("item");
+        lat.push(sent.elapsed().as_nanos() as u64);
+    }
+    drop(tx);
+    while out.recv().await.is_some() {}
+    handle.join().await.expect("join");
+    percentiles(lat)
+}
+
+async fn hand_latency(n: usize) -> (u64, u64) {
+    let (tx, mut rx) = mpsc::channel::<Instant>(16);
+    let (tx2, mut rx2) = mpsc::channel::<Instant>(16);
+    let hop = tokio::spawn(async move {
+        while let Some(t) = rx.recv().await {
+            if tx2.send(t).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        tx.send(Instant::now()).await.expect("send");
+        let sent = rx2.recv().await.expect("item");
+        lat.push(sent.elapsed().as_nanos() as u64);
+    }
+    drop(tx);
+    hop.await.expect("hop");
+    percentiles(lat)
+}
+
+fn percentiles(mut lat: Vec<u64>) -> (u64, u64) {
+    lat.sort_unstable();
+    let at = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
+    (at(0.50), at(0.99))
+}
+
 fn measure<F, Fut>(rt: &tokio::runtime::Runtime, side: &str, name: &str, items: u64, f: F)
 where
     F: Fn() -> Fut,
@@ -225,4 +272,12 @@ fn main() {
     measure(&rt, "weir", "spawn_wait_200k", SPAWN_N, weir_spawn);
     measure(&rt, "hand", "spawn_wait_200k", SPAWN_N, hand_spawn);
     measure(&rt, "joinset", "spawn_wait_200k", SPAWN_N, joinset_spawn);
+
+    // Latency of one item through an idle pipeline: batching must not hurt.
+    let (wp50, wp99) = rt.block_on(weir_latency(20_000));
+    let (hp50, hp99) = rt.block_on(hand_latency(20_000));
+    println!("weir idle_latency_p50 {wp50}");
+    println!("hand idle_latency_p50 {hp50}");
+    println!("weir idle_latency_p99 {wp99}");
+    println!("hand idle_latency_p99 {hp99}");
 }

@@ -34,9 +34,15 @@ const EXAMPLES: &[(&str, &str)] = &[
         "context",
         "Cause::DeadlineExceeded: context deadline exceeded",
     ),
-    ("errgroup", "failed  task https://flaky.example/ failed: HTTP 503"),
+    (
+        "errgroup",
+        "failed  task https://flaky.example/ failed: HTTP 503",
+    ),
     ("rate_limit", "item d at   750 ms"),
-    ("rate_limit_keyed", "evicted after 1 s idle: 10000, 0 buckets left"),
+    (
+        "rate_limit_keyed",
+        "evicted after 1 s idle: 10000, 0 buckets left",
+    ),
     ("semaphore", "0 tasks alive afterwards"),
     ("graceful_shutdown", "tasks still alive: 0"),
     ("producers_consumers", "12 items, each handled once"),

@@ -25,7 +25,7 @@ results=$(mktemp)
 /tmp/weir-go-patterns >>"$results"
 
 echo "ns/item (median of 5; Go measured before and after weir, the lower Go figure kept)"
-printf "%-18s %10s %10s %12s %12s %10s\n" pattern go weir handwritten weir/go weir/hand
+printf "%-20s %10s %10s %12s %12s %10s\n" pattern go weir handwritten weir/go weir/hand
 awk '
     { key = $1 " " $2; v = $3 + 0
       if (!(key in best) || v < best[key]) best[key] = v
@@ -33,7 +33,8 @@ awk '
     END {
         for (p in pats) {
             g = best["go " p]; w = best["weir " p]; h = best["hand " p]
-            printf "%-18s %10.1f %10.1f %12.1f %12.2f %10.2f\n", p, g, w, h, (g ? w / g : 0), (h ? w / h : 0)
+            if (g) printf "%-20s %10.1f %10.1f %12.1f %12.2f %10.2f\n", p, g, w, h, w / g, (h ? w / h : 0)
+            else   printf "%-20s %10s %10.1f %12.1f %12s %10.2f\n", p, "-", w, h, "-", (h ? w / h : 0)
         }
     }' "$results" | sort
 rm -f "$results"

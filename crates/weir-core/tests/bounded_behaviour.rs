@@ -245,7 +245,10 @@ async fn the_token_cancels_the_run() {
     })
     .await
     .unwrap_err();
-    assert!(matches!(err, BoundedError::Stopped(weir_core::Cause::Cancelled)));
+    assert!(matches!(
+        err,
+        BoundedError::Stopped(weir_core::Cause::Cancelled)
+    ));
     assert_eq!(start.elapsed(), Duration::from_millis(150));
     settle().await;
     assert_eq!(alive(), before);
