@@ -17,7 +17,10 @@ async fn main() -> anyhow::Result<()> {
     let (mut primes, handle) = Pipeline::<u64>::generate(move |tx| async move {
         let mut n = 2u64;
         loop {
-            if (2..n).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d)) {
+            if (2..n)
+                .take_while(|d| d * d <= n)
+                .all(|d| !n.is_multiple_of(d))
+            {
                 counter.fetch_add(1, Ordering::Relaxed);
                 tx.send(n).await?; // fails once the consumer is gone: `?` ends the generator
             }
