@@ -66,5 +66,5 @@ pub use rate::{Rate, RateError};
 pub use throttle::{Throttle, ThrottleExt, throttle};
 pub use ticker::{MissedTick, Ticker};
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, weir_loom))]
 mod loom_tests;

@@ -1,5 +1,5 @@
 //! Loom models of the lock-free decision path (`gcra.rs`). Run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p weir-rate --release --lib loom`.
+//! `RUSTFLAGS="--cfg weir_loom" cargo test -p weir-rate --lib loom`.
 #![allow(clippy::unwrap_used)]
 
 use loom::sync::Arc;
