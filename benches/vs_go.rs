@@ -125,7 +125,11 @@ async fn hand_pipeline() -> u64 {
 async fn weir_fan_in() -> u64 {
     let token = CancellationToken::new();
     let inputs = (0..4).map(|_| futures::stream::iter(0..N / 4));
-    let mut out = weir::merge(inputs, &token);
+    // The same capacity as the baseline's channel (and Go's).
+    let mut out = weir::Fan::new(&token)
+        .capacity(1024)
+        .expect("capacity")
+        .merge(inputs);
     let mut sum = 0u64;
     while let Some(x) = out.recv().await {
         sum = sum.wrapping_add(x);

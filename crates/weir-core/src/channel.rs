@@ -84,6 +84,10 @@ pub(crate) enum EdgeRx<T> {
     },
     /// Boxed: async-channel's receiver is not `Unpin`.
     Many(Pin<Box<async_channel::Receiver<T>>>),
+    /// The caller's own tokio receiver, read directly by the one task that
+    /// reads the pipeline's source (`Pipeline::from_receiver`): no
+    /// forwarding task, no extra hop.
+    Direct(mpsc::Receiver<T>),
 }
 
 // Never pinned in place; the async-channel receiver, which must be, is boxed.
@@ -262,6 +266,11 @@ impl<T> EdgeTx<T> {
 }
 
 impl<T> EdgeRx<T> {
+    /// The caller's receiver as an edge read by one task.
+    pub(crate) fn direct(rx: mpsc::Receiver<T>) -> Self {
+        Self::Direct(rx)
+    }
+
     /// An item if one can be had without waiting; `Err(true)` when the edge
     /// is closed and empty, `Err(false)` when it is just empty for now.
     pub(crate) fn try_recv(&mut self) -> Result<T, bool> {
@@ -284,6 +293,11 @@ impl<T> EdgeRx<T> {
                 Ok(item) => Ok(item),
                 Err(async_channel::TryRecvError::Empty) => Err(false),
                 Err(async_channel::TryRecvError::Closed) => Err(true),
+            },
+            Self::Direct(rx) => match rx.try_recv() {
+                Ok(item) => Ok(item),
+                Err(mpsc::error::TryRecvError::Empty) => Err(false),
+                Err(mpsc::error::TryRecvError::Disconnected) => Err(true),
             },
         }
     }
@@ -308,6 +322,7 @@ impl<T> EdgeRx<T> {
                 use futures::Stream;
                 rx.as_mut().poll_next(cx)
             }
+            Self::Direct(rx) => rx.poll_recv(cx),
         }
     }
 
@@ -316,6 +331,7 @@ impl<T> EdgeRx<T> {
         match self {
             Self::One { rx, chunk } => chunk.is_empty() && rx.is_closed() && rx.is_empty(),
             Self::Many(rx) => rx.is_empty() && (rx.is_closed() || rx.sender_count() == 0),
+            Self::Direct(rx) => rx.is_closed() && rx.is_empty(),
         }
     }
 
@@ -324,6 +340,7 @@ impl<T> EdgeRx<T> {
         match self {
             Self::One { chunk, .. } => chunk.len(),
             Self::Many(rx) => rx.len(),
+            Self::Direct(rx) => rx.len(),
         }
     }
 }
@@ -372,6 +389,12 @@ pub(crate) fn close_and_drain_each<T>(rx: &mut EdgeRx<T>, mut f: impl FnMut(T)) 
             }
         }
         EdgeRx::Many(rx) => {
+            rx.close();
+            while let Ok(item) = rx.try_recv() {
+                f(item);
+            }
+        }
+        EdgeRx::Direct(rx) => {
             rx.close();
             while let Ok(item) = rx.try_recv() {
                 f(item);

@@ -844,3 +844,52 @@ async fn a_slow_stage_does_not_hold_finished_items_back() {
     assert_eq!(out.recv().await, None);
     handle.join().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn from_receiver_feeds_a_one_worker_stage_directly_and_closes_the_channel_on_stop() {
+    let before = alive();
+    let (tx, rx) = tokio::sync::mpsc::channel::<u32>(8);
+    let (mut out, handle) = Pipeline::from_receiver(rx)
+        .map("double", 1, |x| async move { anyhow::Ok(x * 2) })
+        .into_stream()
+        .unwrap();
+    // No forwarding task: the stage reads the caller's channel.
+    assert_eq!(alive(), before + 1);
+    for i in 0..5 {
+        tx.send(i).await.unwrap();
+        assert_eq!(out.recv().await, Some(i * 2));
+    }
+    // Items still in the caller's channel when the consumer leaves are
+    // counted, and the channel is closed so senders learn the pipeline is gone.
+    tx.send(100).await.unwrap();
+    tx.send(101).await.unwrap();
+    drop(out);
+    let report = handle.join().await.unwrap();
+    assert!(report.is_balanced(), "{report:#?}");
+    assert_eq!(report.stages.len(), 1);
+    assert_eq!(
+        report.stages[0].input,
+        report.stages[0].output + report.stages[0].cancelled
+    );
+    assert!(
+        tx.send(102).await.is_err(),
+        "the pipeline closed the channel"
+    );
+    assert_eq!(alive(), before);
+
+    // With a multi-worker first stage a source task forwards, as before.
+    let (tx, rx) = tokio::sync::mpsc::channel::<u32>(8);
+    let feeder = tokio::spawn(async move {
+        for i in 0..20 {
+            tx.send(i).await.unwrap();
+        }
+    });
+    let mut got = Pipeline::from_receiver(rx)
+        .map("spread", 3, |x| async move { anyhow::Ok(x) })
+        .collect()
+        .await
+        .unwrap();
+    feeder.await.unwrap();
+    got.sort_unstable();
+    assert_eq!(got, (0..20).collect::<Vec<_>>());
+}

@@ -248,12 +248,30 @@ where
     /// A pipeline whose source is a tokio mpsc receiver: whatever is sent on
     /// the matching sender enters the pipeline; the source ends when every
     /// sender is dropped.
+    ///
+    /// When the first stage has one worker, it reads `rx` itself (no
+    /// forwarding task, so an item costs no extra hop) and the
+    /// [`Report`] has no `"source"` stage. When the pipeline stops, `rx` is
+    /// closed, so senders see the pipeline is gone.
     pub fn from_receiver(rx: tokio::sync::mpsc::Receiver<T>) -> Self {
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            let item = rx.recv().await?;
-            Some((item, rx))
-        });
-        Self::from_stream(stream)
+        Self::from_launch(Box::new(move |l: &Launch<E>, consumers| {
+            if consumers == 1 {
+                // One task reads the source: it reads the caller's channel
+                // itself, with no forwarding task and no extra hop. The
+                // report then has no "source" stage; the first stage's input
+                // is what came through the channel.
+                return vec![EdgeRx::direct(rx)];
+            }
+            let stream = futures::stream::unfold(rx, |mut rx| async move {
+                let item = rx.recv().await?;
+                Some((item, rx))
+            });
+            let name: Arc<str> = Arc::from("source");
+            let (tx, rx) = channel::edge(l.capacity, consumers);
+            let env = l.env(&l.stage(&name, 1, 1));
+            l.spawn(&name, 0, run::stream_source(env, stream, tx));
+            rx
+        }))
     }
 
     /// The generator pattern: `f` runs in its own task and sends items with

@@ -61,7 +61,9 @@ impl StageReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Report {
-    /// The stages in pipeline order; the first is the source.
+    /// The stages in pipeline order; the first is the source (except for
+    /// [`Pipeline::from_receiver`](crate::Pipeline::from_receiver) feeding a
+    /// one-worker stage, which reads the caller's channel directly).
     pub stages: Vec<StageReport>,
     /// Items the consumer received from the output stream.
     pub delivered: u64,
