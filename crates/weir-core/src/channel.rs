@@ -29,7 +29,7 @@
 //! item): async-channel on every edge 1287, 41% of it in its listener
 //! notification; the same pipeline hand-written with tokio mpsc 930; tokio
 //! mpsc per item with batched receive 737; chunked edges: see
-//! `docs/benchmarks.md`.
+//! `docs/benchmarks.md` (the channel section).
 //!
 //! Bounds: an edge of `capacity` holds at most `capacity` items in the
 //! channel, plus one chunk (at most `min(capacity, BATCH)` items) being
