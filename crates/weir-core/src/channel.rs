@@ -38,8 +38,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::task::ArcWake;
@@ -400,68 +400,6 @@ pub(crate) fn close_and_drain_each<T>(rx: &mut EdgeRx<T>, mut f: impl FnMut(T)) 
                 f(item);
             }
         }
-    }
-}
-
-/// A pipeline's stop signal as a plain flag.
-///
-/// `CancellationToken::is_cancelled` takes a mutex shared by every clone of
-/// the token, and so does every poll of its `cancelled()` future; checking it
-/// on every hop would make all workers of a pipeline contend on one lock. So
-/// the pipeline registers one wait on its token, whose waker does nothing
-/// but set this flag: the token's cancellation sets it synchronously, and the
-/// hot path reads an atomic.
-pub(crate) struct StopSignal {
-    flag: Arc<StopFlag>,
-    /// Keeps the flag's registration on the token alive.
-    _registration: Mutex<Pin<Box<WaitForCancellationFutureOwned>>>,
-    token: CancellationToken,
-}
-
-#[derive(Debug, Default)]
-struct StopFlag(AtomicBool);
-
-impl ArcWake for StopFlag {
-    fn wake_by_ref(arc_self: &Arc<Self>) {
-        arc_self.0.store(true, Ordering::Release);
-    }
-}
-
-impl StopSignal {
-    pub(crate) fn new(token: &CancellationToken) -> Self {
-        let flag = Arc::new(StopFlag::default());
-        let mut registration = Box::pin(token.clone().cancelled_owned());
-        let waker = futures::task::waker(Arc::clone(&flag));
-        if registration
-            .as_mut()
-            .poll(&mut Context::from_waker(&waker))
-            .is_ready()
-        {
-            flag.0.store(true, Ordering::Release);
-        }
-        Self {
-            flag,
-            _registration: Mutex::new(registration),
-            token: token.clone(),
-        }
-    }
-
-    /// Whether the token has been cancelled.
-    pub(crate) fn is_stopped(&self) -> bool {
-        self.flag.0.load(Ordering::Acquire)
-    }
-
-    /// A worker's own view of the signal.
-    pub(crate) fn halt(&self) -> Halt {
-        Halt::new(&self.token)
-    }
-}
-
-impl fmt::Debug for StopSignal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StopSignal")
-            .field("stopped", &self.is_stopped())
-            .finish_non_exhaustive()
     }
 }
 

@@ -89,7 +89,7 @@ pub use report::{Report, StageReport};
 pub use run::{Emitter, Stopped};
 pub use stage::Stage;
 
-use crate::channel::{self, EdgeRx, StopSignal};
+use crate::channel::{self, EdgeRx, Halt};
 use crate::context::Context;
 use report::StageCounters;
 use run::{Env, Shared, SinkState};
@@ -133,7 +133,7 @@ impl<E: fmt::Display + Send + 'static> Launch<E> {
             shared: Arc::clone(&self.shared),
             counters: Arc::clone(counters),
             errors: self.errors.clone(),
-            halt: self.shared.stop.halt(),
+            halt: Halt::new(&self.shared.token),
         }
     }
 
@@ -463,7 +463,8 @@ where
         }
     }
 
-    /// Adds an unordered stage of `workers` tasks sharing one input.
+    /// Adds an unordered stage of `workers` tasks sharing one input, each a
+    /// plain processing loop over `make(index)`.
     fn unordered<U, P>(
         self,
         name: String,
@@ -474,6 +475,21 @@ where
         U: Send + 'static,
         P: Process<T, U, E>,
     {
+        self.workers(name, workers, move |env, input, tx, i, timeout| {
+            run::unordered_worker(env, input, tx, make(i), timeout)
+        })
+    }
+
+    /// Adds a stage of `workers` tasks sharing one input and one output;
+    /// `worker(env, input, output, index, timeout)` is each task.
+    fn workers<U, W, Fut>(self, name: String, workers: usize, worker: W) -> Pipeline<U, E>
+    where
+        U: Send + 'static,
+        W: Fn(Env<E>, EdgeRx<T>, channel::EdgeTx<U>, usize, Option<Duration>) -> Fut
+            + Send
+            + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         self.then(
             name,
             workers,
@@ -482,13 +498,7 @@ where
                 let (tx, rx) = channel::edge(l.capacity, consumers);
                 let counters = l.stage(name, workers, workers);
                 for (i, input) in inputs.into_iter().enumerate() {
-                    let task = run::unordered_worker(
-                        l.env(&counters),
-                        input,
-                        tx.clone(),
-                        make(i),
-                        timeout,
-                    );
+                    let task = worker(l.env(&counters), input, tx.clone(), i, timeout);
                     l.spawn(name, i, task);
                 }
                 rx
@@ -636,27 +646,9 @@ where
         S: Stage<T, Error = E>,
     {
         let stage = Arc::new(stage);
-        self.then(
-            name.into(),
-            workers,
-            workers,
-            move |l, inputs, name, timeout, consumers| {
-                let (tx, rx) = channel::edge(l.capacity, consumers);
-                let counters = l.stage(name, workers, workers);
-                for (i, input) in inputs.into_iter().enumerate() {
-                    let task = run::stage_worker(
-                        l.env(&counters),
-                        input,
-                        tx.clone(),
-                        Arc::clone(&stage),
-                        i,
-                        timeout,
-                    );
-                    l.spawn(name, i, task);
-                }
-                rx
-            },
-        )
+        self.workers(name.into(), workers, move |env, input, tx, i, timeout| {
+            run::stage_worker(env, input, tx, Arc::clone(&stage), i, timeout)
+        })
     }
 
     /// Starts the pipeline and returns its output as a stream, with the
@@ -692,7 +684,6 @@ where
         });
         let shared = Arc::new(Shared {
             ctx,
-            stop: StopSignal::new(&token),
             token,
             policy: self.policy,
             tracker: TaskTracker::new(),

@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use super::error::{ErrorPolicy, PipelineError};
 use super::report::StageCounters;
 use super::stage::{Process, Stage, StageFn};
-use crate::channel::{self, Delivery, EdgeRx, EdgeTx, Halt, Recv, Sent, StopSignal};
+use crate::channel::{self, Delivery, EdgeRx, EdgeTx, Halt, Recv, Sent};
 use crate::context::Context;
 use crate::panic_message;
 
@@ -39,8 +39,6 @@ pub(crate) struct Shared<E> {
     /// The pipeline's own context; `token` is its token.
     pub(crate) ctx: Context,
     pub(crate) token: CancellationToken,
-    /// `token`'s cancellation as a flag, for the hot path.
-    pub(crate) stop: StopSignal,
     pub(crate) policy: ErrorPolicy,
     pub(crate) tracker: TaskTracker,
     pub(crate) sink: Arc<SinkState>,
@@ -78,7 +76,7 @@ impl<E> Clone for Env<E> {
             shared: Arc::clone(&self.shared),
             counters: Arc::clone(&self.counters),
             errors: self.errors.clone(),
-            halt: self.shared.stop.halt(),
+            halt: Halt::new(&self.shared.token),
         }
     }
 }
@@ -130,7 +128,7 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
             .first_error
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if first.is_none() && !self.shared.stop.is_stopped() {
+        if first.is_none() && !self.halt.is_stopped() {
             tracing::error!(stage = %self.counters.name, error = %err, "stage failed; stopping pipeline");
             *first = Some(err);
         } else {
@@ -623,7 +621,7 @@ where
 {
     let mut env = env;
     let emitter = Emitter {
-        out: tokio::sync::Mutex::new((tx, env.shared.stop.halt())),
+        out: tokio::sync::Mutex::new((tx, Halt::new(&env.shared.token))),
         token: env.shared.token.clone(),
         counters: Arc::clone(&env.counters),
         stopped: Arc::new(AtomicBool::new(false)),
