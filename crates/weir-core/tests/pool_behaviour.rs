@@ -405,3 +405,78 @@ async fn a_submit_dropped_while_waiting_is_not_counted() {
     assert_eq!(report.stats.submitted, 2);
     assert_eq!(report.stats.submitted, report.stats.finished());
 }
+
+/// A pool whose job `0` sleeps 1 s and every other job is done at once.
+fn one_slow(workers: usize) -> Pool<u64, u64, Infallible> {
+    Pool::builder()
+        .workers(workers)
+        .queue(64)
+        .results(64)
+        .build(|n: u64| async move {
+            if n == 0 {
+                sleep(Duration::from_secs(1)).await;
+            }
+            Ok(n)
+        })
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_pool_delivers_each_detached_result_at_once() {
+    // Results travel in chunks under load; a lone result must not wait in a
+    // worker's chunk for company.
+    let pool = one_slow(2);
+    let mut results = pool.results().unwrap();
+    for n in 1..=3 {
+        let id = pool.submit_detached(n).await.unwrap();
+        let got = tokio::time::timeout(MS, results.recv()).await;
+        assert_eq!(got, Ok(Some((id, Ok(n)))), "job {n} delivered alone");
+    }
+    assert!(results.is_empty());
+    pool.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn finished_results_do_not_wait_behind_a_slow_job_on_the_same_worker() {
+    let pool = one_slow(1);
+    let mut results = pool.results().unwrap();
+    // Jobs 1..=5 are queued before the worker starts, so it runs them back
+    // to back (a chunk), then job 0, which sleeps a second.
+    for n in [1, 2, 3, 4, 5, 0] {
+        pool.try_submit_detached(n).unwrap();
+    }
+    let start = Instant::now();
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.push(results.recv().await.unwrap().1.unwrap());
+    }
+    assert_eq!(got, vec![1, 2, 3, 4, 5]);
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "the five results were sent before the worker waited on the slow job"
+    );
+    assert_eq!(results.recv().await.unwrap().1, Ok(0));
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    pool.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_results_stream_counts_what_waits_in_it() {
+    let pool = one_slow(1);
+    let mut results = pool.results().unwrap();
+    for n in 1..=40 {
+        pool.try_submit_detached(n).unwrap();
+    }
+    until(&pool, |s| s.completed == 40).await;
+    tokio::task::yield_now().await;
+    assert_eq!(results.len(), 40, "two chunks: 32 + 8");
+    assert_eq!(futures::Stream::size_hint(&results).0, 40);
+    let mut sum = 0;
+    for left in (0..40).rev() {
+        sum += results.next().await.unwrap().1.unwrap();
+        assert_eq!(results.len(), left);
+    }
+    assert_eq!(sum, (1..=40).sum::<u64>());
+    pool.shutdown().await;
+    assert_eq!(results.next().await, None);
+}

@@ -109,6 +109,7 @@
 mod builder;
 mod error;
 mod queue;
+mod results;
 mod stats;
 mod ticket;
 mod worker;
@@ -124,8 +125,9 @@ use crate::context::Context;
 
 pub use builder::PoolBuilder;
 pub use error::{JobError, PoolError, SubmitError, SubmitTimeoutError, TrySubmitError};
+pub use results::Results;
 pub use stats::{PoolReport, PoolStats};
-pub use ticket::{JobId, JobResult, Results, Ticket};
+pub use ticket::{JobId, JobResult, Ticket};
 pub use worker::PoolWorker;
 
 use queue::{PushTimeoutError, QueueTx, TryPushError, WeakQueueTx};
@@ -373,7 +375,7 @@ where
     /// Takes the [`Results`] stream of detached jobs. Only the first call
     /// returns it; later calls return `None`.
     pub fn results(&self) -> Option<Results<O, E>> {
-        self.shared.take_results().map(Results::new)
+        self.shared.take_results()
     }
 
     /// Changes the number of workers while the pool runs. Growing spawns the

@@ -1,12 +1,12 @@
-//! How a job's result comes back: a [`Ticket`] per job, or the pool's
-//! [`Results`] stream for fire-and-forget submitters.
+//! How a job's result comes back to its submitter: a [`Ticket`] per job
+//! (detached jobs use the pool's [`Results`](super::Results) stream, in
+//! `results.rs`).
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures::Stream;
 use tokio::sync::oneshot;
 
 use super::JobError;
@@ -15,7 +15,8 @@ use super::JobError;
 pub type JobResult<O, E> = Result<O, JobError<E>>;
 
 /// A job's number within its pool, in submission order (starting at 0).
-/// Detached jobs are matched to their result on the [`Results`] stream by it.
+/// Detached jobs are matched to their result on the
+/// [`Results`](super::Results) stream by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct JobId(pub(crate) u64);
 
@@ -31,9 +32,6 @@ impl fmt::Display for JobId {
         write!(f, "#{}", self.0)
     }
 }
-
-/// The receiving side of the results channel.
-pub(crate) type ResultRx<O, E> = async_channel::Receiver<(JobId, Boxed<O, E>)>;
 
 /// What a ticket's oneshot carries: the error boxed, so that the common
 /// `Ok` case moves (and the oneshot allocates) no more than the output.
@@ -115,79 +113,6 @@ impl<O, E> fmt::Debug for Ticket<O, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ticket")
             .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The results of detached jobs ([`Pool::submit_detached`](super::Pool::submit_detached)),
-/// as a [`Stream`] of `(JobId, Result<O, JobError<E>>)` in completion order.
-///
-/// Take it once with [`Pool::results`](super::Pool::results). It is
-/// bounded (the builder's `results(cap)`): when it is full, a worker
-/// with a detached result waits for room, which is backpressure on the
-/// pool. It never blocks the workers forever:
-///
-/// * detached results that finish before the stream is taken, or after it
-///   is dropped, are discarded (still counted in `stats()`, and a failure
-///   or panic still logs its event);
-/// * cancelling the pool (token, `cancel`, `shutdown_timeout`'s deadline)
-///   frees a worker waiting for room; that result is discarded.
-///
-/// The stream ends when the pool has shut down and every worker has ended.
-/// Results of jobs submitted with a [`Ticket`] never appear here.
-#[must_use = "streams do nothing unless polled"]
-pub struct Results<O, E> {
-    // Boxed so that `Results` is `Unpin` (the receiver is not).
-    rx: Pin<Box<ResultRx<O, E>>>,
-}
-
-impl<O, E> Results<O, E> {
-    pub(crate) fn new(rx: ResultRx<O, E>) -> Self {
-        Self { rx: Box::pin(rx) }
-    }
-
-    /// Waits for the next result; `None` once the pool has shut down and
-    /// every result was read.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: if the future is dropped before it completes, no result
-    /// is lost.
-    pub async fn recv(&mut self) -> Option<(JobId, JobResult<O, E>)> {
-        let (id, result) = self.rx.recv().await.ok()?;
-        Some((id, result.map_err(|e| *e)))
-    }
-
-    /// Results waiting to be read.
-    pub fn len(&self) -> usize {
-        self.rx.len()
-    }
-
-    /// Whether no result is waiting to be read.
-    pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
-    }
-}
-
-impl<O, E> Stream for Results<O, E> {
-    type Item = (JobId, JobResult<O, E>);
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx
-            .as_mut()
-            .poll_next(cx)
-            .map(|item| item.map(|(id, result)| (id, result.map_err(|e| *e))))
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.rx.size_hint()
-    }
-}
-
-impl<O, E> fmt::Debug for Results<O, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Results")
-            .field("waiting", &self.rx.len())
             .finish_non_exhaustive()
     }
 }

@@ -17,8 +17,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::queue::{Msg, QueueRx};
+use super::results::{ResultSink, ResultTx, Results, WeakResultTx};
 use super::stats::{Counters, Outcome, WorkerCounters};
-use super::ticket::{Boxed, Envelope, JobId, JobResult, Reply, ResultRx, boxed};
+use super::ticket::{Envelope, JobId, JobResult, Reply, boxed};
 use super::{JobError, PoolStats};
 use crate::context::Context;
 use crate::panic_message;
@@ -177,9 +178,6 @@ impl<W: PoolWorker> Handler for TraitWorker<W> {
     }
 }
 
-/// The sending side of the results stream.
-pub(crate) type ResultTx<O, E> = async_channel::Sender<(JobId, Boxed<O, E>)>;
-
 /// Makes one worker task's future (type-erased over the handler).
 pub(crate) type SpawnFn<J, O, E> = Box<
     dyn Fn(Arc<Shared<J, O, E>>, usize, Option<ResultTx<O, E>>) -> BoxFuture<'static, ()>
@@ -214,9 +212,9 @@ pub(crate) struct Shared<J, O, E> {
     cancelled: AtomicBool,
     /// Cancelled when the last worker has ended; ends the token watcher.
     ended: CancellationToken,
-    results_rx: Mutex<Option<ResultRx<O, E>>>,
+    results_rx: Mutex<Option<Results<O, E>>>,
     results_taken: AtomicBool,
-    results_tx: async_channel::WeakSender<(JobId, Boxed<O, E>)>,
+    results_tx: WeakResultTx<O, E>,
     spawn: SpawnFn<J, O, E>,
 }
 
@@ -251,7 +249,7 @@ where
         results_cap: usize,
         spawn: SpawnFn<J, O, E>,
     ) -> Arc<Self> {
-        let (results_tx, results_rx) = async_channel::bounded(results_cap.max(1));
+        let (results_tx, results_rx) = super::results::channel(results_cap.max(1));
         let shared = Arc::new(Self {
             name,
             queue,
@@ -332,7 +330,7 @@ where
     }
 
     /// Takes the results stream's receiver, once.
-    pub(crate) fn take_results(&self) -> Option<ResultRx<O, E>> {
+    pub(crate) fn take_results(&self) -> Option<Results<O, E>> {
         let rx = lock(&self.results_rx).take()?;
         self.results_taken.store(true, Ordering::Release);
         Some(rx)
@@ -396,6 +394,10 @@ where
 
 /// One worker task: take a job, run it, deliver its result, until the queue
 /// closes and is empty, the pool shrinks, or the pool is cancelled.
+///
+/// Detached results collect in the worker's [`ResultSink`] and are sent
+/// before every wait (see `results.rs`), so the results stream's channel is
+/// paid per chunk under load and an idle pool still delivers at once.
 pub(crate) async fn run_worker<H, M>(
     shared: Arc<Shared<H::Job, H::Output, H::Error>>,
     make: Arc<M>,
@@ -409,6 +411,7 @@ pub(crate) async fn run_worker<H, M>(
     let counters = shared.counters.register();
     let cancelled = shared.token.clone().cancelled_owned();
     tokio::pin!(cancelled);
+    let mut sink = results.map(ResultTx::sink);
 
     let mut worker = start_worker(&*make, index).await;
     let mut retired = false;
@@ -418,8 +421,20 @@ pub(crate) async fn run_worker<H, M>(
             break;
         }
         // The idle wait is the queue alone: a shrink sends `Wake`,
-        // cancellation and shutdown close the queue.
-        let Envelope { id, job, reply } = match queue.pop().await {
+        // cancellation and shutdown close the queue. Results wait in the
+        // sink only while the next job is already there.
+        let msg = {
+            let pop = queue.pop();
+            tokio::pin!(pop);
+            match futures::poll!(pop.as_mut()) {
+                Poll::Ready(msg) => msg,
+                Poll::Pending => {
+                    flush(&mut sink, cancelled.as_mut()).await;
+                    pop.await
+                }
+            }
+        };
+        let Envelope { id, job, reply } = match msg {
             Some(Msg::Item(env)) => env,
             Some(Msg::Wake) => continue,
             None => break,
@@ -427,22 +442,27 @@ pub(crate) async fn run_worker<H, M>(
         counters.dequeued();
         if shared.cancelled.load(Ordering::Acquire) {
             counters.finished(Outcome::Cancelled);
-            cancel_reply(&shared, &results, id, reply);
+            cancel_reply(&shared, &mut sink, id, reply);
             break;
         }
         let ended = {
             let run = AssertUnwindSafe(async { w.handle(job).await }).catch_unwind();
             tokio::pin!(run);
-            // A job that is done at its first poll needs no race with the token.
+            // A job that is done at its first poll needs no race with the
+            // token; one that is not sends the finished results first.
             match futures::poll!(run.as_mut()) {
                 Poll::Ready(r) => Some(r),
-                Poll::Pending => tokio::select! {
-                    biased;
-                    r = run => Some(r),
-                    () = &mut cancelled => None,
-                },
+                Poll::Pending => {
+                    flush(&mut sink, cancelled.as_mut()).await;
+                    tokio::select! {
+                        biased;
+                        r = run => Some(r),
+                        () = &mut cancelled => None,
+                    }
+                }
             }
         };
+        let mut panicked = false;
         let (outcome, result) = match ended {
             Some(Ok(Ok(output))) => (Outcome::Completed, Ok(output)),
             Some(Ok(Err(error))) => {
@@ -452,9 +472,7 @@ pub(crate) async fn run_worker<H, M>(
             Some(Err(payload)) => {
                 let message = panic_message(&*payload);
                 tracing::error!(job = %id, panic = %message, "job panicked; replacing the worker");
-                // The panic may have left the worker's state half-updated:
-                // drop it (no teardown) and start a fresh one in this slot.
-                worker = start_worker(&*make, index).await;
+                panicked = true;
                 (Outcome::Panicked, Err(JobError::Panicked { message }))
             }
             None => {
@@ -463,15 +481,31 @@ pub(crate) async fn run_worker<H, M>(
             }
         };
         counters.finished(outcome);
-        deliver(&shared, &results, id, reply, result, cancelled.as_mut()).await;
+        if deliver(&shared, &mut sink, id, reply, result) {
+            flush(&mut sink, cancelled.as_mut()).await;
+        }
         if outcome == Outcome::Cancelled {
             break;
+        }
+        if panicked {
+            // The panic may have left the worker's state half-updated: drop
+            // it (no teardown) and start a fresh one in this slot, after
+            // sending what is done (setup may take a while).
+            flush(&mut sink, cancelled.as_mut()).await;
+            worker = start_worker(&*make, index).await;
         }
     }
 
     if shared.token.is_cancelled() {
         // Cancelled: nothing more is taken; what is queued is cancelled.
-        drain_cancelled(&shared, &counters, &mut queue, &results);
+        drain_cancelled(&shared, &counters, &mut queue, &mut sink);
+    }
+    if let Some(sink) = sink.as_mut() {
+        if shared.token.is_cancelled() {
+            sink.try_flush();
+        } else {
+            sink.flush(cancelled.as_mut()).await;
+        }
     }
     if let Some(w) = worker.as_mut()
         && AssertUnwindSafe(w.teardown()).catch_unwind().await.is_err()
@@ -483,13 +517,32 @@ pub(crate) async fn run_worker<H, M>(
         // The last worker is gone (shutdown, cancellation, or every setup
         // failed): make sure nobody waits on a queue that no one reads.
         queue.close();
-        drain_cancelled(&shared, &counters, &mut queue, &results);
+        drain_cancelled(&shared, &counters, &mut queue, &mut sink);
+        if let Some(sink) = sink.as_mut() {
+            sink.try_flush();
+        }
     }
+    // This worker's sender goes before the last counters do, so the results
+    // stream ends no later than the pool.
+    drop(sink);
     shared.counters.unregister(&counters);
     if last {
         shared.ended.cancel();
     }
     tracing::trace!(retired, "worker ended");
+}
+
+/// Sends the worker's finished detached results, if any (see
+/// [`ResultSink::flush`]).
+async fn flush<O, E>(
+    sink: &mut Option<ResultSink<O, E>>,
+    cancelled: Pin<&mut WaitForCancellationFutureOwned>,
+) {
+    if let Some(sink) = sink.as_mut()
+        && sink.is_pending()
+    {
+        sink.flush(cancelled).await;
+    }
 }
 
 impl<J, O, E> Shared<J, O, E>
@@ -508,45 +561,38 @@ where
     }
 }
 
-/// Sends a job's result where it belongs.
-async fn deliver<J, O, E>(
+/// Sends a job's result where it belongs: to its ticket at once, or into
+/// the worker's results chunk. `true` when the chunk is full and must be
+/// flushed.
+fn deliver<J, O, E>(
     shared: &Shared<J, O, E>,
-    results: &Option<ResultTx<O, E>>,
+    sink: &mut Option<ResultSink<O, E>>,
     id: JobId,
     reply: Reply<O, E>,
     result: JobResult<O, E>,
-    cancelled: Pin<&mut WaitForCancellationFutureOwned>,
-) {
+) -> bool {
     match reply {
         // A dropped ticket just discards the result.
         Reply::Ticket(tx) => {
             let _ = tx.send(boxed(result));
+            false
         }
-        Reply::Detached => {
-            let Some(tx) = results else { return };
-            if !shared.results_taken.load(Ordering::Acquire) {
-                return;
+        Reply::Detached => match sink {
+            Some(sink) if shared.results_taken.load(Ordering::Acquire) => {
+                sink.push(id, boxed(result))
             }
-            // Err(Closed): the stream was dropped; the result is discarded.
-            let item = match tx.try_send((id, boxed(result))) {
-                Err(async_channel::TrySendError::Full(item)) => item,
-                _ => return,
-            };
-            tokio::select! {
-                biased;
-                _ = tx.send(item) => {}
-                () = cancelled => {
-                    tracing::debug!(job = %id, "pool cancelled while waiting for room in the results stream; result discarded");
-                }
-            }
-        }
+            // Nobody took the stream (or it is gone): discarded, counted.
+            _ => false,
+        },
     }
 }
 
-/// Tells a cancelled job's ticket or the results stream, without waiting.
+/// Tells a cancelled job's ticket or the results stream, without waiting
+/// (a detached result joins the chunk, which a cancelled worker sends only
+/// if there is room).
 fn cancel_reply<J, O, E>(
     shared: &Shared<J, O, E>,
-    results: &Option<ResultTx<O, E>>,
+    sink: &mut Option<ResultSink<O, E>>,
     id: JobId,
     reply: Reply<O, E>,
 ) {
@@ -555,11 +601,11 @@ fn cancel_reply<J, O, E>(
             let _ = tx.send(Err(Box::new(JobError::Cancelled)));
         }
         Reply::Detached => {
-            if let Some(tx) = results
+            if let Some(sink) = sink.as_mut()
                 && shared.results_taken.load(Ordering::Acquire)
+                && sink.push(id, Err(Box::new(JobError::Cancelled)))
             {
-                // Best effort: a full stream does not hold up cancellation.
-                let _ = tx.try_send((id, Err(Box::new(JobError::Cancelled))));
+                sink.try_flush();
             }
         }
     }
@@ -570,7 +616,7 @@ fn drain_cancelled<J, O, E>(
     shared: &Shared<J, O, E>,
     counters: &WorkerCounters,
     queue: &mut QueueRx<Envelope<J, O, E>>,
-    results: &Option<ResultTx<O, E>>,
+    sink: &mut Option<ResultSink<O, E>>,
 ) {
     queue.close();
     let mut n = 0_u64;
@@ -578,7 +624,7 @@ fn drain_cancelled<J, O, E>(
         counters.dequeued();
         counters.finished(Outcome::Cancelled);
         n += 1;
-        cancel_reply(shared, results, id, reply);
+        cancel_reply(shared, sink, id, reply);
     }
     if n > 0 {
         tracing::warn!(cancelled = n, "pool cancelled; queued jobs dropped");

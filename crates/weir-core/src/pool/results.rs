@@ -1,0 +1,277 @@
+//! The results stream of detached jobs: the workers' sending side and the
+//! public [`Results`] stream.
+//!
+//! Results travel in *chunks*, as items do between pipeline stages (see
+//! `channel.rs`): each worker collects the results of the detached jobs it
+//! finishes in a local chunk and sends the chunk when it holds `batch`
+//! results or — so that no result waits in a chunk while it could be read —
+//! right before the worker itself would wait: for the next job, for a job
+//! that is not done at its first poll, for a fresh worker after a panic, or
+//! for its end. Under load the channel's synchronisation is paid once per
+//! chunk; an idle pool still delivers each result at once.
+//!
+//! Bounds: a stream of capacity `cap` holds at most `cap` results in the
+//! channel (`cap / batch` chunks of `batch = min(cap, 32)`), plus one chunk
+//! being filled by each worker and one being read.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::JobResult;
+use super::ticket::{Boxed, JobId};
+
+/// Most results in one chunk.
+const BATCH: usize = 32;
+
+/// One chunk of results.
+type Chunk<O, E> = Vec<(JobId, Boxed<O, E>)>;
+
+/// Makes the results channel for a stream of `capacity` results
+/// (`capacity > 0`).
+pub(crate) fn channel<O, E>(capacity: usize) -> (ResultTx<O, E>, Results<O, E>) {
+    let batch = capacity.clamp(1, BATCH);
+    let (tx, rx) = mpsc::channel((capacity / batch).max(1));
+    let buffered = Arc::new(AtomicUsize::new(0));
+    (
+        ResultTx {
+            tx,
+            batch,
+            buffered: buffered.clone(),
+        },
+        Results {
+            rx,
+            chunk: Vec::new().into_iter(),
+            buffered,
+        },
+    )
+}
+
+/// A strong sender of the results channel; [`sink`](Self::sink) makes a
+/// worker's chunked sending side from it.
+#[derive(Debug)]
+pub(crate) struct ResultTx<O, E> {
+    tx: mpsc::Sender<Chunk<O, E>>,
+    batch: usize,
+    /// Results sent and not yet taken by the reader (for `Results::len`).
+    buffered: Arc<AtomicUsize>,
+}
+
+impl<O, E> ResultTx<O, E> {
+    /// A sender that does not keep the stream open.
+    pub(crate) fn downgrade(&self) -> WeakResultTx<O, E> {
+        WeakResultTx {
+            tx: self.tx.downgrade(),
+            batch: self.batch,
+            buffered: self.buffered.clone(),
+        }
+    }
+
+    /// A worker's sending side.
+    pub(crate) fn sink(self) -> ResultSink<O, E> {
+        ResultSink {
+            chunk: Vec::new(),
+            tx: self,
+        }
+    }
+}
+
+/// A [`ResultTx`] that does not keep the stream open: the pool keeps one
+/// to give each new worker a sender while any worker is alive.
+#[derive(Debug)]
+pub(crate) struct WeakResultTx<O, E> {
+    tx: mpsc::WeakSender<Chunk<O, E>>,
+    batch: usize,
+    buffered: Arc<AtomicUsize>,
+}
+
+impl<O, E> WeakResultTx<O, E> {
+    /// The strong sender, while some worker still holds one.
+    pub(crate) fn upgrade(&self) -> Option<ResultTx<O, E>> {
+        Some(ResultTx {
+            tx: self.tx.upgrade()?,
+            batch: self.batch,
+            buffered: self.buffered.clone(),
+        })
+    }
+}
+
+/// One worker's sending side: a local chunk in front of the channel.
+#[derive(Debug)]
+pub(crate) struct ResultSink<O, E> {
+    tx: ResultTx<O, E>,
+    /// Results finished by this worker and not yet sent.
+    chunk: Chunk<O, E>,
+}
+
+impl<O, E> ResultSink<O, E> {
+    /// Adds a result to the chunk; `true` when the chunk is full and must be
+    /// flushed before the worker goes on.
+    pub(crate) fn push(&mut self, id: JobId, result: Boxed<O, E>) -> bool {
+        if self.chunk.capacity() == 0 {
+            self.chunk.reserve_exact(self.tx.batch);
+        }
+        self.chunk.push((id, result));
+        self.chunk.len() >= self.tx.batch
+    }
+
+    /// Whether results wait in the chunk.
+    pub(crate) fn is_pending(&self) -> bool {
+        !self.chunk.is_empty()
+    }
+
+    /// Sends the chunk, waiting for room unless the pool is cancelled first
+    /// (then the chunk is discarded, as a cancelled worker does not wait for
+    /// the reader). A dropped stream discards it too.
+    pub(crate) async fn flush(&mut self, cancelled: Pin<&mut WaitForCancellationFutureOwned>) {
+        let Some(chunk) = self.take() else { return };
+        let n = chunk.len();
+        // Counted before the send, so the reader never subtracts first.
+        self.tx.buffered.fetch_add(n, Ordering::Relaxed);
+        let chunk = match self.tx.tx.try_send(chunk) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Closed(_)) => return self.unsent(n),
+            Err(mpsc::error::TrySendError::Full(chunk)) => chunk,
+        };
+        tokio::select! {
+            biased;
+            sent = self.tx.tx.send(chunk) => if sent.is_err() { self.unsent(n) },
+            () = cancelled => {
+                self.unsent(n);
+                tracing::debug!(results = n, "pool cancelled while waiting for room in the results stream; results discarded");
+            }
+        }
+    }
+
+    /// Sends the chunk if there is room now; otherwise it is discarded
+    /// (best effort, for a cancelled worker).
+    pub(crate) fn try_flush(&mut self) {
+        let Some(chunk) = self.take() else { return };
+        let n = chunk.len();
+        self.tx.buffered.fetch_add(n, Ordering::Relaxed);
+        match self.tx.tx.try_send(chunk) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.unsent(n);
+                tracing::debug!(
+                    results = n,
+                    "results stream full while cancelling; results discarded"
+                );
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => self.unsent(n),
+        }
+    }
+
+    fn take(&mut self) -> Option<Chunk<O, E>> {
+        if self.chunk.is_empty() {
+            return None;
+        }
+        Some(std::mem::replace(
+            &mut self.chunk,
+            Vec::with_capacity(self.tx.batch),
+        ))
+    }
+
+    fn unsent(&self, n: usize) {
+        self.tx.buffered.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// The results of detached jobs ([`Pool::submit_detached`](super::Pool::submit_detached)),
+/// as a [`Stream`] of `(JobId, Result<O, JobError<E>>)` in completion order.
+///
+/// Take it once with [`Pool::results`](super::Pool::results). It is
+/// bounded (the builder's `results(cap)`): when it is full, a worker
+/// with a detached result waits for room, which is backpressure on the
+/// pool. It never blocks the workers forever:
+///
+/// * detached results that finish before the stream is taken, or after it
+///   is dropped, are discarded (still counted in `stats()`, and a failure
+///   or panic still logs its event);
+/// * cancelling the pool (token, `cancel`, `shutdown_timeout`'s deadline)
+///   frees a worker waiting for room; its unsent results are discarded.
+///
+/// Under load a worker hands its results over in chunks of up to
+/// `min(cap, 32)`; it sends what it holds before it waits for anything
+/// (the next job, a job that is not done at once, its end), so a result
+/// never sits in a worker while the stream could read it. The stream holds
+/// at most `cap` results plus one chunk per worker.
+///
+/// The stream ends when the pool has shut down and every worker has ended.
+/// Results of jobs submitted with a [`Ticket`](super::Ticket) never appear
+/// here.
+#[must_use = "streams do nothing unless polled"]
+pub struct Results<O, E> {
+    rx: mpsc::Receiver<Chunk<O, E>>,
+    /// The chunk being read.
+    chunk: std::vec::IntoIter<(JobId, Boxed<O, E>)>,
+    buffered: Arc<AtomicUsize>,
+}
+
+impl<O, E> Results<O, E> {
+    /// Waits for the next result; `None` once the pool has shut down and
+    /// every result was read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped before it completes, no result
+    /// is lost.
+    pub async fn recv(&mut self) -> Option<(JobId, JobResult<O, E>)> {
+        std::future::poll_fn(|cx| self.poll_result(cx)).await
+    }
+
+    /// Results waiting to be read.
+    pub fn len(&self) -> usize {
+        self.chunk.len() + self.buffered.load(Ordering::Relaxed)
+    }
+
+    /// Whether no result is waiting to be read.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn poll_result(&mut self, cx: &mut Context<'_>) -> Poll<Option<(JobId, JobResult<O, E>)>> {
+        loop {
+            if let Some((id, result)) = self.chunk.next() {
+                return Poll::Ready(Some((id, result.map_err(|e| *e))));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(chunk)) => {
+                    self.buffered.fetch_sub(chunk.len(), Ordering::Relaxed);
+                    self.chunk = chunk.into_iter();
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+// Nothing in `Results` is ever pinned in place.
+impl<O, E> Unpin for Results<O, E> {}
+
+impl<O, E> Stream for Results<O, E> {
+    type Item = (JobId, JobResult<O, E>);
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_result(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.len(), None)
+    }
+}
+
+impl<O, E> fmt::Debug for Results<O, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Results")
+            .field("waiting", &self.len())
+            .finish_non_exhaustive()
+    }
+}
