@@ -4,7 +4,9 @@
 //! waiting for all. Trivial per-item work, a 2-thread runtime, 1M items.
 //!
 //! Prints `weir <pattern> <ns/item>` and `hand <pattern> <ns/item>`, the
-//! median of 5 runs. `cargo bench --bench vs_go` (or benches/go/run.sh).
+//! median of 5 runs. Each case runs as a task spawned on the 2-worker
+//! runtime, so that everything (the consumer included) shares two threads,
+//! as everything shares Go's two Ps under `GOMAXPROCS=2`. `cargo bench --bench vs_go` (or benches/go/run.sh).
 
 use std::convert::Infallible;
 use std::time::Instant;
@@ -243,12 +245,26 @@ fn percentiles(mut lat: Vec<u64>) -> (u64, u64) {
 fn measure<F, Fut>(rt: &tokio::runtime::Runtime, side: &str, name: &str, items: u64, f: F)
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = u64>,
+    Fut: std::future::Future<Output = u64> + Send + 'static,
 {
+    // `VS_GO_ONLY=weir.pool` measures only the cases whose "side name"
+    // contains one of the comma-separated words (for profiling one case).
+    if let Ok(only) = std::env::var("VS_GO_ONLY") {
+        let case = format!("{side}.{name}");
+        if !only.split(',').any(|w| case.contains(w)) {
+            return;
+        }
+    }
     let mut ns: Vec<f64> = (0..5)
         .map(|_| {
             let start = Instant::now();
-            std::hint::black_box(rt.block_on(f()));
+            // The case runs as a task on the runtime's two workers, as Go's
+            // main goroutine runs on one of its two Ps: `block_on` alone
+            // would make the consumer a third thread on two cores.
+            let case = f();
+            std::hint::black_box(rt.block_on(async move {
+                tokio::spawn(case).await.expect("case panicked")
+            }));
             start.elapsed().as_nanos() as f64 / items as f64
         })
         .collect();
