@@ -10,10 +10,14 @@
 //!   hammering one shared limiter (every decision granted, so every one
 //!   races for the same cache line); time per decision, both tasks together.
 //!
-//! governor reads the clock with quanta (TSC) by default; weir reads
-//! `tokio::time::Instant::now()` (std's monotonic clock, so paused-clock tests
-//! work). The clock is part of what is measured, so each group also runs
-//! governor on std's clock (`governor_check_std_clock`): same clock, the
+//! governor reads the clock with quanta (TSC) by default. weir's limiter
+//! picks its clock when it is made: on a multi-thread runtime (whose clock
+//! cannot be paused) the same TSC through quanta — `weir_try_acquire`, made
+//! inside the bench's multi-thread runtime as a service makes it — and
+//! anywhere else `tokio::time::Instant::now()` (std's monotonic clock, so
+//! paused-clock tests work) — `weir_try_acquire_tokio_clock`, made outside
+//! any runtime. Each group also runs governor on std's clock
+//! (`governor_check_std_clock`): beside the tokio-clock case, the
 //! algorithms alone differ. Run with
 //! `cargo bench --bench rate -- --warm-up-time 1 --measurement-time 3`.
 
@@ -32,8 +36,18 @@ fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
 }
 
-fn weir_fast() -> RateLimiter {
-    RateLimiter::new(Rate::per_second(FAST).burst(FAST)).unwrap_or_else(|e| panic!("rate: {e}"))
+fn weir(rate: Rate) -> RateLimiter {
+    RateLimiter::new(rate).unwrap_or_else(|e| panic!("rate: {e}"))
+}
+
+/// Made inside a multi-thread runtime: the timestamp-counter clock.
+fn weir_on(rt: &tokio::runtime::Runtime, rate: Rate) -> RateLimiter {
+    let _inside = rt.enter();
+    weir(rate)
+}
+
+fn fast() -> Rate {
+    Rate::per_second(FAST).burst(FAST)
 }
 
 fn governor_fast() -> governor::DefaultDirectRateLimiter {
@@ -62,11 +76,16 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn uncontended(c: &mut Criterion) {
+    let rt = runtime();
     let mut g = c.benchmark_group("rate/uncontended_allow");
     g.throughput(Throughput::Elements(1));
-    let weir = weir_fast();
+    let lim = weir_on(&rt, fast());
     g.bench_function("weir_try_acquire", |b| {
-        b.iter(|| black_box(weir.try_acquire().is_ok()))
+        b.iter(|| black_box(lim.try_acquire().is_ok()))
+    });
+    let lim = weir(fast());
+    g.bench_function("weir_try_acquire_tokio_clock", |b| {
+        b.iter(|| black_box(lim.try_acquire().is_ok()))
     });
     let gov = governor_fast();
     g.bench_function("governor_check", |b| {
@@ -80,10 +99,15 @@ fn uncontended(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("rate/uncontended_deny");
     g.throughput(Throughput::Elements(1));
-    let weir = RateLimiter::new(Rate::per_hour(1)).unwrap_or_else(|e| panic!("rate: {e}"));
-    let _ = weir.try_acquire();
+    let lim = weir_on(&rt, Rate::per_hour(1));
+    let _ = lim.try_acquire();
     g.bench_function("weir_try_acquire", |b| {
-        b.iter(|| black_box(weir.try_acquire().is_err()))
+        b.iter(|| black_box(lim.try_acquire().is_err()))
+    });
+    let lim = weir(Rate::per_hour(1));
+    let _ = lim.try_acquire();
+    g.bench_function("weir_try_acquire_tokio_clock", |b| {
+        b.iter(|| black_box(lim.try_acquire().is_err()))
     });
     let gov = governor::RateLimiter::direct(Quota::per_hour(nz(1)));
     let _ = gov.check();
@@ -131,9 +155,14 @@ fn contended(c: &mut Criterion) {
     let rt = runtime();
     let mut g = c.benchmark_group("rate/contended_allow_2");
     g.throughput(Throughput::Elements(1));
-    let weir = weir_fast();
-    let decide = Arc::new(move || weir.try_acquire().is_ok());
+    let lim = weir_on(&rt, fast());
+    let decide = Arc::new(move || lim.try_acquire().is_ok());
     g.bench_function("weir_try_acquire", |b| {
+        b.iter_custom(|iters| two_tasks(&rt, iters, decide.clone()))
+    });
+    let lim = weir(fast());
+    let decide = Arc::new(move || lim.try_acquire().is_ok());
+    g.bench_function("weir_try_acquire_tokio_clock", |b| {
         b.iter_custom(|iters| two_tasks(&rt, iters, decide.clone()))
     });
     let gov = Arc::new(governor_fast());

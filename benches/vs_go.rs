@@ -262,9 +262,9 @@ where
             // main goroutine runs on one of its two Ps: `block_on` alone
             // would make the consumer a third thread on two cores.
             let case = f();
-            std::hint::black_box(rt.block_on(async move {
-                tokio::spawn(case).await.expect("case panicked")
-            }));
+            std::hint::black_box(
+                rt.block_on(async move { tokio::spawn(case).await.expect("case panicked") }),
+            );
             start.elapsed().as_nanos() as f64 / items as f64
         })
         .collect();

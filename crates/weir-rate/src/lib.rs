@@ -9,9 +9,12 @@
 //! | [`throttle`] / [`ThrottleExt`] | pace a stream with a limiter | a `Wait` in the loop |
 //! | `tower` module (feature `tower`) | a shared or keyed limit for tower/axum services, with load shedding | — |
 //!
-//! Every timing reads [`tokio::time::Instant`], so tests on a paused runtime
-//! run in no time and deterministically. The decision is one compare-and-swap
-//! on an `AtomicU64` (no lock), and as fast as governor's (see the benches).
+//! Every timing is tokio's time, so tests on a paused runtime run in no time
+//! and deterministically. The decision is one compare-and-swap on an
+//! `AtomicU64` (no lock) and a clock read; on a multi-thread runtime (whose
+//! clock cannot be paused) that read is the CPU's timestamp counter, as in
+//! governor, so a decision costs what governor's does (see the benches and
+//! [`RateLimiter`]'s docs).
 //!
 //! # Examples
 //!
@@ -49,6 +52,7 @@
 //! - Nothing here spawns a task, so nothing outlives its handle.
 #![forbid(unsafe_code)]
 
+mod clock;
 mod gcra;
 mod keyed;
 mod limiter;

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use weir_core::{Cause, Context};
 
+use crate::clock::Clock;
 use crate::gcra::{Decision, Gcra};
 use crate::rate::{Quota, Rate, RateError};
 
@@ -24,9 +25,15 @@ const CLOCK_BIAS: u64 = 1_000_000_000;
 /// instant they will be). The decision is one compare-and-swap on an
 /// `AtomicU64` (the GCRA theoretical arrival time), as in governor.
 ///
-/// Time comes from [`tokio::time::Instant`], so a test on a paused runtime
-/// (`#[tokio::test(start_paused = true)]`) drives it deterministically.
-/// Create the limiter inside the runtime whose clock it should follow.
+/// Time is tokio's: a limiter made on a current-thread runtime (or outside
+/// any runtime) reads [`tokio::time::Instant`], so a test on a paused
+/// runtime (`#[tokio::test(start_paused = true)]`) drives it
+/// deterministically. One made on a multi-thread runtime, whose clock tokio
+/// cannot pause, reads the CPU's timestamp counter instead (through quanta,
+/// as governor does), anchored to tokio's clock: a clock read of a few
+/// nanoseconds instead of a `clock_gettime`. Either way it hands out
+/// `tokio::time::Instant`s and sleeps on tokio's timer. Create the limiter
+/// inside the runtime whose clock it should follow.
 ///
 /// # Examples
 ///
@@ -73,7 +80,7 @@ pub struct RateLimiter {
 
 struct Inner {
     gcra: Gcra,
-    origin: Instant,
+    clock: Clock,
     /// Waiters in [`RateLimiter::acquire_n`] queue here (tokio's mutex is
     /// FIFO), so only the head holds a reservation.
     queue: tokio::sync::Mutex<()>,
@@ -103,22 +110,22 @@ impl RateLimiter {
         RateLimiter {
             inner: Arc::new(Inner {
                 gcra: Gcra::new(quota, CLOCK_BIAS),
-                origin: Instant::now(),
+                clock: Clock::new(),
                 queue: tokio::sync::Mutex::new(()),
             }),
         }
     }
 
+    /// The bucket's clock now (see `clock.rs` for where it reads the time).
     #[inline]
-    fn now_ns(&self) -> (Instant, u64) {
-        let now = Instant::now();
-        let since = now.saturating_duration_since(self.inner.origin);
-        let ns = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX / 4);
-        (now, ns + CLOCK_BIAS)
+    fn now_ns(&self) -> u64 {
+        self.inner.clock.elapsed_ns() + CLOCK_BIAS
     }
 
     fn instant_at(&self, clock: u64) -> Instant {
-        self.inner.origin + Duration::from_nanos(clock.saturating_sub(CLOCK_BIAS))
+        self.inner
+            .clock
+            .instant_at(clock.saturating_sub(CLOCK_BIAS))
     }
 
     /// The current quota, burst included.
@@ -176,13 +183,13 @@ impl RateLimiter {
 
     #[inline]
     fn check(&self, n: u32, consume: bool) -> Result<(), NotUntil> {
-        let (now, clock) = self.now_ns();
+        let clock = self.now_ns();
         match self.inner.gcra.decide(n, clock, 0, consume, false) {
             Decision::Granted { .. } => Ok(()),
             Decision::Denied { earliest } => Err(NotUntil {
-                origin: self.inner.origin,
+                origin: self.inner.clock.origin(),
                 earliest: earliest.map_or(0, |c| c - CLOCK_BIAS + 1),
-                decided_at: now,
+                decided: clock - CLOCK_BIAS,
             }),
         }
     }
@@ -190,7 +197,7 @@ impl RateLimiter {
     /// Whole tokens in the bucket now (0 while reservations are pending);
     /// `u32::MAX` for an unlimited rate. Takes nothing.
     pub fn available(&self) -> u32 {
-        let (_, clock) = self.now_ns();
+        let clock = self.now_ns();
         self.inner.gcra.available(clock).unwrap_or(u32::MAX)
     }
 
@@ -372,7 +379,8 @@ impl RateLimiter {
     }
 
     fn reserve_inner(&self, n: u32, max_wait: u64) -> Reservation {
-        let (now, clock) = self.now_ns();
+        let clock = self.now_ns();
+        let now = self.instant_at(clock);
         match self.inner.gcra.decide(n, clock, max_wait, true, true) {
             Decision::Granted {
                 act,
@@ -428,7 +436,7 @@ impl RateLimiter {
     }
 
     fn install(&self, quota: Quota) {
-        let (_, clock) = self.now_ns();
+        let clock = self.now_ns();
         tracing::debug!(rate = %quota.rate, "rate limiter quota changed");
         self.inner.gcra.set_quota(quota, clock);
     }
@@ -535,7 +543,7 @@ impl Reservation {
         if self.ready_at.is_none() {
             return 0;
         }
-        let (_, clock) = self.limiter.now_ns();
+        let clock = self.limiter.now_ns();
         self.limiter
             .inner
             .gcra
@@ -548,10 +556,11 @@ impl Reservation {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct NotUntil {
     origin: Instant,
-    /// Nanoseconds after `origin`, plus one; 0 = never. (The instant is
+    /// Nanoseconds after `origin`, plus one; 0 = never. (Instants are
     /// only built when asked for: a refusal stays as cheap as a grant.)
     earliest: u64,
-    decided_at: Instant,
+    /// Nanoseconds after `origin` of the decision.
+    decided: u64,
 }
 
 impl fmt::Debug for NotUntil {
@@ -576,7 +585,10 @@ impl NotUntil {
 
     /// How long from the decision until [`earliest_possible`](Self::earliest_possible).
     pub fn wait_time(&self) -> Option<Duration> {
-        self.wait_time_from(self.decided_at)
+        match self.earliest {
+            0 => None,
+            ns => Some(Duration::from_nanos((ns - 1).saturating_sub(self.decided))),
+        }
     }
 
     /// How long from `from` until [`earliest_possible`](Self::earliest_possible)

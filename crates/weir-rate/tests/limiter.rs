@@ -404,3 +404,47 @@ async fn no_task_is_spawned() {
     let _ = tokio::time::timeout(MS, lim.acquire()).await;
     assert_eq!(metrics.num_alive_tasks(), before);
 }
+
+/// A limiter made on a multi-thread runtime reads the timestamp counter
+/// (that clock cannot be paused, so this runs on real time). What must hold
+/// whatever the machine's load: no grant comes earlier than the rate allows
+/// (load can only make grants later), and every task gets its tokens.
+#[test]
+fn on_a_multi_thread_runtime_grants_never_outrun_the_rate() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (rate, burst, tasks, each) = (2_000_u32, 10_u32, 4, 25);
+    let grants = rt.block_on(async move {
+        let lim = RateLimiter::new(Rate::per_second(rate).burst(burst)).unwrap();
+        let start = std::time::Instant::now();
+        let grants = Arc::new(Mutex::new(Vec::new()));
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let (lim, grants) = (lim.clone(), grants.clone());
+                tokio::spawn(async move {
+                    for _ in 0..each {
+                        lim.acquire().await.unwrap();
+                        grants.lock().unwrap().push(start.elapsed());
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+        let mut grants = grants.lock().unwrap().clone();
+        grants.sort();
+        grants
+    });
+    assert_eq!(grants.len(), tasks * each);
+    let period = Duration::from_secs(1) / rate;
+    for (i, at) in grants.iter().enumerate() {
+        // The (i+1)-th token exists from (i + 1 - burst) periods on; allow
+        // one period for the clocks' rounding.
+        let due = period * (i as u32 + 1).saturating_sub(burst);
+        assert!(*at + period >= due, "grant {i} at {at:?}, before {due:?}");
+    }
+}
