@@ -19,7 +19,8 @@
 //! - **Every input closed:** the output closes after the last buffered item.
 //! - **Token cancelled:** every forwarding task stops at its next `.await`;
 //!   the output closes after the items already buffered. Items that were
-//!   pulled from an input but not yet sent are dropped.
+//!   pulled from an input but not yet sent are dropped (with [`merge`], up
+//!   to one chunk per input: see below).
 //! - **Output dropped:** the forwarding tasks are cancelled at once, even if
 //!   an input is idle; nothing keeps running.
 //! - **An input panics** (its `poll_next` panics): that input's task ends, an
@@ -63,6 +64,9 @@ use tracing::Instrument;
 
 /// Capacity of each output channel when none is set with [`Fan::capacity`].
 pub const DEFAULT_CAPACITY: usize = 32;
+
+/// Most items a [`merge`] forwarding task hands over at once.
+const MERGE_BATCH: usize = 32;
 
 /// Bad settings and failed branches of the fan-in and fan-out functions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,23 +161,59 @@ impl Fan {
         S: Stream + Send + Unpin + 'static,
         S::Item: Send + 'static,
     {
-        let (tx, rx) = mpsc::channel(self.capacity);
+        // Chunks of up to `batch` items; the channel holds `capacity` items.
+        let batch = self.capacity.clamp(1, MERGE_BATCH);
+        let (tx, rx) = mpsc::channel((self.capacity / batch).max(1));
         let core = Core::new(&self.token);
         for (index, mut input) in inputs.into_iter().enumerate() {
             let tx = tx.clone();
             let span = tracing::debug_span!("merge", input = index);
             core.spawn(index, span, async move {
-                while let Some(item) = input.next().await {
-                    if tx.send(item).await.is_err() {
-                        return;
+                let mut chunk = Vec::with_capacity(batch);
+                loop {
+                    // Take what the input has without waiting; send the chunk
+                    // when it is full or before waiting on the input, so no
+                    // item sits here while the consumer could have it.
+                    let polled =
+                        std::panic::catch_unwind(AssertUnwindSafe(|| input.next().now_or_never()));
+                    let next = match polled {
+                        Ok(Some(next)) => next,
+                        // The input panicked: what it yielded before still
+                        // goes out, then the panic is reported as usual.
+                        Err(payload) => {
+                            if !chunk.is_empty() {
+                                let _ = tx.send(chunk).await;
+                            }
+                            std::panic::resume_unwind(payload);
+                        }
+                        Ok(None) => {
+                            if !chunk.is_empty() {
+                                let full = std::mem::replace(&mut chunk, Vec::with_capacity(batch));
+                                if tx.send(full).await.is_err() {
+                                    return;
+                                }
+                            }
+                            input.next().await
+                        }
+                    };
+                    let Some(item) = next else { break };
+                    chunk.push(item);
+                    if chunk.len() >= batch {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(batch));
+                        if tx.send(full).await.is_err() {
+                            return;
+                        }
                     }
+                }
+                if !chunk.is_empty() && tx.send(chunk).await.is_err() {
+                    return;
                 }
                 tracing::debug!("input closed");
             });
         }
         drop(tx);
         core.finish();
-        FanReceiver::mpsc(rx, core.handle, core.guard)
+        FanReceiver::chunks(rx, core.handle, core.guard)
     }
 
     /// Merges `inputs` one item from each in turn; see [`merge_in_turn`].
@@ -236,7 +276,14 @@ impl Fan {
 /// One task per input forwards its items; a slow consumer backpressures every
 /// producer (the output channel holds [`DEFAULT_CAPACITY`] items; set another
 /// with [`Fan::capacity`]). Items from one input keep their order; items from
-/// different inputs interleave as they arrive. A closed input costs nothing
+/// different inputs interleave as they arrive, in runs of up to 32.
+///
+/// **Chunks.** A forwarding task takes what its input has ready and hands it
+/// over in chunks of up to `min(capacity, 32)` items, sending a chunk when it
+/// is full or right before it would wait on its input. Under load the
+/// channel's synchronisation is paid once per chunk, not per item; an input
+/// that yields one item now and then still delivers each at once. The output
+/// holds at most `capacity` items plus one chunk per input being filled. A closed input costs nothing
 /// (its task has ended): no polling loop over closed channels.
 ///
 /// The output closes when every input has closed, or when `token` (or the
@@ -421,6 +468,8 @@ impl fmt::Debug for FanHandle {
 
 enum Chan<T> {
     Mpsc(mpsc::Receiver<T>),
+    /// Chunks from [`merge`]'s forwarding tasks, and the one being read.
+    Chunks(mpsc::Receiver<Vec<T>>, std::vec::IntoIter<T>),
     // async-channel's Receiver is !Unpin; boxed so FanReceiver is Unpin.
     Mpmc(Pin<Box<async_channel::Receiver<T>>>),
 }
@@ -448,6 +497,18 @@ impl<T> FanReceiver<T> {
         }
     }
 
+    pub(crate) fn chunks(
+        rx: mpsc::Receiver<Vec<T>>,
+        handle: FanHandle,
+        guard: Arc<DropGuard>,
+    ) -> Self {
+        FanReceiver {
+            chan: Chan::Chunks(rx, Vec::new().into_iter()),
+            handle,
+            _guard: guard,
+        }
+    }
+
     pub(crate) fn mpmc(
         rx: async_channel::Receiver<T>,
         handle: FanHandle,
@@ -470,7 +531,25 @@ impl<T> FanReceiver<T> {
     pub async fn recv(&mut self) -> Option<T> {
         match &mut self.chan {
             Chan::Mpsc(rx) => rx.recv().await,
+            Chan::Chunks(..) => std::future::poll_fn(|cx| self.poll_item(cx)).await,
             Chan::Mpmc(rx) => rx.recv().await.ok(),
+        }
+    }
+
+    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        match &mut self.chan {
+            Chan::Mpsc(rx) => rx.poll_recv(cx),
+            Chan::Chunks(rx, chunk) => loop {
+                if let Some(item) = chunk.next() {
+                    return Poll::Ready(Some(item));
+                }
+                match rx.poll_recv(cx) {
+                    Poll::Ready(Some(next)) => *chunk = next.into_iter(),
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
+                }
+            },
+            Chan::Mpmc(rx) => rx.as_mut().poll_next(cx),
         }
     }
 
@@ -514,14 +593,15 @@ impl<T> FanReceiver<T> {
     }
 }
 
+// Nothing in a `FanReceiver` is pinned in place (the async-channel receiver,
+// which must be, is boxed).
+impl<T> Unpin for FanReceiver<T> {}
+
 impl<T> Stream for FanReceiver<T> {
     type Item = T;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        match &mut self.get_mut().chan {
-            Chan::Mpsc(rx) => rx.poll_recv(cx),
-            Chan::Mpmc(rx) => rx.as_mut().poll_next(cx),
-        }
+        self.get_mut().poll_item(cx)
     }
 }
 
@@ -529,6 +609,7 @@ impl<T> fmt::Debug for FanReceiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.chan {
             Chan::Mpsc(_) => "mpsc",
+            Chan::Chunks(..) => "mpsc (chunks)",
             Chan::Mpmc(_) => "mpmc",
         };
         f.debug_struct("FanReceiver")

@@ -143,9 +143,10 @@ async fn slow_consumer_backpressures_every_producer() {
         counted(pulled.clone()),
     ]);
     sleep(Duration::from_secs(1)).await;
-    // 2 in the channel plus at most one held by each of the 3 tasks.
+    // 2 in the channel plus at most one chunk (of min(capacity, 32) = 2
+    // items) held by each of the 3 tasks.
     let held = pulled.load(Ordering::SeqCst);
-    assert!(held <= 2 + 3, "pulled {held} items without a consumer");
+    assert!(held <= 2 + 3 * 2, "pulled {held} items without a consumer");
     assert!(out.recv().await.is_some());
     out.handle().cancel();
     out.join().await.unwrap();
@@ -352,4 +353,51 @@ async fn merge_on_a_multi_thread_runtime_counts_add_up() {
     assert_eq!(got.iter().sum::<u64>(), expected);
     handle.join().await.unwrap();
     assert!(handle.is_finished());
+}
+
+#[tokio::test(start_paused = true)]
+async fn merge_hands_each_item_of_a_quiet_input_over_at_once() {
+    // Items travel in chunks under load; an item whose input then has
+    // nothing more must not wait in its forwarding task's chunk.
+    let token = CancellationToken::new();
+    let (tx, rx) = tokio::sync::mpsc::channel::<u32>(8);
+    let quiet: Input<u32> = Box::pin(stream::unfold(rx, |mut rx| async move {
+        let x = rx.recv().await?;
+        Some((x, rx))
+    }));
+    let busy: Input<u32> = Box::pin(stream::iter(100..164));
+    let mut out = merge(vec![quiet, busy], &token);
+    let mut busy_items = Vec::new();
+    for _ in 0..64 {
+        busy_items.push(out.recv().await.unwrap());
+    }
+    assert_eq!(
+        busy_items,
+        (100..164).collect::<Vec<_>>(),
+        "one input keeps its order"
+    );
+    for x in [1, 2, 3] {
+        tx.send(x).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_millis(1), out.recv()).await;
+        assert_eq!(got, Ok(Some(x)), "item {x} delivered alone");
+    }
+    drop(tx);
+    assert_eq!(out.recv().await, None);
+    out.join().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_an_input_yielded_before_it_panicked_is_delivered() {
+    let token = CancellationToken::new();
+    let bad: Input<u32> = Box::pin(stream::iter(0..10).map(|x| {
+        assert!(x < 5, "input broke at {x}");
+        x
+    }));
+    let out = merge(vec![bad], &token);
+    let handle = out.handle();
+    assert_eq!(out.collect_all().await, [0, 1, 2, 3, 4]);
+    assert!(matches!(
+        handle.join().await,
+        Err(FanError::Panicked { branch: 0, .. })
+    ));
 }
