@@ -480,3 +480,46 @@ async fn the_results_stream_counts_what_waits_in_it() {
     pool.shutdown().await;
     assert_eq!(results.next().await, None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn submitters_waiting_on_busy_synchronous_workers_are_always_woken() {
+    // Workers ring waiting submitters only at half a queue or before they
+    // wait themselves; with jobs that never wait, the half-queue ring must
+    // be enough for every submitter to get through.
+    for (workers, queue) in [(1, 1), (1, 2), (2, 3), (3, 8)] {
+        let pool = Pool::builder()
+            .workers(workers)
+            .queue(queue)
+            .build(|n: u64| async move { Ok::<_, Infallible>(n) })
+            .unwrap();
+        let submitters: Vec<_> = (0..3)
+            .map(|s| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let mut tickets = Vec::new();
+                    for n in 0..500 {
+                        tickets.push(pool.submit(s * 1000 + n).await.unwrap());
+                    }
+                    let mut sum = 0;
+                    for t in tickets {
+                        sum += t.await.unwrap();
+                    }
+                    sum
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for s in submitters {
+            total += tokio::time::timeout(Duration::from_secs(60), s)
+                .await
+                .expect("no submitter is left waiting")
+                .unwrap();
+        }
+        let expected: u64 = (0..3)
+            .map(|s| (0..500).map(|n| s * 1000 + n).sum::<u64>())
+            .sum();
+        assert_eq!(total, expected, "workers {workers}, queue {queue}");
+        let report = pool.shutdown().await;
+        assert_eq!(report.stats.completed, 1500);
+    }
+}

@@ -4,10 +4,14 @@
 //! Two shapes, chosen by the builder's `queue(cap)`:
 //!
 //! * **Buffered** (`cap > 0`): a bounded `async_channel` of `cap` slots. Workers
-//!   share the one receiver (MPMC, no `Mutex`). Submitters that wait with a
-//!   deadline (`submit_timeout`) keep their job: they only ever `try_send` and
-//!   sleep on a [`Notify`] that workers ring after taking a job, and only when
-//!   someone waits (one `SeqCst` load per job otherwise).
+//!   share the one receiver (MPMC, no `Mutex`). Submitters that wait for
+//!   room keep their job: they only ever `try_send` and sleep on a
+//!   [`Notify`] that workers ring, only when someone waits (one `SeqCst`
+//!   load per job otherwise), with hysteresis: when a pop leaves the queue
+//!   at most half full, or before a worker that freed a slot waits for
+//!   anything itself. Under load a woken submitter so refills half the
+//!   queue at once instead of one slot per wake-up; when the workers are
+//!   slow (their jobs wait), room is announced at once.
 //! * **Hand-off** (`cap == 0`): an unbounded channel whose admission is a
 //!   [`Semaphore`] holding one permit per *idle* worker. A worker adds its
 //!   permit when it starts waiting and a submitter takes one before it sends,
@@ -68,10 +72,14 @@ pub(crate) enum PushTimeoutError<T> {
 struct Room {
     /// Hand-off mode: one permit per idle worker that offered itself.
     idle: Option<Semaphore>,
-    /// Buffered mode: submitters waiting with a deadline.
+    /// Buffered mode: submitters waiting for room.
     waiters: AtomicUsize,
-    /// Rung by workers after a pop while `waiters > 0`.
+    /// Rung by workers while `waiters > 0`: after a pop that leaves the
+    /// queue at or below `low_water`, or before a worker that popped since
+    /// its last ring waits for anything (see [`QueueRx::settle`]).
     freed: Notify,
+    /// Buffered mode: half the capacity.
+    low_water: usize,
 }
 
 /// Creates a queue: `cap == 0` is the hand-off queue.
@@ -87,6 +95,7 @@ pub(crate) fn queue<T>(cap: usize) -> (QueueTx<T>, QueueRx<T>) {
         idle,
         waiters: AtomicUsize::new(0),
         freed: Notify::new(),
+        low_water: cap / 2,
     });
     (
         QueueTx {
@@ -97,6 +106,7 @@ pub(crate) fn queue<T>(cap: usize) -> (QueueTx<T>, QueueRx<T>) {
             rx,
             room,
             offered: false,
+            owed: false,
         },
     )
 }
@@ -123,11 +133,9 @@ impl<T> QueueTx<T> {
     /// drops `item` without enqueueing it.
     pub(crate) async fn push(&self, item: T) -> Result<(), T> {
         match &self.room.idle {
-            None => self
-                .tx
-                .send(Msg::Item(item))
-                .await
-                .map_err(|e| self::item(e.into_inner())),
+            None => self.wait_for_room(item, None).await.map_err(|e| match e {
+                PushTimeoutError::Timeout(item) | PushTimeoutError::Closed(item) => item,
+            }),
             Some(idle) => match idle.acquire().await {
                 Ok(permit) => {
                     permit.forget();
@@ -175,6 +183,16 @@ impl<T> QueueTx<T> {
                 Err(_) => Err(PushTimeoutError::Timeout(item)),
             };
         }
+        self.wait_for_room(item, Some(deadline)).await
+    }
+
+    /// Buffered mode: enqueues, waiting (until `deadline`, if any) on
+    /// [`Room::freed`] while the queue is full.
+    async fn wait_for_room(
+        &self,
+        item: T,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(), PushTimeoutError<T>> {
         let mut item = item;
         // Fast path: no registration when there is room.
         match self.tx.try_send(Msg::Item(item)) {
@@ -185,7 +203,7 @@ impl<T> QueueTx<T> {
             Err(async_channel::TrySendError::Full(m)) => item = self::item(m),
         }
         let _waiting = WaiterGuard::new(&self.room);
-        let sleep = tokio::time::sleep_until(deadline);
+        let sleep = deadline.map(tokio::time::sleep_until);
         tokio::pin!(sleep);
         loop {
             let freed = self.room.freed.notified();
@@ -200,9 +218,12 @@ impl<T> QueueTx<T> {
                 }
                 Err(async_channel::TrySendError::Full(m)) => item = self::item(m),
             }
-            tokio::select! {
-                () = &mut freed => {}
-                () = &mut sleep => return Err(PushTimeoutError::Timeout(item)),
+            match sleep.as_mut().as_pin_mut() {
+                None => freed.await,
+                Some(sleep) => tokio::select! {
+                    () = &mut freed => {}
+                    () = sleep => return Err(PushTimeoutError::Timeout(item)),
+                },
             }
         }
     }
@@ -293,6 +314,9 @@ pub(crate) struct QueueRx<T> {
     room: Arc<Room>,
     /// Hand-off mode: this worker's idle permit is in the semaphore.
     offered: bool,
+    /// This worker freed a slot while a submitter waited and has not rung
+    /// [`Room::freed`] since.
+    owed: bool,
 }
 
 impl<T> Clone for QueueRx<T> {
@@ -301,6 +325,7 @@ impl<T> Clone for QueueRx<T> {
             rx: self.rx.clone(),
             room: self.room.clone(),
             offered: false,
+            owed: false,
         }
     }
 }
@@ -316,7 +341,18 @@ impl<T> QueueRx<T> {
             idle.add_permits(1);
             self.offered = true;
         }
-        let item = self.rx.recv().await.ok()?;
+        let item = match self.rx.try_recv() {
+            Ok(item) => item,
+            Err(async_channel::TryRecvError::Closed) => return None,
+            Err(async_channel::TryRecvError::Empty) => {
+                // Let the tasks that are ready (a submitter among them) run
+                // once before this worker registers as a listener: under
+                // load the next job is usually there by then, and a push
+                // that finds no listener does not take the channel's lock.
+                tokio::task::yield_now().await;
+                self.rx.recv().await.ok()?
+            }
+        };
         self.taken();
         Some(item)
     }
@@ -334,9 +370,28 @@ impl<T> QueueRx<T> {
 
     fn taken(&mut self) {
         // The job used up this worker's idle offer (hand-off), or freed a
-        // slot that a submitter with a deadline may be waiting for.
+        // slot that a submitter may be waiting for.
         self.offered = false;
         if self.room.waiters.load(Ordering::SeqCst) != 0 {
+            // Hysteresis: ring once the queue is down to half, not at every
+            // freed slot, so a waiting submitter refills many slots per
+            // wake-up instead of one (no submitter/worker ping-pong per job).
+            // A worker that is about to wait rings first (`settle`).
+            if self.rx.len() <= self.room.low_water {
+                self.owed = false;
+                self.room.freed.notify_waiters();
+            } else {
+                self.owed = true;
+            }
+        }
+    }
+
+    /// Call before the worker waits for anything (the next job, a job that
+    /// is not done at once, the results stream, its end): rings waiting
+    /// submitters if this worker freed a slot since it last rang, so no
+    /// submitter waits on room that exists while the worker is away.
+    pub(crate) fn settle(&mut self) {
+        if std::mem::take(&mut self.owed) && self.room.waiters.load(Ordering::SeqCst) != 0 {
             self.room.freed.notify_waiters();
         }
     }

@@ -429,7 +429,7 @@ pub(crate) async fn run_worker<H, M>(
             match futures::poll!(pop.as_mut()) {
                 Poll::Ready(msg) => msg,
                 Poll::Pending => {
-                    flush(&mut sink, cancelled.as_mut()).await;
+                    before_wait(&mut sink, cancelled.as_mut()).await;
                     pop.await
                 }
             }
@@ -453,7 +453,8 @@ pub(crate) async fn run_worker<H, M>(
             match futures::poll!(run.as_mut()) {
                 Poll::Ready(r) => Some(r),
                 Poll::Pending => {
-                    flush(&mut sink, cancelled.as_mut()).await;
+                    queue.settle();
+                    before_wait(&mut sink, cancelled.as_mut()).await;
                     tokio::select! {
                         biased;
                         r = run => Some(r),
@@ -482,7 +483,9 @@ pub(crate) async fn run_worker<H, M>(
         };
         counters.finished(outcome);
         if deliver(&shared, &mut sink, id, reply, result) {
-            flush(&mut sink, cancelled.as_mut()).await;
+            // Sending a full chunk may wait for the reader.
+            queue.settle();
+            before_wait(&mut sink, cancelled.as_mut()).await;
         }
         if outcome == Outcome::Cancelled {
             break;
@@ -491,11 +494,13 @@ pub(crate) async fn run_worker<H, M>(
             // The panic may have left the worker's state half-updated: drop
             // it (no teardown) and start a fresh one in this slot, after
             // sending what is done (setup may take a while).
-            flush(&mut sink, cancelled.as_mut()).await;
+            queue.settle();
+            before_wait(&mut sink, cancelled.as_mut()).await;
             worker = start_worker(&*make, index).await;
         }
     }
 
+    queue.settle();
     if shared.token.is_cancelled() {
         // Cancelled: nothing more is taken; what is queued is cancelled.
         drain_cancelled(&shared, &counters, &mut queue, &mut sink);
@@ -533,8 +538,8 @@ pub(crate) async fn run_worker<H, M>(
 }
 
 /// Sends the worker's finished detached results, if any (see
-/// [`ResultSink::flush`]).
-async fn flush<O, E>(
+/// [`ResultSink::flush`]): what a worker does before it waits.
+async fn before_wait<O, E>(
     sink: &mut Option<ResultSink<O, E>>,
     cancelled: Pin<&mut WaitForCancellationFutureOwned>,
 ) {
