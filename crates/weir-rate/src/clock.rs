@@ -146,19 +146,23 @@ mod tests {
 
     #[test]
     fn the_counter_measures_what_std_measures() {
-        // Both clocks time the same interval; preemption between the paired
-        // reads is the only error, so the bound is loose but not vacuous.
+        // Both clocks time the same interval. Preemption between the paired
+        // reads is the only error, so on a loaded machine an attempt may be
+        // off: a broken scale is off on every attempt, a preempted read on
+        // one.
         let clock = Clock::counter();
-        let (c0, s0) = (clock.elapsed_ns(), std::time::Instant::now());
-        std::thread::sleep(Duration::from_millis(50));
-        let (s1, c1) = (std::time::Instant::now(), clock.elapsed_ns());
-        let by_counter = c1 - c0;
-        let by_std = u64::try_from((s1 - s0).as_nanos()).unwrap();
-        assert!(by_counter >= 49_000_000, "{by_counter} ns");
-        let diff = by_counter.abs_diff(by_std);
-        assert!(
-            diff < 5_000_000 + by_std / 50,
-            "counter {by_counter} ns vs std {by_std} ns"
-        );
+        let mut last = (0, 0);
+        for _ in 0..5 {
+            let (c0, s0) = (clock.elapsed_ns(), std::time::Instant::now());
+            std::thread::sleep(Duration::from_millis(50));
+            let (s1, c1) = (std::time::Instant::now(), clock.elapsed_ns());
+            let by_counter = c1 - c0;
+            let by_std = u64::try_from((s1 - s0).as_nanos()).unwrap();
+            if by_counter >= 49_000_000 && by_counter.abs_diff(by_std) < 2_000_000 + by_std / 50 {
+                return;
+            }
+            last = (by_counter, by_std);
+        }
+        panic!("counter {} ns vs std {} ns", last.0, last.1);
     }
 }
