@@ -2,7 +2,8 @@
 //!
 //! - `spawn_wait_100k`: spawn 100 000 trivial tasks, then wait for all of
 //!   them and collect their values (`Group::wait` vs a `JoinSet::join_next`
-//!   loop).
+//!   loop, and vs `tokio::spawn` into a `Vec` of `JoinHandle`s awaited in
+//!   order, the cheapest way to run them that tokio offers).
 //! - `limited_64_100k`: the same through a limit of 64 tasks at once
 //!   (`Group::limit(64)` vs a `Semaphore` permit taken before
 //!   `JoinSet::spawn` and moved into the task).
@@ -42,6 +43,20 @@ async fn joinset(n: u64) -> Vec<u64> {
     let mut values = Vec::with_capacity(set.len());
     while let Some(joined) = set.join_next().await {
         match joined.expect("task panicked") {
+            Ok(value) => values.push(value),
+            Err(never) => match never {},
+        }
+    }
+    values
+}
+
+async fn handles(n: u64) -> Vec<u64> {
+    let handles: Vec<_> = (0..n)
+        .map(|i| tokio::spawn(async move { Ok::<u64, Infallible>(black_box(i)) }))
+        .collect();
+    let mut values = Vec::with_capacity(handles.len());
+    for handle in handles {
+        match handle.await.expect("task panicked") {
             Ok(value) => values.push(value),
             Err(never) => match never {},
         }
@@ -96,6 +111,9 @@ fn bench(c: &mut Criterion) {
     unlimited.throughput(Throughput::Elements(TASKS));
     unlimited.bench_function(BenchmarkId::new("joinset", TASKS), |b| {
         b.to_async(&rt).iter(|| joinset(TASKS));
+    });
+    unlimited.bench_function(BenchmarkId::new("handles", TASKS), |b| {
+        b.to_async(&rt).iter(|| handles(TASKS));
     });
     unlimited.bench_function(BenchmarkId::new("group", TASKS), |b| {
         b.to_async(&rt).iter(|| group(TASKS));
@@ -168,6 +186,13 @@ fn main() {
             "spawn_wait_100k",
             rounds,
             || joinset(TASKS),
+            || group(TASKS),
+        );
+        interleaved(
+            &rt,
+            "spawn_wait_100k vs handles",
+            rounds,
+            || handles(TASKS),
             || group(TASKS),
         );
         interleaved(

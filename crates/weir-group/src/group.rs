@@ -5,20 +5,19 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::fmt::Display;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::{Id, JoinError, JoinSet};
+use tokio::task::{Id, JoinError, JoinHandle};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use weir_core::Context;
 
 use crate::error::{GroupError, GroupErrors, LimitError, Rejected};
-use crate::task::{Outcome, PlainTask, RichTask, Shared};
-
-/// What the group's `JoinSet` yields for one task.
-type Joined<T, E> = Result<(Id, Outcome<T, E>), JoinError>;
+use crate::task::{Delivered, Delivery, Outcome, Payload, PlainTask, Returned, RichTask, Shared};
 
 /// A set of tasks that run concurrently, share a cancellation token that the
 /// first failure cancels, and are all joined (or aborted) before the group is
@@ -80,62 +79,161 @@ type Joined<T, E> = Result<(Id, Outcome<T, E>), JoinError>;
 /// # On drop
 ///
 /// Dropping the group cancels its token and aborts every task that is still
-/// running (a `JoinSet` does the same). Waiting methods consume the group, so
-/// dropping a `wait()` future half-way aborts the tasks too.
+/// running; their results, and those of finished tasks not yet joined, are
+/// dropped. Waiting methods consume the group, so dropping a `wait()` future
+/// half-way aborts the tasks too.
 ///
 /// # Cost
 ///
-/// An unlimited task is a `JoinSet` task whose future carries one pointer
-/// more than yours (and a tracing span when a subscriber wants it); a
-/// limited task also holds its permit. While `spawn` waits for a slot, the
-/// group moves the results of finished tasks out of the `JoinSet`, which
-/// frees their task memory before the final `wait`.
+/// A task is a plain [`tokio::spawn`] of your future in a wrapper that
+/// carries one pointer more (and a tracing span when a subscriber wants it;
+/// a limited task also holds its permit). When your future returns, the
+/// wrapper puts its result in the group's completion queue: a `Mutex`ed
+/// `VecDeque` that holds at most one entry per task not yet joined and that
+/// the group takes a whole batch at a time. The group keeps each task's
+/// `JoinHandle` in a `Vec`, in spawn order, to abort it and to see that it
+/// has ended. So spawning and waiting costs about what `tokio::spawn` and a
+/// `Vec` of handles cost, well under what a
+/// [`JoinSet`](tokio::task::JoinSet) costs (0.3–0.7× in weir's benches),
+/// whose per-task bookkeeping (an `Arc`'d list entry, a mutex taken on
+/// spawn, completion and join) this avoids. As it spawns, the group now and then lets go of the handles of
+/// tasks that have ended, which frees their task memory before the final
+/// `wait`.
 pub struct Group<T = (), E = anyhow::Error> {
-    set: JoinSet<Outcome<T, E>>,
-    /// Tasks that finished and were taken out of `set` early (to free their
-    /// memory) but not yet handed to the caller.
-    ready: VecDeque<Joined<T, E>>,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<T, E>>,
+    /// Outcomes taken from the completion queue and not yet handed to the
+    /// caller, in the order the tasks delivered them.
+    delivered: VecDeque<Delivered<T, E>>,
+    /// Tasks spawned and not yet handed to the caller (running or ended).
+    live: usize,
+    /// Panics that tokio caught after a task had delivered its outcome (in
+    /// the destructor of its future), by task: they replace that outcome.
+    late: Vec<(Id, Payload)>,
     limit: Option<Limit>,
-    book: Book,
+    book: Book<Returned<T, E>>,
     resume_panics: bool,
 }
 
-/// What the group knows about its tasks, keyed by tokio task id (ids are
-/// unique among the tasks of a `JoinSet`; tokio-util's `JoinMap` relies on
-/// the same). Kept out of the tasks so that they stay small.
+/// What the group knows about its tasks, keyed by tokio task id, and the
+/// tasks' `JoinHandle`s. Kept out of the tasks so that they stay small.
+/// (tokio draws task ids from one 64-bit counter, so an id is not reused
+/// while the group may still name its task; tokio-util's `JoinMap` keys its
+/// tasks by id too.)
 ///
 /// The common case costs a `Vec` push per task. A long-lived group that is
 /// joined one task at a time and is never empty is compacted now and then,
 /// so that what it keeps stays proportional to the tasks not yet joined.
-#[derive(Debug, Default)]
-struct Book {
-    /// Spawn index of `ids[0]`.
+struct Book<R> {
+    /// Spawn index of `tasks[0]`.
     base: u64,
-    /// Ids of the tasks spawned since the last compaction, in spawn order.
-    ids: Vec<Id>,
-    /// `ids` as a map to spawn indexes; built when first needed.
+    /// The tasks spawned since the last compaction, in spawn order.
+    tasks: Vec<Record<R>>,
+    /// `tasks` as a map from id to spawn index; built when first needed.
     positions: Option<HashMap<Id, u64>>,
-    /// Spawn indexes of tasks not yet joined at the last compaction.
-    older: HashMap<Id, u64>,
+    /// Tasks not yet joined at the last compaction.
+    older: HashMap<Id, Older<R>>,
     /// Tasks handed out one by one by `join_next` since the last compaction.
     joined: Vec<Id>,
     /// Names given to `spawn_named`, until the task is joined.
     names: HashMap<Id, Arc<str>>,
+    /// Where in `tasks` the handles are that may still be held (the others
+    /// are gone), so that sweeping costs what is held, not what was spawned.
+    pending: Vec<usize>,
+    /// `record` sweeps when `tasks` reaches this length.
+    sweep_at: usize,
+    /// Where in `tasks` `handle_mut` last found a task.
+    finger: usize,
+}
+
+impl<R> Default for Book<R> {
+    fn default() -> Self {
+        Book {
+            base: 0,
+            tasks: Vec::new(),
+            positions: None,
+            older: HashMap::new(),
+            joined: Vec::new(),
+            names: HashMap::new(),
+            pending: Vec::new(),
+            sweep_at: 0,
+            finger: 0,
+        }
+    }
+}
+
+/// One task spawned since the last compaction.
+struct Record<R> {
+    id: Id,
+    /// `None` once the task is seen to have ended.
+    handle: Option<JoinHandle<R>>,
+}
+
+/// A task that was not joined yet when the book was compacted.
+struct Older<R> {
+    index: u64,
+    handle: Option<JoinHandle<R>>,
 }
 
 /// `join_next` compacts the book after this many joins, if they are at
 /// least half of what it holds.
 const COMPACT_AFTER: usize = 1024;
 
-impl Book {
+/// `spawn` looks for ended tasks, to let go of their handles (and so of
+/// their memory), after this many spawns, or after twice as many as the
+/// handles the last look kept, if more. So a look examines at most 1.5
+/// handles per spawn since the last, and the group holds at most three
+/// times as many handles as it has running tasks, plus this many.
+const SWEEP_EVERY: usize = 64;
+
+/// What tokio says of a task that has ended, without waiting; `None` while
+/// it has not ended. Reads past tokio's cooperative budget: a group sweeps
+/// many handles in one go.
+fn try_join<R>(handle: &mut JoinHandle<R>) -> Option<Result<R, JoinError>> {
+    if !handle.is_finished() {
+        return None;
+    }
+    let mut cx = std::task::Context::from_waker(Waker::noop());
+    match Pin::new(&mut tokio::task::coop::unconstrained(handle)).poll(&mut cx) {
+        Poll::Ready(result) => Some(result),
+        Poll::Pending => None,
+    }
+}
+
+/// Notes a panic that tokio caught after the task delivered its outcome: in
+/// the destructor of its future (or, for an aborted task, while dropping
+/// it). The task's wrapper catches every other panic itself.
+fn note_late<R>(late: &mut Vec<(Id, Payload)>, id: Id, ended: Result<R, JoinError>) {
+    if let Err(join_error) = ended
+        && join_error.is_panic()
+    {
+        late.push((id, Payload::new(join_error.into_panic())));
+    }
+}
+
+/// Reads the handle of an ended task, letting go of it; leaves it while the
+/// task runs.
+fn sweep_one<R>(handle: &mut Option<JoinHandle<R>>, id: Id, late: &mut Vec<(Id, Payload)>) {
+    if let Some(running) = handle
+        && let Some(ended) = try_join(running)
+    {
+        *handle = None;
+        note_late(late, id, ended);
+    }
+}
+
+impl<R> Book<R> {
     fn next_index(&self) -> u64 {
-        self.base + self.ids.len() as u64
+        self.base + self.tasks.len() as u64
     }
 
-    fn record(&mut self, id: Id, name: Option<Arc<str>>) {
+    fn record(&mut self, handle: JoinHandle<R>, name: Option<Arc<str>>) {
+        let id = handle.id();
         let index = self.next_index();
-        self.ids.push(id);
+        self.pending.push(self.tasks.len());
+        self.tasks.push(Record {
+            id,
+            handle: Some(handle),
+        });
         if let Some(positions) = &mut self.positions {
             positions.insert(id, index);
         }
@@ -145,17 +243,35 @@ impl Book {
     }
 
     fn index(&mut self, id: Id) -> Option<u64> {
-        if let Some(index) = self.older.get(&id) {
-            return Some(*index);
+        if let Some(older) = self.older.get(&id) {
+            return Some(older.index);
         }
-        let (base, ids) = (self.base, &self.ids);
+        let (base, tasks) = (self.base, &self.tasks);
         let positions = self.positions.get_or_insert_with(|| {
-            ids.iter()
+            tasks
+                .iter()
                 .enumerate()
-                .map(|(i, id)| (*id, base + i as u64))
+                .map(|(i, record)| (record.id, base + i as u64))
                 .collect()
         });
         positions.get(&id).copied()
+    }
+
+    /// Where the task's handle is kept.
+    fn handle_mut(&mut self, id: Id) -> Option<&mut Option<JoinHandle<R>>> {
+        // Tasks mostly end in the order they were spawned: the one after the
+        // last found is a good first guess, and needs no map.
+        let guess = self.finger + 1;
+        let i = if self.tasks.get(guess).is_some_and(|record| record.id == id) {
+            guess
+        } else if self.older.contains_key(&id) {
+            return self.older.get_mut(&id).map(|older| &mut older.handle);
+        } else {
+            let index = self.index(id)?;
+            usize::try_from(index.checked_sub(self.base)?).ok()?
+        };
+        self.finger = i;
+        self.tasks.get_mut(i).map(|record| &mut record.handle)
     }
 
     /// The task's name, or `#<index>`.
@@ -176,35 +292,99 @@ impl Book {
         }
     }
 
-    /// Notes a task that `join_next` handed out. Returns the joined tasks
-    /// when it compacted the book, so that the caller can forget them too.
-    fn joined_one(&mut self, id: Id) -> Option<HashSet<Id>> {
+    /// Notes a task that `join_next` handed out (its handle is gone), and
+    /// compacts the book when such tasks are most of what it holds.
+    fn joined_one(&mut self, id: Id) {
         self.joined.push(id);
-        let held = self.ids.len() + self.older.len();
+        let held = self.tasks.len() + self.older.len();
         if self.joined.len() < COMPACT_AFTER || self.joined.len() * 2 < held {
-            return None;
+            return;
         }
         let joined: HashSet<Id> = self.joined.drain(..).collect();
         self.older.retain(|id, _| !joined.contains(id));
-        for (i, id) in self.ids.iter().enumerate() {
-            if !joined.contains(id) {
-                self.older.insert(*id, self.base + i as u64);
+        let base = self.base;
+        self.base = self.next_index();
+        for (i, record) in self.tasks.drain(..).enumerate() {
+            if !joined.contains(&record.id) {
+                let older = Older {
+                    index: base + i as u64,
+                    handle: record.handle,
+                };
+                self.older.insert(record.id, older);
             }
         }
-        self.base = self.next_index();
-        self.ids.clear();
         self.positions = None;
-        Some(joined)
+        self.pending.clear();
+        self.sweep_at = 0;
+        self.finger = 0;
+    }
+
+    /// After a spawn: now and then, lets go of the handles of tasks that
+    /// have ended.
+    fn maybe_sweep(&mut self, late: &mut Vec<(Id, Payload)>) {
+        if self.tasks.len() >= self.sweep_at {
+            self.sweep(late);
+            let kept = self.pending.len() + self.older.len();
+            self.sweep_at = self.tasks.len() + (2 * kept).max(SWEEP_EVERY);
+        }
+    }
+
+    /// Lets go of the handles of every task that has ended.
+    fn sweep(&mut self, late: &mut Vec<(Id, Payload)>) {
+        let tasks = &mut self.tasks;
+        self.pending.retain(|&i| {
+            let record = &mut tasks[i];
+            sweep_one(&mut record.handle, record.id, late);
+            record.handle.is_some()
+        });
+        for (id, older) in &mut self.older {
+            sweep_one(&mut older.handle, *id, late);
+        }
+    }
+
+    /// Waits until every task has ended (each has delivered its outcome
+    /// already, or will at once), letting go of every handle.
+    async fn finish(&mut self, late: &mut Vec<(Id, Payload)>) {
+        // The ended ones first, without waiting (nor yielding every 128).
+        self.sweep(late);
+        for &i in &self.pending {
+            let record = &mut self.tasks[i];
+            if let Some(handle) = &mut record.handle {
+                let ended = handle.await;
+                record.handle = None;
+                note_late(late, record.id, ended);
+            }
+        }
+        self.pending.clear();
+        for (id, older) in &mut self.older {
+            if let Some(handle) = &mut older.handle {
+                let ended = handle.await;
+                older.handle = None;
+                note_late(late, *id, ended);
+            }
+        }
+    }
+
+    /// Aborts every task that may still run.
+    fn abort_all(&mut self) {
+        let tasks = self.pending.iter().map(|&i| &self.tasks[i].handle);
+        let older = self.older.values().map(|o| &o.handle);
+        for handle in tasks.chain(older).flatten() {
+            handle.abort();
+        }
     }
 
     /// Forgets every task: the group is empty. Indexes go on counting.
     fn clear(&mut self) {
         self.base = self.next_index();
-        self.ids.clear();
+        self.tasks.clear();
         self.positions = None;
         self.older.clear();
         self.joined.clear();
         self.names.clear();
+        self.pending.clear();
+        self.sweep_at = 0;
+        self.finger = 0;
     }
 }
 
@@ -307,9 +487,10 @@ impl<T, E> Group<T, E> {
     /// The one constructor; `new`, `with_token` and `with_context` feed it.
     fn from_context(ctx: Context) -> Self {
         Group {
-            set: JoinSet::new(),
-            ready: VecDeque::new(),
             shared: Arc::new(Shared::new(ctx)),
+            delivered: VecDeque::new(),
+            live: 0,
+            late: Vec::new(),
             limit: None,
             book: Book::default(),
             resume_panics: false,
@@ -440,7 +621,7 @@ impl<T, E> Group<T, E> {
 
     /// How many tasks were spawned and not yet joined (running or finished).
     pub fn len(&self) -> usize {
-        self.set.len() + self.ready.len()
+        self.live
     }
 
     /// Whether every spawned task has been joined.
@@ -448,28 +629,37 @@ impl<T, E> Group<T, E> {
         self.len() == 0
     }
 
-    /// Moves finished tasks out of the `JoinSet`, which frees the memory of
-    /// their futures, keeping their results for the caller.
-    fn reap(&mut self)
-    where
-        T: 'static,
-        E: 'static,
-    {
-        while let Some(joined) = self.set.try_join_next_with_id() {
-            self.ready.push_back(joined);
-        }
-    }
-
-    fn ensure_idle(&mut self) -> Result<(), LimitError>
-    where
-        T: 'static,
-        E: 'static,
-    {
-        self.reap();
-        match self.set.len() {
+    fn ensure_idle(&mut self) -> Result<(), LimitError> {
+        self.shared.take(&mut self.delivered);
+        // A task that delivered its outcome has finished its work (its
+        // slot, if any, is free).
+        match self.live - self.delivered.len() {
             0 => Ok(()),
             running => Err(LimitError::Busy { running }),
         }
+    }
+
+    /// Waits until at least one more outcome is in `delivered`. Cancel safe:
+    /// what it takes is kept in `delivered`.
+    async fn deliveries(&mut self) {
+        std::future::poll_fn(|cx| self.shared.poll_take(&mut self.delivered, cx)).await;
+    }
+
+    /// Waits until every task has delivered its outcome. Cancel safe.
+    async fn all_delivered(&mut self) {
+        // Each task delivers exactly once, so this ends.
+        while self.delivered.len() < self.live {
+            self.deliveries().await;
+        }
+    }
+
+    /// A late panic noted for this task, if any.
+    fn take_late(&mut self, id: Id) -> Option<Payload> {
+        if self.late.is_empty() {
+            return None;
+        }
+        let at = self.late.iter().position(|(late, _)| *late == id)?;
+        Some(self.late.swap_remove(at).1)
     }
 }
 
@@ -586,9 +776,7 @@ where
             Some(limit) => {
                 let slots = Arc::clone(&limit.slots);
                 // The semaphore is never closed, so this always gets a permit.
-                let permit = slots.acquire_owned().await.ok();
-                self.reap();
-                permit
+                slots.acquire_owned().await.ok()
             }
         };
         self.start(name, fut, permit);
@@ -601,10 +789,7 @@ where
         let permit = match &self.limit {
             None => None,
             Some(limit) => match Arc::clone(&limit.slots).try_acquire_owned() {
-                Ok(permit) => {
-                    self.reap();
-                    Some(permit)
-                }
+                Ok(permit) => Some(permit),
                 Err(_) => return Err(Rejected::new(fut)),
             },
         };
@@ -618,19 +803,25 @@ where
     {
         let index = self.book.next_index();
         let span = tracing::info_span!("task", index, name = name.as_deref());
-        let shared = Arc::clone(&self.shared);
+        let delivery = Delivery::new(Arc::clone(&self.shared));
         // Tokio sizes a task's memory by its future: the common case (no
-        // slot to hold, no span to enter) spawns the smallest wrapper.
+        // slot to hold, no span to enter) spawns the smallest wrapper. If
+        // this panics (no runtime), the wrapper is dropped outside any task
+        // and delivers nothing: the group is as it was.
         let handle = if permit.is_none() && span.is_disabled() {
-            self.set.spawn(PlainTask::new(fut, shared))
+            tokio::spawn(PlainTask::new(fut, delivery))
         } else {
-            self.set.spawn(RichTask::new(fut, shared, permit, span))
+            tokio::spawn(RichTask::new(fut, delivery, permit, span))
         };
-        self.book.record(handle.id(), name);
+        self.live += 1;
+        self.book.record(handle, name);
+        self.book.maybe_sweep(&mut self.late);
     }
 
     /// Waits for the next task to finish and returns its result, in
     /// completion order; `None` once every spawned task has been joined.
+    ///
+    /// The task has ended when this returns: its future has been dropped.
     ///
     /// # Panics
     ///
@@ -640,16 +831,32 @@ where
     /// # Cancel safety
     ///
     /// Cancel safe: if the future is dropped before it completes, no result
-    /// is lost (as [`JoinSet::join_next`]).
+    /// is lost.
     pub async fn join_next(&mut self) -> Option<Result<T, GroupError<E>>> {
-        let joined = self.next_joined().await?;
-        let settled = self.settle(joined, self.resume_panics);
+        if self.live == 0 {
+            return None;
+        }
+        if self.delivered.is_empty() {
+            self.deliveries().await;
+        }
+        let id = self.delivered.front()?.0;
+        // The task delivered its outcome from inside its last poll; tokio
+        // drops its future right after (on another thread, it may not have
+        // yet). Nothing is taken out until that is done.
+        if let Some(handle) = self.book.handle_mut(id)
+            && let Some(running) = handle
+        {
+            let ended = running.await;
+            *handle = None;
+            note_late(&mut self.late, id, ended);
+        }
+        let delivered = self.delivered.pop_front()?;
+        let settled = self.settle(delivered, self.resume_panics);
         if self.is_empty() {
             // Everything is joined: what the group knew about its tasks can go.
             self.book.clear();
-            self.shared.failures().clear();
-        } else if let Some(joined) = self.book.joined_one(settled.id) {
-            self.shared.failures().retain(|id| !joined.contains(id));
+        } else {
+            self.book.joined_one(settled.id);
         }
         if let Some(payload) = settled.payload {
             std::panic::resume_unwind(payload);
@@ -768,13 +975,13 @@ where
         let mut errors = Vec::new();
         self.drain(|settled| match settled.result {
             Ok(value) => values.push(value),
-            Err(error) => errors.push((settled.id, error)),
+            Err(error) => errors.push(error),
         })
         .await;
         if errors.is_empty() {
             return Ok(values);
         }
-        Err(GroupErrors::new(self.in_failure_order(errors)))
+        Err(GroupErrors::new(errors))
     }
 
     /// Stops the group: cancels its token, waits up to `grace` for the tasks
@@ -790,90 +997,68 @@ where
     /// tasks still running at once.
     pub async fn shutdown(mut self, grace: Duration) -> ShutdownReport<T, E> {
         self.shared.token.cancel();
-        let mut values = Vec::new();
-        let mut errors = Vec::new();
-        let mut aborted = Vec::new();
-        let mut joined_all = Vec::with_capacity(self.len());
-        joined_all.extend(self.ready.drain(..));
         // `None`: the grace period is too long to be represented; wait.
-        let deadline = Instant::now().checked_add(grace);
-        loop {
-            let next = match deadline {
-                Some(deadline) => {
-                    match tokio::time::timeout_at(deadline, self.set.join_next_with_id()).await {
-                        Ok(next) => next,
-                        Err(_elapsed) => break,
-                    }
-                }
-                None => self.set.join_next_with_id().await,
-            };
-            match next {
-                Some(joined) => joined_all.push(joined),
-                None => break,
+        let drained = match Instant::now().checked_add(grace) {
+            Some(deadline) => tokio::time::timeout_at(deadline, self.all_delivered())
+                .await
+                .is_ok(),
+            None => {
+                self.all_delivered().await;
+                true
             }
-        }
-        if !self.set.is_empty() {
+        };
+        if !drained {
             tracing::warn!(
-                tasks = self.set.len(),
+                tasks = self.live - self.delivered.len(),
                 ?grace,
                 "grace period over; aborting the tasks still running"
             );
-            self.set.abort_all();
-            while let Some(joined) = self.set.join_next_with_id().await {
-                joined_all.push(joined);
-            }
+            self.book.abort_all();
+            // An aborted task delivers `Aborted` as tokio drops it.
+            self.all_delivered().await;
         }
-        for joined in joined_all {
-            let settled = self.settle(joined, false);
-            match settled.result {
+        self.book.finish(&mut self.late).await;
+        let mut values = Vec::new();
+        let mut errors = Vec::new();
+        let mut aborted = Vec::new();
+        while let Some(delivered) = self.delivered.pop_front() {
+            match self.settle(delivered, false).result {
                 Ok(value) => values.push(value),
                 Err(GroupError::Aborted { task }) => aborted.push(task),
-                Err(error) => errors.push((settled.id, error)),
+                Err(error) => errors.push(error),
             }
         }
         ShutdownReport {
             values,
-            errors: self.in_failure_order(errors),
+            errors,
             aborted,
         }
     }
 
-    async fn next_joined(&mut self) -> Option<Joined<T, E>> {
-        match self.ready.pop_front() {
-            Some(joined) => Some(joined),
-            None => self.set.join_next_with_id().await,
-        }
-    }
-
-    /// Turns what the `JoinSet` yielded into a result that names the task.
-    fn settle(&mut self, joined: Joined<T, E>, keep_payload: bool) -> Settled<T, E> {
-        let (id, result, payload) = match joined {
-            Ok((id, Outcome::Ok(value))) => (id, Ok(value), None),
-            Ok((id, Outcome::Err(error))) => {
+    /// Turns a delivered outcome into a result that names the task.
+    fn settle(&mut self, (id, outcome): Delivered<T, E>, keep_payload: bool) -> Settled<T, E> {
+        self.live -= 1;
+        let outcome = match self.take_late(id) {
+            Some(payload) => Outcome::Panicked(Box::new(payload)),
+            None => outcome,
+        };
+        let (result, payload) = match outcome {
+            Outcome::Ok(value) => (Ok(value), None),
+            Outcome::Err(error) => {
                 let task = self.book.label(id);
-                (id, Err(GroupError::Failed { task, error }), None)
+                (Err(GroupError::Failed { task, error }), None)
             }
-            Ok((id, Outcome::Panicked(payload))) => {
+            Outcome::Panicked(payload) => {
                 let payload = payload.into_inner();
                 let error = GroupError::Panicked {
                     task: self.book.label(id),
                     message: weir_core::panic_message(&*payload),
                 };
-                (id, Err(error), keep_payload.then_some(payload))
+                (Err(error), keep_payload.then_some(payload))
             }
-            Err(join_error) => {
-                let id = join_error.id();
+            Outcome::Aborted => {
                 let task = self.book.label(id);
-                if join_error.is_panic() {
-                    // The wrapper catches the task's panics; this one came
-                    // from outside it (e.g. a destructor).
-                    let payload = join_error.into_panic();
-                    let message = weir_core::panic_message(&*payload);
-                    let error = GroupError::Panicked { task, message };
-                    (id, Err(error), keep_payload.then_some(payload))
-                } else {
-                    (id, Err(GroupError::Aborted { task }), None)
-                }
+                (Err(GroupError::Aborted { task }), None)
             }
         };
         self.book.forget_name(id);
@@ -894,36 +1079,21 @@ where
         indexed.into_iter().map(|(_, item)| item).collect()
     }
 
-    /// Sorts failures by the order in which they happened; those that were
-    /// not recorded as they happened (aborts) go last.
-    fn in_failure_order<X>(&self, items: Vec<(Id, X)>) -> Vec<X> {
-        let order: HashMap<Id, usize> = self
-            .shared
-            .failures()
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (*id, i))
-            .collect();
-        let mut ordered: Vec<(usize, X)> = items
-            .into_iter()
-            .map(|(id, item)| (order.get(&id).copied().unwrap_or(usize::MAX), item))
-            .collect();
-        ordered.sort_by_key(|(order, _)| *order);
-        ordered.into_iter().map(|(_, item)| item).collect()
-    }
-
-    /// Joins every task, handing each to `each`; then resumes the earliest
-    /// panic if panics are resumed.
+    /// Waits for every task to end, then hands each to `each`, in the order
+    /// they delivered their outcomes (which is the order failures happened
+    /// in); then resumes the earliest panic if panics are resumed.
     async fn drain(&mut self, mut each: impl FnMut(Settled<T, E>)) {
-        let mut panics = Vec::new();
-        while let Some(joined) = self.next_joined().await {
-            let mut settled = self.settle(joined, self.resume_panics);
+        self.all_delivered().await;
+        self.book.finish(&mut self.late).await;
+        let mut first_panic = None;
+        while let Some(delivered) = self.delivered.pop_front() {
+            let mut settled = self.settle(delivered, self.resume_panics);
             if let Some(payload) = settled.payload.take() {
-                panics.push((settled.id, payload));
+                first_panic.get_or_insert(payload);
             }
             each(settled);
         }
-        if let Some(payload) = self.in_failure_order(panics).into_iter().next() {
+        if let Some(payload) = first_panic {
             std::panic::resume_unwind(payload);
         }
     }
@@ -931,32 +1101,33 @@ where
     /// Joins every task, handing each value and its task id to `push`;
     /// returns the failure that happened first.
     async fn drain_values(&mut self, mut push: impl FnMut(Id, T)) -> Option<GroupError<E>> {
-        let mut errors = Vec::new();
+        let mut first = None;
         self.drain(|settled| match settled.result {
             Ok(value) => push(settled.id, value),
-            Err(error) => errors.push((settled.id, error)),
+            Err(error) => {
+                first.get_or_insert(error);
+            }
         })
         .await;
-        if errors.len() <= 1 {
-            return errors.pop().map(|(_, error)| error);
-        }
-        self.in_failure_order(errors).into_iter().next()
+        first
     }
 }
 
 impl<T, E> Drop for Group<T, E> {
     fn drop(&mut self) {
-        let unjoined = self.set.len();
-        if unjoined > 0 {
+        if self.live > 0 {
             tracing::warn!(
-                tasks = unjoined,
+                tasks = self.live,
                 "task group dropped before its tasks were joined; aborting them"
             );
         }
         // Go cancels a WithContext context when Wait returns; weir when the
-        // group is gone (waiting methods consume it). The JoinSet aborts the
-        // tasks as it drops.
+        // group is gone (waiting methods consume it).
         self.shared.token.cancel();
+        self.book.abort_all();
+        // What was delivered and not joined goes now; the aborted tasks'
+        // deliveries are dropped as they come.
+        self.shared.close();
     }
 }
 
@@ -969,5 +1140,87 @@ impl<T, E> fmt::Debug for Group<T, E> {
             .field("fail_fast", &self.shared.fail_fast())
             .field("resume_panics", &self.resume_panics)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Handles the book still holds (tasks not seen to have ended).
+    fn held(book: &Book<impl Sized>) -> usize {
+        let tasks = book.tasks.iter().filter(|r| r.handle.is_some()).count();
+        let older = book.older.values().filter(|o| o.handle.is_some()).count();
+        tasks + older
+    }
+
+    /// A long-lived group joined one task at a time, with a task that lives
+    /// through all the others: what the book keeps stays bounded.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_lived_group_joined_one_by_one_keeps_its_book_bounded() {
+        let mut group: Group<u64, &'static str> = Group::new().limit(8).unwrap();
+        group
+            .spawn(async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(0)
+            })
+            .await;
+        let mut most = 0;
+        for i in 1..=20_000u64 {
+            group
+                .spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(i % 3)).await;
+                    Ok(i)
+                })
+                .await;
+            while group.len() > 4 {
+                group.join_next().await.unwrap().unwrap();
+            }
+            let kept = group.book.tasks.len() + group.book.older.len();
+            most = most.max(kept);
+            assert!(
+                held(&group.book) <= group.len(),
+                "a joined task's handle is kept"
+            );
+            assert!(group.delivered.len() <= group.len());
+        }
+        assert!(most <= 3 * COMPACT_AFTER, "the book grew to {most}");
+        assert_eq!(group.wait().await.unwrap().len(), 4);
+    }
+
+    /// A group that is never joined until the end lets go of the handles of
+    /// the tasks that ended as it spawns (freeing their task memory), even
+    /// past a task that runs all along; `wait` still has every value.
+    #[tokio::test(start_paused = true)]
+    async fn spawning_lets_go_of_the_handles_of_ended_tasks() {
+        let mut group: Group<u64, &'static str> = Group::new().limit(4).unwrap();
+        group
+            .spawn(async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(0)
+            })
+            .await;
+        for i in 1..10_000u64 {
+            group
+                .spawn(async move {
+                    tokio::task::yield_now().await;
+                    Ok(i)
+                })
+                .await;
+            // Three times the running tasks, plus what spawned since the
+            // last sweep.
+            let bound = 3 * 4 + SWEEP_EVERY;
+            assert!(
+                held(&group.book) <= bound,
+                "{} handles held",
+                held(&group.book)
+            );
+        }
+        assert_eq!(group.len(), 10_000);
+        let mut values = group.wait().await.unwrap();
+        values.sort_unstable();
+        assert_eq!(values, (0..10_000).collect::<Vec<_>>());
     }
 }

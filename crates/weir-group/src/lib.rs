@@ -1,8 +1,10 @@
 //! An errgroup for tokio: a set of tasks that is bounded, cancels on the first
 //! error and never leaks.
 //!
-//! [`Group`] is Go's `golang.org/x/sync/errgroup` for tokio, built on a
-//! [`JoinSet`](tokio::task::JoinSet):
+//! [`Group`] is Go's `golang.org/x/sync/errgroup` for tokio. Its tasks are
+//! plain `tokio::spawn`s that hand their results to the group through a
+//! completion queue, which costs well under what a
+//! [`JoinSet`](tokio::task::JoinSet) does (see [`Group`]'s "Cost"):
 //!
 //! - **Bounded before spawning.** With [`Group::limit`], [`Group::spawn`]
 //!   takes a slot *before* it spawns (it waits while the group is full) and
