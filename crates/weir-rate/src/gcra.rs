@@ -218,8 +218,8 @@ impl Gcra {
         reserve: bool,
     ) -> Decision {
         let mut spins = 0;
+        let mut cur = self.load_state();
         loop {
-            let cur = self.load_state();
             let p = self.params();
             // Only reservations need it (to be cancelled across a change).
             let generation = if reserve {
@@ -234,11 +234,16 @@ impl Gcra {
             {
                 // The CAS checks that no decision or quota change came in
                 // between (a change always leaves another value behind).
+                // A failed CAS hands back the state it found (read with
+                // Acquire, like `load_state`, so the parameters read next
+                // are at least as new): decide again from it at once. Losing
+                // to another decision is progress, not a reason to pause;
+                // only a quota change in progress (`LOCKED`) is waited out.
                 match self.state.compare_exchange_weak(
                     cur,
                     new,
                     Ordering::AcqRel,
-                    Ordering::Relaxed,
+                    Ordering::Acquire,
                 ) {
                     Ok(_) => {
                         return Decision::Granted {
@@ -247,8 +252,13 @@ impl Gcra {
                             generation,
                         };
                     }
+                    Err(actual) if actual != LOCKED => {
+                        cur = actual;
+                        continue;
+                    }
                     Err(_) => {
                         backoff(&mut spins);
+                        cur = self.load_state();
                         continue;
                     }
                 }
@@ -257,8 +267,19 @@ impl Gcra {
             // consistent `(state, params)` pair: if the state moved while the
             // parameters were read (a quota change may have been half seen),
             // decide again.
+            // (The refusal, the hot non-writing answer, checks on its own
+            // path: measurably cheaper than one shared check.)
+            if let Verdict::Deny(earliest) = verdict {
+                if self.state.load(Ordering::Acquire) == cur {
+                    return Decision::Denied { earliest };
+                }
+                backoff(&mut spins);
+                cur = self.load_state();
+                continue;
+            }
             if self.state.load(Ordering::Acquire) != cur {
                 backoff(&mut spins);
+                cur = self.load_state();
                 continue;
             }
             return match verdict {
