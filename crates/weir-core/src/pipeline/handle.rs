@@ -70,10 +70,7 @@ impl<T> Stream for ItemStream<T> {
         let polled = rx.poll_recv(cx);
         match &polled {
             Poll::Ready(Some(_)) => {
-                // The stream is the counter's only writer (its `Drop` writes
-                // another one): a load and a store, no locked instruction.
-                let d = &this.sink.delivered;
-                d.store(d.load(Relaxed) + 1, Relaxed);
+                this.sink.delivered.fetch_add(1, Relaxed);
             }
             Poll::Ready(None) => this.done = true,
             Poll::Pending => {}

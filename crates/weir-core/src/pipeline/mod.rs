@@ -114,24 +114,10 @@ struct Launch<E> {
 impl<E: fmt::Display + Send + 'static> Launch<E> {
     /// Registers a stage's counters; `tasks` is how many tasks it runs.
     fn stage(&self, name: &Arc<str>, workers: usize, tasks: usize) -> Arc<StageCounters> {
-        self.stage_with(name, workers, tasks, true)
-    }
-
-    /// [`stage`](Self::stage); `own_writers` is false when code outside the
-    /// stage's tasks writes its counters too (a generator's [`Emitter`] can
-    /// be shared with tasks of the user's).
-    fn stage_with(
-        &self,
-        name: &Arc<str>,
-        workers: usize,
-        tasks: usize,
-        own_writers: bool,
-    ) -> Arc<StageCounters> {
         let counters = Arc::new(StageCounters::new(
             Arc::clone(name),
             workers,
             tasks,
-            own_writers,
             self.shared.started,
         ));
         self.shared
@@ -341,8 +327,7 @@ where
         Self::from_launch(Box::new(move |l: &Launch<E>, consumers| {
             let name: Arc<str> = Arc::from("source");
             let (tx, rx) = channel::edge(l.capacity, consumers);
-            // The `Emitter` may be shared with tasks of the generator's own.
-            let env = l.env(&l.stage_with(&name, 1, 1, false));
+            let env = l.env(&l.stage(&name, 1, 1));
             l.spawn(&name, 0, run::generator_source(env, f, tx));
             rx
         }))

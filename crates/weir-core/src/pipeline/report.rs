@@ -125,23 +125,12 @@ pub(crate) struct StageCounters {
     /// Tasks of the stage still running; the last one to end closes and
     /// drains the stage's input.
     pub(crate) live: AtomicUsize,
-    /// One task, and nothing else, writes the counters, so a count is a
-    /// load and a store, not a read-modify-write (see [`Self::add`]).
-    single_writer: bool,
     started: Instant,
     finished: Mutex<Option<Duration>>,
 }
 
 impl StageCounters {
-    /// Counters of a stage of `workers` workers run by `tasks` tasks;
-    /// `single_writer` when nothing but one task writes them.
-    pub(crate) fn new(
-        name: Arc<str>,
-        workers: usize,
-        tasks: usize,
-        single_writer: bool,
-        started: Instant,
-    ) -> Self {
+    pub(crate) fn new(name: Arc<str>, workers: usize, tasks: usize, started: Instant) -> Self {
         Self {
             name,
             workers,
@@ -153,21 +142,8 @@ impl StageCounters {
             timed_out: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             live: AtomicUsize::new(tasks),
-            single_writer: single_writer && tasks == 1,
             started,
             finished: Mutex::new(None),
-        }
-    }
-
-    /// Adds `n` to one of this stage's counters. Only the stage's own tasks
-    /// write its counters; when one task is the only writer, a plain load
-    /// and store (no locked instruction) is exact.
-    #[inline]
-    pub(crate) fn add(&self, counter: &AtomicU64, n: u64) {
-        if self.single_writer {
-            counter.store(counter.load(Relaxed) + n, Relaxed);
-        } else {
-            counter.fetch_add(n, Relaxed);
         }
     }
 

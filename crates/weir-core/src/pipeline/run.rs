@@ -176,7 +176,7 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
             Some(Ok(Ok(Ok(Some(out))))) => Outcome::Item(out),
             Some(Ok(Ok(Ok(None)))) => Outcome::Filtered,
             Some(Ok(Ok(Err(error)))) => {
-                c.add(&c.failed, 1);
+                c.failed.fetch_add(1, Relaxed);
                 self.fail(PipelineError::Failed {
                     stage: self.stage(),
                     error,
@@ -184,8 +184,8 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
                 Outcome::Failed
             }
             Some(Ok(Err(payload))) => {
-                c.add(&c.failed, 1);
-                c.add(&c.panicked, 1);
+                c.failed.fetch_add(1, Relaxed);
+                c.panicked.fetch_add(1, Relaxed);
                 let message = panic_message(&*payload);
                 tracing::error!(stage = %c.name, %message, "stage function panicked");
                 self.fail(PipelineError::Panicked {
@@ -195,8 +195,8 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
                 Outcome::Failed
             }
             Some(Err(_elapsed)) => {
-                c.add(&c.failed, 1);
-                c.add(&c.timed_out, 1);
+                c.failed.fetch_add(1, Relaxed);
+                c.timed_out.fetch_add(1, Relaxed);
                 self.fail(PipelineError::TimedOut {
                     stage: self.stage(),
                     after: timeout.unwrap_or_default(),
@@ -211,10 +211,10 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
     fn account(&self, d: Delivery) -> bool {
         let c = &self.counters;
         if d.sent > 0 {
-            c.add(&c.output, d.sent);
+            c.output.fetch_add(d.sent, Relaxed);
         }
         if d.lost > 0 {
-            c.add(&c.cancelled, d.lost);
+            c.cancelled.fetch_add(d.lost, Relaxed);
         }
         match d.status {
             Sent::Ok => true,
@@ -249,7 +249,7 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
         }
         let left = tx.discard();
         if left > 0 {
-            self.counters.add(&self.counters.cancelled, left);
+            self.counters.cancelled.fetch_add(left, Relaxed);
         }
     }
 
@@ -292,7 +292,7 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
         out: &mut EdgeTx<O>,
     ) -> Option<I> {
         let item = self.next(rx, out).await?;
-        self.counters.add(&self.counters.input, 1);
+        self.counters.input.fetch_add(1, Relaxed);
         Some(item)
     }
 
@@ -311,8 +311,8 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
     pub(crate) fn drain<I>(&self, rx: &mut EdgeRx<I>) {
         let left = channel::close_and_drain(rx);
         if left > 0 {
-            self.counters.add(&self.counters.input, left);
-            self.counters.add(&self.counters.cancelled, left);
+            self.counters.input.fetch_add(left, Relaxed);
+            self.counters.cancelled.fetch_add(left, Relaxed);
             tracing::debug!(stage = %self.counters.name, left, "input closed with items left; counted as cancelled");
         }
     }
@@ -353,11 +353,11 @@ async fn work_loop<I, O, E, P>(
                 }
             }
             Outcome::Filtered => {
-                env.counters.add(&env.counters.filtered, 1);
+                env.counters.filtered.fetch_add(1, Relaxed);
             }
             Outcome::Failed => {}
             Outcome::Stopped => {
-                env.counters.add(&env.counters.cancelled, 1);
+                env.counters.cancelled.fetch_add(1, Relaxed);
                 env.interrupted();
                 return;
             }
@@ -449,11 +449,11 @@ pub(crate) async fn ordered_dispatcher<I, E>(
         match work.send((seq, item), &mut env.halt).await.status {
             Sent::Ok => seq += 1,
             Sent::Closed => {
-                env.counters.add(&env.counters.cancelled, 1);
+                env.counters.cancelled.fetch_add(1, Relaxed);
                 break;
             }
             Sent::Stopped => {
-                env.counters.add(&env.counters.cancelled, 1);
+                env.counters.cancelled.fetch_add(1, Relaxed);
                 env.interrupted();
                 break;
             }
@@ -485,12 +485,12 @@ pub(crate) async fn ordered_worker<I, O, E, P>(
         let out = match env.process(&mut proc, item, timeout, &mut done).await {
             Outcome::Item(out) => Some(out),
             Outcome::Filtered => {
-                env.counters.add(&env.counters.filtered, 1);
+                env.counters.filtered.fetch_add(1, Relaxed);
                 None
             }
             Outcome::Failed => None,
             Outcome::Stopped => {
-                env.counters.add(&env.counters.cancelled, 1);
+                env.counters.cancelled.fetch_add(1, Relaxed);
                 env.interrupted();
                 break;
             }
@@ -503,7 +503,7 @@ pub(crate) async fn ordered_worker<I, O, E, P>(
         let d = done.send((seq, out), &mut env.halt).await;
         if d.status != Sent::Ok {
             if had_item {
-                env.counters.add(&env.counters.cancelled, 1);
+                env.counters.cancelled.fetch_add(1, Relaxed);
             }
             break;
         }
@@ -514,7 +514,7 @@ pub(crate) async fn ordered_worker<I, O, E, P>(
     // numbered items no worker took; the dispatcher counted them as input.
     if workers_left.fetch_sub(1, Relaxed) == 1 {
         let left = channel::close_and_drain(&mut work);
-        env.counters.add(&env.counters.cancelled, left);
+        env.counters.cancelled.fetch_add(left, Relaxed);
     }
 }
 
@@ -551,7 +551,7 @@ pub(crate) async fn ordered_reorderer<O, E>(
     let buffered = pending.values().filter(|o| o.is_some()).count() as u64;
     let mut left = 0;
     channel::close_and_drain_each(&mut done, |(_, out)| left += u64::from(out.is_some()));
-    env.counters.add(&env.counters.cancelled, buffered + left);
+    env.counters.cancelled.fetch_add(buffered + left, Relaxed);
     env.finish::<O>(None);
 }
 
@@ -566,7 +566,7 @@ where
             env.interrupted();
             break;
         }
-        env.counters.add(&env.counters.input, 1);
+        env.counters.input.fetch_add(1, Relaxed);
         if !env.emit(&mut tx, item).await {
             break;
         }
@@ -603,7 +603,7 @@ where
                 break;
             }
         };
-        env.counters.add(&env.counters.input, 1);
+        env.counters.input.fetch_add(1, Relaxed);
         if !env.emit(&mut tx, item).await {
             break;
         }
@@ -635,13 +635,13 @@ where
         // stop, not a failure of its own.
         Some(Ok(Err(_))) if stopped.load(Relaxed) => {}
         Some(Ok(Err(error))) => {
-            env.counters.add(&env.counters.failed, 1);
+            env.counters.failed.fetch_add(1, Relaxed);
             let stage = env.stage();
             env.fail(PipelineError::Failed { stage, error });
         }
         Some(Err(payload)) => {
-            env.counters.add(&env.counters.failed, 1);
-            env.counters.add(&env.counters.panicked, 1);
+            env.counters.failed.fetch_add(1, Relaxed);
+            env.counters.panicked.fetch_add(1, Relaxed);
             let stage = env.stage();
             let message = panic_message(&*payload);
             env.fail(PipelineError::Panicked { stage, message });
@@ -651,7 +651,7 @@ where
     // source, so the source's input includes it.
     let c = &env.counters;
     let failed = c.failed.load(Relaxed);
-    c.add(&c.input, failed);
+    c.input.fetch_add(failed, Relaxed);
     env.finish::<T>(None);
 }
 
@@ -697,7 +697,7 @@ impl<T> Emitter<T> {
     /// If the returned future is dropped before it completes, the item is
     /// dropped and was not sent.
     pub async fn send(&self, item: T) -> Result<(), Stopped> {
-        self.counters.add(&self.counters.input, 1);
+        self.counters.input.fetch_add(1, Relaxed);
         // If this future is dropped mid-send (the pipeline stopped and the
         // generator with it), the item is counted as cancelled.
         let mut pending = PendingSend {
@@ -723,11 +723,11 @@ impl<T> Emitter<T> {
         pending.done = true;
         match sent {
             Ok(()) => {
-                self.counters.add(&self.counters.output, 1);
+                self.counters.output.fetch_add(1, Relaxed);
                 Ok(())
             }
             Err(()) => {
-                self.counters.add(&self.counters.cancelled, 1);
+                self.counters.cancelled.fetch_add(1, Relaxed);
                 self.stopped.store(true, Relaxed);
                 Err(Stopped)
             }
@@ -762,7 +762,7 @@ struct PendingSend<'a> {
 impl Drop for PendingSend<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.counters.add(&self.counters.cancelled, 1);
+            self.counters.cancelled.fetch_add(1, Relaxed);
         }
     }
 }
