@@ -118,6 +118,52 @@ pub(crate) fn edge<T>(capacity: usize, readers: usize) -> (EdgeTx<T>, Vec<EdgeRx
     }
 }
 
+/// The reading end of a channel of chunks, handing out one item at a time:
+/// the output of `merge` and the pool's results stream. (A pipeline edge
+/// keeps its own chunk, see [`EdgeRx`], because it also drains and closes.)
+#[derive(Debug)]
+pub(crate) struct ChunkRx<T> {
+    rx: mpsc::Receiver<Vec<T>>,
+    /// The chunk being read.
+    chunk: std::vec::IntoIter<T>,
+}
+
+impl<T> ChunkRx<T> {
+    pub(crate) fn new(rx: mpsc::Receiver<Vec<T>>) -> Self {
+        Self {
+            rx,
+            chunk: Vec::new().into_iter(),
+        }
+    }
+
+    /// The next item; `None` once every sender is gone and all was read.
+    /// `on_chunk` is told the length of each chunk taken off the channel.
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut on_chunk: impl FnMut(usize),
+    ) -> Poll<Option<T>> {
+        loop {
+            if let Some(item) = self.chunk.next() {
+                return Poll::Ready(Some(item));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(chunk)) => {
+                    on_chunk(chunk.len());
+                    self.chunk = chunk.into_iter();
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Items of the chunk being read that were not handed out yet.
+    pub(crate) fn in_hand(&self) -> usize {
+        self.chunk.len()
+    }
+}
+
 /// A new bounded edge for single items (no chunks) with one reader.
 pub(crate) fn edge_of_items<T>(capacity: usize) -> (EdgeTx<T>, Vec<EdgeRx<T>>) {
     let (tx, rx) = async_channel::bounded(capacity);

@@ -62,6 +62,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::channel::ChunkRx;
+
 /// Capacity of each output channel when none is set with [`Fan::capacity`].
 pub const DEFAULT_CAPACITY: usize = 32;
 
@@ -181,31 +183,23 @@ impl Fan {
                         // The input panicked: what it yielded before still
                         // goes out, then the panic is reported as usual.
                         Err(payload) => {
-                            if !chunk.is_empty() {
-                                let _ = tx.send(chunk).await;
-                            }
+                            send_chunk(&tx, &mut chunk, batch).await;
                             std::panic::resume_unwind(payload);
                         }
                         Ok(None) => {
-                            if !chunk.is_empty() {
-                                let full = std::mem::replace(&mut chunk, Vec::with_capacity(batch));
-                                if tx.send(full).await.is_err() {
-                                    return;
-                                }
+                            if !send_chunk(&tx, &mut chunk, batch).await {
+                                return;
                             }
                             input.next().await
                         }
                     };
                     let Some(item) = next else { break };
                     chunk.push(item);
-                    if chunk.len() >= batch {
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(batch));
-                        if tx.send(full).await.is_err() {
-                            return;
-                        }
+                    if chunk.len() >= batch && !send_chunk(&tx, &mut chunk, batch).await {
+                        return;
                     }
                 }
-                if !chunk.is_empty() && tx.send(chunk).await.is_err() {
+                if !send_chunk(&tx, &mut chunk, batch).await {
                     return;
                 }
                 tracing::debug!("input closed");
@@ -269,6 +263,16 @@ impl Fan {
         core.finish();
         FanReceiver::mpsc(rx, core.handle, core.guard)
     }
+}
+
+/// Sends `chunk`, if it holds anything, leaving an empty one of `batch`
+/// capacity in its place; `false` when the output is gone.
+async fn send_chunk<T>(tx: &mpsc::Sender<Vec<T>>, chunk: &mut Vec<T>, batch: usize) -> bool {
+    if chunk.is_empty() {
+        return true;
+    }
+    let full = std::mem::replace(chunk, Vec::with_capacity(batch));
+    tx.send(full).await.is_ok()
 }
 
 /// Merges `inputs` into one bounded output, items forwarded as they come.
@@ -468,8 +472,8 @@ impl fmt::Debug for FanHandle {
 
 enum Chan<T> {
     Mpsc(mpsc::Receiver<T>),
-    /// Chunks from [`merge`]'s forwarding tasks, and the one being read.
-    Chunks(mpsc::Receiver<Vec<T>>, std::vec::IntoIter<T>),
+    /// Chunks from [`merge`]'s forwarding tasks.
+    Chunks(ChunkRx<T>),
     // async-channel's Receiver is !Unpin; boxed so FanReceiver is Unpin.
     Mpmc(Pin<Box<async_channel::Receiver<T>>>),
 }
@@ -503,7 +507,7 @@ impl<T> FanReceiver<T> {
         guard: Arc<DropGuard>,
     ) -> Self {
         FanReceiver {
-            chan: Chan::Chunks(rx, Vec::new().into_iter()),
+            chan: Chan::Chunks(ChunkRx::new(rx)),
             handle,
             _guard: guard,
         }
@@ -529,26 +533,13 @@ impl<T> FanReceiver<T> {
     /// Cancel safe: if the future is dropped before it returns, no item is
     /// lost (usable in `tokio::select!`).
     pub async fn recv(&mut self) -> Option<T> {
-        match &mut self.chan {
-            Chan::Mpsc(rx) => rx.recv().await,
-            Chan::Chunks(..) => std::future::poll_fn(|cx| self.poll_item(cx)).await,
-            Chan::Mpmc(rx) => rx.recv().await.ok(),
-        }
+        std::future::poll_fn(|cx| self.poll_item(cx)).await
     }
 
     fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         match &mut self.chan {
             Chan::Mpsc(rx) => rx.poll_recv(cx),
-            Chan::Chunks(rx, chunk) => loop {
-                if let Some(item) = chunk.next() {
-                    return Poll::Ready(Some(item));
-                }
-                match rx.poll_recv(cx) {
-                    Poll::Ready(Some(next)) => *chunk = next.into_iter(),
-                    Poll::Ready(None) => return Poll::Ready(None),
-                    Poll::Pending => return Poll::Pending,
-                }
-            },
+            Chan::Chunks(rx) => rx.poll_next(cx, |_| {}),
             Chan::Mpmc(rx) => rx.as_mut().poll_next(cx),
         }
     }
@@ -609,7 +600,7 @@ impl<T> fmt::Debug for FanReceiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.chan {
             Chan::Mpsc(_) => "mpsc",
-            Chan::Chunks(..) => "mpsc (chunks)",
+            Chan::Chunks(_) => "mpsc (chunks)",
             Chan::Mpmc(_) => "mpmc",
         };
         f.debug_struct("FanReceiver")

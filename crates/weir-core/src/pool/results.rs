@@ -26,6 +26,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::JobResult;
 use super::ticket::{Boxed, JobId};
+use crate::channel::ChunkRx;
 
 /// Most results in one chunk.
 const BATCH: usize = 32;
@@ -46,8 +47,7 @@ pub(crate) fn channel<O, E>(capacity: usize) -> (ResultTx<O, E>, Results<O, E>) 
             buffered: buffered.clone(),
         },
         Results {
-            rx,
-            chunk: Vec::new().into_iter(),
+            rx: ChunkRx::new(rx),
             buffered,
         },
     )
@@ -208,9 +208,7 @@ impl<O, E> ResultSink<O, E> {
 /// here.
 #[must_use = "streams do nothing unless polled"]
 pub struct Results<O, E> {
-    rx: mpsc::Receiver<Chunk<O, E>>,
-    /// The chunk being read.
-    chunk: std::vec::IntoIter<(JobId, Boxed<O, E>)>,
+    rx: ChunkRx<(JobId, Boxed<O, E>)>,
     buffered: Arc<AtomicUsize>,
 }
 
@@ -228,7 +226,7 @@ impl<O, E> Results<O, E> {
 
     /// Results waiting to be read.
     pub fn len(&self) -> usize {
-        self.chunk.len() + self.buffered.load(Ordering::Relaxed)
+        self.rx.in_hand() + self.buffered.load(Ordering::Relaxed)
     }
 
     /// Whether no result is waiting to be read.
@@ -237,19 +235,12 @@ impl<O, E> Results<O, E> {
     }
 
     fn poll_result(&mut self, cx: &mut Context<'_>) -> Poll<Option<(JobId, JobResult<O, E>)>> {
-        loop {
-            if let Some((id, result)) = self.chunk.next() {
-                return Poll::Ready(Some((id, result.map_err(|e| *e))));
-            }
-            match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(chunk)) => {
-                    self.buffered.fetch_sub(chunk.len(), Ordering::Relaxed);
-                    self.chunk = chunk.into_iter();
-                }
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        let buffered = &self.buffered;
+        self.rx
+            .poll_next(cx, |n| {
+                buffered.fetch_sub(n, Ordering::Relaxed);
+            })
+            .map(|item| item.map(|(id, result)| (id, result.map_err(|e| *e))))
     }
 }
 
