@@ -523,3 +523,50 @@ async fn submitters_waiting_on_busy_synchronous_workers_are_always_woken() {
         assert_eq!(report.stats.completed, 1500);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn jobs_taken_with_a_job_that_waits_go_to_an_idle_worker() {
+    // A worker takes a share of a long queue at once (4 of 8 with 2
+    // workers). When one of its jobs waits, it gives the rest back, so they
+    // do not wait a second behind job 0 while the other worker is free.
+    let pool = one_slow(2);
+    let mut tickets = Vec::new();
+    for n in [0, 1, 2, 3, 4, 5, 6, 7] {
+        tickets.push(pool.try_submit(n).unwrap());
+    }
+    let slow = tickets.remove(0);
+    for (t, n) in tickets.into_iter().zip(1..) {
+        let got = tokio::time::timeout(MS, t).await;
+        assert_eq!(got, Ok(Ok(n)), "job {n} ran while job 0 slept");
+    }
+    assert_eq!(slow.await, Ok(0));
+    pool.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_worker_starts_jobs_in_submission_order_even_when_they_wait() {
+    // Jobs taken in a batch and given back (each job here waits) keep
+    // their place at the head of the queue.
+    let started = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = started.clone();
+    let pool = Pool::builder()
+        .workers(1)
+        .queue(64)
+        .build(move |n: u64| {
+            log.lock().unwrap().push(n);
+            async move {
+                sleep(MS * (n % 3) as u32).await;
+                Ok::<_, Infallible>(n)
+            }
+        })
+        .unwrap();
+    let mut tickets = Vec::new();
+    for n in 0..40 {
+        tickets.push(pool.try_submit(n).unwrap());
+    }
+    for (t, n) in tickets.into_iter().zip(0..) {
+        assert_eq!(t.await, Ok(n));
+    }
+    assert_eq!(*started.lock().unwrap(), (0..40).collect::<Vec<_>>());
+    pool.shutdown().await;
+}

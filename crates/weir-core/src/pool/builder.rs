@@ -188,7 +188,7 @@ impl PoolBuilder {
             .parent
             .as_ref()
             .map_or_else(Context::background, Context::child);
-        let (tx, rx) = queue(capacity);
+        let (tx, rx) = queue(capacity, workers);
         let make = Arc::new(make);
         let spawn: SpawnFn<H::Job, H::Output, H::Error> =
             Box::new(move |shared, index, results| {

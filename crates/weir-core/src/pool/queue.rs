@@ -1,54 +1,62 @@
 //! The queue between submitters and workers: the one place that knows how a
 //! job travels from [`Pool::submit`](super::Pool::submit) to a worker.
 //!
-//! Two shapes, chosen by the builder's `queue(cap)`:
+//! One `VecDeque` behind a `Mutex`, with the workers' and the submitters'
+//! waits beside it. Two shapes, chosen by the builder's `queue(cap)`:
 //!
-//! * **Buffered** (`cap > 0`): a bounded `async_channel` of `cap` slots. Workers
-//!   share the one receiver (MPMC, no `Mutex`). Submitters that wait for
-//!   room keep their job: they only ever `try_send` and sleep on a
-//!   [`Notify`] that workers ring, only when someone waits (one `SeqCst`
-//!   load per job otherwise), with hysteresis: when a pop leaves the queue
-//!   at most half full, or before a worker that freed a slot waits for
-//!   anything itself. Under load a woken submitter so refills half the
-//!   queue at once instead of one slot per wake-up; when the workers are
-//!   slow (their jobs wait), room is announced at once.
-//! * **Hand-off** (`cap == 0`): an unbounded channel whose admission is a
-//!   [`Semaphore`] holding one permit per *idle* worker. A worker adds its
-//!   permit when it starts waiting and a submitter takes one before it sends,
-//!   so at most as many jobs are in flight to workers as workers are idle: the
-//!   channel never holds more than that.
+//! * **Buffered** (`cap > 0`): at most `cap` jobs wait in the deque. A
+//!   worker takes jobs in *batches*, by guided self-scheduling: a share of
+//!   `len / workers` of what is queued, at least 1 and at most [`BATCH`],
+//!   so under load the lock (and the cache line it lives on) is paid once
+//!   per batch, while a short queue is still shared one job per worker.
+//!   The batch sits in the worker's [`QueueRx`] and counts as queued; a
+//!   worker gives what is left of it back to the front of the queue, in
+//!   order, before it waits for anything (a job that is not done at its
+//!   first poll, room in the results stream, a fresh worker after a panic)
+//!   and when it leaves, so no job waits behind a slow one while another
+//!   worker is idle. The deque may so hold up to `BATCH` jobs per worker
+//!   above `cap` for a moment; a submitter waits while it holds `cap` or
+//!   more.
+//! * **Hand-off** (`cap == 0`): a push needs an *idle offer*: a worker adds
+//!   one when it starts waiting, a push takes one, and a worker takes one
+//!   job at a time. At most as many jobs wait as workers are idle.
 //!
-//! The hand-off queue keeps the invariant `jobs in channel + free permits =
-//! idle offers`.
+//! Waking:
 //!
-//! Besides jobs, the channel carries [`Msg::Wake`]: a shrinking `resize`
-//! sends one per retiring worker (only if there is room or, in hand-off mode,
-//! an idle worker) so that an idle worker wakes up and leaves. That keeps a
-//! worker's idle wait a single `recv` (no extra wakers to register per idle
-//! period); cancellation wakes idle workers by closing the queue.
+//! * Each push wakes one sleeping worker, if one sleeps.
+//! * Submitters waiting for room sleep on a [`Notify`]. In buffered mode
+//!   workers ring it with hysteresis: when a take leaves the deque at most
+//!   half full, or before a worker that took jobs since its last ring
+//!   waits for anything ([`QueueRx::settle`]). A woken submitter so refills
+//!   half the queue instead of one slot per wake-up, and a slow job never
+//!   leaves a submitter waiting on room that exists. In hand-off mode each
+//!   new offer rings one waiting submitter.
+//! * A shrinking `resize` *kicks* idle workers ([`QueueTx::wake`]): the
+//!   pop of a worker that finds no job returns [`Msg::Wake`], and it looks
+//!   at the pool's size.
+//! * Closing wakes everyone: pushes fail, workers drain what is queued.
+//!
+//! Everything shared is behind the one lock, so there is no hand-written
+//! atomic protocol here to model.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, TryAcquireError};
+use tokio::sync::Notify;
 
-/// What travels through the queue.
+/// Most jobs a worker takes from the queue at once.
+pub(crate) const BATCH: usize = 64;
+
+/// What a worker's pop returns.
 pub(crate) enum Msg<T> {
     /// A job.
     Item(T),
-    /// Wake one idle worker so it looks at the pool's size again.
+    /// Look at the pool's size again (a shrink kicked this worker).
     Wake,
-}
-
-/// The item of a message handed back by a failed send of `Msg::Item`.
-fn item<T>(msg: Msg<T>) -> T {
-    match msg {
-        Msg::Item(item) => item,
-        // Every send of `Msg::Wake` is a `try_send` whose error is ignored
-        // (see `QueueTx::wake`), so a `Wake` is never handed back here.
-        Msg::Wake => unreachable!("a wake message is never handed back to a submitter"),
-    }
 }
 
 /// Why a push without waiting failed; the item comes back.
@@ -67,63 +75,124 @@ pub(crate) enum PushTimeoutError<T> {
     Closed(T),
 }
 
-/// State shared by both ends.
+/// What the lock guards.
 #[derive(Debug)]
-struct Room {
-    /// Hand-off mode: one permit per idle worker that offered itself.
-    idle: Option<Semaphore>,
-    /// Buffered mode: submitters waiting for room.
-    waiters: AtomicUsize,
-    /// Rung by workers while `waiters > 0`: after a pop that leaves the
-    /// queue at or below `low_water`, or before a worker that popped since
-    /// its last ring waits for anything (see [`QueueRx::settle`]).
-    freed: Notify,
-    /// Buffered mode: half the capacity.
-    low_water: usize,
+struct State<T> {
+    jobs: VecDeque<T>,
+    closed: bool,
+    /// Strong [`QueueTx`] handles; the queue closes when the last goes.
+    senders: usize,
+    /// Workers waiting for a job, with their wakers, oldest first.
+    sleepers: VecDeque<(u64, Waker)>,
+    /// Kicks from a shrink not yet taken by a worker.
+    kicks: usize,
+    /// Hand-off mode: idle offers no push has claimed yet.
+    offers: usize,
+    /// Submitters waiting for room.
+    waiters: usize,
+    /// The pool's worker count, for the batch share.
+    workers: usize,
 }
 
-/// Creates a queue: `cap == 0` is the hand-off queue.
-pub(crate) fn queue<T>(cap: usize) -> (QueueTx<T>, QueueRx<T>) {
-    let (tx, rx, idle) = if cap == 0 {
-        let (tx, rx) = async_channel::unbounded();
-        (tx, rx, Some(Semaphore::new(0)))
-    } else {
-        let (tx, rx) = async_channel::bounded(cap);
-        (tx, rx, None)
-    };
-    let room = Arc::new(Room {
-        idle,
-        waiters: AtomicUsize::new(0),
-        freed: Notify::new(),
+#[derive(Debug)]
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    /// `0`: hand-off.
+    cap: usize,
+    /// Buffered mode: a take that leaves at most this many rings `room`.
+    low_water: usize,
+    /// Submitters waiting for room sleep here.
+    room: Notify,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // No code panics while holding this lock; recover anyway.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<T> State<T> {
+    /// Takes the oldest sleeper's waker, if a worker sleeps.
+    fn wake_one(&mut self) -> Option<Waker> {
+        self.sleepers.pop_front().map(|(_, waker)| waker)
+    }
+}
+
+/// Creates a queue for `workers` workers: `cap == 0` is the hand-off queue.
+pub(crate) fn queue<T>(cap: usize, workers: usize) -> (QueueTx<T>, QueueCtl<T>) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            jobs: VecDeque::new(),
+            closed: false,
+            senders: 1,
+            sleepers: VecDeque::new(),
+            kicks: 0,
+            offers: 0,
+            waiters: 0,
+            workers,
+        }),
+        cap,
         low_water: cap / 2,
+        room: Notify::new(),
     });
     (
         QueueTx {
-            tx,
-            room: room.clone(),
+            shared: shared.clone(),
         },
-        QueueRx {
-            rx,
-            room,
-            offered: false,
-            owed: false,
-        },
+        QueueCtl { shared },
     )
+}
+
+/// The workers' side of the queue as the pool holds it: makes each
+/// worker's [`QueueRx`], closes the queue, tells it the worker count.
+#[derive(Debug)]
+pub(crate) struct QueueCtl<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> QueueCtl<T> {
+    /// A new worker's receiving end.
+    pub(crate) fn receiver(&self) -> QueueRx<T> {
+        QueueRx::new(self.shared.clone())
+    }
+
+    /// Sets the worker count the batch share divides by.
+    pub(crate) fn set_workers(&self, workers: usize) {
+        self.shared.lock().workers = workers;
+    }
+
+    /// Closes the queue from the workers' side (cancellation).
+    pub(crate) fn close(&self) {
+        close(&self.shared);
+    }
 }
 
 /// The submitting end. Cloning it keeps the queue open; the queue closes
 /// when the last clone is dropped or [`close`](Self::close) is called.
 #[derive(Debug)]
 pub(crate) struct QueueTx<T> {
-    tx: async_channel::Sender<Msg<T>>,
-    room: Arc<Room>,
+    shared: Arc<Shared<T>>,
 }
 
 impl<T> Clone for QueueTx<T> {
     fn clone(&self) -> Self {
+        self.shared.lock().senders += 1;
         Self {
-            tx: self.tx.clone(),
-            room: self.room.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Drop for QueueTx<T> {
+    fn drop(&mut self) {
+        let last = {
+            let mut st = self.shared.lock();
+            st.senders -= 1;
+            st.senders == 0
+        };
+        if last {
+            self.close();
         }
     }
 }
@@ -132,35 +201,33 @@ impl<T> QueueTx<T> {
     /// Waits for room, then enqueues. Dropping the future before it completes
     /// drops `item` without enqueueing it.
     pub(crate) async fn push(&self, item: T) -> Result<(), T> {
-        match &self.room.idle {
-            None => self.wait_for_room(item, None).await.map_err(|e| match e {
-                PushTimeoutError::Timeout(item) | PushTimeoutError::Closed(item) => item,
-            }),
-            Some(idle) => match idle.acquire().await {
-                Ok(permit) => {
-                    permit.forget();
-                    self.tx
-                        .try_send(Msg::Item(item))
-                        .map_err(|e| self::item(e.into_inner()))
-                }
-                Err(_) => Err(item),
-            },
-        }
+        self.wait_for_room(item, None).await.map_err(|e| match e {
+            PushTimeoutError::Timeout(item) | PushTimeoutError::Closed(item) => item,
+        })
     }
 
     /// Enqueues if there is room now.
     pub(crate) fn try_push(&self, item: T) -> Result<(), TryPushError<T>> {
-        if let Some(idle) = &self.room.idle {
-            match idle.try_acquire() {
-                Ok(permit) => permit.forget(),
-                Err(TryAcquireError::NoPermits) => return Err(TryPushError::Full(item)),
-                Err(TryAcquireError::Closed) => return Err(TryPushError::Closed(item)),
+        let waker = {
+            let mut st = self.shared.lock();
+            if st.closed {
+                return Err(TryPushError::Closed(item));
             }
+            if self.shared.cap == 0 {
+                if st.offers == 0 {
+                    return Err(TryPushError::Full(item));
+                }
+                st.offers -= 1;
+            } else if st.jobs.len() >= self.shared.cap {
+                return Err(TryPushError::Full(item));
+            }
+            st.jobs.push_back(item);
+            st.wake_one()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
-        self.tx.try_send(Msg::Item(item)).map_err(|e| match e {
-            async_channel::TrySendError::Full(msg) => TryPushError::Full(self::item(msg)),
-            async_channel::TrySendError::Closed(msg) => TryPushError::Closed(self::item(msg)),
-        })
+        Ok(())
     }
 
     /// Waits at most `d` for room; the item comes back on timeout. Dropping
@@ -171,53 +238,35 @@ impl<T> QueueTx<T> {
         d: Duration,
     ) -> Result<(), PushTimeoutError<T>> {
         let deadline = tokio::time::Instant::now() + d;
-        if let Some(idle) = &self.room.idle {
-            return match tokio::time::timeout_at(deadline, idle.acquire()).await {
-                Ok(Ok(permit)) => {
-                    permit.forget();
-                    self.tx
-                        .try_send(Msg::Item(item))
-                        .map_err(|e| PushTimeoutError::Closed(self::item(e.into_inner())))
-                }
-                Ok(Err(_)) => Err(PushTimeoutError::Closed(item)),
-                Err(_) => Err(PushTimeoutError::Timeout(item)),
-            };
-        }
         self.wait_for_room(item, Some(deadline)).await
     }
 
-    /// Buffered mode: enqueues, waiting (until `deadline`, if any) on
-    /// [`Room::freed`] while the queue is full.
+    /// Enqueues, waiting (until `deadline`, if any) on `room` while the
+    /// queue is full.
     async fn wait_for_room(
         &self,
         item: T,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<(), PushTimeoutError<T>> {
-        let mut item = item;
         // Fast path: no registration when there is room.
-        match self.tx.try_send(Msg::Item(item)) {
+        let mut item = match self.try_push(item) {
             Ok(()) => return Ok(()),
-            Err(async_channel::TrySendError::Closed(m)) => {
-                return Err(PushTimeoutError::Closed(self::item(m)));
-            }
-            Err(async_channel::TrySendError::Full(m)) => item = self::item(m),
-        }
-        let _waiting = WaiterGuard::new(&self.room);
+            Err(TryPushError::Closed(item)) => return Err(PushTimeoutError::Closed(item)),
+            Err(TryPushError::Full(item)) => item,
+        };
+        let _waiting = WaiterGuard::new(&self.shared);
         let sleep = deadline.map(tokio::time::sleep_until);
         tokio::pin!(sleep);
         loop {
-            let freed = self.room.freed.notified();
+            let freed = self.shared.room.notified();
             tokio::pin!(freed);
-            // Register before looking, so a pop after the look rings us.
+            // Register before looking, so a ring after the look wakes us.
             freed.as_mut().enable();
-            std::sync::atomic::fence(Ordering::SeqCst);
-            match self.tx.try_send(Msg::Item(item)) {
+            item = match self.try_push(item) {
                 Ok(()) => return Ok(()),
-                Err(async_channel::TrySendError::Closed(m)) => {
-                    return Err(PushTimeoutError::Closed(self::item(m)));
-                }
-                Err(async_channel::TrySendError::Full(m)) => item = self::item(m),
-            }
+                Err(TryPushError::Closed(item)) => return Err(PushTimeoutError::Closed(item)),
+                Err(TryPushError::Full(item)) => item,
+            };
             match sleep.as_mut().as_pin_mut() {
                 None => freed.await,
                 Some(sleep) => tokio::select! {
@@ -228,173 +277,267 @@ impl<T> QueueTx<T> {
         }
     }
 
-    /// Wakes one idle worker, if there is one, without waiting: `false` when
-    /// no message could be sent (full queue: the workers are busy and will
-    /// look at the pool's size after their job; hand-off: nobody is idle).
+    /// Kicks one worker so it looks at the pool's size: the next worker to
+    /// find the queue empty (a sleeping one is woken). Busy workers look
+    /// after each job anyway. `false` once the queue is closed, and in
+    /// hand-off mode when no worker is idle: there a kick takes an idle
+    /// offer, as a job would.
     pub(crate) fn wake(&self) -> bool {
-        if let Some(idle) = &self.room.idle {
-            match idle.try_acquire() {
-                Ok(permit) => permit.forget(),
-                Err(_) => return false,
+        let waker = {
+            let mut st = self.shared.lock();
+            if st.closed {
+                return false;
             }
+            if self.shared.cap == 0 {
+                if st.offers == 0 {
+                    return false;
+                }
+                st.offers -= 1;
+            }
+            st.kicks += 1;
+            st.wake_one()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
-        self.tx.try_send(Msg::Wake).is_ok()
+        true
     }
 
     /// Closes the queue: pushes fail, workers drain what is queued.
     pub(crate) fn close(&self) {
-        self.tx.close();
-        if let Some(idle) = &self.room.idle {
-            idle.close();
-        }
-        self.room.freed.notify_waiters();
+        close(&self.shared);
     }
 
     /// Whether the queue is closed.
     pub(crate) fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.shared.lock().closed
     }
 
     /// A handle that does not keep the queue open.
     pub(crate) fn downgrade(&self) -> WeakQueueTx<T> {
         WeakQueueTx {
-            tx: self.tx.downgrade(),
-            room: self.room.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
 
-/// Counts a submitter waiting with a deadline for as long as it waits.
-struct WaiterGuard<'a>(&'a Room);
+/// Closes the queue and wakes every sleeper and waiting submitter.
+fn close<T>(shared: &Shared<T>) {
+    let sleepers = {
+        let mut st = shared.lock();
+        st.closed = true;
+        std::mem::take(&mut st.sleepers)
+    };
+    for (_, waker) in sleepers {
+        waker.wake();
+    }
+    shared.room.notify_waiters();
+}
 
-impl<'a> WaiterGuard<'a> {
-    fn new(room: &'a Room) -> Self {
-        room.waiters.fetch_add(1, Ordering::SeqCst);
-        Self(room)
+/// Counts a submitter waiting for room for as long as it waits.
+struct WaiterGuard<'a, T>(&'a Shared<T>);
+
+impl<'a, T> WaiterGuard<'a, T> {
+    fn new(shared: &'a Shared<T>) -> Self {
+        shared.lock().waiters += 1;
+        Self(shared)
     }
 }
 
-impl Drop for WaiterGuard<'_> {
+impl<T> Drop for WaiterGuard<'_, T> {
     fn drop(&mut self) {
-        self.0.waiters.fetch_sub(1, Ordering::SeqCst);
+        self.0.lock().waiters -= 1;
     }
 }
 
 /// A [`QueueTx`] that does not keep the queue open.
 #[derive(Debug)]
 pub(crate) struct WeakQueueTx<T> {
-    tx: async_channel::WeakSender<Msg<T>>,
-    room: Arc<Room>,
+    shared: Arc<Shared<T>>,
 }
 
 impl<T> Clone for WeakQueueTx<T> {
     fn clone(&self) -> Self {
         Self {
-            tx: self.tx.clone(),
-            room: self.room.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
 
 impl<T> WeakQueueTx<T> {
-    /// The strong handle, if the queue is still open.
+    /// The strong handle, while some strong handle is still alive.
     pub(crate) fn upgrade(&self) -> Option<QueueTx<T>> {
+        let mut st = self.shared.lock();
+        if st.senders == 0 {
+            return None;
+        }
+        st.senders += 1;
         Some(QueueTx {
-            tx: self.tx.upgrade()?,
-            room: self.room.clone(),
+            shared: self.shared.clone(),
         })
     }
 }
 
-/// The receiving end of one worker. Clones share the queue but not the
-/// worker-local idle offer.
+/// The receiving end of one worker, with the batch it took. Dropping it
+/// gives the batch back.
 #[derive(Debug)]
 pub(crate) struct QueueRx<T> {
-    rx: async_channel::Receiver<Msg<T>>,
-    room: Arc<Room>,
-    /// Hand-off mode: this worker's idle permit is in the semaphore.
+    shared: Arc<Shared<T>>,
+    /// This worker's key among the sleepers.
+    key: u64,
+    /// Jobs taken from the queue and not yet started, in queue order.
+    batch: VecDeque<T>,
+    /// Hand-off mode: this worker's idle offer is counted in `offers`.
     offered: bool,
-    /// This worker freed a slot while a submitter waited and has not rung
-    /// [`Room::freed`] since.
+    /// This worker took jobs while a submitter waited and has not rung
+    /// `room` since.
     owed: bool,
+    /// This worker registered among the sleepers and has not looked since.
+    sleeping: bool,
 }
 
-impl<T> Clone for QueueRx<T> {
-    fn clone(&self) -> Self {
-        Self {
-            rx: self.rx.clone(),
-            room: self.room.clone(),
-            offered: false,
-            owed: false,
-        }
+impl<T> Drop for QueueRx<T> {
+    fn drop(&mut self) {
+        self.give_back();
+        self.leave_sleepers();
     }
+}
+
+/// What a look at the queue found.
+enum Look<T> {
+    Item(T),
+    Wake,
+    Closed,
+    Empty,
 }
 
 impl<T> QueueRx<T> {
-    /// Waits for the next message; `None` once the queue is closed and
-    /// empty. Cancel safe: dropping the future loses nothing (the idle offer
-    /// stays made and is not made twice).
-    pub(crate) async fn pop(&mut self) -> Option<Msg<T>> {
-        if let Some(idle) = &self.room.idle
-            && !self.offered
-        {
-            idle.add_permits(1);
-            self.offered = true;
+    fn new(shared: Arc<Shared<T>>) -> Self {
+        static NEXT_KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Self {
+            shared,
+            key: NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            batch: VecDeque::new(),
+            offered: false,
+            owed: false,
+            sleeping: false,
         }
-        let item = match self.rx.try_recv() {
-            Ok(item) => item,
-            Err(async_channel::TryRecvError::Closed) => return None,
-            Err(async_channel::TryRecvError::Empty) => {
-                // Let the tasks that are ready (a submitter among them) run
-                // once before this worker registers as a listener: under
-                // load the next job is often there by then, and a push that
-                // finds no listener does not take the channel's lock
-                // (interleaved A/B in `vs_go`: 90-98 ns a job against
-                // 103-106 without it).
-                tokio::task::yield_now().await;
-                self.rx.recv().await.ok()?
+    }
+
+    /// Waits for the next message; `None` once the queue is closed and
+    /// empty. Cancel safe: dropping the future loses nothing (a wake-up it
+    /// was given passes to another sleeper; the idle offer stays made and
+    /// is not made twice).
+    pub(crate) fn pop(&mut self) -> Pop<'_, T> {
+        Pop { rx: self }
+    }
+
+    /// Looks at the queue once; registers as a sleeper (with `cx`) when it
+    /// is empty.
+    fn look(&mut self, cx: &mut Context<'_>) -> Look<T> {
+        if let Some(item) = self.batch.pop_front() {
+            return Look::Item(item);
+        }
+        let shared = &*self.shared;
+        let mut ring_all = false;
+        let mut ring_one = false;
+        let look = {
+            let mut st = shared.lock();
+            if std::mem::take(&mut self.sleeping)
+                && let Some(i) = st.sleepers.iter().position(|(key, _)| *key == self.key)
+            {
+                // Polled again before anyone woke it (or woken twice).
+                st.sleepers.remove(i);
+            }
+            if shared.cap == 0 && !self.offered && !st.closed {
+                // Hand-off: this worker is idle; a submitter may now push.
+                st.offers += 1;
+                self.offered = true;
+                ring_one = st.waiters > 0;
+            }
+            let len = st.jobs.len();
+            if len > 0 {
+                let take = if shared.cap == 0 {
+                    1
+                } else {
+                    (len / st.workers.max(1)).clamp(1, BATCH)
+                };
+                self.batch.extend(st.jobs.drain(..take));
+                self.offered = false;
+                if st.waiters > 0 {
+                    // Hysteresis: ring once the queue is down to half.
+                    if st.jobs.len() <= shared.low_water {
+                        ring_all = true;
+                    } else {
+                        self.owed = true;
+                    }
+                }
+                match self.batch.pop_front() {
+                    Some(item) => Look::Item(item),
+                    None => Look::Empty,
+                }
+            } else if st.closed {
+                Look::Closed
+            } else if st.kicks > 0 {
+                st.kicks -= 1;
+                self.offered = false;
+                Look::Wake
+            } else {
+                st.sleepers.push_back((self.key, cx.waker().clone()));
+                self.sleeping = true;
+                // About to sleep: any room this worker freed is announced.
+                if std::mem::take(&mut self.owed) && st.waiters > 0 {
+                    ring_all = true;
+                }
+                Look::Empty
             }
         };
-        self.taken();
-        Some(item)
+        if ring_all {
+            self.owed = false;
+            shared.room.notify_waiters();
+        } else if ring_one {
+            shared.room.notify_one();
+        }
+        look
     }
 
-    /// Takes a job if one is queued, skipping wake messages.
+    /// Takes a job if one is queued, without waiting, skipping kicks
+    /// (draining a cancelled pool).
     pub(crate) fn try_pop(&mut self) -> Option<T> {
-        loop {
-            let msg = self.rx.try_recv().ok()?;
-            self.taken();
-            if let Msg::Item(item) = msg {
-                return Some(item);
+        if let Some(item) = self.batch.pop_front() {
+            return Some(item);
+        }
+        self.shared.lock().jobs.pop_front()
+    }
+
+    /// Gives the jobs of this worker's batch that it has not started back
+    /// to the front of the queue, in order, and wakes sleepers for them:
+    /// call before the worker waits for anything and when it leaves.
+    pub(crate) fn give_back(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let wakers: Vec<Waker> = {
+            let mut st = self.shared.lock();
+            let n = self.batch.len();
+            while let Some(item) = self.batch.pop_back() {
+                st.jobs.push_front(item);
             }
+            let m = n.min(st.sleepers.len());
+            st.sleepers.drain(..m).map(|(_, waker)| waker).collect()
+        };
+        for waker in wakers {
+            waker.wake();
         }
     }
 
-    fn taken(&mut self) {
-        // The job used up this worker's idle offer (hand-off), or freed a
-        // slot that a submitter may be waiting for.
-        self.offered = false;
-        if self.room.waiters.load(Ordering::SeqCst) != 0 {
-            // Hysteresis: ring once the queue is down to half, not at every
-            // freed slot, so a waiting submitter refills many slots per
-            // wake-up instead of one (no submitter/worker ping-pong per job).
-            // A worker that is about to wait rings first (`settle`).
-            if self.rx.len() <= self.room.low_water {
-                self.owed = false;
-                self.room.freed.notify_waiters();
-            } else {
-                self.owed = true;
-            }
-        }
-    }
-
-    /// Call before the worker waits for anything (the next job, a job that
-    /// is not done at once, the results stream, its end): rings waiting
-    /// submitters if this worker freed a slot since it last rang, so no
-    /// submitter waits on room that exists while the worker is away.
+    /// Call before the worker waits for anything (a job that is not done at
+    /// once, the results stream, its end): rings waiting submitters if this
+    /// worker took jobs since it last rang, so no submitter waits on room
+    /// that exists while the worker is away.
     pub(crate) fn settle(&mut self) {
-        if std::mem::take(&mut self.owed) && self.room.waiters.load(Ordering::SeqCst) != 0 {
-            self.room.freed.notify_waiters();
+        if std::mem::take(&mut self.owed) && self.shared.lock().waiters > 0 {
+            self.shared.room.notify_waiters();
         }
     }
 
@@ -402,29 +545,364 @@ impl<T> QueueRx<T> {
     /// submitter already claimed it: a job is on its way and this worker must
     /// take it first.
     pub(crate) fn withdraw(&mut self) -> bool {
-        let Some(idle) = &self.room.idle else {
-            return true;
-        };
         if !self.offered {
             return true;
         }
-        match idle.try_acquire() {
-            Ok(permit) => {
-                permit.forget();
-                self.offered = false;
-                true
-            }
-            Err(TryAcquireError::Closed) => true,
-            Err(TryAcquireError::NoPermits) => false,
+        let mut st = self.shared.lock();
+        if st.closed {
+            return true;
+        }
+        if st.offers > 0 {
+            st.offers -= 1;
+            self.offered = false;
+            true
+        } else {
+            false
         }
     }
 
     /// Closes the queue from the worker side (cancellation).
     pub(crate) fn close(&self) {
-        self.rx.close();
-        if let Some(idle) = &self.room.idle {
-            idle.close();
+        close(&self.shared);
+    }
+
+    /// Leaves the sleepers; a wake-up this worker was given and did not use
+    /// goes to the next sleeper.
+    fn leave_sleepers(&mut self) {
+        if !std::mem::take(&mut self.sleeping) {
+            return;
         }
-        self.room.freed.notify_waiters();
+        let waker = {
+            let mut st = self.shared.lock();
+            match st.sleepers.iter().position(|(key, _)| *key == self.key) {
+                Some(i) => {
+                    st.sleepers.remove(i);
+                    None
+                }
+                // A push, a kick or the close woke it: pass the wake-up on
+                // if work is waiting.
+                None if !st.jobs.is_empty() || st.kicks > 0 => st.wake_one(),
+                None => None,
+            }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// The future of [`QueueRx::pop`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub(crate) struct Pop<'a, T> {
+    rx: &'a mut QueueRx<T>,
+}
+
+impl<T> Future for Pop<'_, T> {
+    type Output = Option<Msg<T>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut().rx.look(cx) {
+            Look::Item(item) => Poll::Ready(Some(Msg::Item(item))),
+            Look::Wake => Poll::Ready(Some(Msg::Wake)),
+            Look::Closed => Poll::Ready(None),
+            Look::Empty => Poll::Pending,
+        }
+    }
+}
+
+impl<T> Drop for Pop<'_, T> {
+    fn drop(&mut self) {
+        // Dropped while sleeping (the worker task itself was dropped).
+        self.rx.leave_sleepers();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::fmt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    use super::*;
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Count {
+        fn get(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Polls a pop future once with `w` as its waker.
+    fn poll<T>(pop: &mut Pop<'_, T>, w: &Arc<Count>) -> Poll<Option<Msg<T>>> {
+        let waker = Waker::from(w.clone());
+        Pin::new(pop).poll(&mut Context::from_waker(&waker))
+    }
+
+    /// A pop that is ready at once.
+    fn pop_now<T>(rx: &mut QueueRx<T>) -> Poll<Option<Msg<T>>> {
+        poll(&mut rx.pop(), &Arc::new(Count::default()))
+    }
+
+    fn item<T: fmt::Debug>(p: Poll<Option<Msg<T>>>) -> T {
+        match p {
+            Poll::Ready(Some(Msg::Item(item))) => item,
+            Poll::Ready(Some(Msg::Wake)) => panic!("a kick, not a job"),
+            Poll::Ready(None) => panic!("closed"),
+            Poll::Pending => panic!("pending"),
+        }
+    }
+
+    fn queued<T: Clone>(tx: &QueueTx<T>) -> Vec<T> {
+        tx.shared.lock().jobs.iter().cloned().collect()
+    }
+
+    fn sleepers<T>(tx: &QueueTx<T>) -> usize {
+        tx.shared.lock().sleepers.len()
+    }
+
+    #[test]
+    fn a_worker_takes_its_share_of_the_queue_between_1_and_batch() {
+        for (cap, workers, queued_jobs, share) in [
+            (64, 4, 40, 10),
+            (64, 4, 3, 1),
+            (1000, 4, 1000, BATCH),
+            (8, 1, 8, 8),
+            (8, 16, 8, 1),
+        ] {
+            let (tx, ctl) = queue::<usize>(cap, workers);
+            let mut rx = ctl.receiver();
+            for i in 0..queued_jobs {
+                assert!(tx.try_push(i).is_ok());
+            }
+            assert_eq!(item(pop_now(&mut rx)), 0);
+            assert_eq!(rx.batch.len(), share - 1, "cap {cap}, {workers} workers");
+            assert_eq!(queued(&tx).len(), queued_jobs - share);
+            // The batch is served first and in order.
+            for i in 1..share {
+                assert_eq!(item(pop_now(&mut rx)), i);
+            }
+        }
+    }
+
+    #[test]
+    fn the_share_follows_the_worker_count() {
+        let (tx, ctl) = queue::<usize>(64, 1);
+        ctl.set_workers(8);
+        let mut rx = ctl.receiver();
+        for i in 0..64 {
+            assert!(tx.try_push(i).is_ok());
+        }
+        assert_eq!(item(pop_now(&mut rx)), 0);
+        assert_eq!(rx.batch.len(), 64 / 8 - 1);
+    }
+
+    #[test]
+    fn a_batch_given_back_or_dropped_returns_to_the_front_in_order() {
+        let (tx, ctl) = queue::<usize>(16, 1);
+        let mut rx = ctl.receiver();
+        for i in 0..6 {
+            assert!(tx.try_push(i).is_ok());
+        }
+        assert_eq!(item(pop_now(&mut rx)), 0);
+        assert_eq!(item(pop_now(&mut rx)), 1);
+        // 2..6 are in the batch; a push lands behind them.
+        assert!(tx.try_push(6).is_ok());
+        rx.give_back();
+        assert_eq!(queued(&tx), vec![2, 3, 4, 5, 6]);
+
+        assert_eq!(item(pop_now(&mut rx)), 2);
+        drop(rx);
+        assert_eq!(queued(&tx), vec![3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn a_batch_given_back_wakes_sleeping_workers_for_it() {
+        let w2 = Arc::new(Count::default());
+        let (tx, ctl) = queue::<usize>(16, 1);
+        let (mut rx1, mut rx2) = (ctl.receiver(), ctl.receiver());
+        let mut pop2 = rx2.pop();
+        assert!(poll(&mut pop2, &w2).is_pending());
+        for i in 0..4 {
+            assert!(tx.try_push(i).is_ok());
+        }
+        // The first push woke rx2; rx1 takes everything first.
+        assert_eq!(w2.get(), 1);
+        assert_eq!(item(pop_now(&mut rx1)), 0);
+        assert!(poll(&mut pop2, &w2).is_pending());
+        assert_eq!(w2.get(), 1);
+        rx1.give_back();
+        assert_eq!(w2.get(), 2);
+        assert_eq!(item(poll(&mut pop2, &w2)), 1);
+    }
+
+    #[test]
+    fn each_push_wakes_one_sleeper_and_a_wake_up_not_used_is_passed_on() {
+        let (w1, w2) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let (tx, ctl) = queue::<usize>(16, 2);
+        let (mut rx1, mut rx2) = (ctl.receiver(), ctl.receiver());
+        let mut pop1 = rx1.pop();
+        let mut pop2 = rx2.pop();
+        assert!(poll(&mut pop1, &w1).is_pending());
+        assert!(poll(&mut pop2, &w2).is_pending());
+        // The oldest sleeper gets the push.
+        assert!(tx.try_push(7).is_ok());
+        assert_eq!((w1.get(), w2.get()), (1, 0));
+        // Its pop is dropped before it looks: the wake-up goes on.
+        drop(pop1);
+        assert_eq!(w2.get(), 1);
+        assert_eq!(item(poll(&mut pop2, &w2)), 7);
+        drop(pop2);
+        // A sleeper that leaves without a wake-up passes nothing on.
+        let mut pop1 = rx1.pop();
+        assert!(poll(&mut pop1, &w1).is_pending());
+        assert_eq!(sleepers(&tx), 1);
+        drop(pop1);
+        assert_eq!(sleepers(&tx), 0);
+        assert_eq!((w1.get(), w2.get()), (1, 1));
+    }
+
+    #[test]
+    fn a_pop_polled_again_is_one_sleeper_not_two() {
+        let w = Arc::new(Count::default());
+        let (tx, ctl) = queue::<usize>(4, 1);
+        let mut rx = ctl.receiver();
+        let mut pop = rx.pop();
+        assert!(poll(&mut pop, &w).is_pending());
+        assert!(poll(&mut pop, &w).is_pending());
+        assert_eq!(sleepers(&tx), 1);
+        assert!(tx.try_push(1).is_ok());
+        assert_eq!(item(poll(&mut pop, &w)), 1);
+        assert_eq!(sleepers(&tx), 0);
+    }
+
+    #[test]
+    fn a_kick_reaches_the_next_worker_that_finds_no_job() {
+        let w = Arc::new(Count::default());
+        let (tx, ctl) = queue::<usize>(4, 1);
+        let mut rx = ctl.receiver();
+        // No worker sleeps yet: the kick waits for one (no lost shrink).
+        assert!(tx.wake());
+        assert!(tx.try_push(1).is_ok());
+        // Jobs first, then the kick.
+        assert_eq!(item(pop_now(&mut rx)), 1);
+        assert!(matches!(pop_now(&mut rx), Poll::Ready(Some(Msg::Wake))));
+        // A sleeping worker is woken by a kick.
+        let mut pop = rx.pop();
+        assert!(poll(&mut pop, &w).is_pending());
+        assert!(tx.wake());
+        assert_eq!(w.get(), 1);
+        assert!(matches!(poll(&mut pop, &w), Poll::Ready(Some(Msg::Wake))));
+    }
+
+    #[test]
+    fn hand_off_admits_one_job_per_idle_offer() {
+        let w = Arc::new(Count::default());
+        let (tx, ctl) = queue::<usize>(0, 2);
+        let mut rx = ctl.receiver();
+        assert!(matches!(tx.try_push(1), Err(TryPushError::Full(1))));
+        assert!(!tx.wake(), "no idle worker to kick");
+        // Waiting offers the worker.
+        {
+            let mut pop = rx.pop();
+            assert!(poll(&mut pop, &w).is_pending());
+            assert!(tx.try_push(1).is_ok());
+            assert_eq!(w.get(), 1);
+            assert!(matches!(tx.try_push(2), Err(TryPushError::Full(2))));
+        }
+        // The claimed offer cannot be withdrawn: a job is on its way.
+        assert!(!rx.withdraw());
+        assert_eq!(item(pop_now(&mut rx)), 1);
+        assert!(rx.withdraw());
+        // An offer not claimed can be; then no job is admitted.
+        assert!(pop_now(&mut rx).is_pending());
+        assert!(rx.withdraw());
+        assert!(matches!(tx.try_push(3), Err(TryPushError::Full(3))));
+    }
+
+    #[test]
+    fn closing_fails_pushes_wakes_sleepers_and_drains_what_is_queued() {
+        let (w, wi) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let (tx, ctl) = queue::<usize>(8, 4);
+        let (mut rx, mut idle) = (ctl.receiver(), ctl.receiver());
+        let mut idle_pop = idle.pop();
+        assert!(poll(&mut idle_pop, &wi).is_pending());
+        let mut rx_pop = rx.pop();
+        assert!(poll(&mut rx_pop, &w).is_pending());
+        tx.close();
+        assert_eq!((w.get(), wi.get()), (1, 1));
+        assert!(tx.is_closed());
+        assert!(matches!(tx.try_push(9), Err(TryPushError::Closed(9))));
+        assert!(matches!(poll(&mut idle_pop, &wi), Poll::Ready(None)));
+        drop(rx_pop);
+
+        let (tx, ctl) = queue::<usize>(8, 4);
+        let mut rx = ctl.receiver();
+        for i in 0..8 {
+            assert!(tx.try_push(i).is_ok());
+        }
+        assert!(matches!(tx.try_push(8), Err(TryPushError::Full(8))));
+        assert_eq!(item(pop_now(&mut rx)), 0);
+        ctl.close();
+        // What is queued (the batch first) is still handed out, then None.
+        let mut drained = vec![];
+        while let Some(i) = rx.try_pop() {
+            drained.push(i);
+        }
+        assert_eq!(drained, (1..8).collect::<Vec<_>>());
+        assert!(matches!(pop_now(&mut rx), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn the_last_strong_sender_closes_the_queue_and_weak_ones_do_not_revive_it() {
+        let (tx, ctl) = queue::<usize>(2, 1);
+        let weak = tx.downgrade();
+        let tx2 = weak.upgrade().unwrap();
+        drop(tx);
+        assert!(!tx2.is_closed());
+        drop(tx2);
+        assert!(weak.upgrade().is_none());
+        assert!(matches!(pop_now(&mut ctl.receiver()), Poll::Ready(None)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_submitter_is_woken_at_half_the_queue_or_when_the_worker_waits() {
+        let (tx, ctl) = queue::<usize>(8, 8);
+        let tx = Arc::new(tx);
+        let mut rx = ctl.receiver();
+        for i in 0..8 {
+            assert!(tx.try_push(i).is_ok());
+        }
+        let pusher = tx.clone();
+        let push = tokio::spawn(async move { pusher.push(8).await.is_ok() });
+        tokio::task::yield_now().await;
+        assert_eq!(tx.shared.lock().waiters, 1);
+        // One job at a time (8 workers): the queue is above half, so the
+        // submitter is not rung yet...
+        assert_eq!(item(pop_now(&mut rx)), 0);
+        tokio::task::yield_now().await;
+        assert!(!push.is_finished());
+        // ...but it is before this worker waits.
+        rx.settle();
+        assert!(push.await.unwrap());
+        // Down to half rings at once.
+        let pusher = tx.clone();
+        let push = tokio::spawn(async move { pusher.push(9).await.is_ok() });
+        tokio::task::yield_now().await;
+        assert!(!push.is_finished());
+        for _ in 0..4 {
+            let _ = item(pop_now(&mut rx));
+        }
+        assert!(push.await.unwrap());
     }
 }

@@ -128,8 +128,13 @@ impl<O, E> ResultSink<O, E> {
 
     /// Sends the chunk, waiting for room unless the pool is cancelled first
     /// (then the chunk is discarded, as a cancelled worker does not wait for
-    /// the reader). A dropped stream discards it too.
-    pub(crate) async fn flush(&mut self, cancelled: Pin<&mut WaitForCancellationFutureOwned>) {
+    /// the reader). A dropped stream discards it too. `on_wait` runs before
+    /// it waits, if it has to.
+    pub(crate) async fn flush(
+        &mut self,
+        cancelled: Pin<&mut WaitForCancellationFutureOwned>,
+        on_wait: impl FnOnce(),
+    ) {
         let Some(chunk) = self.take() else { return };
         let n = chunk.len();
         // Counted before the send, so the reader never subtracts first.
@@ -139,6 +144,7 @@ impl<O, E> ResultSink<O, E> {
             Err(mpsc::error::TrySendError::Closed(_)) => return self.unsent(n),
             Err(mpsc::error::TrySendError::Full(chunk)) => chunk,
         };
+        on_wait();
         tokio::select! {
             biased;
             sent = self.tx.tx.send(chunk) => if sent.is_err() { self.unsent(n) },

@@ -16,7 +16,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::queue::{Msg, QueueRx};
+use super::queue::{Msg, QueueCtl, QueueRx};
 use super::results::{ResultSink, ResultTx, Results, WeakResultTx};
 use super::stats::{Counters, Outcome, WorkerCounters};
 use super::ticket::{Envelope, JobId, JobResult, Reply, boxed};
@@ -196,7 +196,7 @@ struct Sizing {
 /// What every worker and every handle of one pool share.
 pub(crate) struct Shared<J, O, E> {
     pub(crate) name: Arc<str>,
-    queue: QueueRx<Envelope<J, O, E>>,
+    queue: QueueCtl<Envelope<J, O, E>>,
     /// The pool's context; `token` is its token.
     pub(crate) ctx: Context,
     pub(crate) token: CancellationToken,
@@ -243,7 +243,7 @@ where
     pub(crate) fn start(
         name: Arc<str>,
         workers: usize,
-        queue: QueueRx<Envelope<J, O, E>>,
+        queue: QueueCtl<Envelope<J, O, E>>,
         ctx: Context,
         runtime: tokio::runtime::Handle,
         results_cap: usize,
@@ -309,6 +309,7 @@ where
     fn grow(self: &Arc<Self>, sizing: &mut Sizing, target: usize) {
         sizing.target = target;
         self.target.store(target, Ordering::Relaxed);
+        self.queue.set_workers(target);
         while sizing.live < target {
             let index = sizing.next_index;
             sizing.next_index += 1;
@@ -407,7 +408,7 @@ pub(crate) async fn run_worker<H, M>(
     H: Handler,
     M: Fn(usize) -> H + Send + Sync + 'static,
 {
-    let mut queue = shared.queue.clone();
+    let mut queue = shared.queue.receiver();
     let counters = shared.counters.register();
     let cancelled = shared.token.clone().cancelled_owned();
     tokio::pin!(cancelled);
@@ -429,7 +430,8 @@ pub(crate) async fn run_worker<H, M>(
             match futures::poll!(pop.as_mut()) {
                 Poll::Ready(msg) => msg,
                 Poll::Pending => {
-                    before_wait(&mut sink, cancelled.as_mut()).await;
+                    // The batch is empty here: the pop had to wait.
+                    before_wait(&mut sink, cancelled.as_mut(), || {}).await;
                     pop.await
                 }
             }
@@ -453,8 +455,11 @@ pub(crate) async fn run_worker<H, M>(
             match futures::poll!(run.as_mut()) {
                 Poll::Ready(r) => Some(r),
                 Poll::Pending => {
+                    // Nothing of this worker's batch waits behind a job
+                    // that waits.
+                    queue.give_back();
                     queue.settle();
-                    before_wait(&mut sink, cancelled.as_mut()).await;
+                    before_wait(&mut sink, cancelled.as_mut(), || {}).await;
                     tokio::select! {
                         biased;
                         r = run => Some(r),
@@ -483,9 +488,13 @@ pub(crate) async fn run_worker<H, M>(
         };
         counters.finished(outcome);
         if deliver(&shared, &mut sink, id, reply, result) {
-            // Sending a full chunk may wait for the reader.
-            queue.settle();
-            before_wait(&mut sink, cancelled.as_mut()).await;
+            // Sending a full chunk may wait for the reader: if it must, the
+            // rest of the batch goes back to the queue first.
+            before_wait(&mut sink, cancelled.as_mut(), || {
+                queue.give_back();
+                queue.settle();
+            })
+            .await;
         }
         if outcome == Outcome::Cancelled {
             break;
@@ -494,22 +503,28 @@ pub(crate) async fn run_worker<H, M>(
             // The panic may have left the worker's state half-updated: drop
             // it (no teardown) and start a fresh one in this slot, after
             // sending what is done (setup may take a while).
+            queue.give_back();
             queue.settle();
-            before_wait(&mut sink, cancelled.as_mut()).await;
+            before_wait(&mut sink, cancelled.as_mut(), || {}).await;
             worker = start_worker(&*make, index).await;
         }
     }
 
-    queue.settle();
     if shared.token.is_cancelled() {
-        // Cancelled: nothing more is taken; what is queued is cancelled.
+        // Cancelled: nothing more is taken; what is queued (this worker's
+        // batch first) is cancelled.
         drain_cancelled(&shared, &counters, &mut queue, &mut sink);
+    } else {
+        // Leaving (shutdown drained the queue, a shrink, an empty slot):
+        // what is left of the batch goes to the other workers.
+        queue.give_back();
     }
+    queue.settle();
     if let Some(sink) = sink.as_mut() {
         if shared.token.is_cancelled() {
             sink.try_flush();
         } else {
-            sink.flush(cancelled.as_mut()).await;
+            sink.flush(cancelled.as_mut(), || {}).await;
         }
     }
     if let Some(w) = worker.as_mut()
@@ -538,15 +553,17 @@ pub(crate) async fn run_worker<H, M>(
 }
 
 /// Sends the worker's finished detached results, if any (see
-/// [`ResultSink::flush`]): what a worker does before it waits.
+/// [`ResultSink::flush`]): what a worker does before it waits. `on_wait`
+/// runs first if the send has to wait for room.
 async fn before_wait<O, E>(
     sink: &mut Option<ResultSink<O, E>>,
     cancelled: Pin<&mut WaitForCancellationFutureOwned>,
+    on_wait: impl FnOnce(),
 ) {
     if let Some(sink) = sink.as_mut()
         && sink.is_pending()
     {
-        sink.flush(cancelled).await;
+        sink.flush(cancelled, on_wait).await;
     }
 }
 
