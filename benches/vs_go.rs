@@ -4,7 +4,9 @@
 //! waiting for all. Trivial per-item work, a 2-thread runtime, 1M items.
 //!
 //! Prints `weir <pattern> <ns/item>` and `hand <pattern> <ns/item>`, the
-//! median of 5 runs. Each case runs as a task spawned on the 2-worker
+//! median of 5 runs (`VS_GO_ALL=1` also prints every run on stderr;
+//! `VS_GO_ONLY=weir.pool` keeps the cases whose "side.name" contains one of
+//! the comma-separated words). Each case runs as a task spawned on the 2-worker
 //! runtime, so that everything (the consumer included) shares two threads,
 //! as everything shares Go's two Ps under `GOMAXPROCS=2`. `cargo bench --bench vs_go` (or benches/go/run.sh).
 
@@ -276,11 +278,21 @@ where
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // `VS_GO_CURRENT_THREAD=1`: everything on one thread, which measures
+    // the CPU cost of an item without the scheduler's noise (the figures
+    // are then not comparable with Go's two Ps; compare two builds).
+    let rt = if std::env::var_os("VS_GO_CURRENT_THREAD").is_some() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
     // The same answers on both sides (skipped when profiling one case).
     if std::env::var_os("VS_GO_ONLY").is_none() {
         assert_eq!(rt.block_on(weir_pool()), rt.block_on(hand_pool()));

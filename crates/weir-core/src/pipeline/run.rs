@@ -153,29 +153,20 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
         // The call is inside the async block so that a closure that panics
         // before returning its future is caught too.
         let work = AssertUnwindSafe(async { proc.call(item).await }).catch_unwind();
-        let work = async move {
-            match timeout {
-                None => Ok(work.await),
-                Some(d) => tokio::time::timeout(d, work).await,
-            }
+        // Without a timeout the work is polled as it is: no timer state to
+        // build and move for every item.
+        let result = match timeout {
+            None => self.run(work, out).await.map(Ok),
+            Some(d) => self.run(tokio::time::timeout(d, work), out).await,
         };
-        let mut work = std::pin::pin!(work);
-        let result = match std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
-            Poll::Ready(done) => Some(done),
-            Poll::Pending => {
-                // The work must wait: send what is ready downstream first.
-                if out.pending() > 0 && !self.flush(out).await {
-                    return Outcome::Stopped;
-                }
-                self.halt.or_stop(work).await
-            }
+        let Some(result) = result else {
+            return Outcome::Stopped;
         };
         let c = &self.counters;
         match result {
-            None => Outcome::Stopped,
-            Some(Ok(Ok(Ok(Some(out))))) => Outcome::Item(out),
-            Some(Ok(Ok(Ok(None)))) => Outcome::Filtered,
-            Some(Ok(Ok(Err(error)))) => {
+            Ok(Ok(Ok(Some(out)))) => Outcome::Item(out),
+            Ok(Ok(Ok(None))) => Outcome::Filtered,
+            Ok(Ok(Err(error))) => {
                 c.failed.fetch_add(1, Relaxed);
                 self.fail(PipelineError::Failed {
                     stage: self.stage(),
@@ -183,7 +174,7 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
                 });
                 Outcome::Failed
             }
-            Some(Ok(Err(payload))) => {
+            Ok(Err(payload)) => {
                 c.failed.fetch_add(1, Relaxed);
                 c.panicked.fetch_add(1, Relaxed);
                 let message = panic_message(&*payload);
@@ -194,7 +185,7 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
                 });
                 Outcome::Failed
             }
-            Some(Err(_elapsed)) => {
+            Err(_elapsed) => {
                 c.failed.fetch_add(1, Relaxed);
                 c.timed_out.fetch_add(1, Relaxed);
                 self.fail(PipelineError::TimedOut {
@@ -202,6 +193,22 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
                     after: timeout.unwrap_or_default(),
                 });
                 Outcome::Failed
+            }
+        }
+    }
+
+    /// Polls `work` once; if it must wait, sends what is ready in `out`'s
+    /// chunk first, then waits for it or the stop signal. `None`: stopped.
+    async fn run<F: Future, X>(&mut self, work: F, out: &mut EdgeTx<X>) -> Option<F::Output> {
+        let mut work = std::pin::pin!(work);
+        match std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+            Poll::Ready(done) => Some(done),
+            Poll::Pending => {
+                // The work must wait: send what is ready downstream first.
+                if out.pending() > 0 && !self.flush(out).await {
+                    return None;
+                }
+                self.halt.or_stop(work).await
             }
         }
     }
