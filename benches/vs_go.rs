@@ -1,6 +1,6 @@
 //! weir beside hand-written tokio on the four patterns of Go's comparison
 //! (benches/go/run.sh runs Go's side in the same invocation): a worker pool
-//! of 4, a 3-stage pipeline, fan-in of 4 producers, spawning 200k tasks and
+//! of 2, 4 and 8 workers, a 3-stage pipeline, fan-in of 4 producers, spawning 200k tasks and
 //! waiting for all. Trivial per-item work, a 2-thread runtime, 1M items.
 //!
 //! Prints `weir <pattern> <ns/item>` and `hand <pattern> <ns/item>`, the
@@ -21,9 +21,9 @@ use weir::{Pipeline, Pool};
 const N: u64 = 1_000_000;
 const SPAWN_N: u64 = 200_000;
 
-async fn weir_pool() -> u64 {
+async fn weir_pool(workers: usize) -> u64 {
     let pool = Pool::builder()
-        .workers(4)
+        .workers(workers)
         .queue(1024)
         .results(1024)
         .name("bench")
@@ -50,11 +50,11 @@ async fn weir_pool() -> u64 {
     sum
 }
 
-async fn hand_pool() -> u64 {
+async fn hand_pool(n_workers: usize) -> u64 {
     let (jobs_tx, jobs_rx) = async_channel::bounded::<u64>(1024);
     let (res_tx, mut res_rx) = mpsc::channel::<u64>(1024);
     let mut workers = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..n_workers {
         let jobs = jobs_rx.clone();
         let res = res_tx.clone();
         workers.push(tokio::spawn(async move {
@@ -295,14 +295,18 @@ fn main() {
     };
     // The same answers on both sides (skipped when profiling one case).
     if std::env::var_os("VS_GO_ONLY").is_none() {
-        assert_eq!(rt.block_on(weir_pool()), rt.block_on(hand_pool()));
+        assert_eq!(rt.block_on(weir_pool(4)), rt.block_on(hand_pool(4)));
         assert_eq!(rt.block_on(weir_pipeline()), rt.block_on(hand_pipeline()));
         assert_eq!(rt.block_on(weir_fan_in()), rt.block_on(hand_fan_in()));
         assert_eq!(rt.block_on(weir_spawn()), rt.block_on(hand_spawn()));
     }
 
-    measure(&rt, "weir", "pool_w4", N, weir_pool);
-    measure(&rt, "hand", "pool_w4", N, hand_pool);
+    measure(&rt, "weir", "pool_w2", N, || weir_pool(2));
+    measure(&rt, "hand", "pool_w2", N, || hand_pool(2));
+    measure(&rt, "weir", "pool_w4", N, || weir_pool(4));
+    measure(&rt, "hand", "pool_w4", N, || hand_pool(4));
+    measure(&rt, "weir", "pool_w8", N, || weir_pool(8));
+    measure(&rt, "hand", "pool_w8", N, || hand_pool(8));
     measure(&rt, "weir", "pipeline_3_stage", N, weir_pipeline);
     measure(&rt, "hand", "pipeline_3_stage", N, hand_pipeline);
     measure(&rt, "weir", "fan_in_4", N, weir_fan_in);

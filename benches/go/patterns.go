@@ -113,7 +113,9 @@ func measure(name string, items int, f func() uint64) {
 }
 
 func main() {
+	measure("pool_w2", n, func() uint64 { return pool(2) })
 	measure("pool_w4", n, func() uint64 { return pool(4) })
+	measure("pool_w8", n, func() uint64 { return pool(8) })
 	measure("pipeline_3_stage", n, pipeline)
 	measure("fan_in_4", n, fanIn)
 	measure("spawn_wait_200k", spawnN, spawn)

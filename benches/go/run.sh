@@ -37,4 +37,7 @@ awk '
             else   printf "%-20s %10s %10.1f %12.1f %12s %10.2f\n", p, "-", w, h, "-", (h ? w / h : 0)
         }
     }' "$results" | sort
+# Group's target is against JoinSet, which only the Rust side has.
+awk '$1 == "joinset" { j[$2] = $3 } $1 == "weir" { w[$2] = $3 }
+     END { for (p in j) printf "%s: weir %.1f / JoinSet %.1f = %.2f\n", p, w[p], j[p], w[p] / j[p] }' "$results"
 rm -f "$results"
