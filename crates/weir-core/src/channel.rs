@@ -49,11 +49,20 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 /// Most items in one chunk.
 pub(crate) const BATCH: usize = 32;
 
+/// What one send on a chunked edge carries: a chunk, or a lone item (what
+/// an idle pipeline sends: no chunk to allocate, and the sender keeps its
+/// chunk's buffer).
+#[derive(Debug)]
+pub(crate) enum Packet<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
 /// A worker's sending half of an edge. Each clone has its own chunk.
 #[derive(Debug)]
 pub(crate) enum EdgeTx<T> {
     One {
-        tx: mpsc::Sender<Vec<T>>,
+        tx: mpsc::Sender<Packet<T>>,
         /// The chunk being filled.
         chunk: Vec<T>,
         batch: usize,
@@ -78,7 +87,7 @@ impl<T> Clone for EdgeTx<T> {
 #[derive(Debug)]
 pub(crate) enum EdgeRx<T> {
     One {
-        rx: mpsc::Receiver<Vec<T>>,
+        rx: mpsc::Receiver<Packet<T>>,
         /// The chunk being read, in reverse order (the next item is last).
         chunk: Vec<T>,
     },
@@ -199,6 +208,17 @@ pub(crate) enum Sent {
     Stopped,
 }
 
+/// Takes what `chunk` holds (at least one item) as a packet: a lone item
+/// keeps the chunk's buffer for the next ones.
+fn packet<T>(chunk: &mut Vec<T>, batch: usize) -> Packet<T> {
+    if chunk.len() == 1
+        && let Some(item) = chunk.pop()
+    {
+        return Packet::One(item);
+    }
+    Packet::Many(std::mem::replace(chunk, Vec::with_capacity(batch)))
+}
+
 impl<T> EdgeTx<T> {
     /// Whether the receiving side is gone.
     pub(crate) fn is_closed(&self) -> bool {
@@ -258,6 +278,40 @@ impl<T> EdgeTx<T> {
         }
     }
 
+    /// Sends this sender's chunk if that needs no waiting: `None` when the
+    /// channel is full (the chunk is kept; use [`flush`](Self::flush)).
+    pub(crate) fn try_flush(&mut self, halt: &Halt) -> Option<Delivery> {
+        let Self::One { tx, chunk, batch } = self else {
+            return Some(Delivery::NOTHING);
+        };
+        let n = chunk.len() as u64;
+        if n == 0 {
+            return Some(Delivery::NOTHING);
+        }
+        let status = if halt.is_stopped() {
+            Sent::Stopped
+        } else {
+            match tx.try_reserve() {
+                Ok(permit) => {
+                    permit.send(packet(chunk, *batch));
+                    return Some(Delivery {
+                        sent: n,
+                        lost: 0,
+                        status: Sent::Ok,
+                    });
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => Sent::Closed,
+                Err(mpsc::error::TrySendError::Full(())) => return None,
+            }
+        };
+        chunk.clear();
+        Some(Delivery {
+            sent: 0,
+            lost: n,
+            status,
+        })
+    }
+
     /// Sends this sender's chunk now, if it holds anything.
     pub(crate) async fn flush(&mut self, halt: &mut Halt) -> Delivery {
         let Self::One { tx, chunk, batch } = self else {
@@ -267,7 +321,7 @@ impl<T> EdgeTx<T> {
             return Delivery::NOTHING;
         }
         let n = chunk.len() as u64;
-        let full = std::mem::replace(chunk, Vec::with_capacity(*batch));
+        let full = packet(chunk, *batch);
         let status = if halt.is_stopped() {
             Sent::Stopped
         } else {
@@ -326,7 +380,8 @@ impl<T> EdgeRx<T> {
                     return Ok(item);
                 }
                 match rx.try_recv() {
-                    Ok(next) => {
+                    Ok(Packet::One(item)) => Ok(item),
+                    Ok(Packet::Many(next)) => {
                         *chunk = next;
                         chunk.reverse();
                         chunk.pop().ok_or(false)
@@ -356,7 +411,8 @@ impl<T> EdgeRx<T> {
                     return Poll::Ready(Some(item));
                 }
                 match rx.poll_recv(cx) {
-                    Poll::Ready(Some(next)) => {
+                    Poll::Ready(Some(Packet::One(item))) => return Poll::Ready(Some(item)),
+                    Poll::Ready(Some(Packet::Many(next))) => {
                         *chunk = next;
                         chunk.reverse();
                     }
@@ -431,7 +487,10 @@ pub(crate) fn close_and_drain_each<T>(rx: &mut EdgeRx<T>, mut f: impl FnMut(T)) 
                 f(item);
             }
             while let Ok(next) = rx.try_recv() {
-                next.into_iter().for_each(&mut f);
+                match next {
+                    Packet::One(item) => f(item),
+                    Packet::Many(items) => items.into_iter().for_each(&mut f),
+                }
             }
         }
         EdgeRx::Many(rx) => {
@@ -530,5 +589,93 @@ impl Halt {
             Poll::Pending
         })
         .await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn one_reader(capacity: usize) -> (EdgeTx<u32>, EdgeRx<u32>) {
+        let (tx, mut rxs) = edge(capacity, 1);
+        (tx, rxs.pop().unwrap())
+    }
+
+    fn stash(tx: &mut EdgeTx<u32>, item: u32) {
+        let EdgeTx::One { chunk, .. } = tx else {
+            panic!("a one-reader edge is chunked")
+        };
+        chunk.push(item);
+    }
+
+    #[test]
+    fn lone_items_and_chunks_arrive_in_order_and_drain_counts_both() {
+        let token = CancellationToken::new();
+        let halt = Halt::new(&token);
+        // Room for 32 packets (chunks of at most 32).
+        let (mut tx, mut rx) = one_reader(1024);
+        // A lone item goes out as itself and the sender keeps its buffer.
+        stash(&mut tx, 0);
+        assert_eq!(tx.try_flush(&halt).unwrap().sent, 1);
+        let EdgeTx::One { chunk, .. } = &tx else {
+            unreachable!()
+        };
+        assert!(chunk.is_empty() && chunk.capacity() > 0);
+        // Then a chunk, then a lone item again.
+        for i in 1..4 {
+            stash(&mut tx, i);
+        }
+        assert_eq!(tx.try_flush(&halt).unwrap().sent, 3);
+        stash(&mut tx, 4);
+        assert_eq!(tx.try_flush(&halt).unwrap().sent, 1);
+        assert_eq!(rx.try_recv(), Ok(0));
+        assert_eq!(rx.try_recv(), Ok(1));
+        stash(&mut tx, 5);
+        assert_eq!(tx.try_flush(&halt).unwrap().sent, 1);
+        // Left: 2 and 3 in the reader's chunk, 4 and 5 as lone packets.
+        assert_eq!(close_and_drain(&mut rx), 4);
+    }
+
+    #[test]
+    fn try_flush_on_a_full_edge_keeps_the_chunk_for_flush() {
+        let token = CancellationToken::new();
+        let mut halt = Halt::new(&token);
+        // Capacity 2 with chunks of 2: the channel holds one packet.
+        let (mut tx, mut rx) = one_reader(2);
+        stash(&mut tx, 1);
+        assert_eq!(tx.try_flush(&halt).unwrap().sent, 1);
+        stash(&mut tx, 2);
+        stash(&mut tx, 3);
+        assert!(tx.try_flush(&halt).is_none(), "full: nothing sent or lost");
+        assert_eq!(tx.pending(), 2);
+        assert_eq!(rx.try_recv(), Ok(1));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let d = rt.block_on(tx.flush(&mut halt));
+        assert_eq!((d.sent, d.lost, d.status), (2, 0, Sent::Ok));
+        assert_eq!(rx.try_recv(), Ok(2));
+        assert_eq!(rx.try_recv(), Ok(3));
+    }
+
+    #[test]
+    fn try_flush_after_a_stop_or_a_gone_reader_counts_the_chunk_as_lost() {
+        let token = CancellationToken::new();
+        let halt = Halt::new(&token);
+        let (mut tx, rx) = one_reader(8);
+        stash(&mut tx, 1);
+        stash(&mut tx, 2);
+        token.cancel();
+        let d = tx.try_flush(&halt).unwrap();
+        assert_eq!((d.sent, d.lost, d.status), (0, 2, Sent::Stopped));
+        assert_eq!(tx.pending(), 0);
+
+        let token = CancellationToken::new();
+        let halt = Halt::new(&token);
+        drop(rx);
+        stash(&mut tx, 3);
+        let d = tx.try_flush(&halt).unwrap();
+        assert_eq!((d.sent, d.lost, d.status), (0, 1, Sent::Closed));
     }
 }
