@@ -198,28 +198,19 @@ async fn joinset_spawn() -> u64 {
 }
 
 /// Time for one item to cross an idle 3-stage pipeline (source fed from a
-/// channel -> map -> output), `n` times; returns (p50, p99) in ns.
-async fn weir_latency(n: usize) -> (u64, u64) {
-    let (tx, rx) = mpsc::channel::<Instant>(16);
-    let (mut out, handle) = Pipeline::<Instant, Infallible>::from_receiver(rx)
+/// channel -> map -> output), weir's and the hand-written one, `n` items
+/// each. The two alternate in rounds of 500 items, so that a change in the
+/// machine's load lands on both sides; returns ((p50, p99) weir, (p50, p99)
+/// hand-written) in ns.
+async fn latency(n: usize) -> ((u64, u64), (u64, u64)) {
+    let (weir_tx, rx) = mpsc::channel::<Instant>(16);
+    let (mut weir_out, handle) = Pipeline::<Instant, Infallible>::from_receiver(rx)
         .map("hop", 1, |t: Instant| async move { Ok::<_, Infallible>(t) })
         .into_stream()
         .expect("pipeline");
-    let mut lat = Vec::with_capacity(n);
-    for _ in 0..n {
-        tx.send(Instant::now()).await.expect("send");
-        let sent = out.recv().await.expect("item");
-        lat.push(sent.elapsed().as_nanos() as u64);
-    }
-    drop(tx);
-    while out.recv().await.is_some() {}
-    handle.join().await.expect("join");
-    percentiles(lat)
-}
 
-async fn hand_latency(n: usize) -> (u64, u64) {
-    let (tx, mut rx) = mpsc::channel::<Instant>(16);
-    let (tx2, mut rx2) = mpsc::channel::<Instant>(16);
+    let (hand_tx, mut rx) = mpsc::channel::<Instant>(16);
+    let (tx2, mut hand_out) = mpsc::channel::<Instant>(16);
     let hop = tokio::spawn(async move {
         while let Some(t) = rx.recv().await {
             if tx2.send(t).await.is_err() {
@@ -227,15 +218,27 @@ async fn hand_latency(n: usize) -> (u64, u64) {
             }
         }
     });
-    let mut lat = Vec::with_capacity(n);
-    for _ in 0..n {
-        tx.send(Instant::now()).await.expect("send");
-        let sent = rx2.recv().await.expect("item");
-        lat.push(sent.elapsed().as_nanos() as u64);
+
+    let (mut weir, mut hand) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    const ROUND: usize = 500;
+    for _ in 0..n.div_ceil(ROUND) {
+        for _ in 0..ROUND {
+            weir_tx.send(Instant::now()).await.expect("send");
+            let sent = weir_out.recv().await.expect("item");
+            weir.push(sent.elapsed().as_nanos() as u64);
+        }
+        for _ in 0..ROUND {
+            hand_tx.send(Instant::now()).await.expect("send");
+            let sent = hand_out.recv().await.expect("item");
+            hand.push(sent.elapsed().as_nanos() as u64);
+        }
     }
-    drop(tx);
+    drop(weir_tx);
+    while weir_out.recv().await.is_some() {}
+    handle.join().await.expect("join");
+    drop(hand_tx);
     hop.await.expect("hop");
-    percentiles(lat)
+    (percentiles(weir), percentiles(hand))
 }
 
 fn percentiles(mut lat: Vec<u64>) -> (u64, u64) {
@@ -319,8 +322,8 @@ fn main() {
     if std::env::var_os("VS_GO_ONLY").is_some_and(|o| !o.to_string_lossy().contains("latency")) {
         return;
     }
-    let (wp50, wp99) = rt.block_on(weir_latency(20_000));
-    let (hp50, hp99) = rt.block_on(hand_latency(20_000));
+    let ((wp50, wp99), (hp50, hp99)) =
+        rt.block_on(async { tokio::spawn(latency(20_000)).await.expect("latency") });
     println!("weir idle_latency_p50 {wp50}");
     println!("hand idle_latency_p50 {hp50}");
     println!("weir idle_latency_p99 {wp99}");
