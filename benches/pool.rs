@@ -8,7 +8,7 @@
 //!
 //! * results stream: a producer task submits every job, the caller reads
 //!   every result from a results channel (Go's jobs/results channels).
-//!   Baselines: async-channel (the queue weir uses) and tokio mpsc with the
+//!   Baselines: async-channel (the MPMC channel a hand-written pool uses) and tokio mpsc with the
 //!   receiver behind a `Mutex` (what people write with tokio alone).
 //! * ticket: the caller submits every job with its own oneshot reply and
 //!   then awaits all replies in order.

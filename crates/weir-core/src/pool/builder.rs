@@ -77,6 +77,11 @@ impl PoolBuilder {
     /// When it is full, [`Pool::submit`] waits and [`Pool::try_submit`] hands
     /// the job back.
     ///
+    /// Workers take jobs in shares (`len / workers`, 1 to 64 jobs) and give
+    /// back what they have not started as soon as one of their jobs waits;
+    /// a share counts as queued, so at most `capacity + 64 × workers` jobs
+    /// are held at once (see the module docs).
+    ///
     /// `0` means hand-off: a job is only accepted when an idle worker takes
     /// it at once (`submit` waits for an idle worker; `try_submit` succeeds
     /// only if one is idle), like Go's unbuffered channel.

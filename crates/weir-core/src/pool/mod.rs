@@ -85,6 +85,18 @@
 //! Each worker runs in a tracing span `worker` with the fields `pool` (the
 //! name) and `worker` (its index).
 //!
+//! # How jobs reach the workers
+//!
+//! A worker takes a share of the queue at once (`len / workers` jobs, at
+//! least 1, at most 64), so under load the queue's lock is paid per share,
+//! not per job. The jobs of its share that it has not started go back to
+//! the front of the queue, in order, as soon as it would wait for anything
+//! (a job that is not done at its first poll, a full results stream, a
+//! panic's fresh worker, a shrink, its end), and idle workers are woken for
+//! them: a slow job never holds quick ones while another worker is free.
+//! With one worker, jobs start in submission order. A share counts as
+//! queued in [`PoolStats`].
+//!
 //! # A job that submits to its own pool
 //!
 //! A job may hold a [`Pool`] (or a [`WeakPool`]) handle and submit follow-up
