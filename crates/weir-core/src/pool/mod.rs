@@ -408,10 +408,8 @@ where
         }
         let leaving = self.shared.resize(workers);
         // Wake idle workers that should leave; busy ones look after their job.
-        for _ in 0..leaving {
-            if !self.queue.wake() {
-                break;
-            }
+        if leaving > 0 {
+            self.queue.kick(leaving);
         }
         Ok(())
     }

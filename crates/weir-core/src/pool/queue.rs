@@ -31,7 +31,7 @@
 //!   half the queue instead of one slot per wake-up, and a slow job never
 //!   leaves a submitter waiting on room that exists. In hand-off mode each
 //!   new offer rings one waiting submitter.
-//! * A shrinking `resize` *kicks* idle workers ([`QueueTx::wake`]): the
+//! * A shrinking `resize` *kicks* idle workers ([`QueueTx::kick`]): the
 //!   pop of a worker that finds no job returns [`Msg::Wake`], and it looks
 //!   at the pool's size.
 //! * Closing wakes everyone: pushes fail, workers drain what is queued.
@@ -277,30 +277,34 @@ impl<T> QueueTx<T> {
         }
     }
 
-    /// Kicks one worker so it looks at the pool's size: the next worker to
-    /// find the queue empty (a sleeping one is woken). Busy workers look
-    /// after each job anyway. `false` once the queue is closed, and in
-    /// hand-off mode when no worker is idle: there a kick takes an idle
-    /// offer, as a job would.
-    pub(crate) fn wake(&self) -> bool {
-        let waker = {
+    /// Kicks `n` workers so they look at the pool's size (a shrink by `n`):
+    /// the next `n` workers to find no job (sleeping ones are woken) get
+    /// [`Msg::Wake`]; busy workers look after each job anyway. A shrink
+    /// replaces the kicks of an earlier one (`n` is how many must leave
+    /// now), so kicks never pile up in a busy pool. In hand-off mode a kick
+    /// takes an idle offer, as a job would, so at most as many workers are
+    /// kicked as are idle.
+    pub(crate) fn kick(&self, n: usize) {
+        let wakers: Vec<Waker> = {
             let mut st = self.shared.lock();
             if st.closed {
-                return false;
+                return;
             }
-            if self.shared.cap == 0 {
-                if st.offers == 0 {
-                    return false;
-                }
-                st.offers -= 1;
-            }
-            st.kicks += 1;
-            st.wake_one()
+            let n = if self.shared.cap == 0 {
+                let n = n.min(st.offers);
+                st.offers -= n;
+                st.kicks += n;
+                n
+            } else {
+                st.kicks = st.kicks.max(n);
+                n
+            };
+            let m = n.min(st.sleepers.len());
+            st.sleepers.drain(..m).map(|(_, waker)| waker).collect()
         };
-        if let Some(waker) = waker {
+        for waker in wakers {
             waker.wake();
         }
-        true
     }
 
     /// Closes the queue: pushes fail, workers drain what is queued.
@@ -792,7 +796,7 @@ mod tests {
         let (tx, ctl) = queue::<usize>(4, 1);
         let mut rx = ctl.receiver();
         // No worker sleeps yet: the kick waits for one (no lost shrink).
-        assert!(tx.wake());
+        tx.kick(1);
         assert!(tx.try_push(1).is_ok());
         // Jobs first, then the kick.
         assert_eq!(item(pop_now(&mut rx)), 1);
@@ -800,9 +804,16 @@ mod tests {
         // A sleeping worker is woken by a kick.
         let mut pop = rx.pop();
         assert!(poll(&mut pop, &w).is_pending());
-        assert!(tx.wake());
+        tx.kick(1);
         assert_eq!(w.get(), 1);
         assert!(matches!(poll(&mut pop, &w), Poll::Ready(Some(Msg::Wake))));
+        drop(pop);
+        // A later shrink replaces the kicks of an earlier one.
+        tx.kick(2);
+        tx.kick(1);
+        assert!(matches!(pop_now(&mut rx), Poll::Ready(Some(Msg::Wake))));
+        assert!(matches!(pop_now(&mut rx), Poll::Ready(Some(Msg::Wake))));
+        assert!(pop_now(&mut rx).is_pending());
     }
 
     #[test]
@@ -811,7 +822,9 @@ mod tests {
         let (tx, ctl) = queue::<usize>(0, 2);
         let mut rx = ctl.receiver();
         assert!(matches!(tx.try_push(1), Err(TryPushError::Full(1))));
-        assert!(!tx.wake(), "no idle worker to kick");
+        // No idle worker: nobody to kick.
+        tx.kick(1);
+        assert_eq!(tx.shared.lock().kicks, 0);
         // Waiting offers the worker.
         {
             let mut pop = rx.pop();
