@@ -82,8 +82,8 @@ struct State<T> {
     closed: bool,
     /// Strong [`QueueTx`] handles; the queue closes when the last goes.
     senders: usize,
-    /// Workers waiting for a job, with their wakers, oldest first.
-    sleepers: VecDeque<(u64, Waker)>,
+    /// Workers waiting for a job.
+    sleepers: Sleepers,
     /// Kicks from a shrink not yet taken by a worker.
     kicks: usize,
     /// Hand-off mode: idle offers no push has claimed yet.
@@ -115,7 +115,78 @@ impl<T> Shared<T> {
 impl<T> State<T> {
     /// Takes the oldest sleeper's waker, if a worker sleeps.
     fn wake_one(&mut self) -> Option<Waker> {
-        self.sleepers.pop_front().map(|(_, waker)| waker)
+        self.sleepers.pop()
+    }
+}
+
+/// The workers waiting for a job, oldest first. Each receiver has a dense
+/// slot, so whether a worker is still among the sleepers is one lookup:
+/// a woken worker's next look does not search the list.
+#[derive(Debug, Default)]
+struct Sleepers {
+    queue: VecDeque<(usize, Waker)>,
+    /// Boxed: touched only when workers sleep, wake or come and go, so it
+    /// stays off the cache lines that every push and take use.
+    slots: Box<Slots>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    /// Per slot: in `queue`.
+    asleep: Vec<bool>,
+    /// Slots of dropped receivers, for reuse.
+    free: Vec<usize>,
+}
+
+impl Sleepers {
+    /// A slot for a new receiver.
+    fn slot(&mut self) -> usize {
+        let slots = &mut *self.slots;
+        slots.free.pop().unwrap_or_else(|| {
+            slots.asleep.push(false);
+            slots.asleep.len() - 1
+        })
+    }
+
+    /// Gives a dropped receiver's slot back (it must not sleep).
+    fn release(&mut self, slot: usize) {
+        self.remove(slot);
+        self.slots.free.push(slot);
+    }
+
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn push(&mut self, slot: usize, waker: Waker) {
+        self.remove(slot);
+        self.slots.asleep[slot] = true;
+        self.queue.push_back((slot, waker));
+    }
+
+    /// The oldest sleeper's waker; it no longer sleeps.
+    #[inline]
+    fn pop(&mut self) -> Option<Waker> {
+        let (slot, waker) = self.queue.pop_front()?;
+        self.slots.asleep[slot] = false;
+        Some(waker)
+    }
+
+    /// The wakers of the `n` oldest sleepers (or all there are).
+    fn take(&mut self, n: usize) -> Vec<Waker> {
+        let n = n.min(self.queue.len());
+        (0..n).filter_map(|_| self.pop()).collect()
+    }
+
+    /// Takes `slot` out if it sleeps; `false` if a wake-up already did.
+    fn remove(&mut self, slot: usize) -> bool {
+        if !std::mem::take(&mut self.slots.asleep[slot]) {
+            return false;
+        }
+        if let Some(i) = self.queue.iter().position(|(s, _)| *s == slot) {
+            self.queue.remove(i);
+        }
+        true
     }
 }
 
@@ -126,7 +197,7 @@ pub(crate) fn queue<T>(cap: usize, workers: usize) -> (QueueTx<T>, QueueCtl<T>) 
             jobs: VecDeque::new(),
             closed: false,
             senders: 1,
-            sleepers: VecDeque::new(),
+            sleepers: Sleepers::default(),
             kicks: 0,
             offers: 0,
             waiters: 0,
@@ -299,8 +370,7 @@ impl<T> QueueTx<T> {
                 st.kicks = st.kicks.max(n);
                 n
             };
-            let m = n.min(st.sleepers.len());
-            st.sleepers.drain(..m).map(|(_, waker)| waker).collect()
+            st.sleepers.take(n)
         };
         for waker in wakers {
             waker.wake();
@@ -330,9 +400,10 @@ fn close<T>(shared: &Shared<T>) {
     let sleepers = {
         let mut st = shared.lock();
         st.closed = true;
-        std::mem::take(&mut st.sleepers)
+        let all = st.sleepers.len();
+        st.sleepers.take(all)
     };
-    for (_, waker) in sleepers {
+    for waker in sleepers {
         waker.wake();
     }
     shared.room.notify_waiters();
@@ -387,8 +458,8 @@ impl<T> WeakQueueTx<T> {
 #[derive(Debug)]
 pub(crate) struct QueueRx<T> {
     shared: Arc<Shared<T>>,
-    /// This worker's key among the sleepers.
-    key: u64,
+    /// This worker's slot among the sleepers.
+    slot: usize,
     /// Jobs taken from the queue and not yet started, in queue order.
     batch: VecDeque<T>,
     /// Hand-off mode: this worker's idle offer is counted in `offers`.
@@ -404,6 +475,7 @@ impl<T> Drop for QueueRx<T> {
     fn drop(&mut self) {
         self.give_back();
         self.leave_sleepers();
+        self.shared.lock().sleepers.release(self.slot);
     }
 }
 
@@ -417,10 +489,10 @@ enum Look<T> {
 
 impl<T> QueueRx<T> {
     fn new(shared: Arc<Shared<T>>) -> Self {
-        static NEXT_KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let slot = shared.lock().sleepers.slot();
         Self {
             shared,
-            key: NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            slot,
             batch: VecDeque::new(),
             offered: false,
             owed: false,
@@ -437,21 +509,27 @@ impl<T> QueueRx<T> {
     }
 
     /// Looks at the queue once; registers as a sleeper (with `cx`) when it
-    /// is empty.
+    /// is empty. The batch is served here, inline and without the lock.
+    #[inline]
     fn look(&mut self, cx: &mut Context<'_>) -> Look<T> {
-        if let Some(item) = self.batch.pop_front() {
-            return Look::Item(item);
+        match self.batch.pop_front() {
+            Some(item) => Look::Item(item),
+            None => self.look_shared(cx),
         }
+    }
+
+    /// [`look`](Self::look) once the batch is empty: takes the lock.
+    #[inline(never)]
+    fn look_shared(&mut self, cx: &mut Context<'_>) -> Look<T> {
         let shared = &*self.shared;
         let mut ring_all = false;
         let mut ring_one = false;
         let look = {
             let mut st = shared.lock();
-            if std::mem::take(&mut self.sleeping)
-                && let Some(i) = st.sleepers.iter().position(|(key, _)| *key == self.key)
-            {
-                // Polled again before anyone woke it (or woken twice).
-                st.sleepers.remove(i);
+            if std::mem::take(&mut self.sleeping) {
+                // Polled again before anyone woke it: out of the list, so
+                // it is in there once at most.
+                st.sleepers.remove(self.slot);
             }
             if shared.cap == 0 && !self.offered && !st.closed {
                 // Hand-off: this worker is idle; a submitter may now push.
@@ -487,7 +565,7 @@ impl<T> QueueRx<T> {
                 self.offered = false;
                 Look::Wake
             } else {
-                st.sleepers.push_back((self.key, cx.waker().clone()));
+                st.sleepers.push(self.slot, cx.waker().clone());
                 self.sleeping = true;
                 // About to sleep: any room this worker freed is announced.
                 if std::mem::take(&mut self.owed) && st.waiters > 0 {
@@ -527,8 +605,7 @@ impl<T> QueueRx<T> {
             while let Some(item) = self.batch.pop_back() {
                 st.jobs.push_front(item);
             }
-            let m = n.min(st.sleepers.len());
-            st.sleepers.drain(..m).map(|(_, waker)| waker).collect()
+            st.sleepers.take(n)
         };
         for waker in wakers {
             waker.wake();
@@ -572,21 +649,26 @@ impl<T> QueueRx<T> {
 
     /// Leaves the sleepers; a wake-up this worker was given and did not use
     /// goes to the next sleeper.
+    #[inline]
     fn leave_sleepers(&mut self) {
-        if !std::mem::take(&mut self.sleeping) {
-            return;
+        if self.sleeping {
+            self.leave_sleepers_now();
         }
+    }
+
+    #[cold]
+    fn leave_sleepers_now(&mut self) {
+        self.sleeping = false;
         let waker = {
             let mut st = self.shared.lock();
-            match st.sleepers.iter().position(|(key, _)| *key == self.key) {
-                Some(i) => {
-                    st.sleepers.remove(i);
-                    None
-                }
+            if st.sleepers.remove(self.slot) {
+                None
+            } else if !st.jobs.is_empty() || st.kicks > 0 {
                 // A push, a kick or the close woke it: pass the wake-up on
                 // if work is waiting.
-                None if !st.jobs.is_empty() || st.kicks > 0 => st.wake_one(),
-                None => None,
+                st.wake_one()
+            } else {
+                None
             }
         };
         if let Some(waker) = waker {
@@ -774,6 +856,35 @@ mod tests {
         drop(pop1);
         assert_eq!(sleepers(&tx), 0);
         assert_eq!((w1.get(), w2.get()), (1, 1));
+    }
+
+    #[test]
+    fn sleepers_are_woken_oldest_first_and_slots_are_reused() {
+        let ws: Vec<_> = (0..3).map(|_| Arc::new(Count::default())).collect();
+        let (tx, ctl) = queue::<usize>(8, 3);
+        let mut rxs: Vec<_> = (0..3).map(|_| ctl.receiver()).collect();
+        {
+            let mut pops: Vec<_> = rxs.iter_mut().map(QueueRx::pop).collect();
+            for (pop, w) in pops.iter_mut().zip(&ws) {
+                assert!(poll(pop, w).is_pending());
+            }
+            assert_eq!(sleepers(&tx), 3);
+            for (i, w) in ws.iter().enumerate() {
+                assert!(tx.try_push(i).is_ok());
+                assert_eq!(w.get(), 1, "sleeper {i} is woken by push {i}");
+            }
+            assert_eq!(sleepers(&tx), 0);
+            for (pop, w) in pops.iter_mut().zip(&ws) {
+                let _ = item(poll(pop, w));
+            }
+        }
+        drop(rxs.pop());
+        let _again = ctl.receiver();
+        assert_eq!(
+            tx.shared.lock().sleepers.slots.asleep.len(),
+            3,
+            "the slot is reused"
+        );
     }
 
     #[test]

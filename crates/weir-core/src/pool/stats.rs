@@ -41,6 +41,7 @@ pub(crate) struct WorkerCounters {
     cancelled: AtomicU64,
 }
 
+#[inline]
 fn bump(c: &AtomicU64) {
     // Single writer: see `WorkerCounters`.
     c.store(c.load(Ordering::Relaxed) + 1, Ordering::Release);
@@ -48,11 +49,13 @@ fn bump(c: &AtomicU64) {
 
 impl WorkerCounters {
     /// This worker took a job off the queue.
+    #[inline]
     pub(crate) fn dequeued(&self) {
         bump(&self.dequeued);
     }
 
     /// A job this worker dequeued ended.
+    #[inline]
     pub(crate) fn finished(&self, outcome: Outcome) {
         bump(match outcome {
             Outcome::Completed => &self.completed,
@@ -122,6 +125,7 @@ impl Counters {
     /// The id for a submit attempt. An attempt ends submitted (the
     /// default: no second count on the fast path), [`rejected`](Self::rejected)
     /// or abandoned (see [`Waiting`]); `submitted` is derived from that.
+    #[inline]
     pub(crate) fn next_id(&self) -> u64 {
         self.submit.0.next_id.fetch_add(1, Ordering::AcqRel)
     }
