@@ -278,8 +278,9 @@ impl<T> EdgeTx<T> {
         }
     }
 
-    /// Sends this sender's chunk if that needs no waiting: `None` when the
-    /// channel is full (the chunk is kept; use [`flush`](Self::flush)).
+    /// Sends this sender's chunk if that needs no waiting (the common case
+    /// of [`flush`](Self::flush)): `None` when the channel is full; the
+    /// chunk is kept.
     pub(crate) fn try_flush(&mut self, halt: &Halt) -> Option<Delivery> {
         let Self::One { tx, chunk, batch } = self else {
             return Some(Delivery::NOTHING);
@@ -312,43 +313,32 @@ impl<T> EdgeTx<T> {
         })
     }
 
-    /// Sends this sender's chunk now, if it holds anything.
+    /// Sends this sender's chunk now, if it holds anything, waiting for room
+    /// unless the pipeline stops first.
     pub(crate) async fn flush(&mut self, halt: &mut Halt) -> Delivery {
+        match self.try_flush(halt) {
+            Some(d) => d,
+            None => self.flush_full(halt).await,
+        }
+    }
+
+    /// The rest of [`flush`](Self::flush) once [`try_flush`](Self::try_flush)
+    /// found the channel full: waits for room unless the pipeline stops.
+    pub(crate) async fn flush_full(&mut self, halt: &mut Halt) -> Delivery {
         let Self::One { tx, chunk, batch } = self else {
             return Delivery::NOTHING;
         };
-        if chunk.is_empty() {
-            return Delivery::NOTHING;
-        }
         let n = chunk.len() as u64;
-        let full = packet(chunk, *batch);
-        let status = if halt.is_stopped() {
-            Sent::Stopped
-        } else {
-            match tx.try_send(full) {
-                Ok(()) => Sent::Ok,
-                Err(mpsc::error::TrySendError::Closed(_)) => Sent::Closed,
-                Err(mpsc::error::TrySendError::Full(full)) => {
-                    match halt.or_stop(tx.send(full)).await {
-                        Some(Ok(())) => Sent::Ok,
-                        Some(Err(_)) => Sent::Closed,
-                        None => Sent::Stopped,
-                    }
-                }
-            }
+        let status = match halt.or_stop(tx.send(packet(chunk, *batch))).await {
+            Some(Ok(())) => Sent::Ok,
+            Some(Err(_)) => Sent::Closed,
+            None => Sent::Stopped,
         };
-        if status == Sent::Ok {
-            Delivery {
-                sent: n,
-                lost: 0,
-                status,
-            }
-        } else {
-            Delivery {
-                sent: 0,
-                lost: n,
-                status,
-            }
+        let sent = if status == Sent::Ok { n } else { 0 };
+        Delivery {
+            sent,
+            lost: n - sent,
+            status,
         }
     }
 

@@ -244,9 +244,10 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
     /// Sends what waits in `tx`'s chunk now. Returns false when this task
     /// must stop.
     pub(crate) async fn flush<O>(&mut self, tx: &mut EdgeTx<O>) -> bool {
+        // The common case needs no waiting: no send future to build.
         let d = match tx.try_flush(&self.halt) {
             Some(d) => d,
-            None => tx.flush(&mut self.halt).await,
+            None => tx.flush_full(&mut self.halt).await,
         };
         self.account(d)
     }
