@@ -27,7 +27,7 @@
 //! * Submitters waiting for room sleep on a [`Notify`]. In buffered mode
 //!   workers ring it with hysteresis: when a take leaves the deque at most
 //!   half full, or before a worker that took jobs since its last ring
-//!   waits for anything ([`QueueRx::settle`]). A woken submitter so refills
+//!   waits for anything ([`QueueRx::step_away`]). A woken submitter so refills
 //!   half the queue instead of one slot per wake-up, and a slow job never
 //!   leaves a submitter waiting on room that exists. In hand-off mode each
 //!   new offer rings one waiting submitter.
@@ -109,13 +109,6 @@ impl<T> Shared<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // No code panics while holding this lock; recover anyway.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl<T> State<T> {
-    /// Takes the oldest sleeper's waker, if a worker sleeps.
-    fn wake_one(&mut self) -> Option<Waker> {
-        self.sleepers.pop()
     }
 }
 
@@ -293,7 +286,7 @@ impl<T> QueueTx<T> {
                 return Err(TryPushError::Full(item));
             }
             st.jobs.push_back(item);
-            st.wake_one()
+            st.sleepers.pop()
         };
         if let Some(waker) = waker {
             waker.wake();
@@ -593,9 +586,8 @@ impl<T> QueueRx<T> {
     }
 
     /// Gives the jobs of this worker's batch that it has not started back
-    /// to the front of the queue, in order, and wakes sleepers for them:
-    /// call before the worker waits for anything and when it leaves.
-    pub(crate) fn give_back(&mut self) {
+    /// to the front of the queue, in order, and wakes sleepers for them.
+    fn give_back(&mut self) {
         if self.batch.is_empty() {
             return;
         }
@@ -613,10 +605,18 @@ impl<T> QueueRx<T> {
     }
 
     /// Call before the worker waits for anything (a job that is not done at
-    /// once, the results stream, its end): rings waiting submitters if this
-    /// worker took jobs since it last rang, so no submitter waits on room
-    /// that exists while the worker is away.
-    pub(crate) fn settle(&mut self) {
+    /// once, a full results stream, a fresh worker after a panic, its end):
+    /// gives the batch back ([`give_back`](Self::give_back)) and rings
+    /// waiting submitters if this worker took jobs since it last rang
+    /// ([`settle`](Self::settle)), so neither jobs nor room wait on a
+    /// worker that is away.
+    pub(crate) fn step_away(&mut self) {
+        self.give_back();
+        self.settle();
+    }
+
+    /// Rings waiting submitters if this worker took jobs since it last rang.
+    fn settle(&mut self) {
         if std::mem::take(&mut self.owed) && self.shared.lock().waiters > 0 {
             self.shared.room.notify_waiters();
         }
@@ -666,7 +666,7 @@ impl<T> QueueRx<T> {
             } else if !st.jobs.is_empty() || st.kicks > 0 {
                 // A push, a kick or the close woke it: pass the wake-up on
                 // if work is waiting.
-                st.wake_one()
+                st.sleepers.pop()
             } else {
                 None
             }

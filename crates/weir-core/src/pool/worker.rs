@@ -457,8 +457,7 @@ pub(crate) async fn run_worker<H, M>(
                 Poll::Pending => {
                     // Nothing of this worker's batch waits behind a job
                     // that waits.
-                    queue.give_back();
-                    queue.settle();
+                    queue.step_away();
                     before_wait(&mut sink, cancelled.as_mut(), || {}).await;
                     tokio::select! {
                         biased;
@@ -490,11 +489,7 @@ pub(crate) async fn run_worker<H, M>(
         if deliver(&shared, &mut sink, id, reply, result) {
             // Sending a full chunk may wait for the reader: if it must, the
             // rest of the batch goes back to the queue first.
-            before_wait(&mut sink, cancelled.as_mut(), || {
-                queue.give_back();
-                queue.settle();
-            })
-            .await;
+            before_wait(&mut sink, cancelled.as_mut(), || queue.step_away()).await;
         }
         if outcome == Outcome::Cancelled {
             break;
@@ -503,8 +498,7 @@ pub(crate) async fn run_worker<H, M>(
             // The panic may have left the worker's state half-updated: drop
             // it (no teardown) and start a fresh one in this slot, after
             // sending what is done (setup may take a while).
-            queue.give_back();
-            queue.settle();
+            queue.step_away();
             before_wait(&mut sink, cancelled.as_mut(), || {}).await;
             worker = start_worker(&*make, index).await;
         }
@@ -514,12 +508,10 @@ pub(crate) async fn run_worker<H, M>(
         // Cancelled: nothing more is taken; what is queued (this worker's
         // batch first) is cancelled.
         drain_cancelled(&shared, &counters, &mut queue, &mut sink);
-    } else {
-        // Leaving (shutdown drained the queue, a shrink, an empty slot):
-        // what is left of the batch goes to the other workers.
-        queue.give_back();
     }
-    queue.settle();
+    // Leaving (shutdown drained the queue, a shrink, an empty slot): what is
+    // left of the batch goes to the other workers.
+    queue.step_away();
     if let Some(sink) = sink.as_mut() {
         if shared.token.is_cancelled() {
             sink.try_flush();
