@@ -531,13 +531,14 @@ impl<T> QueueRx<T> {
                 ring_one = st.waiters > 0;
             }
             let len = st.jobs.len();
-            if len > 0 {
+            if let Some(first) = st.jobs.pop_front() {
+                // This job and the rest of the share, which waits in the batch.
                 let take = if shared.cap == 0 {
                     1
                 } else {
                     (len / st.workers.max(1)).clamp(1, BATCH)
                 };
-                self.batch.extend(st.jobs.drain(..take));
+                self.batch.extend(st.jobs.drain(..take - 1));
                 self.offered = false;
                 if st.waiters > 0 {
                     // Hysteresis: ring once the queue is down to half.
@@ -547,10 +548,7 @@ impl<T> QueueRx<T> {
                         self.owed = true;
                     }
                 }
-                match self.batch.pop_front() {
-                    Some(item) => Look::Item(item),
-                    None => Look::Empty,
-                }
+                Look::Item(first)
             } else if st.closed {
                 Look::Closed
             } else if st.kicks > 0 {
