@@ -22,6 +22,7 @@
 
 mod channel;
 pub mod context;
+mod lane;
 mod panic;
 pub mod pipeline;
 
