@@ -49,9 +49,9 @@ use std::task::{Context, Poll};
 
 use futures::task::ArcWake;
 use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::lane::{LaneRx, LaneTx, TryRecvError, TrySendError, lane};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Most items in one chunk.
 pub(crate) const BATCH: usize = 32;
