@@ -268,6 +268,10 @@ impl<T> Drop for LaneRx<T> {
 
 impl<T> LaneRx<T> {
     /// Takes the front packet, or says why there is none, without waiting.
+    //
+    // The pop and its ring are written out here and in `poll_recv`: a shared
+    // helper that hands the guard back when there is nothing to pop measured
+    // 5-10% slower on the idle round trip (A/B of the vs_go binaries).
     pub(crate) fn try_recv(&mut self) -> Result<T, TryRecvError> {
         let mut state = self.shared.lock();
         match state.queue.pop_front() {

@@ -46,7 +46,7 @@ pub(crate) fn boxed<O, E>(result: JobResult<O, E>) -> Boxed<O, E> {
 pub(crate) enum Reply<O, E> {
     /// To the submitter's [`Ticket`].
     Ticket(oneshot::Sender<Boxed<O, E>>),
-    /// To the pool's [`Results`] stream.
+    /// To the pool's [`Results`](super::Results) stream.
     Detached,
 }
 
