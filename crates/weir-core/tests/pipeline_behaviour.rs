@@ -892,3 +892,64 @@ async fn from_receiver_feeds_a_one_worker_stage_directly_and_closes_the_channel_
     got.sort_unstable();
     assert_eq!(got, (0..20).collect::<Vec<_>>());
 }
+
+/// Four workers feed a one-worker stage through an edge with room for one
+/// chunk, and the consumer stops reading: the workers pile up waiting for
+/// room. A cancel must reach every waiting sender, and every item must be
+/// accounted for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_waiting_on_a_full_edge_stop_on_cancel_and_lose_nothing_from_the_accounts() {
+    let before = alive();
+    let (mut out, handle) = Pipeline::<u64, anyhow::Error>::from_iter(0..100_000u64)
+        .capacity(2)
+        .map("wide", 4, |x| async move { anyhow::Ok(x) })
+        .map("narrow", 1, |x| async move { anyhow::Ok(x + 1) })
+        .into_stream()
+        .unwrap();
+    let mut got = 0;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while got < 10 {
+            out.next().await.unwrap();
+            got += 1;
+        }
+    })
+    .await
+    .expect("items flow through full edges");
+    // Let the workers fill every edge and wait for room.
+    let wide = loop {
+        sleep(Duration::from_millis(5)).await;
+        let r = handle.report();
+        let wide = r.stage("wide").unwrap().clone();
+        if wide.input > 10 && handle.report().stage("wide").unwrap().input == wide.input {
+            break wide;
+        }
+    };
+    assert!(
+        wide.input < 1_000,
+        "the stage did not wait for room: {wide:?}"
+    );
+    handle.cancel();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while out.next().await.is_some() {
+            got += 1;
+        }
+        while !handle.is_finished() {
+            sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("every waiting sender saw the cancel");
+    let report = handle.report();
+    let err = handle.join().await.unwrap_err();
+    assert!(err.is_cancelled(), "{err}");
+    assert_balanced(&report);
+    assert!(report.cancelled() > 0, "{report:#?}");
+    assert_eq!(report.delivered, got);
+    let settled = tokio::time::timeout(Duration::from_secs(10), async {
+        while alive() != before {
+            sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(settled.is_ok(), "a pipeline task outlived join()");
+}
