@@ -915,14 +915,16 @@ async fn workers_waiting_on_a_full_edge_stop_on_cancel_and_lose_nothing_from_the
     })
     .await
     .expect("items flow through full edges");
-    // Let the workers fill every edge and wait for room.
+    // Let the workers fill every edge and wait for room: the stage has
+    // stalled once its input stops moving over 5 ms.
+    let mut last = u64::MAX;
     let wide = loop {
         sleep(Duration::from_millis(5)).await;
-        let r = handle.report();
-        let wide = r.stage("wide").unwrap().clone();
-        if wide.input > 10 && handle.report().stage("wide").unwrap().input == wide.input {
+        let wide = handle.report().stage("wide").unwrap().clone();
+        if wide.input == last {
             break wide;
         }
+        last = wide.input;
     };
     assert!(
         wide.input < 1_000,
