@@ -61,7 +61,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::context::{Cause, Context};
+use weir_context::{Cause, Context};
 
 /// Why a bounded run (or, in [`Bounded::run_all`], one item) failed.
 #[derive(Debug, thiserror::Error)]
@@ -401,7 +401,7 @@ impl Bounded {
                             Err(BoundedError::Failed { index, error })
                         }
                         Err(payload) => {
-                            let message = crate::panic_message(&*payload);
+                            let message = weir_context::__private::panic_message(&*payload);
                             tracing::error!(%message, "item panicked");
                             Err(BoundedError::Panicked { index, message })
                         }

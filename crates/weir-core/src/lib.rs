@@ -21,9 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod channel;
-pub mod context;
 mod lane;
-mod panic;
 pub mod pipeline;
 
 // --- pool (issue 3) ---
@@ -49,17 +47,18 @@ pub use bounded::{Bounded, BoundedError, for_each_bounded, for_each_in_batches};
 pub use fan_out::{broadcast, distribute};
 pub use merge::{Fan, FanError, FanHandle, FanReceiver, merge, merge_in_turn};
 
-pub use context::{Cause, Context};
-pub use panic::panic_message;
 pub use pipeline::{
     BuildError, Emitter, ErrorPolicy, ErrorStream, ItemStream, Pipeline, PipelineError,
     PipelineHandle, Report, Stage, StageReport,
+};
+pub use weir_context::{
+    Cause, CauseValue, ConfigError, Context, MAX_CAPACITY, MAX_WORKERS, Panic, Problem, RunError,
+    Stopped,
 };
 
 /// The names most programs need: `use weir_core::prelude::*;` (or
 /// `use weir::prelude::*;`, which adds the task group and rate limiter).
 pub mod prelude {
-    pub use crate::context::{Cause, Context};
     pub use crate::pipeline::{ErrorPolicy, Pipeline, PipelineError, Stage};
     pub use crate::pool::{JobError, Pool};
     pub use crate::shed::{Offer, ShedPolicy, Shedder};
@@ -68,4 +67,5 @@ pub mod prelude {
     pub use crate::{
         broadcast, distribute, for_each_bounded, for_each_in_batches, merge, merge_in_turn,
     };
+    pub use weir_context::{Cause, Context};
 }

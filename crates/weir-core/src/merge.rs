@@ -397,7 +397,7 @@ impl Core {
                 Ok(Some(())) => {}
                 Ok(None) => tracing::debug!("stopped: cancelled or every output dropped"),
                 Err(payload) => {
-                    let message = crate::panic_message(&*payload);
+                    let message = weir_context::__private::panic_message(&*payload);
                     tracing::error!(%message, "branch panicked");
                     // Only the first panic is kept.
                     let _ = panic.set(FanError::Panicked { branch, message });

@@ -63,9 +63,9 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{Cause, Context};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
+use weir_context::{Cause, Context};
 
 /// What a task spawned by [`Shutdown::spawn`] may return: `()` (it cannot
 /// fail) or `Result<(), E>` with a displayable `E` (an `Err` is reported as a
@@ -385,7 +385,10 @@ impl Shutdown {
         let task = async move {
             let failure = match AssertUnwindSafe(fut).catch_unwind().await {
                 Ok(output) => output.failure(),
-                Err(payload) => Some(format!("panicked: {}", crate::panic_message(&*payload))),
+                Err(payload) => Some(format!(
+                    "panicked: {}",
+                    weir_context::__private::panic_message(&*payload)
+                )),
             };
             if let Some(message) = &failure {
                 tracing::error!(task = %task_name, error = %message, "task failed");

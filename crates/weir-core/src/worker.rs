@@ -329,7 +329,7 @@ impl<G, E> WorkerHandle<G, E> {
                 Err(StopError::Failed { name, error })
             }
             Err(err) if err.is_panic() => {
-                let message = crate::panic_message(&*err.into_panic());
+                let message = weir_context::__private::panic_message(&*err.into_panic());
                 tracing::error!(worker = %name, panic = %message, "worker panicked");
                 Err(StopError::Panicked { name, message })
             }

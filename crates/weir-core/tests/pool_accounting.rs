@@ -75,7 +75,7 @@ fn quiet_deliberate_panics() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let msg = weir_core::panic_message(info.payload());
+            let msg = weir_context::__private::panic_message(info.payload());
             if !msg.starts_with("deliberate") {
                 default(info);
             }

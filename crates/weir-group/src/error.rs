@@ -31,7 +31,7 @@ pub enum GroupError<E> {
     Panicked {
         /// The task's name, or `#<index>`.
         task: String,
-        /// The panic message (see [`weir_core::panic_message`]).
+        /// The panic message (see [`weir_context::panic_message`]).
         message: String,
     },
     /// The task was aborted before it finished: by

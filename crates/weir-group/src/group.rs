@@ -14,7 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{Id, JoinError, JoinHandle};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use weir_core::Context;
+use weir_context::Context;
 
 use crate::error::{GroupError, GroupErrors, LimitError, Rejected};
 use crate::task::{Delivered, Delivery, Outcome, Payload, PlainTask, Returned, RichTask, Shared};
@@ -466,7 +466,7 @@ impl<T, E> Group<T, E> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use weir_core::Context;
+    /// use weir_context::Context;
     /// use weir_group::Group;
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -602,7 +602,7 @@ impl<T, E> Group<T, E> {
 
     /// The group's context: its token, plus why it was cancelled
     /// ([`Context::cause`]): the first failure (`"task failed: …"` or
-    /// `"task panicked: …"`), [`Cause::Cancelled`](weir_core::Cause::Cancelled)
+    /// `"task panicked: …"`), [`Cause::Cancelled`](weir_context::Cause::Cancelled)
     /// for [`cancel`](Group::cancel), or the parent's cause.
     pub fn context(&self) -> &Context {
         &self.shared.ctx
@@ -1052,7 +1052,7 @@ where
                 let payload = payload.into_inner();
                 let error = GroupError::Panicked {
                     task: self.book.label(id),
-                    message: weir_core::panic_message(&*payload),
+                    message: weir_context::__private::panic_message(&*payload),
                 };
                 (Err(error), keep_payload.then_some(payload))
             }

@@ -47,7 +47,7 @@ use std::task::{Context, Poll, Waker};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::Id;
 use tokio_util::sync::CancellationToken;
-use weir_core::Context as WeirContext;
+use weir_context::Context as WeirContext;
 
 /// One delivered task: its tokio id and how it ended.
 pub(crate) type Delivered<T, E> = (Id, Outcome<T, E>);
@@ -267,7 +267,7 @@ where
             Poll::Ready(Outcome::Err(error))
         }
         Err(payload) => {
-            let message = weir_core::panic_message(&*payload);
+            let message = weir_context::__private::panic_message(&*payload);
             tracing::error!(task.id = ?tokio::task::try_id(), %message, "task panicked");
             if let Some(shared) = shared {
                 shared.failed(|| format!("task panicked: {message}"));

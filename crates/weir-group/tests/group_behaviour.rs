@@ -195,7 +195,7 @@ async fn resume_panics_re_raises_in_the_waiter_after_all_tasks_end() {
         .catch_unwind()
         .await
         .unwrap_err();
-    assert_eq!(weir_core::panic_message(&*payload), "resumed");
+    assert_eq!(weir_context::__private::panic_message(&*payload), "resumed");
     assert!(
         ended.load(Ordering::SeqCst),
         "waited for the other task first"
@@ -209,7 +209,7 @@ async fn resume_panics_re_raises_in_the_waiter_after_all_tasks_end() {
         .catch_unwind()
         .await
         .unwrap_err();
-    assert_eq!(weir_core::panic_message(&*payload), "at once");
+    assert_eq!(weir_context::__private::panic_message(&*payload), "at once");
 }
 
 #[tokio::test(start_paused = true)]

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
-use weir_core::{Cause, Context};
+use weir_context::{Cause, Context};
 use weir_group::Group;
 
 #[tokio::test(start_paused = true)]

@@ -28,7 +28,7 @@ fn quiet_planned_panics() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if weir_core::panic_message(info.payload()) != PLANNED {
+            if weir_context::__private::panic_message(info.payload()) != PLANNED {
                 default(info);
             }
         }));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use weir_core::{Cause, Context};
+use weir_context::{Cause, Context};
 
 use crate::clock::Clock;
 use crate::gcra::{Decision, Gcra};
@@ -296,7 +296,7 @@ impl RateLimiter {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use weir_core::Context;
+    /// use weir_context::Context;
     /// use weir_rate::{Rate, RateLimiter, WaitError};
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]

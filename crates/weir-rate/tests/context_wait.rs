@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
-use weir_core::{Cause, Context};
+use weir_context::{Cause, Context};
 use weir_rate::{Rate, RateLimiter, WaitError};
 
 fn ten_per_second() -> RateLimiter {

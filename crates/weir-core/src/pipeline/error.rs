@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::context::Cause;
+use weir_context::Cause;
 
 /// What a pipeline does when a stage fails on an item.
 ///

@@ -14,7 +14,7 @@ use super::error::PipelineError;
 use super::report::Report;
 use super::run::{Shared, SinkState};
 use crate::channel::{self, EdgeRx};
-use crate::context::Context;
+use weir_context::Context;
 
 /// The output of a running pipeline, as a [`Stream`].
 ///
@@ -183,7 +183,10 @@ impl<E> PipelineHandle<E> {
 
     /// Stops the pipeline like [`cancel`](Self::cancel), with your own
     /// cause, which [`join`](Self::join) then reports.
-    pub fn cancel_with(&self, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) {
+    pub fn cancel_with<V>(&self, cause: V)
+    where
+        V: fmt::Display + fmt::Debug + Send + Sync + 'static,
+    {
         self.shared.ctx.cancel_with(cause);
     }
 

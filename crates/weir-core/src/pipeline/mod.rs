@@ -90,10 +90,10 @@ pub use run::{Emitter, Stopped};
 pub use stage::Stage;
 
 use crate::channel::{self, EdgeRx, Halt};
-use crate::context::Context;
 use report::StageCounters;
 use run::{Env, Shared, SinkState};
 use stage::{FilterMapFn, MapFn, Process, SyncFn};
+use weir_context::Context;
 
 /// Channel size between stages unless [`Pipeline::capacity`] says
 /// otherwise.

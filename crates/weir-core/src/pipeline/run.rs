@@ -21,8 +21,8 @@ use super::error::{ErrorPolicy, PipelineError};
 use super::report::StageCounters;
 use super::stage::{Process, Stage, StageFn};
 use crate::channel::{self, Delivery, EdgeRx, EdgeTx, Halt, Recv, Sent};
-use crate::context::Context;
-use crate::panic_message;
+use weir_context::__private::panic_message;
+use weir_context::Context;
 
 /// What the consumer side (the output stream) shares with the handle.
 #[derive(Debug)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::context::Context;
+use weir_context::Context;
 
 use super::queue::queue;
 use super::worker::{FnWorker, Handler, Shared, SpawnFn, TraitWorker, run_worker};

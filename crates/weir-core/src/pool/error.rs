@@ -121,7 +121,7 @@ pub enum JobError<E> {
     /// The handler panicked; the worker carried on with the next job.
     #[error("job panicked: {message}")]
     Panicked {
-        /// The panic's message (see [`panic_message`](crate::panic_message)).
+        /// The panic's message (see [`panic_message`](weir_context::Panic)).
         message: String,
     },
     /// The job was cancelled before it finished: still queued or running

@@ -133,7 +133,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::Context;
+use weir_context::Context;
 
 pub use builder::PoolBuilder;
 pub use error::{JobError, PoolError, SubmitError, SubmitTimeoutError, TrySubmitError};

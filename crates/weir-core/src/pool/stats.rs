@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::context::Cause;
+use weir_context::Cause;
 
 /// A counter on its own cache line, so submitters and workers do not
 /// invalidate each other's lines.

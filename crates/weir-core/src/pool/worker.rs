@@ -21,8 +21,8 @@ use super::results::{ResultSink, ResultTx, Results, WeakResultTx};
 use super::stats::{Counters, Outcome, WorkerCounters};
 use super::ticket::{Envelope, JobId, JobResult, Reply, boxed};
 use super::{JobError, PoolStats};
-use crate::context::Context;
-use crate::panic_message;
+use weir_context::__private::panic_message;
+use weir_context::Context;
 
 /// A pool worker with its own state, for [`PoolBuilder::build_with`](super::PoolBuilder::build_with).
 ///

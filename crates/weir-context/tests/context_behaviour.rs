@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
-use weir_core::context::{Cause, Context};
+use weir_context::{Cause, Context};
 
 fn alive() -> usize {
     tokio::runtime::Handle::current()
@@ -61,7 +61,7 @@ async fn the_first_cause_wins_and_children_see_the_parents() {
     ctx.cancel();
     assert_eq!(child.cause().unwrap().to_string(), "disk full");
     assert!(matches!(ctx.cause(), Some(Cause::Cancelled)));
-    assert!(child.cause().unwrap().error().is_some());
+    assert!(child.cause().unwrap().value().is_some());
 }
 
 #[tokio::test]

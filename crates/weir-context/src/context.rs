@@ -12,16 +12,18 @@
 //!   [`Context::cancel_with`]. The first cancellation of a context or of one
 //!   of its parents sets the cause, as in Go.
 //!
-//! Every weir construct that takes a token also takes a `Context` and, when
-//! it stopped because the context was cancelled, reports the cause in its
-//! error, so "the deadline passed", "someone cancelled" and "a stage failed"
-//! can be told apart.
+//! Every weir construct takes its `Context` the same way, with
+//! `.context(ctx)` on its builder or options (a `CancellationToken`, or a
+//! `&Context`, converts), runs on a child of it, and, when it stopped
+//! because the context was cancelled, reports the cause in its error, so
+//! "the deadline passed", "someone cancelled" and "a stage failed" can be
+//! told apart.
 //!
 //! # Examples
 //!
 //! ```
 //! use std::time::Duration;
-//! use weir_core::context::{Cause, Context};
+//! use weir_context::{Cause, Context};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
@@ -52,7 +54,6 @@
 //! longer cancelled at the deadline. Keep the context, not just its token,
 //! for as long as the deadline matters.
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -62,106 +63,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-/// Why a context was cancelled.
-#[derive(Clone)]
-#[non_exhaustive]
-pub enum Cause {
-    /// Cancelled with [`Context::cancel`], or its token was cancelled
-    /// directly.
-    Cancelled,
-    /// Its deadline (or an inherited one) passed.
-    DeadlineExceeded,
-    /// Cancelled with [`Context::cancel_with`] and this error.
-    Error(Arc<dyn StdError + Send + Sync>),
-}
-
-impl Cause {
-    /// Whether the deadline passed.
-    pub fn is_deadline_exceeded(&self) -> bool {
-        matches!(self, Self::DeadlineExceeded)
-    }
-
-    /// The error given to [`Context::cancel_with`], if that was the cause.
-    pub fn error(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
-        match self {
-            Self::Error(e) => Some(&**e),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Debug for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Cancelled => f.write_str("Cancelled"),
-            Self::DeadlineExceeded => f.write_str("DeadlineExceeded"),
-            Self::Error(e) => f.debug_tuple("Error").field(&e.to_string()).finish(),
-        }
-    }
-}
-
-/// Two causes are equal when they are the same kind; two `Error` causes when
-/// they are the same error or read the same.
-impl PartialEq for Cause {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::Cancelled, Self::Cancelled)
-            | (Self::DeadlineExceeded, Self::DeadlineExceeded) => true,
-            (Self::Error(a), Self::Error(b)) => Arc::ptr_eq(a, b) || a.to_string() == b.to_string(),
-            _ => false,
-        }
-    }
-}
-
-impl Eq for Cause {}
-
-impl fmt::Display for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Cancelled => f.write_str("context cancelled"),
-            Self::DeadlineExceeded => f.write_str("context deadline exceeded"),
-            Self::Error(e) => fmt::Display::fmt(e, f),
-        }
-    }
-}
-
-impl StdError for Cause {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match self {
-            Self::Error(e) => e.source(),
-            _ => None,
-        }
-    }
-}
-
-/// The work did not finish: the context was cancelled first. Carries the
-/// [`Cause`]. Returned by [`Context::run`].
-#[derive(Debug, Clone)]
-pub struct Stopped(Cause);
-
-impl Stopped {
-    /// Why the context was cancelled.
-    pub fn cause(&self) -> &Cause {
-        &self.0
-    }
-
-    /// Takes the cause out.
-    pub fn into_cause(self) -> Cause {
-        self.0
-    }
-}
-
-impl fmt::Display for Stopped {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "stopped: {}", self.0)
-    }
-}
-
-impl StdError for Stopped {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&self.0)
-    }
-}
+use crate::cause::{Cause, CauseValue, Stopped};
 
 struct Inner {
     token: CancellationToken,
@@ -224,6 +126,21 @@ impl From<CancellationToken> for Context {
     }
 }
 
+impl From<&CancellationToken> for Context {
+    /// Wraps a clone of the token; see `From<CancellationToken>`.
+    fn from(token: &CancellationToken) -> Self {
+        Self::from(token.clone())
+    }
+}
+
+impl From<&Context> for Context {
+    /// The same context (a clone), so `.context(&ctx)` works beside
+    /// `.context(ctx)`.
+    fn from(ctx: &Context) -> Self {
+        ctx.clone()
+    }
+}
+
 impl Context {
     fn new(
         token: CancellationToken,
@@ -263,12 +180,21 @@ impl Context {
     /// A child cancelled with [`Cause::DeadlineExceeded`] after `timeout`,
     /// or at this context's deadline if that comes first.
     ///
+    /// This is the one way weir puts a deadline on a run: hand the child to
+    /// the construct's `.context(..)`, and a passed deadline reports as
+    /// [`Cause::DeadlineExceeded`] wherever it is seen. A `timeout` so long
+    /// that the deadline is beyond the clock's range (`Duration::MAX`) means
+    /// no deadline: the child is a plain [`child`](Self::child).
+    ///
     /// # Panics
     ///
     /// Outside a tokio runtime when the child needs its own timer (like
     /// `tokio::time::sleep`).
     pub fn with_timeout(&self, timeout: Duration) -> Self {
-        self.with_deadline(Instant::now() + timeout)
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.with_deadline(deadline),
+            None => self.child(),
+        }
     }
 
     /// A child cancelled with [`Cause::DeadlineExceeded`] at `deadline`, or
@@ -323,12 +249,22 @@ impl Context {
     /// already cancelled: the first cause wins, as with Go's
     /// `WithCancelCause`.
     ///
-    /// `cause` is anything that converts into a boxed error: a `&str` or
-    /// `String`, any `std::error::Error`, an `anyhow::Error`. It is kept as
-    /// `Arc<dyn Error + Send + Sync>` so the context stays cheap to clone
-    /// and the cause can be handed to every task that asks.
-    pub fn cancel_with(&self, cause: impl Into<Box<dyn StdError + Send + Sync>>) {
-        self.cancel_cause(Cause::Error(Arc::from(cause.into())));
+    /// `cause` is any value that displays: a `&str` or `String`, any
+    /// `std::error::Error`, an `anyhow::Error`. It is kept as itself, shared
+    /// ([`CauseValue`]), so every task that asks gets the same value and
+    /// [`Cause::downcast_ref`] gets it back.
+    pub fn cancel_with<V>(&self, cause: V)
+    where
+        V: fmt::Display + fmt::Debug + Send + Sync + 'static,
+    {
+        self.cancel_cause(Cause::Error(CauseValue::new(cause)));
+    }
+
+    /// Cancels with a cause you have already wrapped (to share one value
+    /// between the cause and your own records); see
+    /// [`cancel_with`](Self::cancel_with).
+    pub fn cancel_with_value(&self, cause: CauseValue) {
+        self.cancel_cause(Cause::Error(cause));
     }
 
     fn cancel_cause(&self, cause: Cause) {
@@ -414,6 +350,6 @@ impl Context {
     /// The [`Stopped`] error for this context's cause right now
     /// ([`Cause::Cancelled`] if it was not cancelled).
     pub fn stopped(&self) -> Stopped {
-        Stopped(self.cause().unwrap_or(Cause::Cancelled))
+        Stopped::new(self.cause().unwrap_or(Cause::Cancelled))
     }
 }
