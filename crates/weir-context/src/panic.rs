@@ -170,8 +170,8 @@ mod tests {
 
     #[tokio::test]
     async fn catch_turns_a_panicking_future_into_an_error() {
-        let out = catch(async { panic!("in a future") }).await;
-        assert_eq!(out.map(|()| ()).unwrap_err().message(), "in a future");
+        let out: Result<(), Panic> = catch(async { panic!("in a future") }).await;
+        assert_eq!(out.unwrap_err().message(), "in a future");
         assert_eq!(catch(async { 3 }).await.unwrap(), 3);
     }
 }
