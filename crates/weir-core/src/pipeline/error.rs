@@ -6,25 +6,6 @@ use std::time::Duration;
 
 use weir_context::Cause;
 
-/// What a pipeline does when a stage fails on an item.
-///
-/// A failure is an `Err` returned by a stage function, a panic inside it, or
-/// an item that ran past the stage's per-item timeout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ErrorPolicy {
-    /// The first failure cancels the whole pipeline: every stage stops
-    /// promptly, the items still in flight are counted as cancelled, and
-    /// `join()` returns that failure (like Go's errgroup). The default.
-    #[default]
-    FailFast,
-    /// Failed items are counted and their errors are delivered on the
-    /// pipeline's [`ErrorStream`](crate::pipeline::ErrorStream); the pipeline
-    /// goes on with the next item. The error stream never blocks the
-    /// pipeline: when nobody reads it and it is full, further errors are
-    /// counted in [`Report::errors_dropped`](crate::pipeline::Report) instead.
-    Continue,
-}
-
 /// A mistake in how a pipeline was put together, found before any task runs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -83,11 +83,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-pub use error::{BuildError, ErrorPolicy, PipelineError};
+pub use error::{BuildError, PipelineError};
 pub use handle::{ErrorStream, ItemStream, PipelineHandle};
 pub use report::{Report, StageReport};
 pub use run::{Emitter, Stopped};
 pub use stage::Stage;
+pub use weir_context::ErrorPolicy;
 
 use crate::channel::{self, EdgeRx, Halt};
 use report::StageCounters;

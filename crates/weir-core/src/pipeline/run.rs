@@ -17,12 +17,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::error::{ErrorPolicy, PipelineError};
+use super::error::PipelineError;
 use super::report::StageCounters;
 use super::stage::{Process, Stage, StageFn};
 use crate::channel::{self, Delivery, EdgeRx, EdgeTx, Halt, Recv, Sent};
 use weir_context::__private::panic_message;
 use weir_context::Context;
+use weir_context::ErrorPolicy;
 
 /// What the consumer side (the output stream) shares with the handle.
 #[derive(Debug)]
