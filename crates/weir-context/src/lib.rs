@@ -7,6 +7,7 @@
 //! | [`Panic`] | a caught panic: its message and its payload, as an error value |
 //! | [`ConfigError`] | the one error for settings that cannot work, found when a construct is built |
 //! | [`RunError`] | how a run ended when it did not end well, with its final report |
+//! | [`GraceExpired`] | the cause a `shutdown(grace)` gives when it had to cancel what was left |
 //! | [`ErrorPolicy`] | fail-fast or continue: what one failure does to the rest of a run |
 //!
 //! This crate is small on purpose: the task group and the rate limiters
@@ -17,6 +18,7 @@
 mod cause;
 mod config;
 mod context;
+mod grace;
 mod panic;
 mod policy;
 mod run_error;
@@ -25,6 +27,7 @@ mod table;
 pub use cause::{Cause, CauseValue, Stopped};
 pub use config::{ConfigError, MAX_CAPACITY, MAX_WORKERS, Problem};
 pub use context::Context;
+pub use grace::GraceExpired;
 pub use panic::Panic;
 pub use policy::ErrorPolicy;
 pub use run_error::RunError;

@@ -52,8 +52,8 @@ pub use pipeline::{
     PipelineHandle, Report, Stage, StageReport,
 };
 pub use weir_context::{
-    Cause, CauseValue, ConfigError, Context, MAX_CAPACITY, MAX_WORKERS, Panic, Problem, RunError,
-    Stopped,
+    Cause, CauseValue, ConfigError, Context, ErrorPolicy, GraceExpired, MAX_CAPACITY, MAX_WORKERS,
+    Panic, Problem, RunError, Stopped,
 };
 
 /// The names most programs need: `use weir_core::prelude::*;` (or
