@@ -48,8 +48,8 @@ pub use fan_out::{broadcast, distribute};
 pub use merge::{Fan, FanError, FanHandle, FanReceiver, merge, merge_in_turn};
 
 pub use pipeline::{
-    BuildError, Emitter, ErrorPolicy, ErrorStream, ItemStream, Pipeline, PipelineError,
-    PipelineHandle, Report, Stage, StageReport,
+    BuildError, Emitter, ErrorStream, ItemStream, Pipeline, PipelineError, PipelineHandle, Report,
+    Stage, StageReport,
 };
 pub use weir_context::{
     Cause, CauseValue, ConfigError, Context, ErrorPolicy, GraceExpired, MAX_CAPACITY, MAX_WORKERS,
