@@ -45,12 +45,16 @@ pub mod fan_out;
 pub mod merge;
 pub use bounded::{Bounded, BoundedError, for_each_bounded, for_each_in_batches};
 pub use fan_out::{broadcast, distribute};
-pub use merge::{Fan, FanError, FanHandle, FanReceiver, merge, merge_in_turn};
+pub use merge::{Fan, FanError, FanHandle, FanReceiver, FanReport, merge, merge_in_turn};
 
 pub use pipeline::{
-    BuildError, Emitter, ErrorStream, ItemStream, Pipeline, PipelineError, PipelineHandle, Report,
-    Stage, StageReport,
+    EmitError, Emitter, ErrorStream, ItemStream, Pipeline, PipelineError, PipelineHandle,
+    PipelineReport, Stage, StageReport,
 };
+
+/// The capacity of every channel weir makes (a pipeline's edges, fan-in and
+/// fan-out buffers) unless a `capacity(..)` setting says otherwise.
+pub const DEFAULT_CAPACITY: usize = 64;
 pub use weir_context::{
     Cause, CauseValue, ConfigError, Context, ErrorPolicy, GraceExpired, MAX_CAPACITY, MAX_WORKERS,
     Panic, Problem, RunError, Stopped,
@@ -59,7 +63,7 @@ pub use weir_context::{
 /// The names most programs need: `use weir_core::prelude::*;` (or
 /// `use weir::prelude::*;`, which adds the task group and rate limiter).
 pub mod prelude {
-    pub use crate::pipeline::{ErrorPolicy, Pipeline, PipelineError, Stage};
+    pub use crate::pipeline::{Pipeline, PipelineError, Stage};
     pub use crate::pool::{JobError, Pool};
     pub use crate::shed::{Offer, ShedPolicy, Shedder};
     pub use crate::shutdown::Shutdown;
@@ -67,5 +71,6 @@ pub mod prelude {
     pub use crate::{
         broadcast, distribute, for_each_bounded, for_each_in_batches, merge, merge_in_turn,
     };
+    pub use weir_context::ErrorPolicy;
     pub use weir_context::{Cause, Context};
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::time::{Instant, sleep};
 use weir_core::bounded::{Bounded, BoundedError};
-use weir_core::{Cause, Context, Fan};
+use weir_core::{Cause, Context, Fan, FanError};
 
 #[tokio::test(start_paused = true)]
 async fn a_deadline_stops_a_bounded_run_with_its_cause() {
@@ -40,9 +40,20 @@ async fn a_deadline_closes_a_merge() {
         })
         .boxed()
     };
-    let out = Fan::with_context(&ctx).merge([ticks(10), ticks(30)]);
+    let out = Fan::new()
+        .context(&ctx)
+        .merge([ticks(10), ticks(30)])
+        .unwrap();
+    let handle = out.handle();
     let got = out.collect_all().await;
     // 10 ticks of the fast input and 3 of the slow one before the deadline.
     assert_eq!(got.len(), 13);
     assert!(matches!(ctx.cause(), Some(Cause::DeadlineExceeded)));
+    // The fan reports the deadline as its stop, with what it delivered.
+    let err = handle.join().await.unwrap_err();
+    assert!(matches!(
+        err.error(),
+        FanError::Stopped(Cause::DeadlineExceeded)
+    ));
+    assert_eq!(err.report().delivered, 13);
 }
