@@ -12,6 +12,8 @@
 //! | timeouts | [`recv_timeout`], [`with_timeout`], [`deadline`], [`Pipeline::timeout`] |
 //! | quit handshake | [`spawn_worker`], [`WorkerHandle::stop`] |
 //! | graceful shutdown | [`Shutdown`] |
+//! | weighted semaphore (Go's `x/sync/semaphore`) | [`Semaphore`], [`WeightedPermit`] |
+//! | duplicate call suppression (Go's `x/sync/singleflight`) | [`Singleflight`] |
 //! | cancellation with a cause and a deadline | [`Context`], [`Cause`] |
 //!
 //! Every construct is cancellable (a `CancellationToken` or a [`Context`]),
@@ -46,6 +48,11 @@ pub mod merge;
 pub use bounded::{Bounded, BoundedError, for_each_bounded, for_each_in_batches};
 pub use fan_out::{broadcast, distribute};
 pub use merge::{Fan, FanError, FanHandle, FanReceiver, FanReport, merge, merge_in_turn};
+// --- weighted semaphore, singleflight (issue 20) ---
+pub mod semaphore;
+pub mod singleflight;
+pub use semaphore::{Semaphore, SemaphoreError, WeightedAcquire, WeightedPermit};
+pub use singleflight::{Flight, Singleflight, SingleflightCall, SingleflightError};
 
 pub use pipeline::{
     EmitError, Emitter, ErrorStream, ItemStream, Pipeline, PipelineError, PipelineHandle,
