@@ -5,8 +5,9 @@
 //!   one finishes, never more than `limit` at once.
 //! - [`for_each_in_batches`] — the "stop tap": start `batch` items, wait for
 //!   all of them, then start the next batch (100 requests as 5 rounds of 20).
-//! - [`Bounded`] — the same with options: results in completion order, and the
-//!   *continue* error policy ([`Bounded::run_all`]).
+//! - [`Bounded`] — the same with options: a [`Context`] that stops the run,
+//!   results in completion order ([`ResultOrder`]), and the *continue* error
+//!   policy ([`Bounded::run_all`]).
 //!
 //! Each item runs in a task spawned with `tokio::spawn`, so CPU-heavy bodies
 //! use several cores on a multi-thread runtime. The window is a
@@ -17,30 +18,37 @@
 //!
 //! - **A body returns `Err`** (fail-fast, [`Bounded::run`]): the tasks in
 //!   flight are aborted, no further item starts, and the first error is
-//!   returned as [`BoundedError::Failed`] with the item's index. With
-//!   [`Bounded::run_all`] (continue) every item runs and every result is kept.
-//! - **A body panics:** the panic is caught in its task and becomes
-//!   [`BoundedError::Panicked`] with the message; then as for an error.
-//!   (`f` itself, the closure that *makes* each future, runs on the caller's
-//!   task: a panic there unwinds into the caller, and the tasks in flight are
-//!   aborted as the run is dropped.)
-//! - **The token is cancelled:** the tasks in flight are aborted (dropped at
-//!   their next `.await`), no further item starts, and [`BoundedError::Stopped`]
-//!   is returned (`run_all`: for each item that did not finish).
+//!   returned as [`BoundedError::Failed`] with the item's index and the
+//!   body's error value, inside a [`RunError`] with the [`BoundedReport`].
+//!   With [`Bounded::run_all`] (continue) every item runs and every result
+//!   is kept.
+//! - **A body panics** (or `f`, the closure that makes each future, panics
+//!   for an item): the panic is caught and becomes
+//!   [`BoundedError::Panicked`] with the [`Panic`](crate::Panic) (message
+//!   and payload); then as for an error.
+//! - **The context is cancelled or its deadline passes:** the tasks in
+//!   flight are aborted (dropped at their next `.await`), no further item
+//!   starts, and [`BoundedError::Stopped`] is returned with the
+//!   [`Cause`](crate::Cause) ([`Cause::DeadlineExceeded`](crate::Cause::DeadlineExceeded)
+//!   for a deadline). `run_all`: each item that did not finish gets that
+//!   error.
 //! - **The returned future is dropped:** every task in flight is aborted.
-//! - **`limit` is 0:** [`BoundedError::ZeroLimit`], nothing runs.
+//! - **Settings**, checked when the run starts: a `limit` of 0, or a call
+//!   outside a tokio runtime, is a [`ConfigError`] and nothing runs. A
+//!   `limit` above what a tokio semaphore holds (`Semaphore::MAX_PERMITS`,
+//!   `usize::MAX >> 3`) is lowered to it: such a limit means "no limit".
+//! - Failures are handed to the caller, so each is logged once, as a DEBUG
+//!   event; nothing is logged for a successful item.
 //!
 //! # Examples
 //!
 //! ```
 //! use std::time::Duration;
-//! use tokio_util::sync::CancellationToken;
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() -> Result<(), weir_core::bounded::BoundedError<std::io::Error>> {
-//! let token = CancellationToken::new();
+//! # async fn main() -> anyhow::Result<()> {
 //! let start = tokio::time::Instant::now();
-//! let squares = weir_core::bounded::for_each_bounded(1..=20u64, 5, &token, |n| async move {
+//! let squares = weir_core::for_each_bounded(1..=20u64, 5, |n| async move {
 //!     tokio::time::sleep(Duration::from_millis(100)).await;
 //!     Ok::<_, std::io::Error>(n * n)
 //! })
@@ -51,65 +59,23 @@
 //! # }
 //! ```
 
+mod drive;
+mod report;
+
+use std::fmt::Display;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 
-use futures::FutureExt;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
+use weir_context::{ConfigError, Context, RunError};
 
-use weir_context::{Cause, Context};
+pub use report::{BoundedError, BoundedReport};
 
-/// Why a bounded run (or, in [`Bounded::run_all`], one item) failed.
-#[derive(Debug, thiserror::Error)]
+use drive::{Flow, Halt, Mode, drive};
+
+/// In which order [`Bounded::run`] and [`Bounded::run_all`] return results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
-pub enum BoundedError<E> {
-    /// The body returned an error for the item at `index`.
-    #[error("item {index} failed: {error}")]
-    Failed {
-        /// Index of the item in the input.
-        index: usize,
-        /// The body's error.
-        error: E,
-    },
-    /// The body panicked for the item at `index`.
-    #[error("item {index} panicked: {message}")]
-    Panicked {
-        /// Index of the item in the input.
-        index: usize,
-        /// The panic message.
-        message: String,
-    },
-    /// The token or context was cancelled (or the context's deadline
-    /// passed) before the item, or the run, finished; the [`Cause`] says
-    /// which ([`Cause::Cancelled`] for a plain token).
-    #[error("stopped: {0}")]
-    Stopped(Cause),
-    /// A limit or batch size of 0 was given.
-    #[error("limit must be at least 1")]
-    ZeroLimit,
-}
-
-impl<E> BoundedError<E> {
-    /// The index of the failed item, for [`Failed`](Self::Failed) and
-    /// [`Panicked`](Self::Panicked).
-    pub fn index(&self) -> Option<usize> {
-        match self {
-            BoundedError::Failed { index, .. } | BoundedError::Panicked { index, .. } => {
-                Some(*index)
-            }
-            _ => None,
-        }
-    }
-}
-
-/// In which order results come back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Order {
+pub enum ResultOrder {
     /// Results in the order of the input items (the default).
     #[default]
     Input,
@@ -117,26 +83,45 @@ pub enum Order {
     Completion,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Window,
-    Batches,
-}
-
-/// Options for a bounded run: limit, token, window or batches, result order.
+/// Options for a bounded run: limit, context, window or batches, result
+/// order.
 ///
-/// [`for_each_bounded`] is `Bounded::new(limit).token(&t).run(items, f)` and
-/// [`for_each_in_batches`] is `Bounded::new(batch).in_batches().token(&t).run(items, f)`.
+/// [`for_each_bounded`] is `Bounded::new(limit).run(items, f)` and
+/// [`for_each_in_batches`] is `Bounded::new(batch).in_batches().run(items, f)`.
 ///
 /// # Examples
+///
+/// A deadline for the whole run, and the report the error carries:
+///
+/// ```
+/// use std::time::Duration;
+/// use weir_core::{Bounded, BoundedError, Cause, Context};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let ctx = Context::background().with_timeout(Duration::from_millis(250));
+/// let err = Bounded::new(2)
+///     .context(ctx)
+///     .run(0..10u64, |i| async move {
+///         tokio::time::sleep(Duration::from_millis(100)).await;
+///         anyhow::Ok(i)
+///     })
+///     .await
+///     .unwrap_err();
+/// assert!(matches!(err.error(), BoundedError::Stopped(Cause::DeadlineExceeded)));
+/// let report = err.report();
+/// assert_eq!((report.succeeded, report.cancelled), (4, 2));
+/// assert!(report.is_balanced());
+/// # }
+/// ```
 ///
 /// The *continue* policy: every item runs, each result is kept.
 ///
 /// ```
-/// use weir_core::bounded::{Bounded, BoundedError};
+/// use weir_core::{Bounded, BoundedError};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), BoundedError<String>> {
+/// # async fn main() -> Result<(), weir_core::ConfigError> {
 /// let results = Bounded::new(2)
 ///     .run_all(0..4, |n| async move {
 ///         if n == 2 { Err(format!("{n} is bad")) } else { Ok(n * 10) }
@@ -152,37 +137,29 @@ pub struct Bounded {
     limit: usize,
     ctx: Context,
     mode: Mode,
-    order: Order,
+    order: ResultOrder,
 }
 
 impl Bounded {
-    /// At most `limit` items in flight (checked when run: 0 is
-    /// [`BoundedError::ZeroLimit`]), a fresh token, results in input order.
+    /// At most `limit` items in flight, never cancelled from outside,
+    /// results in input order. The limit is checked when the run starts (0
+    /// is a [`ConfigError`]).
     pub fn new(limit: usize) -> Self {
-        Bounded {
+        Self {
             limit,
             ctx: Context::background(),
             mode: Mode::Window,
-            order: Order::Input,
+            order: ResultOrder::Input,
         }
     }
 
-    /// Stops the run when `token` is cancelled.
-    pub fn token(mut self, token: &CancellationToken) -> Self {
-        self.ctx = Context::from(token.clone());
-        self
-    }
-
     /// Stops the run when `ctx` is cancelled or its deadline passes; the
-    /// error then carries the context's [`Cause`]
-    /// ([`BoundedError::Stopped`]).
-    pub fn context(mut self, ctx: &Context) -> Self {
-        self.ctx = ctx.clone();
+    /// error then carries the context's cause ([`BoundedError::Stopped`]).
+    /// The run never cancels `ctx`. A `Context`, a `&Context` or a
+    /// `CancellationToken` converts.
+    pub fn context(mut self, ctx: impl Into<Context>) -> Self {
+        self.ctx = ctx.into();
         self
-    }
-
-    fn stopped<E>(&self) -> BoundedError<E> {
-        BoundedError::Stopped(self.ctx.stopped().into_cause())
     }
 
     /// Runs batch by batch: start `limit` items, wait for all of them, then
@@ -193,277 +170,159 @@ impl Bounded {
     }
 
     /// Sets the order of the results.
-    pub fn order(mut self, order: Order) -> Self {
+    pub fn order(mut self, order: ResultOrder) -> Self {
         self.order = order;
         self
     }
 
+    /// The limit to run with: at least 1, at most what a semaphore holds.
+    fn check(&self) -> Result<usize, ConfigError> {
+        if self.limit == 0 {
+            return Err(ConfigError::zero("bounded", "limit"));
+        }
+        tokio::runtime::Handle::try_current().map_err(|_| ConfigError::no_runtime("bounded"))?;
+        Ok(self.limit.min(Semaphore::MAX_PERMITS))
+    }
+
     /// Runs `f` on every item, fail-fast: the first error or panic aborts the
-    /// items in flight, starts no further item, and is returned.
+    /// items in flight, starts no further item, and is returned. On success,
+    /// the values, in input order (or completion order, see
+    /// [`order`](Self::order)).
     ///
-    /// `f` is called on the caller's task to make each future; the future
-    /// runs in its own spawned task.
+    /// `f` is called on the caller's task to make each future (a panic there
+    /// is the item's panic); the future runs in its own spawned task.
     ///
     /// # Errors
     ///
-    /// The first [`BoundedError::Failed`] or [`BoundedError::Panicked`];
-    /// [`BoundedError::Stopped`] when the token fires first;
-    /// [`BoundedError::ZeroLimit`] when the limit is 0.
+    /// A [`RunError`] with the [`BoundedReport`] and: the first
+    /// [`BoundedError::Failed`] or [`BoundedError::Panicked`];
+    /// [`BoundedError::Stopped`] when the context was cancelled first;
+    /// [`BoundedError::Config`] for a limit of 0 or no tokio runtime.
     ///
     /// # Cancel safety
     ///
     /// Not cancel safe: dropping the future aborts the items in flight and
     /// loses the results so far.
-    ///
-    /// # Panics
-    ///
-    /// When called outside a tokio runtime (it spawns tasks).
-    pub async fn run<I, F, Fut, T, E>(&self, items: I, f: F) -> Result<Vec<T>, BoundedError<E>>
+    pub async fn run<I, F, Fut, T, E>(
+        &self,
+        items: I,
+        f: F,
+    ) -> Result<Vec<T>, RunError<BoundedError<E>, BoundedReport>>
     where
         I: IntoIterator,
         F: FnMut(I::Item) -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
-        E: Send + 'static,
+        E: Display + Send + 'static,
     {
+        let limit = match self.check() {
+            Ok(limit) => limit,
+            Err(e) => return Err(RunError::new(e.into(), BoundedReport::default())),
+        };
         let mut out = Vec::new();
         let mut first_error = None;
-        let outcome = self
-            .drive(items, f, |index, result| match result {
+        let outcome = drive(&self.ctx, limit, self.mode, items, f, |index, result| {
+            match result {
                 Ok(value) => {
                     out.push((index, value));
-                    true
+                    Flow::Continue
                 }
                 Err(err) => {
-                    first_error = Some(err);
-                    false
+                    first_error.get_or_insert(err);
+                    Flow::Stop
                 }
-            })
-            .await?;
-        if let Some(err) = first_error {
-            return Err(err);
+            }
+        })
+        .await;
+        match (outcome.halt, first_error) {
+            (Some(Halt::Cancelled), _) => Err(RunError::new(
+                BoundedError::Stopped(self.ctx.stopped().into_cause()),
+                outcome.report,
+            )),
+            (_, Some(err)) => Err(RunError::new(err, outcome.report)),
+            (_, None) => Ok(self.sorted(out)),
         }
-        if outcome.cancelled {
-            return Err(self.stopped());
-        }
-        if self.order == Order::Input {
-            out.sort_unstable_by_key(|(index, _)| *index);
-        }
-        Ok(out.into_iter().map(|(_, value)| value).collect())
     }
 
     /// Runs `f` on every item and keeps every result (the *continue* error
-    /// policy): one result per input item.
+    /// policy): one result per input item, in input order (or completion
+    /// order, see [`order`](Self::order)).
     ///
-    /// If the token is cancelled, the items that had not finished get
-    /// `Err(self.stopped())` (the ones not started never run).
+    /// If the context is cancelled, the items that had not finished and the
+    /// ones never started get `Err(BoundedError::Stopped(cause))`: to give
+    /// each its result the rest of the input is read (not run), so an
+    /// endless input under a context never ends here — use
+    /// [`run`](Self::run) for endless inputs.
+    ///
+    /// This is not an `.error_policy(..)` option of [`run`](Self::run): the
+    /// two policies return different things (values, or one result per
+    /// item), and a `run` that returned only the values under *continue*
+    /// would lose the failures' values.
     ///
     /// # Errors
     ///
-    /// Only [`BoundedError::ZeroLimit`]; per-item failures are in the `Vec`.
+    /// Only a [`ConfigError`] (a limit of 0, no tokio runtime); per-item
+    /// failures are in the `Vec`.
     ///
     /// # Cancel safety
     ///
     /// Not cancel safe: dropping the future aborts the items in flight and
     /// loses the results so far.
-    ///
-    /// # Panics
-    ///
-    /// When called outside a tokio runtime (it spawns tasks).
     #[allow(clippy::type_complexity)]
     pub async fn run_all<I, F, Fut, T, E>(
         &self,
         items: I,
         f: F,
-    ) -> Result<Vec<Result<T, BoundedError<E>>>, BoundedError<E>>
+    ) -> Result<Vec<Result<T, BoundedError<E>>>, ConfigError>
     where
         I: IntoIterator,
         F: FnMut(I::Item) -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
-        E: Send + 'static,
+        E: Display + Send + 'static,
     {
+        let limit = self.check()?;
         let mut out = Vec::new();
         let mut items = items.into_iter();
-        let outcome = self
-            .drive(&mut items, f, |index, result| {
-                out.push((index, result));
-                true
-            })
-            .await?;
-        if outcome.cancelled {
+        let outcome = drive(&self.ctx, limit, self.mode, &mut items, f, |index, result| {
+            out.push((index, result));
+            Flow::Continue
+        })
+        .await;
+        if outcome.halt.is_some() {
             // Account for every item: the ones that did not finish, and the
-            // ones never started, are cancelled.
-            let mut finished = vec![false; outcome.started];
+            // ones never started, were stopped.
+            let stopped = || Err(BoundedError::Stopped(self.ctx.stopped().into_cause()));
+            let started = outcome.report.started as usize;
+            let mut finished = vec![false; started];
             for (index, _) in &out {
                 finished[*index] = true;
             }
             for (index, done) in finished.into_iter().enumerate() {
                 if !done {
-                    out.push((index, Err(self.stopped())));
+                    out.push((index, stopped()));
                 }
             }
-            let rest = items.count();
-            for index in outcome.started..outcome.started + rest {
-                out.push((index, Err(self.stopped())));
+            for (index, _) in items.enumerate() {
+                out.push((started + index, stopped()));
             }
         }
-        if self.order == Order::Input {
+        Ok(self.sorted(out))
+    }
+
+    fn sorted<R>(&self, mut out: Vec<(usize, R)>) -> Vec<R> {
+        if self.order == ResultOrder::Input {
             out.sort_unstable_by_key(|(index, _)| *index);
         }
-        Ok(out.into_iter().map(|(_, result)| result).collect())
-    }
-
-    /// The loop shared by `run` and `run_all`. `on_result` returns `false` to
-    /// stop (fail-fast). Returns only after every task has ended.
-    async fn drive<I, F, Fut, T, E>(
-        &self,
-        items: I,
-        mut f: F,
-        mut on_result: impl FnMut(usize, Result<T, BoundedError<E>>) -> bool,
-    ) -> Result<Outcome, BoundedError<E>>
-    where
-        I: IntoIterator,
-        F: FnMut(I::Item) -> Fut,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
-        T: Send + 'static,
-        E: Send + 'static,
-    {
-        if self.limit == 0 {
-            return Err(BoundedError::ZeroLimit);
-        }
-        let token = self.ctx.token();
-        let token = &token;
-        let permits = Arc::new(Semaphore::new(self.limit));
-        let mut tasks: JoinSet<(usize, Result<T, BoundedError<E>>)> = JoinSet::new();
-        let mut items = items.into_iter().enumerate();
-        let mut in_batch = 0;
-        let mut round = 0usize;
-        let mut started = 0usize;
-        let mut stopped = false;
-        // One waiter on the token for the whole run, not one per item.
-        let cancelled = token.cancelled();
-        tokio::pin!(cancelled);
-
-        'feed: loop {
-            if self.mode == Mode::Batches && in_batch == self.limit {
-                // The tap is shut: wait for the whole batch before the next.
-                while !tasks.is_empty() {
-                    tokio::select! {
-                        biased;
-                        () = &mut cancelled => break 'feed,
-                        Some(joined) = tasks.join_next() => {
-                            if !on_result_of(joined, &mut on_result) {
-                                stopped = true;
-                                break 'feed;
-                            }
-                        }
-                    }
-                }
-                in_batch = 0;
-            }
-            // Take a permit first (finishing tasks free them), then the item.
-            let permit = loop {
-                tokio::select! {
-                    biased;
-                    () = &mut cancelled => break 'feed,
-                    Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                        if !on_result_of(joined, &mut on_result) {
-                            stopped = true;
-                            break 'feed;
-                        }
-                    }
-                    permit = Arc::clone(&permits).acquire_owned() => match permit {
-                        Ok(permit) => break permit,
-                        // The semaphore is never closed.
-                        Err(_) => break 'feed,
-                    },
-                }
-            };
-            let Some((index, item)) = items.next() else {
-                break;
-            };
-            if in_batch == 0 && self.mode == Mode::Batches {
-                round += 1;
-                tracing::debug!(round, "batch starts");
-            }
-            in_batch += 1;
-            started += 1;
-            let fut = f(item);
-            let span = tracing::debug_span!("bounded", index);
-            tasks.spawn(
-                async move {
-                    let _permit = permit; // released when the work ends
-                    let result = match AssertUnwindSafe(fut).catch_unwind().await {
-                        Ok(Ok(value)) => Ok(value),
-                        Ok(Err(error)) => {
-                            tracing::warn!("item failed");
-                            Err(BoundedError::Failed { index, error })
-                        }
-                        Err(payload) => {
-                            let message = weir_context::__private::panic_message(&*payload);
-                            tracing::error!(%message, "item panicked");
-                            Err(BoundedError::Panicked { index, message })
-                        }
-                    };
-                    (index, result)
-                }
-                .instrument(span),
-            );
-        }
-
-        if !stopped && !token.is_cancelled() {
-            // Every item started: collect the rest.
-            loop {
-                tokio::select! {
-                    biased;
-                    () = &mut cancelled => break,
-                    joined = tasks.join_next() => match joined {
-                        None => return Ok(Outcome { started, cancelled: false }),
-                        Some(joined) => {
-                            if !on_result_of(joined, &mut on_result) {
-                                stopped = true;
-                                break;
-                            }
-                        }
-                    },
-                }
-            }
-        }
-        // Fail-fast or cancelled: abort what is in flight and wait for it.
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
-        let cancelled = !stopped && token.is_cancelled();
-        if cancelled {
-            tracing::debug!(started, "bounded run cancelled");
-        }
-        Ok(Outcome { started, cancelled })
-    }
-}
-
-/// How a `drive` loop ended: how many items started, and whether the token
-/// stopped it (rather than the end of the items or a fail-fast error).
-struct Outcome {
-    started: usize,
-    cancelled: bool,
-}
-
-fn on_result_of<T, E>(
-    joined: Result<(usize, Result<T, BoundedError<E>>), tokio::task::JoinError>,
-    on_result: &mut impl FnMut(usize, Result<T, BoundedError<E>>) -> bool,
-) -> bool {
-    match joined {
-        Ok((index, result)) => on_result(index, result),
-        // Tasks are only aborted after the loop; panics are caught inside.
-        Err(_) => true,
+        out.into_iter().map(|(_, value)| value).collect()
     }
 }
 
 /// Runs `f` on every item with at most `limit` in flight, each in its own
 /// task; results in input order; fail-fast.
 ///
-/// Shorthand for `Bounded::new(limit).token(token).run(items, f)`; see
-/// [`Bounded`] for completion order and the continue policy, and the
+/// Shorthand for `Bounded::new(limit).run(items, f)`; see [`Bounded`] for a
+/// context, completion order and the continue policy, and the
 /// [module docs](self) for errors, panics, cancellation and drop.
 ///
 /// # Errors
@@ -473,24 +332,19 @@ fn on_result_of<T, E>(
 /// # Cancel safety
 ///
 /// Not cancel safe: dropping the future aborts the items in flight.
-///
-/// # Panics
-///
-/// When called outside a tokio runtime (it spawns tasks).
 pub async fn for_each_bounded<I, F, Fut, T, E>(
     items: I,
     limit: usize,
-    token: &CancellationToken,
     f: F,
-) -> Result<Vec<T>, BoundedError<E>>
+) -> Result<Vec<T>, RunError<BoundedError<E>, BoundedReport>>
 where
     I: IntoIterator,
     F: FnMut(I::Item) -> Fut,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
     T: Send + 'static,
-    E: Send + 'static,
+    E: Display + Send + 'static,
 {
-    Bounded::new(limit).token(token).run(items, f).await
+    Bounded::new(limit).run(items, f).await
 }
 
 /// Runs `f` on the items batch by batch: `batch` at once, wait for all, then
@@ -499,19 +353,18 @@ where
 ///
 /// Use this when the other side wants rounds (a rate-limited API that allows
 /// `batch` requests per window); otherwise [`for_each_bounded`] keeps the
-/// window full and finishes sooner.
+/// window full and finishes sooner. Shorthand for
+/// `Bounded::new(batch).in_batches().run(items, f)`.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use tokio_util::sync::CancellationToken;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() -> Result<(), weir_core::bounded::BoundedError<std::io::Error>> {
-/// let token = CancellationToken::new();
+/// # async fn main() -> anyhow::Result<()> {
 /// let start = tokio::time::Instant::now();
-/// let done = weir_core::bounded::for_each_in_batches(0..100, 20, &token, |i| async move {
+/// let done = weir_core::for_each_in_batches(0..100, 20, |i| async move {
 ///     tokio::time::sleep(Duration::from_millis(10 + i % 7)).await;
 ///     Ok::<_, std::io::Error>(i)
 /// })
@@ -525,46 +378,22 @@ where
 ///
 /// # Errors
 ///
-/// See [`Bounded::run`]; a `batch` of 0 is [`BoundedError::ZeroLimit`].
+/// See [`Bounded::run`]; a `batch` of 0 is a [`ConfigError`].
 ///
 /// # Cancel safety
 ///
 /// Not cancel safe: dropping the future aborts the items in flight.
-///
-/// # Panics
-///
-/// When called outside a tokio runtime (it spawns tasks).
 pub async fn for_each_in_batches<I, F, Fut, T, E>(
     items: I,
     batch: usize,
-    token: &CancellationToken,
     f: F,
-) -> Result<Vec<T>, BoundedError<E>>
+) -> Result<Vec<T>, RunError<BoundedError<E>, BoundedReport>>
 where
     I: IntoIterator,
     F: FnMut(I::Item) -> Fut,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
     T: Send + 'static,
-    E: Send + 'static,
+    E: Display + Send + 'static,
 {
-    Bounded::new(batch)
-        .in_batches()
-        .token(token)
-        .run(items, f)
-        .await
-}
-
-impl<E> BoundedError<E> {
-    /// Maps the body's error type.
-    pub fn map_err<E2>(self, f: impl FnOnce(E) -> E2) -> BoundedError<E2> {
-        match self {
-            BoundedError::Failed { index, error } => BoundedError::Failed {
-                index,
-                error: f(error),
-            },
-            BoundedError::Panicked { index, message } => BoundedError::Panicked { index, message },
-            BoundedError::Stopped(cause) => BoundedError::Stopped(cause),
-            BoundedError::ZeroLimit => BoundedError::ZeroLimit,
-        }
-    }
+    Bounded::new(batch).in_batches().run(items, f).await
 }
