@@ -40,9 +40,7 @@ pub use shutdown::{
     MAX_KEPT_FAILURES, Shutdown, ShutdownBuilder, ShutdownError, ShutdownReport, ShutdownTrigger,
     SpawnRefused, TaskFailure, TaskOutput,
 };
-pub use time::{
-    Elapsed, RecvTimeoutError, WithTimeout, next_timeout, recv_timeout, with_timeout,
-};
+pub use time::{Elapsed, RecvTimeoutError, WithTimeout, next_timeout, recv_timeout, with_timeout};
 pub use worker::{WorkerBuilder, WorkerError, WorkerHandle, spawn_worker};
 // --- fan-in, fan-out, bounded fan-out (issue 4) ---
 pub mod bounded;

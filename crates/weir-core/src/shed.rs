@@ -79,8 +79,8 @@ use std::task::{Context, Poll};
 
 use futures::Stream;
 use futures::task::AtomicWaker;
-use weir_context::ConfigError;
 use weir_context::__private::check_capacity;
+use weir_context::ConfigError;
 
 /// What a full [`Shedder`] drops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

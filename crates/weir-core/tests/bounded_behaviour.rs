@@ -197,7 +197,12 @@ async fn fail_fast_first_error_aborts_the_rest() {
     assert_eq!(err.error().index(), Some(2));
     let report = err.report();
     assert_eq!(
-        (report.started, report.failed, report.cancelled, report.succeeded),
+        (
+            report.started,
+            report.failed,
+            report.cancelled,
+            report.succeeded
+        ),
         (4, 1, 3, 0)
     );
     assert!(report.is_balanced());
@@ -259,7 +264,10 @@ async fn the_token_cancels_the_run() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(err.error(), BoundedError::Stopped(Cause::Cancelled)));
+    assert!(matches!(
+        err.error(),
+        BoundedError::Stopped(Cause::Cancelled)
+    ));
     assert_eq!(err.to_string(), "bounded run stopped: context cancelled");
     assert_eq!(start.elapsed(), Duration::from_millis(150));
     let report = err.report();
@@ -354,10 +362,13 @@ async fn zero_limit_is_a_config_error_and_nothing_runs() {
 
 #[test]
 fn outside_a_runtime_is_a_config_error() {
-    let err = futures::executor::block_on(for_each_bounded(0..3, 2, |i| async move {
-        Ok::<_, String>(i)
-    }))
-    .unwrap_err();
+    let err =
+        futures::executor::block_on(for_each_bounded(
+            0..3,
+            2,
+            |i| async move { Ok::<_, String>(i) },
+        ))
+        .unwrap_err();
     assert!(
         matches!(err.error(), BoundedError::Config(e) if *e.problem() == weir_core::Problem::NoRuntime)
     );
@@ -516,11 +527,9 @@ async fn a_panic_in_f_is_the_items_panic() {
 
 #[tokio::test(start_paused = true)]
 async fn no_items_is_an_empty_result() {
-    let out = for_each_bounded(Vec::<u8>::new(), 3, |i| async move {
-        Ok::<_, String>(i)
-    })
-    .await
-    .unwrap();
+    let out = for_each_bounded(Vec::<u8>::new(), 3, |i| async move { Ok::<_, String>(i) })
+        .await
+        .unwrap();
     assert!(out.is_empty());
 }
 
@@ -590,4 +599,128 @@ async fn bodies_run_at_the_same_time_on_two_threads() {
     .await
     .unwrap();
     assert_eq!(met, [true, true]);
+}
+
+/// What the body does for one item: sleep `ms`, then succeed, fail or panic.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    Ok(u64),
+    Fail(u64),
+    Panic(u64),
+}
+
+fn plan() -> impl proptest::strategy::Strategy<Value = Plan> {
+    use proptest::prelude::*;
+    prop_oneof![
+        12 => (0u64..40).prop_map(Plan::Ok),
+        2 => (0u64..40).prop_map(Plan::Fail),
+        1 => (0u64..40).prop_map(Plan::Panic),
+    ]
+}
+
+type Body = std::pin::Pin<Box<dyn Future<Output = Result<usize, String>> + Send>>;
+
+fn body(flight: InFlight) -> impl FnMut((usize, Plan)) -> Body {
+    move |(i, plan)| {
+        let f = flight.clone();
+        Box::pin(async move {
+            let _in = f.enter();
+            let (Plan::Ok(ms) | Plan::Fail(ms) | Plan::Panic(ms)) = plan;
+            sleep(Duration::from_millis(ms)).await;
+            match plan {
+                Plan::Ok(_) => Ok(i),
+                Plan::Fail(_) => Err(format!("item {i}")),
+                Plan::Panic(_) => std::panic::panic_any(i),
+            }
+        })
+    }
+}
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Fail-fast: success returns every value in input order; a failure
+    /// returns one of the planned failures; the report always balances, and
+    /// the limit always holds.
+    #[test]
+    fn run_accounts_for_every_started_item(
+        plans in proptest::collection::vec(plan(), 0..40),
+        limit in 1usize..8,
+        batches: bool,
+    ) {
+        let rt = paused_runtime();
+        rt.block_on(async {
+            let flight = InFlight::default();
+            let mut options = Bounded::new(limit);
+            if batches {
+                options = options.in_batches();
+            }
+            let items: Vec<(usize, Plan)> = plans.iter().copied().enumerate().collect();
+            let result = bounded(options.run(items, body(flight.clone()))).await;
+            proptest::prop_assert!(flight.max() <= limit);
+            match result {
+                Ok(values) => {
+                    proptest::prop_assert!(plans.iter().all(|p| matches!(p, Plan::Ok(_))));
+                    proptest::prop_assert_eq!(values, (0..plans.len()).collect::<Vec<_>>());
+                }
+                Err(err) => {
+                    let report = err.report();
+                    proptest::prop_assert!(report.is_balanced(), "{report}");
+                    proptest::prop_assert!(report.started <= plans.len() as u64);
+                    proptest::prop_assert!(report.failed + report.panicked >= 1);
+                    let index = err.error().index().unwrap();
+                    match (err.error(), plans[index]) {
+                        (BoundedError::Failed { error, .. }, Plan::Fail(_)) => {
+                            proptest::prop_assert_eq!(error, &format!("item {index}"));
+                        }
+                        (BoundedError::Panicked { panic, .. }, Plan::Panic(_)) => {
+                            proptest::prop_assert_eq!(panic.downcast_payload::<usize>(), Some(index));
+                        }
+                        (other, plan) => proptest::prop_assert!(false, "{other:?} for {plan:?}"),
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+
+    /// Continue: one result per item, each the planned one, in input order.
+    #[test]
+    fn run_all_returns_each_planned_result(
+        plans in proptest::collection::vec(plan(), 0..40),
+        limit in 1usize..8,
+        batches: bool,
+    ) {
+        let rt = paused_runtime();
+        rt.block_on(async {
+            let flight = InFlight::default();
+            let mut options = Bounded::new(limit);
+            if batches {
+                options = options.in_batches();
+            }
+            let items: Vec<(usize, Plan)> = plans.iter().copied().enumerate().collect();
+            let results = bounded(options.run_all(items, body(flight.clone()))).await.unwrap();
+            proptest::prop_assert!(flight.max() <= limit);
+            proptest::prop_assert_eq!(results.len(), plans.len());
+            for (i, (result, plan)) in results.iter().zip(&plans).enumerate() {
+                match (result, plan) {
+                    (Ok(v), Plan::Ok(_)) => proptest::prop_assert_eq!(*v, i),
+                    (Err(BoundedError::Failed { index, .. }), Plan::Fail(_))
+                    | (Err(BoundedError::Panicked { index, .. }), Plan::Panic(_)) => {
+                        proptest::prop_assert_eq!(*index, i);
+                    }
+                    (other, plan) => proptest::prop_assert!(false, "{other:?} for {plan:?}"),
+                }
+            }
+            Ok(())
+        })?;
+    }
 }

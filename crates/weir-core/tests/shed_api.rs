@@ -17,7 +17,10 @@ use weir_core::{
 fn zero_capacity_is_a_config_error() {
     let err = Shedder::<u32>::new(0, ShedPolicy::DropNewest).unwrap_err();
     assert_eq!(err.problem(), &Problem::Zero);
-    assert_eq!((err.construct(), err.setting()), ("shedder `shedder`", "capacity"));
+    assert_eq!(
+        (err.construct(), err.setting()),
+        ("shedder `shedder`", "capacity")
+    );
     assert_eq!(
         err.to_string(),
         "shedder `shedder`: capacity must be at least 1 (got 0)"

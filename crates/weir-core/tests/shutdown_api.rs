@@ -79,10 +79,7 @@ async fn a_stubborn_task_is_aborted_with_grace_expired_and_counted() {
     assert_eq!(err.error().task(), "stubborn");
     assert_eq!(err.error().count(), 1);
     let report = err.report();
-    assert_eq!(
-        (report.spawned, report.finished, report.aborted),
-        (2, 1, 1)
-    );
+    assert_eq!((report.spawned, report.finished, report.aborted), (2, 1, 1));
     assert_eq!((report.failed, report.panicked), (0, 0));
     assert!(report.is_balanced());
     assert!(!report.is_clean());
@@ -157,7 +154,12 @@ async fn failures_keep_the_error_value_and_the_panic_payload() {
     let err = shutdown(&s, GRACE).await.unwrap_err();
     let report = err.report();
     assert_eq!(
-        (report.finished, report.failed, report.panicked, report.aborted),
+        (
+            report.finished,
+            report.failed,
+            report.panicked,
+            report.aborted
+        ),
         (1, 2, 1, 0)
     );
     assert_eq!(err.error().count(), 3);
@@ -188,10 +190,7 @@ async fn failures_keep_the_error_value_and_the_panic_payload() {
     let any = find("anyhow");
     assert!(any.downcast_ref::<anyhow::Error>().is_some());
     assert_eq!(any.to_string(), "task `anyhow` failed: outer: inner");
-    assert!(
-        err.to_string().ends_with(" (and 2 more tasks)"),
-        "{err}"
-    );
+    assert!(err.to_string().ends_with(" (and 2 more tasks)"), "{err}");
     assert_eq!(alive(), before);
 }
 
@@ -481,7 +480,10 @@ fn spawning_outside_a_runtime_is_refused() {
     let s = Shutdown::new();
     let err = s.spawn("nowhere", |_ctx| async {}).unwrap_err();
     assert!(matches!(err, SpawnRefused::NoRuntime { .. }));
-    assert_eq!(err.to_string(), "task `nowhere` not started: no tokio runtime");
+    assert_eq!(
+        err.to_string(),
+        "task `nowhere` not started: no tokio runtime"
+    );
 }
 
 #[test]
@@ -519,4 +521,28 @@ async fn multi_thread_shutdown_aborts_stragglers_and_leaves_nothing_alive() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     assert_eq!(alive(), before);
+}
+
+/// Every task's end is in the report when `shutdown` returns, also when the
+/// aborted tasks are dropped on another worker thread (a race this caught:
+/// the tracker was released before the abort was recorded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_balances_on_every_run_on_a_multi_thread_runtime() {
+    for round in 0..20u64 {
+        let s = Shutdown::new();
+        for i in 0..16u64 {
+            match (round + i) % 4 {
+                0 => stubborn(&s, "stubborn"),
+                1 => cooperative(&s, "coop", Duration::from_micros(i * 50)),
+                2 => s.spawn("fails", |_ctx| async { Err("no") }).unwrap(),
+                _ => s.spawn("done", |_ctx| async {}).unwrap(),
+            }
+        }
+        let err = shutdown(&s, Duration::from_millis(5)).await.unwrap_err();
+        let report = err.report();
+        assert_eq!(report.spawned, 16);
+        assert!(report.is_balanced(), "round {round}: {report}");
+        assert_eq!(report.aborted, 4, "round {round}: {report}");
+        assert_eq!(report.failed, 4, "round {round}: {report}");
+    }
 }

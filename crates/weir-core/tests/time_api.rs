@@ -128,7 +128,10 @@ async fn a_zero_limit_tries_once() {
 
     // next_timeout: a ready item is taken, a pending stream times out at once.
     let mut ready = futures::stream::iter([7]);
-    assert_eq!(bounded(next_timeout(&mut ready, Duration::ZERO)).await, Ok(7));
+    assert_eq!(
+        bounded(next_timeout(&mut ready, Duration::ZERO)).await,
+        Ok(7)
+    );
     let mut never = futures::stream::pending::<u8>();
     assert!(matches!(
         bounded(next_timeout(&mut never, Duration::ZERO)).await,
@@ -136,7 +139,10 @@ async fn a_zero_limit_tries_once() {
     ));
 
     // with_timeout: a future ready at its first poll wins over a zero limit.
-    assert_eq!(bounded(with_timeout(async { 3 }, Duration::ZERO)).await, Ok(3));
+    assert_eq!(
+        bounded(with_timeout(async { 3 }, Duration::ZERO)).await,
+        Ok(3)
+    );
     let err = bounded(with_timeout(tokio::time::sleep(SEC), Duration::ZERO))
         .await
         .unwrap_err();

@@ -71,10 +71,7 @@ async fn the_goodbye_can_carry_cleanup_that_takes_time() {
         anyhow::Ok(42)
     });
     let start = Instant::now();
-    assert_eq!(
-        worker.shutdown(Duration::from_secs(1)).await.unwrap(),
-        42
-    );
+    assert_eq!(worker.shutdown(Duration::from_secs(1)).await.unwrap(), 42);
     assert_eq!(start.elapsed(), Duration::from_millis(200));
 }
 
@@ -115,7 +112,10 @@ async fn a_zero_grace_takes_a_goodbye_already_there_and_aborts_the_rest() {
     let done = spawn_worker(|_ctx| async { anyhow::Ok("early") });
     tokio::task::yield_now().await;
     assert!(done.is_finished());
-    assert_eq!(bounded(done.shutdown(Duration::ZERO)).await.unwrap(), "early");
+    assert_eq!(
+        bounded(done.shutdown(Duration::ZERO)).await.unwrap(),
+        "early"
+    );
     // Needs a poll after the cancel: aborted at once, no hang.
     let waiting = spawn_worker(|ctx| async move {
         ctx.cancelled().await;
@@ -123,9 +123,7 @@ async fn a_zero_grace_takes_a_goodbye_already_there_and_aborts_the_rest() {
     });
     tokio::task::yield_now().await;
     let start = Instant::now();
-    let err = bounded(waiting.shutdown(Duration::ZERO))
-        .await
-        .unwrap_err();
+    let err = bounded(waiting.shutdown(Duration::ZERO)).await.unwrap_err();
     assert!(err.is_timed_out());
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(alive(), before);
@@ -200,12 +198,14 @@ async fn a_worker_panic_keeps_its_message_and_payload() {
 
 #[tokio::test(start_paused = true)]
 async fn a_panic_in_the_closure_is_the_workers_panic() {
-    let worker = WorkerBuilder::new("maker").spawn(|_ctx| -> std::future::Ready<anyhow::Result<()>> {
-        panic!("no future for you")
-    });
+    let worker = WorkerBuilder::new("maker")
+        .spawn(|_ctx| -> std::future::Ready<anyhow::Result<()>> { panic!("no future for you") });
     let err = worker.join().await.unwrap_err();
     assert!(matches!(&err, WorkerError::Panicked { name, .. } if &**name == "maker"));
-    assert_eq!(err.to_string(), "worker `maker` panicked: no future for you");
+    assert_eq!(
+        err.to_string(),
+        "worker `maker` panicked: no future for you"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -256,7 +256,11 @@ async fn a_child_worker_stops_with_its_parent_context_and_join_waits() {
     tokio::task::yield_now().await;
     assert!(worker.is_finished());
     let cause = worker.join().await.unwrap().unwrap();
-    assert_eq!(cause.to_string(), "reload", "the worker sees its parent's cause");
+    assert_eq!(
+        cause.to_string(),
+        "reload",
+        "the worker sees its parent's cause"
+    );
 
     // Stopping a child does not cancel its parent; a token converts.
     let root = CancellationToken::new();

@@ -282,7 +282,10 @@ where
 
     /// Fail-fast or cancelled: abort what is in flight and wait for it;
     /// results that were already there still reach `sink`.
-    async fn abort_rest(&mut self, sink: &mut impl FnMut(usize, Result<T, BoundedError<E>>) -> Flow) {
+    async fn abort_rest(
+        &mut self,
+        sink: &mut impl FnMut(usize, Result<T, BoundedError<E>>) -> Flow,
+    ) {
         self.tasks.abort_all();
         while let Some(joined) = self.tasks.join_next().await {
             let _ = self.joined(joined, sink);

@@ -221,8 +221,13 @@ impl Bounded {
         };
         let mut out = Vec::new();
         let mut first_error = None;
-        let outcome = drive(&self.ctx, limit, self.mode, items, f, |index, result| {
-            match result {
+        let outcome = drive(
+            &self.ctx,
+            limit,
+            self.mode,
+            items,
+            f,
+            |index, result| match result {
                 Ok(value) => {
                     out.push((index, value));
                     Flow::Continue
@@ -231,8 +236,8 @@ impl Bounded {
                     first_error.get_or_insert(err);
                     Flow::Stop
                 }
-            }
-        })
+            },
+        )
         .await;
         match (outcome.halt, first_error) {
             (Some(Halt::Cancelled), _) => Err(RunError::new(
@@ -284,10 +289,17 @@ impl Bounded {
         let limit = self.check()?;
         let mut out = Vec::new();
         let mut items = items.into_iter();
-        let outcome = drive(&self.ctx, limit, self.mode, &mut items, f, |index, result| {
-            out.push((index, result));
-            Flow::Continue
-        })
+        let outcome = drive(
+            &self.ctx,
+            limit,
+            self.mode,
+            &mut items,
+            f,
+            |index, result| {
+                out.push((index, result));
+                Flow::Continue
+            },
+        )
         .await;
         if outcome.halt.is_some() {
             // Account for every item: the ones that did not finish, and the

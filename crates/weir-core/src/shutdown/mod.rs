@@ -302,6 +302,9 @@ impl Shutdown {
             id,
             name: Arc::clone(&name),
             ended: false,
+            // Taken under the lock, before `close` can close the tracker, so
+            // a `join` never misses a task registered before it.
+            _tracked: self.inner.tracker.token(),
         };
         let fut = match made {
             Ok(fut) => fut,
@@ -311,13 +314,7 @@ impl Shutdown {
                 return Ok(());
             }
         };
-        // Taken under the lock, before `close` can close the tracker, so a
-        // `join` never misses a task registered before it.
-        let tracked = self.inner.tracker.token();
         let task = async move {
-            // Dropped last: the guard records the end before the tracker
-            // lets `join` return.
-            let _tracked = tracked;
             let end = match catch(fut).await {
                 Ok(output) => output.into_failure().map_or(End::Finished, End::Failed),
                 Err(panic) => End::Panicked(panic),

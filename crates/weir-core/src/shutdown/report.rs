@@ -54,9 +54,9 @@ impl TaskFailure {
     /// The name of the task.
     pub fn task(&self) -> &str {
         match self {
-            Self::Failed { task, .. } | Self::Panicked { task, .. } | Self::Aborted { task, .. } => {
-                task
-            }
+            Self::Failed { task, .. }
+            | Self::Panicked { task, .. }
+            | Self::Aborted { task, .. } => task,
         }
     }
 
@@ -178,7 +178,9 @@ impl ShutdownReport {
 
 impl fmt::Display for ShutdownReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut header = vec!["tasks", "spawned", "finished", "failed", "panicked", "aborted"];
+        let mut header = vec![
+            "tasks", "spawned", "finished", "failed", "panicked", "aborted",
+        ];
         let mut row = vec![
             "all".to_owned(),
             self.spawned.to_string(),

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::task::AbortHandle;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use weir_context::{Cause, CauseValue, GraceExpired, Panic};
 
 use super::report::{MAX_KEPT_FAILURES, ShutdownReport, TaskFailure};
@@ -117,11 +118,16 @@ impl State {
 /// Records the end of a task exactly once: by [`TaskGuard::end`] when its
 /// future returned, or, when the future is dropped before that (aborted), by
 /// `Drop` as [`End::Aborted`].
+///
+/// It holds the task's tracker token, which is released only after the end
+/// is recorded (fields drop after `Drop::drop`): when `join` or `shutdown`
+/// sees the tracker empty, every end is in the report.
 pub(super) struct TaskGuard {
     pub(super) state: Shared,
     pub(super) id: u64,
     pub(super) name: Arc<str>,
     pub(super) ended: bool,
+    pub(super) _tracked: TaskTrackerToken,
 }
 
 impl TaskGuard {
