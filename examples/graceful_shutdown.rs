@@ -65,7 +65,10 @@ async fn main() -> anyhow::Result<()> {
             ShutdownTrigger::Cancelled
         }
     };
-    println!("{:>6?}  shutdown started ({trigger}), grace 1s", start.elapsed());
+    println!(
+        "{:>6?}  shutdown started ({trigger}), grace 1s",
+        start.elapsed()
+    );
 
     // Ok when every task ended well; here the legacy task has to be aborted,
     // so the error names it and carries the report.

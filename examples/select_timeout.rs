@@ -61,7 +61,10 @@ async fn main() -> anyhow::Result<()> {
     let mut heard = 0;
     loop {
         // `run` races the receive against the conversation's deadline.
-        match conversation.run(recv_timeout(&mut rx, Duration::from_millis(800))).await {
+        match conversation
+            .run(recv_timeout(&mut rx, Duration::from_millis(800)))
+            .await
+        {
             Ok(Ok(msg)) => {
                 heard += 1;
                 println!("   {:>6?}  {msg}", start.elapsed());
