@@ -192,6 +192,9 @@ impl Bounded {
     /// `f` is called on the caller's task to make each future (a panic there
     /// is the item's panic); the future runs in its own spawned task.
     ///
+    /// It takes the options by value, so the returned future owns them: it
+    /// can be stored, joined or spawned (`Bounded` is `Clone` for reuse).
+    ///
     /// # Errors
     ///
     /// A [`RunError`] with the [`BoundedReport`] and: the first
@@ -204,7 +207,7 @@ impl Bounded {
     /// Not cancel safe: dropping the future aborts the items in flight and
     /// loses the results so far.
     pub async fn run<I, F, Fut, T, E>(
-        &self,
+        self,
         items: I,
         f: F,
     ) -> Result<Vec<T>, RunError<BoundedError<E>, BoundedReport>>
@@ -275,7 +278,7 @@ impl Bounded {
     /// loses the results so far.
     #[allow(clippy::type_complexity)]
     pub async fn run_all<I, F, Fut, T, E>(
-        &self,
+        self,
         items: I,
         f: F,
     ) -> Result<Vec<Result<T, BoundedError<E>>>, ConfigError>
