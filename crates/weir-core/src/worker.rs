@@ -148,7 +148,9 @@ impl<E> WorkerError<E> {
 ///
 /// `f` receives the worker's [`Context`] and returns the worker's future;
 /// the future should return once the context is cancelled, with
-/// `Ok(goodbye)` or `Err(error)`.
+/// `Ok(goodbye)` or `Err(error)`. `E` is any error that displays
+/// (`anyhow::Error`, `std::io::Error`, your own type), the bound every weir
+/// error type has.
 ///
 /// # Panics
 ///
@@ -163,7 +165,7 @@ where
     F: FnOnce(Context) -> Fut,
     Fut: Future<Output = Result<G, E>> + Send + 'static,
     G: Send + 'static,
-    E: Send + 'static,
+    E: fmt::Display + Send + 'static,
 {
     WorkerBuilder::new("worker").spawn(f)
 }
@@ -222,7 +224,7 @@ impl WorkerBuilder {
         F: FnOnce(Context) -> Fut,
         Fut: Future<Output = Result<G, E>> + Send + 'static,
         G: Send + 'static,
-        E: Send + 'static,
+        E: fmt::Display + Send + 'static,
     {
         let ctx = match &self.parent {
             Some(parent) => parent.child(),
@@ -290,7 +292,9 @@ impl<G, E> WorkerHandle<G, E> {
     pub fn is_finished(&self) -> bool {
         self.join.as_ref().is_none_or(JoinHandle::is_finished)
     }
+}
 
+impl<G, E: fmt::Display> WorkerHandle<G, E> {
     /// Cancels the worker and waits for its goodbye: the quit handshake.
     /// Waits as long as the worker takes; see
     /// [`shutdown`](Self::shutdown) for a limit.
@@ -389,7 +393,7 @@ impl<G, E> WorkerHandle<G, E> {
         match outcome {
             Ok(Ok(Ok(goodbye))) => Ok(goodbye),
             Ok(Ok(Err(error))) => {
-                tracing::debug!(worker = %name, "worker failed");
+                tracing::debug!(worker = %name, error = %error, "worker failed");
                 Err(WorkerError::Failed { name, error })
             }
             Ok(Err(panic)) => {
