@@ -7,10 +7,10 @@
 //! | worker pool, pooling | [`Pool`] |
 //! | fan-in | [`merge()`], [`merge_in_turn`] |
 //! | fan-out | [`distribute`], [`broadcast`] |
-//! | bounded fan-out, stop tap | [`for_each_bounded`], [`for_each_in_batches`] |
+//! | bounded fan-out, stop tap | [`for_each_bounded`], [`for_each_in_batches`], [`Bounded`] |
 //! | drop pattern | [`Shedder`] |
-//! | timeouts | [`recv_timeout`], [`with_timeout`], [`deadline`], [`Pipeline::timeout`] |
-//! | quit handshake | [`spawn_worker`], [`WorkerHandle::stop`] |
+//! | timeouts | [`recv_timeout`], [`next_timeout`], [`with_timeout`], [`Context::with_timeout`], [`Pipeline::timeout`] |
+//! | quit handshake | [`spawn_worker`], [`WorkerBuilder`], [`WorkerHandle::stop`] |
 //! | graceful shutdown | [`Shutdown`] |
 //! | weighted semaphore (Go's `x/sync/semaphore`) | [`Semaphore`], [`WeightedPermit`] |
 //! | duplicate call suppression (Go's `x/sync/singleflight`) | [`Singleflight`] |
@@ -37,15 +37,20 @@ pub mod shed;
 pub mod shutdown;
 pub mod time;
 pub mod worker;
-pub use shed::{Offer, ShedPolicy, ShedReceiver, Shedder};
-pub use shutdown::{Shutdown, ShutdownReport};
-pub use time::{Elapsed, RecvTimeoutError, deadline, recv_timeout, with_timeout};
-pub use worker::{StopError, Worker, WorkerHandle, spawn_worker};
+pub use shed::{Offer, ShedPolicy, ShedReceiver, ShedTryRecvError, Shedder};
+pub use shutdown::{
+    MAX_KEPT_FAILURES, Shutdown, ShutdownBuilder, ShutdownError, ShutdownReport, ShutdownTrigger,
+    SpawnRefused, TaskFailure, TaskOutput,
+};
+pub use time::{Elapsed, RecvTimeoutError, WithTimeout, next_timeout, recv_timeout, with_timeout};
+pub use worker::{WorkerBuilder, WorkerError, WorkerHandle, spawn_worker};
 // --- fan-in, fan-out, bounded fan-out (issue 4) ---
 pub mod bounded;
 pub mod fan_out;
 pub mod merge;
-pub use bounded::{Bounded, BoundedError, for_each_bounded, for_each_in_batches};
+pub use bounded::{
+    Bounded, BoundedError, BoundedReport, ResultOrder, for_each_bounded, for_each_in_batches,
+};
 pub use fan_out::{broadcast, distribute};
 pub use merge::{Fan, FanError, FanHandle, FanReceiver, FanReport, merge, merge_in_turn};
 // --- weighted semaphore, singleflight (issue 20) ---

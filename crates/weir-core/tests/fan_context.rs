@@ -1,33 +1,12 @@
-//! Fan-in/out and bounded fan-out under a `Context`: a deadline stops them,
-//! and the bounded run's error carries the cause.
+//! Fan-in/out under a `Context`: a deadline stops them. (Bounded fan-out
+//! under a deadline: `bounded_behaviour.rs`.)
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::time::{Instant, sleep};
-use weir_core::bounded::{Bounded, BoundedError};
+use tokio::time::sleep;
 use weir_core::{Cause, Context, Fan, FanError};
-
-#[tokio::test(start_paused = true)]
-async fn a_deadline_stops_a_bounded_run_with_its_cause() {
-    let start = Instant::now();
-    let ctx = Context::background().with_timeout(Duration::from_millis(250));
-    let err = Bounded::new(2)
-        .context(&ctx)
-        .run(0..10u64, |i| async move {
-            sleep(Duration::from_millis(100)).await;
-            anyhow::Ok(i)
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(start.elapsed(), Duration::from_millis(250));
-    assert!(matches!(
-        err,
-        BoundedError::Stopped(Cause::DeadlineExceeded)
-    ));
-    assert_eq!(err.to_string(), "stopped: context deadline exceeded");
-}
 
 #[tokio::test(start_paused = true)]
 async fn a_deadline_closes_a_merge() {
