@@ -8,7 +8,6 @@ use std::task::{Poll, ready};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
 use weir_context::{Cause, Context};
 
 use crate::error::{InsufficientCapacity, WaitError};
@@ -274,10 +273,7 @@ async fn wait_in_line(
         Err(Refusal::Never) => return Err(insufficient(limiter, n)),
         Err(Refusal::Later) => return Err(WaitError::WouldExceedDeadline { requested: n }),
     };
-    if reservation
-        .ready_at()
-        .is_some_and(|at| at <= Instant::now())
-    {
+    if reservation.is_due() {
         return Ok(());
     }
     let reserved = CancelOnDrop::new(reservation);

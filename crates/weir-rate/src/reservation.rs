@@ -86,9 +86,19 @@ impl Reservation {
     /// ready, `Duration::MAX` if not [`ok`](Self::ok) (Go's `Delay`).
     pub fn delay(&self) -> Duration {
         match self.ready_at {
+            Some(_) if self.is_due() => Duration::ZERO,
             Some(at) => at.saturating_duration_since(Instant::now()),
             None => Duration::MAX,
         }
+    }
+
+    /// Whether the tokens may be used now, by the bucket's own clock. On a
+    /// multi-thread runtime that clock is the timestamp counter, which may
+    /// run a hair ahead of `tokio::time::Instant::now()`: comparing
+    /// `ready_at` with the latter could call a due reservation early and
+    /// sleep a whole timer tick (1 ms) for nothing.
+    pub(crate) fn is_due(&self) -> bool {
+        self.ready_at.is_some() && self.act <= self.limiter.now_ns()
     }
 
     /// Sleeps until the tokens may be used; returns at once if not
@@ -98,7 +108,9 @@ impl Reservation {
     ///
     /// Cancel safe: it only sleeps; the reservation is untouched.
     pub async fn ready(&self) {
-        if let Some(at) = self.ready_at {
+        if let Some(at) = self.ready_at
+            && !self.is_due()
+        {
             tokio::time::sleep_until(at).await;
         }
     }

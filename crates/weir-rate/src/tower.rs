@@ -232,7 +232,7 @@ where
                             tracing::debug!(max_wait = ?max, "rate limit: shedding a request");
                             State::Shed
                         }
-                        Some(at) if at <= tokio::time::Instant::now() => State::Ready(r),
+                        Some(_) if r.is_due() => State::Ready(r),
                         Some(at) => State::Waiting(Box::pin(tokio::time::sleep_until(at)), r),
                     };
                 }

@@ -458,3 +458,26 @@ fn on_a_multi_thread_runtime_grants_never_outrun_the_rate() {
         assert!(*at + period >= due, "grant {i} at {at:?}, before {due:?}");
     }
 }
+
+/// On a multi-thread runtime the limiter reads the timestamp counter, which
+/// may run a hair ahead of `tokio::time::Instant::now()`. A grant due now by
+/// the bucket's clock must not be taken for a future one (and wait a timer
+/// tick): a reservation made from a full bucket has no delay, and waits and
+/// `ready()` complete on their first poll.
+#[test]
+fn a_grant_due_now_never_waits_on_the_timestamp_counter_clock() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let lim = RateLimiter::new(Rate::per_second(1_000_000_000).burst(1_000_000_000)).unwrap();
+        for _ in 0..1_000 {
+            let r = lim.reserve();
+            assert_eq!(r.delay(), Duration::ZERO);
+            assert!(futures::poll!(std::pin::pin!(r.ready())).is_ready());
+            assert!(futures::poll!(std::pin::pin!(lim.acquire())).is_ready());
+        }
+    });
+}
