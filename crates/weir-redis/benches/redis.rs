@@ -1,1 +1,2 @@
-fn main(){}
+//! Placeholder until the benches are written.
+fn main() {}

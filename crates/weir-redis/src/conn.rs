@@ -12,7 +12,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 /// by the callers (every call runs under its own timeout), not here.
 ///
 /// Must be called inside a tokio runtime.
-pub(crate) fn manager(client: redis::Client, timeout: Duration) -> redis::RedisResult<ConnectionManager> {
+pub(crate) fn manager(
+    client: redis::Client,
+    timeout: Duration,
+) -> redis::RedisResult<ConnectionManager> {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_number_of_retries(2)

@@ -37,11 +37,16 @@ mod server;
 
 pub use error::RedisFailure;
 pub use limiter::{
-    Grant, GrantSource, OutagePolicy, SharedRateError, SharedRateLimiter,
-    SharedRateLimiterBuilder, SharedRateStats, SharedWaitError,
+    Grant, GrantSource, OutagePolicy, SharedRateError, SharedRateLimiter, SharedRateLimiterBuilder,
+    SharedRateStats, SharedWaitError,
 };
 #[cfg(feature = "tower")]
 pub use limiter::{SharedRateLimit, SharedRateLimitLayer};
+pub use queue::{
+    AckHandle, DeadLetter, Delivery, DeliveryStream, EnqueueBatchError, EnqueueError, FailOutcome,
+    QueueConsumer, QueueConsumerBuilder, QueueError, QueueProducer, QueueProducerBuilder,
+    QueueProducerStats, QueueReport,
+};
 pub use server::{INSTALL_HINT, LocalRedisServer, LocalServerError, LocalServerOptions};
 
 /// Locks a std mutex, taking the data of a poisoned one: every critical

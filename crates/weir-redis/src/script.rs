@@ -31,7 +31,11 @@ impl LuaScript {
 
     /// The `EVALSHA` command for these keys and arguments; send it with
     /// [`run`](Self::run).
-    pub(crate) fn command<K: ToRedisArgs, A: ToRedisArgs>(&self, keys: &[K], args: A) -> redis::Cmd {
+    pub(crate) fn command<K: ToRedisArgs, A: ToRedisArgs>(
+        &self,
+        keys: &[K],
+        args: A,
+    ) -> redis::Cmd {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(&self.hash).arg(keys.len()).arg(keys).arg(args);
         cmd

@@ -20,7 +20,9 @@ const READY_WITHIN: Duration = Duration::from_secs(20);
 #[non_exhaustive]
 pub enum LocalServerError {
     /// There is no `redis-server` on the `PATH`.
-    #[error("redis-server is not installed: install it with `{INSTALL_HINT}` (`cargo xtask test` does)")]
+    #[error(
+        "redis-server is not installed: install it with `{INSTALL_HINT}` (`cargo xtask test` does)"
+    )]
     NotInstalled,
     /// The server could not be started or did not answer in time.
     #[error("redis-server did not start: {0}")]
@@ -192,8 +194,8 @@ impl LocalRedisServer {
         })?;
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + READY_WITHIN;
-        let client = redis::Client::open(self.url())
-            .map_err(|e| LocalServerError::Start(e.to_string()))?;
+        let client =
+            redis::Client::open(self.url()).map_err(|e| LocalServerError::Start(e.to_string()))?;
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()

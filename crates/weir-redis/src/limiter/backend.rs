@@ -1,8 +1,8 @@
 //! Where a decision is made: the Lua script on Redis (`gcra.lua`), or, in
 //! this crate's unit tests, an in-memory twin of it on tokio's clock.
 
-use redis::aio::ConnectionManager;
 use redis::RedisResult;
+use redis::aio::ConnectionManager;
 
 use crate::script::LuaScript;
 
@@ -302,7 +302,10 @@ mod tests {
     fn burst_then_pace() {
         let (r, s) = step(None, NOW, P, take(1));
         assert!(r.ok);
-        assert_eq!((r.granted, r.available, s), (1, 1, Store::Set(NOW + 100_000)));
+        assert_eq!(
+            (r.granted, r.available, s),
+            (1, 1, Store::Set(NOW + 100_000))
+        );
         let (r, s) = step(Some(NOW + 100_000), NOW, P, take(1));
         assert_eq!((r.ok, r.available, s), (true, 0, Store::Set(NOW + 200_000)));
         let (r, s) = step(Some(NOW + 200_000), NOW, P, take(1));
@@ -339,10 +342,26 @@ mod tests {
         let (r, _) = step(Some(NOW + 200_000), NOW, P, reserve);
         assert_eq!((r.ok, r.wait_us, r.tat_us), (true, 100_000, NOW + 300_000));
         // Nothing reserved after it: the refund restores the old TAT.
-        let (r, s) = step(Some(NOW + 300_000), NOW, P, Op::Refund { n: 1, mark: NOW + 300_000 });
+        let (r, s) = step(
+            Some(NOW + 300_000),
+            NOW,
+            P,
+            Op::Refund {
+                n: 1,
+                mark: NOW + 300_000,
+            },
+        );
         assert_eq!((r.ok, s), (true, Store::Set(NOW + 200_000)));
         // Another reservation came after it: no refund.
-        let (r, s) = step(Some(NOW + 400_000), NOW, P, Op::Refund { n: 1, mark: NOW + 300_000 });
+        let (r, s) = step(
+            Some(NOW + 400_000),
+            NOW,
+            P,
+            Op::Refund {
+                n: 1,
+                mark: NOW + 300_000,
+            },
+        );
         assert_eq!((r.ok, s), (false, Store::Keep));
     }
 

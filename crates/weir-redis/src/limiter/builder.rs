@@ -106,7 +106,11 @@ impl SharedRateLimiterBuilder {
             return Err(ConfigError::zero(construct, "timeout"));
         }
         if self.timeout > MAX_TIMEOUT {
-            return Err(ConfigError::invalid(construct, "timeout", "must be at most an hour"));
+            return Err(ConfigError::invalid(
+                construct,
+                "timeout",
+                "must be at most an hour",
+            ));
         }
         if self.recheck.is_zero() {
             return Err(ConfigError::zero(construct, "recheck interval"));
@@ -115,7 +119,11 @@ impl SharedRateLimiterBuilder {
             None => None,
             Some(0) => return Err(ConfigError::zero(construct, "lease")),
             Some(k) if k > params.burst => {
-                return Err(ConfigError::too_large(construct, "lease", u64::from(params.burst)));
+                return Err(ConfigError::too_large(
+                    construct,
+                    "lease",
+                    u64::from(params.burst),
+                ));
             }
             Some(k) => Some(Mutex::new(LeaseBook::new(k))),
         };
@@ -153,7 +161,11 @@ impl SharedRateLimiterBuilder {
     /// client does not accept.
     pub fn build_url(self, url: &str) -> Result<SharedRateLimiter, ConfigError> {
         let client = redis::Client::open(url).map_err(|e| {
-            ConfigError::invalid(format!("shared rate limiter `{}`", self.prefix), "url", e.to_string())
+            ConfigError::invalid(
+                format!("shared rate limiter `{}`", self.prefix),
+                "url",
+                e.to_string(),
+            )
         })?;
         self.build(client)
     }
@@ -198,7 +210,8 @@ fn check_rate(construct: &str, rate: Rate) -> Result<Params, ConfigError> {
             "must refill at a finite rate (not unlimited or zero)",
         ));
     }
-    RateLimiter::new(rate).map_err(|e| ConfigError::invalid(construct.clone(), "rate", e.to_string()))?;
+    RateLimiter::new(rate)
+        .map_err(|e| ConfigError::invalid(construct.clone(), "rate", e.to_string()))?;
     let period = rate
         .period()
         .ok_or_else(|| ConfigError::invalid(construct.clone(), "rate", "has no period"))?;
@@ -231,11 +244,11 @@ fn local_fallback(construct: &str, p: Params, share: f64) -> Result<Fallback, Co
             "must be in (0, 1]",
         ));
     }
-    let invalid = |reason: String| {
-        ConfigError::invalid(construct.to_owned(), "outage policy share", reason)
-    };
-    let period = Duration::try_from_secs_f64(Duration::from_micros(p.period_us).as_secs_f64() / share)
-        .map_err(|_| invalid("makes the local rate too slow to represent".to_owned()))?;
+    let invalid =
+        |reason: String| ConfigError::invalid(construct.to_owned(), "outage policy share", reason);
+    let period =
+        Duration::try_from_secs_f64(Duration::from_micros(p.period_us).as_secs_f64() / share)
+            .map_err(|_| invalid("makes the local rate too slow to represent".to_owned()))?;
     // `share` is in (0, 1], so this stays in range of the burst.
     let burst = ((f64::from(p.burst) * share).ceil() as u32).max(1);
     let rate = Rate::every(period).burst(burst);
@@ -276,10 +289,16 @@ mod tests {
         for b in cases {
             let shown = format!("{b:?}");
             let err = built(b).expect_err(&shown);
-            assert!(err.to_string().starts_with("shared rate limiter `weir:rate`"), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with("shared rate limiter `weir:rate`"),
+                "{err}"
+            );
         }
         assert!(built(SharedRateLimiter::builder(rate).lease(5)).is_ok());
-        assert!(built(SharedRateLimiter::builder(rate).on_outage(OutagePolicy::local(1e-9))).is_ok());
+        assert!(
+            built(SharedRateLimiter::builder(rate).on_outage(OutagePolicy::local(1e-9))).is_ok()
+        );
     }
 
     #[test]

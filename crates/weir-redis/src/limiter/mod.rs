@@ -539,7 +539,10 @@ impl SharedRateLimiter {
         let inner = &*self.inner;
         let burst = inner.params.burst;
         if n > burst {
-            return Err(SharedWaitError::InsufficientCapacity { requested: n, burst });
+            return Err(SharedWaitError::InsufficientCapacity {
+                requested: n,
+                burst,
+            });
         }
         if ctx.is_cancelled() {
             return Err(SharedWaitError::Stopped(ctx.stopped().into_cause()));
@@ -571,7 +574,10 @@ impl SharedRateLimiter {
         if !reply.ok {
             bump(&inner.counters.refused);
             return Err(if reply.wait_us < 0 {
-                SharedWaitError::InsufficientCapacity { requested: n, burst }
+                SharedWaitError::InsufficientCapacity {
+                    requested: n,
+                    burst,
+                }
             } else {
                 SharedWaitError::WouldExceedDeadline { requested: n }
             });
@@ -597,7 +603,11 @@ impl SharedRateLimiter {
                     mark: reply.tat_us,
                 };
                 // Best effort: a refund that fails leaves the tokens taken.
-                let _ = bounded(inner.timeout, inner.backend.eval(&redis_key, inner.params, refund)).await;
+                let _ = bounded(
+                    inner.timeout,
+                    inner.backend.eval(&redis_key, inner.params, refund),
+                )
+                .await;
                 Err(SharedWaitError::Stopped(stopped.into_cause()))
             }
         }
@@ -656,7 +666,12 @@ impl Inner {
         result
     }
 
-    fn policy_try(&self, key: &str, n: u32, failure: RedisFailure) -> Result<Grant, SharedRateError> {
+    fn policy_try(
+        &self,
+        key: &str,
+        n: u32,
+        failure: RedisFailure,
+    ) -> Result<Grant, SharedRateError> {
         bump(&self.counters.policy);
         let local = match (&self.policy, &self.fallback) {
             (OutagePolicy::Local { .. }, Some(fallback)) => fallback.limiter(key),
@@ -709,30 +724,38 @@ impl Inner {
                     source: GrantSource::FailOpen,
                 }),
             ),
-            (OutagePolicy::Local { .. }, Some(limiter)) => match limiter.acquire_n_within(ctx, n).await {
-                Ok(()) => (
-                    &self.counters.granted,
-                    Ok(Grant {
-                        source: GrantSource::Local,
-                    }),
-                ),
-                Err(WaitError::Stopped(cause)) => {
-                    (&self.counters.stopped, Err(SharedWaitError::Stopped(cause)))
+            (OutagePolicy::Local { .. }, Some(limiter)) => {
+                match limiter.acquire_n_within(ctx, n).await {
+                    Ok(()) => (
+                        &self.counters.granted,
+                        Ok(Grant {
+                            source: GrantSource::Local,
+                        }),
+                    ),
+                    Err(WaitError::Stopped(cause)) => {
+                        (&self.counters.stopped, Err(SharedWaitError::Stopped(cause)))
+                    }
+                    Err(WaitError::WouldExceedDeadline { requested }) => (
+                        &self.counters.refused,
+                        Err(SharedWaitError::WouldExceedDeadline { requested }),
+                    ),
+                    Err(WaitError::InsufficientCapacity(e)) => (
+                        &self.counters.refused,
+                        Err(SharedWaitError::InsufficientCapacity {
+                            requested: e.requested(),
+                            burst: e.burst(),
+                        }),
+                    ),
+                    Err(_) => (
+                        &self.counters.unavailable,
+                        Err(SharedWaitError::Unavailable(failure)),
+                    ),
                 }
-                Err(WaitError::WouldExceedDeadline { requested }) => (
-                    &self.counters.refused,
-                    Err(SharedWaitError::WouldExceedDeadline { requested }),
-                ),
-                Err(WaitError::InsufficientCapacity(e)) => (
-                    &self.counters.refused,
-                    Err(SharedWaitError::InsufficientCapacity {
-                        requested: e.requested(),
-                        burst: e.burst(),
-                    }),
-                ),
-                Err(_) => (&self.counters.unavailable, Err(SharedWaitError::Unavailable(failure))),
-            },
-            _ => (&self.counters.unavailable, Err(SharedWaitError::Unavailable(failure))),
+            }
+            _ => (
+                &self.counters.unavailable,
+                Err(SharedWaitError::Unavailable(failure)),
+            ),
         };
         bump(counter);
         result

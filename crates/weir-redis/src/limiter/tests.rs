@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use weir_context::Context;
 use weir_rate::Rate;
 
-use super::backend::fake::{Fault, FakeRedis};
+use super::backend::fake::{FakeRedis, Fault};
 use super::*;
 
 const TIMEOUT: Duration = Duration::from_millis(50);
@@ -30,10 +30,15 @@ fn fake() -> Arc<FakeRedis> {
 #[tokio::test(start_paused = true)]
 async fn burst_then_pace() {
     let redis = fake();
-    let l = builder(Rate::per_second(10).burst(3)).build_fake(redis.clone()).unwrap();
+    let l = builder(Rate::per_second(10).burst(3))
+        .build_fake(redis.clone())
+        .unwrap();
     assert_eq!(l.available("a").await.unwrap(), 3);
     for _ in 0..3 {
-        assert_eq!(l.try_acquire("a").await.unwrap().source(), GrantSource::Redis);
+        assert_eq!(
+            l.try_acquire("a").await.unwrap().source(),
+            GrantSource::Redis
+        );
     }
     let err = l.try_acquire("a").await.unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_millis(100)));
@@ -53,7 +58,10 @@ async fn burst_then_pace() {
 #[tokio::test(start_paused = true)]
 async fn keys_are_independent_and_expire_when_full() {
     let redis = fake();
-    let l = builder(Rate::per_second(10).burst(2)).prefix("t").build_fake(redis.clone()).unwrap();
+    let l = builder(Rate::per_second(10).burst(2))
+        .prefix("t")
+        .build_fake(redis.clone())
+        .unwrap();
     l.try_acquire_n("a", 2).await.unwrap();
     assert!(l.try_acquire("a").await.is_err());
     l.try_acquire_n("b", 2).await.unwrap();
@@ -68,13 +76,23 @@ async fn keys_are_independent_and_expire_when_full() {
 
 #[tokio::test(start_paused = true)]
 async fn fail_open_and_fail_closed_answer_within_the_timeout() {
-    for (policy, granted) in [(OutagePolicy::FailOpen, true), (OutagePolicy::FailClosed, false)] {
+    for (policy, granted) in [
+        (OutagePolicy::FailOpen, true),
+        (OutagePolicy::FailClosed, false),
+    ] {
         let redis = fake();
-        let l = builder(Rate::per_second(10)).on_outage(policy).build_fake(redis.clone()).unwrap();
+        let l = builder(Rate::per_second(10))
+            .on_outage(policy)
+            .build_fake(redis.clone())
+            .unwrap();
         redis.set_fault(Fault::Hang);
         let start = Instant::now();
         let first = l.try_acquire("a").await;
-        assert_eq!(start.elapsed(), TIMEOUT, "the stalled call ends at the timeout");
+        assert_eq!(
+            start.elapsed(),
+            TIMEOUT,
+            "the stalled call ends at the timeout"
+        );
         assert_eq!(first.is_ok(), granted);
         if let Err(e) = &first {
             assert!(matches!(e, SharedRateError::Unavailable(f) if f.is_timeout()));
@@ -115,7 +133,10 @@ async fn probes_once_per_recheck_and_recovers_by_itself() {
     assert_eq!(redis.calls(), 1 + 4);
     redis.set_fault(Fault::None);
     tokio::time::advance(RECHECK).await;
-    assert_eq!(l.try_acquire("a").await.unwrap().source(), GrantSource::Redis);
+    assert_eq!(
+        l.try_acquire("a").await.unwrap().source(),
+        GrantSource::Redis
+    );
     assert!(!l.is_degraded());
     let s = l.stats();
     assert_eq!((s.outages, s.recoveries, s.redis_failures), (1, 1, 5));
@@ -146,11 +167,17 @@ async fn local_policy_enforces_the_share_and_is_dropped_on_recovery() {
     // The local limiter waits too, within the context.
     let ctx = Context::background();
     let start = Instant::now();
-    assert_eq!(l.acquire_within("a", &ctx).await.unwrap().source(), GrantSource::Local);
+    assert_eq!(
+        l.acquire_within("a", &ctx).await.unwrap().source(),
+        GrantSource::Local
+    );
     assert_eq!(start.elapsed(), Duration::from_millis(40));
     redis.set_fault(Fault::None);
     tokio::time::advance(RECHECK).await;
-    assert_eq!(l.try_acquire("a").await.unwrap().source(), GrantSource::Redis);
+    assert_eq!(
+        l.try_acquire("a").await.unwrap().source(),
+        GrantSource::Redis
+    );
     assert_eq!(l.inner.fallback.as_ref().unwrap().len(), 0);
     assert!(l.stats().is_balanced());
 }
@@ -158,7 +185,10 @@ async fn local_policy_enforces_the_share_and_is_dropped_on_recovery() {
 #[tokio::test(start_paused = true)]
 async fn a_lease_spends_locally_without_round_trips() {
     let redis = fake();
-    let l = builder(Rate::per_second(100).burst(50)).lease(8).build_fake(redis.clone()).unwrap();
+    let l = builder(Rate::per_second(100).burst(50))
+        .lease(8)
+        .build_fake(redis.clone())
+        .unwrap();
     for _ in 0..8 {
         l.try_acquire("a").await.unwrap();
     }
@@ -174,9 +204,15 @@ async fn a_lease_spends_locally_without_round_trips() {
     // While Redis is down, leased tokens are still spent.
     redis.set_fault(Fault::Down);
     for _ in 0..7 {
-        assert_eq!(l.try_acquire("a").await.unwrap().source(), GrantSource::Lease);
+        assert_eq!(
+            l.try_acquire("a").await.unwrap().source(),
+            GrantSource::Lease
+        );
     }
-    assert!(l.try_acquire("a").await.is_err(), "fail closed once the lease is spent");
+    assert!(
+        l.try_acquire("a").await.is_err(),
+        "fail closed once the lease is spent"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -212,15 +248,23 @@ async fn replicas_with_leases_stay_within_the_bound() {
         held += u64::from(h);
     }
     let limit = rate * t.as_secs() + u64::from(burst);
-    assert!(total <= limit + replicas * u64::from(k), "{total} > {limit} + lease bound");
+    assert!(
+        total <= limit + replicas * u64::from(k),
+        "{total} > {limit} + lease bound"
+    );
     // What was taken from Redis and not spent is still held.
-    assert!(total + held >= limit - rate / 100, "{total} + {held} < {limit}");
+    assert!(
+        total + held >= limit - rate / 100,
+        "{total} + {held} < {limit}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_wait_reserves_then_sleeps() {
     let redis = fake();
-    let l = builder(Rate::per_second(10).burst(1)).build_fake(redis.clone()).unwrap();
+    let l = builder(Rate::per_second(10).burst(1))
+        .build_fake(redis.clone())
+        .unwrap();
     l.try_acquire("a").await.unwrap();
     let ctx = Context::background();
     let start = Instant::now();
@@ -229,10 +273,19 @@ async fn a_wait_reserves_then_sleeps() {
     // A deadline before the next token: refused at once, nothing taken.
     let hurried = Context::background().with_timeout(Duration::from_millis(50));
     let err = l.acquire_within("a", &hurried).await.unwrap_err();
-    assert!(matches!(err, SharedWaitError::WouldExceedDeadline { requested: 1 }));
+    assert!(matches!(
+        err,
+        SharedWaitError::WouldExceedDeadline { requested: 1 }
+    ));
     assert_eq!(start.elapsed(), Duration::from_millis(100));
     let err = l.acquire_n_within("a", &ctx, 2).await.unwrap_err();
-    assert!(matches!(err, SharedWaitError::InsufficientCapacity { requested: 2, burst: 1 }));
+    assert!(matches!(
+        err,
+        SharedWaitError::InsufficientCapacity {
+            requested: 2,
+            burst: 1
+        }
+    ));
     tokio::time::advance(Duration::from_millis(100)).await;
     assert_eq!(l.available("a").await.unwrap(), 1);
     assert!(l.stats().is_balanced());
@@ -241,7 +294,9 @@ async fn a_wait_reserves_then_sleeps() {
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_wait_gives_its_tokens_back() {
     let redis = fake();
-    let l = builder(Rate::per_second(10).burst(1)).build_fake(redis.clone()).unwrap();
+    let l = builder(Rate::per_second(10).burst(1))
+        .build_fake(redis.clone())
+        .unwrap();
     l.try_acquire("a").await.unwrap();
     let ctx = Context::background();
     let waiter = {
@@ -264,7 +319,9 @@ async fn a_cancelled_wait_gives_its_tokens_back() {
 #[tokio::test(start_paused = true)]
 async fn a_wait_under_fail_closed_is_unavailable_and_never_hangs() {
     let redis = fake();
-    let l = builder(Rate::per_second(10)).build_fake(redis.clone()).unwrap();
+    let l = builder(Rate::per_second(10))
+        .build_fake(redis.clone())
+        .unwrap();
     redis.set_fault(Fault::Hang);
     let ctx = Context::background();
     let start = Instant::now();
@@ -282,11 +339,18 @@ async fn a_wait_under_fail_closed_is_unavailable_and_never_hangs() {
 #[tokio::test(start_paused = true)]
 async fn a_dropped_refill_frees_its_room() {
     let redis = fake();
-    let l = builder(Rate::per_second(100).burst(50)).lease(8).build_fake(redis.clone()).unwrap();
+    let l = builder(Rate::per_second(100).burst(50))
+        .lease(8)
+        .build_fake(redis.clone())
+        .unwrap();
     redis.set_fault(Fault::Hang);
     let call = l.try_acquire("a");
     // Dropped while it waits for Redis.
-    assert!(tokio::time::timeout(Duration::from_millis(10), call).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), call)
+            .await
+            .is_err()
+    );
     redis.set_fault(Fault::None);
     let book = l.inner.lease.as_ref().unwrap();
     assert_eq!(crate::lock(book).keys(), 0, "nothing left asked for");
@@ -300,10 +364,16 @@ fn display_and_auto_traits() {
     assert_send_sync::<SharedRateError>();
     let s = SharedRateStats::default();
     let table = s.to_string();
-    assert!(table.starts_with("shared rate limiter     count\ngranted      "), "{table}");
+    assert!(
+        table.starts_with("shared rate limiter     count\ngranted      "),
+        "{table}"
+    );
     assert_eq!(table.lines().count(), 14);
     assert_eq!(
-        SharedRateError::Limited { retry_after: Some(Duration::from_millis(5)) }.to_string(),
+        SharedRateError::Limited {
+            retry_after: Some(Duration::from_millis(5))
+        }
+        .to_string(),
         "rate limited: retry in 5ms"
     );
 }

@@ -170,7 +170,11 @@ where
                 limiter.try_acquire(&key).await.map(drop)
             } else {
                 let ctx = Context::background().with_timeout(max_wait);
-                limiter.acquire_within(&key, &ctx).await.map(drop).map_err(refusal)
+                limiter
+                    .acquire_within(&key, &ctx)
+                    .await
+                    .map(drop)
+                    .map_err(refusal)
             };
             if let Err(refused) = granted {
                 tracing::debug!(key = %key, error = %refused, "shared rate limit: request refused");
