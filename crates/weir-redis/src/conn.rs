@@ -18,6 +18,9 @@ pub(crate) fn manager(
 ) -> redis::RedisResult<ConnectionManager> {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
+        // The client's default (500 ms) would cut blocking reads and
+        // callers' longer timeouts short; every call has its own bound.
+        .set_response_timeout(None)
         .set_number_of_retries(2)
         .set_min_delay(Duration::from_millis(50))
         .set_max_delay(Duration::from_millis(500));

@@ -26,7 +26,9 @@ pub async fn server_with(options: LocalServerOptions) -> LocalRedisServer {
 /// A plain connection for the test's own commands.
 pub async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(url).unwrap();
-    client.get_multiplexed_async_connection().await.unwrap()
+    // No response timeout: `DEBUG SLEEP` answers late on purpose.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    client.get_multiplexed_async_connection_with_config(&config).await.unwrap()
 }
 
 pub fn client(url: &str) -> redis::Client {
