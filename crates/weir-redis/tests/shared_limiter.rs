@@ -29,16 +29,31 @@ async fn the_script_counts_like_the_local_limiter() {
     let l = limiter(&server.url(), Rate::per_second(10).burst(3));
     assert_eq!(l.available("a").await.unwrap(), 3);
     for _ in 0..3 {
-        assert_eq!(l.try_acquire("a").await.unwrap().source(), GrantSource::Redis);
+        assert_eq!(
+            l.try_acquire("a").await.unwrap().source(),
+            GrantSource::Redis
+        );
     }
     let err = l.try_acquire("a").await.unwrap_err();
     let wait = err.retry_after().unwrap();
-    assert!(wait > Duration::ZERO && wait <= Duration::from_millis(100), "{wait:?}");
+    assert!(
+        wait > Duration::ZERO && wait <= Duration::from_millis(100),
+        "{wait:?}"
+    );
     assert_eq!(l.available("a").await.unwrap(), 0);
-    assert!(l.try_acquire_n("a", 4).await.unwrap_err().retry_after().is_none());
+    assert!(
+        l.try_acquire_n("a", 4)
+            .await
+            .unwrap_err()
+            .retry_after()
+            .is_none()
+    );
     // A wait reserves its token and sleeps until it is due.
     let ctx = Context::background();
-    assert_eq!(l.acquire_within("a", &ctx).await.unwrap().source(), GrantSource::Redis);
+    assert_eq!(
+        l.acquire_within("a", &ctx).await.unwrap().source(),
+        GrantSource::Redis
+    );
     // A deadline shorter than the next token: refused at once.
     let hurried = Context::background().with_timeout(Duration::from_millis(1));
     assert!(matches!(
@@ -64,7 +79,10 @@ async fn a_cancelled_wait_gives_its_token_back() {
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
     ctx.cancel();
-    assert!(matches!(waiter.await.unwrap(), Err(SharedWaitError::Stopped(_))));
+    assert!(matches!(
+        waiter.await.unwrap(),
+        Err(SharedWaitError::Stopped(_))
+    ));
     // Refunded: the bucket is full again at 200 ms (kept, it would be in
     // debt until 400 ms).
     tokio::time::sleep_until(start + Duration::from_millis(300)).await;
@@ -82,12 +100,24 @@ async fn keys_are_independent_and_idle_keys_expire() {
     assert!(l.try_acquire("a").await.unwrap_err().is_limited());
     l.try_acquire_n("b", 5).await.unwrap();
     let mut raw = raw(&server.url()).await;
-    let pttl: i64 = redis::cmd("PTTL").arg("t:{a}").query_async(&mut raw).await.unwrap();
-    assert!((1..=50).contains(&pttl), "expires when full again: {pttl} ms");
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("t:{a}")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(
+        (1..=50).contains(&pttl),
+        "expires when full again: {pttl} ms"
+    );
     eventually(Duration::from_secs(5), "idle keys expire", || {
         let mut raw = raw.clone();
         async move {
-            let n: i64 = redis::cmd("EXISTS").arg("t:{a}").arg("t:{b}").query_async(&mut raw).await.unwrap();
+            let n: i64 = redis::cmd("EXISTS")
+                .arg("t:{a}")
+                .arg("t:{b}")
+                .query_async(&mut raw)
+                .await
+                .unwrap();
             n == 0
         }
     })
@@ -108,7 +138,10 @@ struct ReplicaResult {
 }
 
 fn unix_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
 }
 
 /// Four processes (this binary run again as replicas) take as fast as they
@@ -160,9 +193,19 @@ async fn four_replica_processes_share_one_limit() {
             "lease {lease}: admitted {total} (shares {shares:?}), held {held}; \
              at most {upper} (+ lease bound {lease_bound}), at least {lower}"
         );
-        assert!(total <= upper + lease_bound, "over the limit: {total} > {upper} + {lease_bound}");
-        assert!(total + held >= lower, "under 99%: {total} + {held} < {lower}");
-        assert!(results.iter().all(|r| r.admitted > 0 && r.unavailable == 0 && r.balanced));
+        assert!(
+            total <= upper + lease_bound,
+            "over the limit: {total} > {upper} + {lease_bound}"
+        );
+        assert!(
+            total + held >= lower,
+            "under 99%: {total} + {held} < {lower}"
+        );
+        assert!(
+            results
+                .iter()
+                .all(|r| r.admitted > 0 && r.unavailable == 0 && r.balanced)
+        );
     }
 }
 
@@ -209,7 +252,9 @@ async fn replica_entry() {
                 r.last_us = unix_us();
             }
             Err(SharedRateError::Limited { retry_after }) => {
-                let wait = retry_after.unwrap().min(Duration::from_micros(end.saturating_sub(unix_us())));
+                let wait = retry_after
+                    .unwrap()
+                    .min(Duration::from_micros(end.saturating_sub(unix_us())));
                 tokio::time::sleep(wait).await;
             }
             Err(_) => r.unavailable += 1,
@@ -237,7 +282,10 @@ async fn redis_killed_and_restarted_mid_run() {
     let closed = make(OutagePolicy::FailClosed);
     let local = make(OutagePolicy::local(0.5));
     for l in [&open, &closed, &local] {
-        assert_eq!(l.try_acquire("k").await.unwrap().source(), GrantSource::Redis);
+        assert_eq!(
+            l.try_acquire("k").await.unwrap().source(),
+            GrantSource::Redis
+        );
     }
     server.kill().await;
     // Each call ends within the timeout (the bound is loose: it checks
@@ -253,7 +301,11 @@ async fn redis_killed_and_restarted_mid_run() {
             Ok(g) => assert_eq!(g.source(), GrantSource::Local),
             Err(e) => assert!(e.is_limited(), "{e}"),
         }
-        assert!(t.elapsed() < 3 * never_hangs, "a decision hung: {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < 3 * never_hangs,
+            "a decision hung: {:?}",
+            t.elapsed()
+        );
     }
     assert!(open.is_degraded() && closed.is_degraded() && local.is_degraded());
     server.restart().await.unwrap();
@@ -271,8 +323,14 @@ async fn redis_killed_and_restarted_mid_run() {
     }
     // Scripts live on the server: the restarted one had none, so one of the
     // limiters loaded it again after a NOSCRIPT.
-    let loads: u64 = [&open, &closed, &local].iter().map(|l| l.stats().script_loads).sum();
-    assert_eq!(loads, 2, "once on the first server, once on the restarted one");
+    let loads: u64 = [&open, &closed, &local]
+        .iter()
+        .map(|l| l.stats().script_loads)
+        .sum();
+    assert_eq!(
+        loads, 2,
+        "once on the first server, once on the restarted one"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,15 +346,25 @@ async fn a_stalled_redis_times_out_then_recovers() {
     let mut raw = raw(&server.url()).await;
     // The server runs nothing else for 800 ms.
     let stall = tokio::spawn(async move {
-        let _: () = redis::cmd("DEBUG").arg("SLEEP").arg("0.8").query_async(&mut raw).await.unwrap();
+        let _: () = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg("0.8")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(l.try_acquire("k").await.unwrap().source(), GrantSource::FailOpen);
+    assert_eq!(
+        l.try_acquire("k").await.unwrap().source(),
+        GrantSource::FailOpen
+    );
     assert!(l.stats().timeouts >= 1);
     stall.await.unwrap();
-    eventually(Duration::from_secs(10), "recovers after the stall", || async {
-        matches!(l.try_acquire("k").await, Ok(g) if g.source() == GrantSource::Redis)
-    })
+    eventually(
+        Duration::from_secs(10),
+        "recovers after the stall",
+        || async { matches!(l.try_acquire("k").await, Ok(g) if g.source() == GrantSource::Redis) },
+    )
     .await;
     assert_eq!(l.stats().recoveries, 1);
 }
@@ -309,9 +377,16 @@ async fn script_flush_mid_run_recovers() {
         l.try_acquire("k").await.unwrap();
     }
     let mut raw = raw(&server.url()).await;
-    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut raw).await.unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
     for _ in 0..10 {
-        assert_eq!(l.try_acquire("k").await.unwrap().source(), GrantSource::Redis);
+        assert_eq!(
+            l.try_acquire("k").await.unwrap().source(),
+            GrantSource::Redis
+        );
     }
     let s = l.stats();
     assert_eq!((s.script_loads, s.redis_failures, s.granted), (2, 0, 20));
@@ -331,12 +406,17 @@ async fn the_tower_layer_shares_each_keys_limit_across_replicas() {
     assert_eq!(a.clone().oneshot(("ann".into(), 1)).await.unwrap(), 1);
     let err = b.clone().oneshot(("ann".into(), 2)).await.unwrap_err();
     let refused = err.downcast_ref::<SharedRateError>().unwrap();
-    assert!(refused.retry_after().is_some_and(|d| d <= Duration::from_secs(1)));
+    assert!(
+        refused
+            .retry_after()
+            .is_some_and(|d| d <= Duration::from_secs(1))
+    );
     assert_eq!(b.clone().oneshot(("bob".into(), 3)).await.unwrap(), 3);
     // Waiting up to 2 s: served when ann's next token is due.
-    let waiting = SharedRateLimitLayer::new(limiter(&server.url(), Rate::per_second(1)), |r: &(String, u32)| {
-        r.0.clone()
-    })
+    let waiting = SharedRateLimitLayer::new(
+        limiter(&server.url(), Rate::per_second(1)),
+        |r: &(String, u32)| r.0.clone(),
+    )
     .max_wait(Duration::from_secs(2))
     .layer(service_fn(|req: (String, u32)| async move {
         Ok::<_, std::convert::Infallible>(req.1)

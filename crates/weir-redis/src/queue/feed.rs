@@ -26,7 +26,7 @@ pub(crate) async fn run<T, O, E>(
 {
     let mut pending = FuturesUnordered::new();
     let mut open = true;
-    loop {
+    while open || !pending.is_empty() {
         tokio::select! {
             biased;
             _ = shared.ctx.cancelled() => return,
@@ -46,7 +46,6 @@ pub(crate) async fn run<T, O, E>(
                 }
                 None => open = false,
             },
-            else => return,
         }
     }
 }

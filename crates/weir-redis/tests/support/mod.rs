@@ -28,7 +28,10 @@ pub async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(url).unwrap();
     // No response timeout: `DEBUG SLEEP` answers late on purpose.
     let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-    client.get_multiplexed_async_connection_with_config(&config).await.unwrap()
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap()
 }
 
 pub fn client(url: &str) -> redis::Client {
@@ -42,12 +45,6 @@ pub fn trace_init() {
         .try_init();
 }
 
-/// CI runs on two cores: the heavy tests shrink there (each says by how
-/// much and how to run the full size by hand).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// The environment variable that makes this test binary act as a child
 /// process: its value names the role.
 pub const ROLE: &str = "WEIR_REDIS_TEST_ROLE";
@@ -57,12 +54,19 @@ pub const ROLE: &str = "WEIR_REDIS_TEST_ROLE";
 pub fn spawn_self(entry: &str, role: &str, env: &[(&str, String)]) -> Child {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(exe);
-    cmd.args([entry, "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
-        .env(ROLE, role)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
+    cmd.args([
+        entry,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(ROLE, role)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -79,7 +83,11 @@ pub async fn result_of(child: Child, within: Duration) -> String {
         .expect("child process did not finish in time")
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "child failed ({}): {stdout}", out.status);
+    assert!(
+        out.status.success(),
+        "child failed ({}): {stdout}",
+        out.status
+    );
     stdout
         .lines()
         .find_map(|l| l.strip_prefix(RESULT))
@@ -98,7 +106,10 @@ where
         if check().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not within {within:?}: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
