@@ -4,7 +4,7 @@
 //! | item | what it is |
 //! |---|---|
 //! | [`SharedRateLimiter`] | `weir_rate::RateLimiter`'s GCRA with its state in Redis: one atomic Lua script per decision on the server's clock, keyed, an outage policy, an optional local lease |
-//! | [`SharedRateLimitLayer`] (feature `tower`) | a tower layer keyed by request on a [`SharedRateLimiter`] |
+//! | `SharedRateLimitLayer` (feature `tower`) | a tower layer keyed by request on a [`SharedRateLimiter`] |
 //! | [`QueueProducer`] | enqueues serde jobs on a Redis stream, bounded: producers wait or fail when it is full |
 //! | [`QueueConsumer`] | reads a consumer group in batches, hands jobs on with an ack handle ([`Delivery`]), retries, dead-letters, reclaims a dead consumer's jobs; a source for a `Pipeline`, a feeder for a `Pool` |
 //! | [`LocalRedisServer`] | a private `redis-server` on a free loopback port, for tests, examples and benches |

@@ -66,7 +66,7 @@ impl LocalServerOptions {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use weir_redis::LocalRedisServer;
 ///
 /// # #[tokio::main(flavor = "current_thread")]

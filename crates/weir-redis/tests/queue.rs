@@ -30,7 +30,7 @@ struct Job {
 async fn smoke() {
     trace_init();
     let server = server().await;
-    let producer = QueueProducer::builder::<Job>("smoke")
+    let producer = QueueProducer::<Job>::builder("smoke")
         .build_url(&server.url())
         .unwrap();
     let jobs: Vec<Job> = (0..100)
@@ -41,7 +41,7 @@ async fn smoke() {
         .collect();
     producer.enqueue_all(&jobs).await.unwrap();
     assert_eq!(producer.backlog().await.unwrap(), 100);
-    let consumer = QueueConsumer::builder::<Job>("smoke")
+    let consumer = QueueConsumer::<Job>::builder("smoke")
         .max_deliveries(2)
         .start_url(&server.url())
         .unwrap();
@@ -82,7 +82,7 @@ async fn smoke() {
 }
 
 fn producer(url: &str, queue: &str, max_len: u64) -> QueueProducer<Job> {
-    QueueProducer::builder::<Job>(queue)
+    QueueProducer::<Job>::builder(queue)
         .max_len(max_len)
         .build_url(url)
         .unwrap()
@@ -138,7 +138,7 @@ async fn the_queue_is_bounded() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!waiting.is_finished());
     assert_eq!(p.backlog().await.unwrap(), 10);
-    let consumer = QueueConsumer::builder::<Job>("bounded")
+    let consumer = QueueConsumer::<Job>::builder("bounded")
         .start_url(&server.url())
         .unwrap();
     let mut stream = consumer.deliveries().unwrap();
@@ -152,7 +152,7 @@ async fn the_queue_is_bounded() {
     assert!(p.stats().full >= 2);
     // A wait ends with the producer's context.
     let ctx = Context::background();
-    let p2 = QueueProducer::builder::<Job>("bounded")
+    let p2 = QueueProducer::<Job>::builder("bounded")
         .max_len(10)
         .context(&ctx)
         .build_url(&server.url())
@@ -196,7 +196,7 @@ async fn undecodable_jobs_are_dead_lettered_with_their_error() {
     })
     .await
     .unwrap();
-    let consumer = QueueConsumer::builder::<Job>("decode")
+    let consumer = QueueConsumer::<Job>::builder("decode")
         .start_url(&server.url())
         .unwrap();
     let mut stream = consumer.deliveries().unwrap();
@@ -224,7 +224,7 @@ async fn close_finishes_what_was_started_and_releases_the_rest() {
     let server = server().await;
     let p = producer(&server.url(), "close", 1000);
     p.enqueue_all(&jobs(0..100)).await.unwrap();
-    let consumer = QueueConsumer::builder::<Job>("close")
+    let consumer = QueueConsumer::<Job>::builder("close")
         .batch(20)
         .prefetch(40)
         .start_url(&server.url())
@@ -265,7 +265,7 @@ async fn close_finishes_what_was_started_and_releases_the_rest() {
         .await
         .unwrap();
     assert!(consumers.is_empty());
-    let next_consumer = QueueConsumer::builder::<Job>("close")
+    let next_consumer = QueueConsumer::<Job>::builder("close")
         .start_url(&server.url())
         .unwrap();
     let mut stream = next_consumer.deliveries().unwrap();
@@ -291,7 +291,7 @@ async fn a_dropped_delivery_is_reclaimed_after_the_visibility_timeout() {
     .unwrap();
     let visibility = Duration::from_millis(300);
     let start = |name: &str| {
-        QueueConsumer::builder::<Job>("reclaim")
+        QueueConsumer::<Job>::builder("reclaim")
             .consumer(name)
             .visibility_timeout(visibility)
             .start_url(&server.url())
@@ -327,7 +327,7 @@ async fn a_live_consumers_slow_job_is_not_reclaimed() {
     .await
     .unwrap();
     let start = |name: &str| {
-        QueueConsumer::builder::<Job>("slow")
+        QueueConsumer::<Job>::builder("slow")
             .consumer(name)
             .visibility_timeout(Duration::from_millis(150))
             .start_url(&server.url())
@@ -355,7 +355,7 @@ async fn cancel_stops_now_and_says_why() {
     let p = producer(&server.url(), "cancel", 100);
     p.enqueue_all(&jobs(0..10)).await.unwrap();
     let ctx = Context::background();
-    let consumer = QueueConsumer::builder::<Job>("cancel")
+    let consumer = QueueConsumer::<Job>::builder("cancel")
         .context(&ctx)
         .start_url(&server.url())
         .unwrap();
@@ -384,7 +384,7 @@ async fn shutdown_cancels_after_its_grace() {
     })
     .await
     .unwrap();
-    let consumer = QueueConsumer::builder::<Job>("grace")
+    let consumer = QueueConsumer::<Job>::builder("grace")
         .start_url(&server.url())
         .unwrap();
     let mut stream = consumer.deliveries().unwrap();
@@ -412,7 +412,7 @@ async fn a_pool_runs_the_jobs_and_its_results_decide_the_outcome() {
     let alive_before = tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks();
-    let consumer = QueueConsumer::builder::<Job>("pool")
+    let consumer = QueueConsumer::<Job>::builder("pool")
         .max_deliveries(2)
         .start_url(&server.url())
         .unwrap();
@@ -475,7 +475,7 @@ async fn a_consumer_is_a_pipeline_source() {
     let server = server().await;
     let p = producer(&server.url(), "pipeline", 1000);
     p.enqueue_all(&jobs(0..200)).await.unwrap();
-    let consumer = QueueConsumer::builder::<Job>("pipeline")
+    let consumer = QueueConsumer::<Job>::builder("pipeline")
         .start_url(&server.url())
         .unwrap();
     let (out, handle) = Pipeline::from_stream(consumer.deliveries().unwrap())
@@ -698,7 +698,7 @@ async fn consumer_entry() {
             .open(var("WEIR_LOG"))
             .unwrap(),
     ));
-    let consumer = QueueConsumer::builder::<Job>(var("WEIR_QUEUE"))
+    let consumer = QueueConsumer::<Job>::builder(var("WEIR_QUEUE"))
         .consumer(var("WEIR_NAME"))
         .batch(100)
         .visibility_timeout(Duration::from_secs(2))
@@ -784,7 +784,7 @@ async fn redis_restarted_with_append_only_loses_nothing() {
     let mut consumers = Vec::new();
     let mut workers = Vec::new();
     for i in 0..2 {
-        let consumer = QueueConsumer::builder::<Job>("aof")
+        let consumer = QueueConsumer::<Job>::builder("aof")
             .consumer(format!("c{i}"))
             .visibility_timeout(Duration::from_secs(1))
             .start_url(&url)

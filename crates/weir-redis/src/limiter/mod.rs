@@ -274,22 +274,28 @@ fn bump(c: &AtomicU64) {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
 /// use weir_rate::Rate;
-/// use weir_redis::{OutagePolicy, SharedRateLimiter};
+/// use weir_redis::{GrantSource, OutagePolicy, SharedRateLimiter};
 ///
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let limiter = SharedRateLimiter::builder(Rate::per_second(100).burst(20))
+/// # let server = weir_redis::LocalRedisServer::start().await?;
+/// # let url = server.url();
+/// // Every replica builds the same limiter on the same Redis.
+/// let limiter = SharedRateLimiter::builder(Rate::per_minute(600).burst(20))
 ///     .prefix("api")
 ///     .timeout(Duration::from_millis(50))
 ///     .on_outage(OutagePolicy::local(0.25)) // 4 replicas
-///     .build_url("redis://127.0.0.1:6379/")?;
-/// match limiter.try_acquire("tenant-7").await {
-///     Ok(_grant) => { /* serve */ }
-///     Err(refused) => println!("{refused}; retry after {:?}", refused.retry_after()),
+///     .build_url(&url)?;
+/// for _ in 0..20 {
+///     let grant = limiter.try_acquire("tenant-7").await?;
+///     assert_eq!(grant.source(), GrantSource::Redis);
 /// }
+/// let refused = limiter.try_acquire("tenant-7").await.unwrap_err();
+/// assert!(refused.retry_after().unwrap() <= Duration::from_millis(100));
+/// limiter.try_acquire("tenant-8").await?; // its own bucket
 /// # Ok(())
 /// # }
 /// ```

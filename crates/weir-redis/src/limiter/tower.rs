@@ -27,14 +27,16 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use tower::{Layer, ServiceExt, service_fn};
 /// use weir_rate::Rate;
 /// use weir_redis::{SharedRateError, SharedRateLimitLayer, SharedRateLimiter};
 ///
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-/// let limiter = SharedRateLimiter::builder(Rate::per_second(1)).build_url("redis://127.0.0.1:6379/")?;
+/// # let server = weir_redis::LocalRedisServer::start().await?;
+/// # let url = server.url();
+/// let limiter = SharedRateLimiter::builder(Rate::per_second(1)).build_url(&url)?;
 /// let layer = SharedRateLimitLayer::new(limiter, |req: &(String, u32)| req.0.clone());
 /// let svc = layer.layer(service_fn(|req: (String, u32)| async move {
 ///     Ok::<_, std::convert::Infallible>(req.1)

@@ -87,17 +87,13 @@ impl<T> fmt::Debug for QueueConsumer<T> {
     }
 }
 
-impl QueueConsumer<()> {
-    /// Starts configuring a consumer of the queue `name`; give the job type
-    /// as `QueueConsumer::<Job>::builder(..)`.
-    pub fn builder<T: DeserializeOwned + Send + 'static>(
-        name: impl Into<String>,
-    ) -> QueueConsumerBuilder<T> {
+impl<T: DeserializeOwned + Send + 'static> QueueConsumer<T> {
+    /// Starts configuring a consumer of the queue `name`:
+    /// `QueueConsumer::<Job>::builder("jobs")`.
+    pub fn builder(name: impl Into<String>) -> QueueConsumerBuilder<T> {
         QueueConsumerBuilder::new(name.into())
     }
-}
 
-impl<T: DeserializeOwned + Send + 'static> QueueConsumer<T> {
     /// The deliveries, as a `Stream`, the first time it is called (`None`
     /// after that, or after [`feed`](Self::feed)).
     pub fn deliveries(&self) -> Option<DeliveryStream<T>> {

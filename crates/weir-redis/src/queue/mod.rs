@@ -33,7 +33,8 @@
 //!
 //! # Examples
 //!
-//! ```no_run
+//! ```
+//! use std::time::Duration;
 //! use serde::{Deserialize, Serialize};
 //! use weir_redis::{QueueConsumer, QueueProducer};
 //!
@@ -42,17 +43,22 @@
 //!
 //! # #[tokio::main]
 //! # async fn main() -> anyhow::Result<()> {
-//! let url = "redis://127.0.0.1:6379/";
-//! let producer = QueueProducer::<Email>::builder("emails").build_url(url)?;
+//! # let server = weir_redis::LocalRedisServer::start().await?;
+//! # let url = server.url();
+//! let producer = QueueProducer::<Email>::builder("emails").build_url(&url)?;
 //! producer.enqueue(&Email { to: "ann@example.com".into() }).await?;
 //!
-//! let consumer = QueueConsumer::<Email>::builder("emails").start_url(url)?;
+//! let consumer = QueueConsumer::<Email>::builder("emails").start_url(&url)?;
 //! let pool = weir_core::Pool::builder()
 //!     .workers(8)
 //!     .build(|email: Email| async move { anyhow::Ok(println!("sending to {}", email.to)) })?;
 //! consumer.feed(pool)?; // acks after success, retries and dead-letters failures
-//! // ... on shutdown:
-//! let report = consumer.shutdown(std::time::Duration::from_secs(10)).await?;
+//! while producer.backlog().await? > 0 {
+//!     tokio::time::sleep(Duration::from_millis(10)).await;
+//! }
+//! // On shutdown: stop reading, finish what was started.
+//! let report = consumer.shutdown(Duration::from_secs(10)).await?;
+//! assert_eq!(report.acknowledged, 1);
 //! assert!(report.is_balanced());
 //! # Ok(())
 //! # }
@@ -151,9 +157,9 @@ mod tests {
 
     #[tokio::test]
     async fn bad_settings_are_config_errors() {
-        let b = || QueueConsumer::builder::<Job>("q");
+        let b = || QueueConsumer::<Job>::builder("q");
         let cases = [
-            QueueConsumer::builder::<Job>(""),
+            QueueConsumer::<Job>::builder(""),
             b().group(""),
             b().consumer(""),
             b().batch(0),
@@ -172,11 +178,11 @@ mod tests {
             let err = case.start(client()).unwrap_err();
             assert!(err.to_string().starts_with("queue `"), "{shown}: {err}");
         }
-        let p = || QueueProducer::builder::<u32>("q");
+        let p = || QueueProducer::<u32>::builder("q");
         for case in [
             p().max_len(0),
             p().timeout(Duration::ZERO),
-            QueueProducer::builder::<u32>(""),
+            QueueProducer::<u32>::builder(""),
         ] {
             assert!(case.build(client()).is_err());
         }
@@ -193,11 +199,11 @@ mod tests {
 
     #[test]
     fn outside_a_runtime() {
-        let err = QueueConsumer::builder::<Job>("q")
+        let err = QueueConsumer::<Job>::builder("q")
             .start(client())
             .unwrap_err();
         assert_eq!(err.problem(), &weir_context::Problem::NoRuntime);
-        let err = QueueProducer::builder::<u32>("q")
+        let err = QueueProducer::<u32>::builder("q")
             .build(client())
             .unwrap_err();
         assert_eq!(err.problem(), &weir_context::Problem::NoRuntime);

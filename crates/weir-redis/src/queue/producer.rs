@@ -242,19 +242,24 @@ impl<T: Serialize> QueueProducerBuilder<T> {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use serde::{Deserialize, Serialize};
-/// use weir_redis::QueueProducer;
+/// use weir_redis::{EnqueueError, QueueProducer};
 ///
 /// #[derive(Serialize, Deserialize)]
 /// struct Resize { image: u64 }
 ///
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = weir_redis::LocalRedisServer::start().await?;
+/// # let url = server.url();
 /// let producer = QueueProducer::<Resize>::builder("images")
-///     .max_len(50_000)
-///     .build_url("redis://127.0.0.1:6379/")?;
+///     .max_len(2)
+///     .build_url(&url)?;
 /// producer.enqueue(&Resize { image: 7 }).await?; // waits while the queue is full
+/// producer.enqueue(&Resize { image: 8 }).await?;
+/// let full = producer.try_enqueue(&Resize { image: 9 }).await.unwrap_err();
+/// assert!(matches!(full, EnqueueError::Full { len: 2, max_len: 2 }));
 /// # Ok(())
 /// # }
 /// ```
@@ -305,10 +310,10 @@ enum Added {
     Full(u64),
 }
 
-impl QueueProducer<()> {
-    /// Starts configuring a producer for the queue `name`; give the job
-    /// type as `QueueProducer::<Job>::builder(..)`.
-    pub fn builder<T: Serialize>(name: impl Into<String>) -> QueueProducerBuilder<T> {
+impl<T: Serialize> QueueProducer<T> {
+    /// Starts configuring a producer for the queue `name`:
+    /// `QueueProducer::<Job>::builder("jobs")`.
+    pub fn builder(name: impl Into<String>) -> QueueProducerBuilder<T> {
         QueueProducerBuilder {
             name: name.into(),
             prefix: super::DEFAULT_PREFIX.to_owned(),
