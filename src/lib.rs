@@ -47,3 +47,7 @@ pub mod context {}
 /// `docs/error-handling.md`
 #[doc = include_str!("../docs/error-handling.md")]
 pub mod error_handling {}
+
+/// `docs/distributed.md`
+#[doc = include_str!("../docs/distributed.md")]
+pub mod distributed {}
