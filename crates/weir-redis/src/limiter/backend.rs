@@ -37,13 +37,12 @@ pub(crate) struct Reply {
     /// granted; negative for never.
     pub(crate) wait_us: i64,
     pub(crate) available: i64,
-    pub(crate) now_us: i64,
     pub(crate) tat_us: i64,
 }
 
 impl Reply {
     fn from_values(v: &[i64]) -> Option<Self> {
-        let [ok, granted, wait_us, available, now_us, tat_us] = *v else {
+        let [ok, granted, wait_us, available, tat_us] = *v else {
             return None;
         };
         Some(Self {
@@ -51,7 +50,6 @@ impl Reply {
             granted: u32::try_from(granted).ok()?,
             wait_us,
             available,
-            now_us,
             tat_us,
         })
     }
@@ -79,19 +77,23 @@ impl Backend {
     pub(crate) async fn eval(&self, key: &str, p: Params, op: Op) -> RedisResult<Reply> {
         match self {
             Self::Redis { conn, script } => {
-                let (name, n, want, max_wait, mark) = match op {
+                let (period, burst) = (p.period_us, p.burst);
+                let cmd = match op {
+                    Op::Take {
+                        n,
+                        want,
+                        max_wait_us: 0,
+                    } if want == n => script.command(&[key], (period, burst, n)),
                     Op::Take {
                         n,
                         want,
                         max_wait_us,
-                    } => ("take", n, want, max_wait_us, 0),
-                    Op::Peek => ("peek", 0, 0, 0, 0),
-                    Op::Refund { n, mark } => ("refund", n, n, 0, mark),
+                    } => script.command(&[key], (period, burst, n, want, max_wait_us)),
+                    Op::Peek => script.command(&[key], (period, burst, "peek")),
+                    Op::Refund { n, mark } => {
+                        script.command(&[key], (period, burst, n, "refund", mark))
+                    }
                 };
-                let cmd = script.command(
-                    &[key],
-                    (p.period_us, p.burst, name, n, want, max_wait, mark),
-                );
                 let values: Vec<i64> = script.run(conn, &cmd).await?;
                 Reply::from_values(&values).ok_or_else(|| {
                     redis::RedisError::from((
@@ -144,7 +146,6 @@ pub(crate) fn step(stored: Option<i64>, now: i64, p: Params, op: Op) -> (Reply, 
         granted,
         wait_us,
         available,
-        now_us: now,
         tat_us,
     };
     match op {
@@ -208,6 +209,8 @@ pub(crate) mod fake {
         Down,
         /// Never (a stalled server): only a timeout ends the call.
         Hang,
+        /// Normally, after this long (a round trip).
+        Slow(std::time::Duration),
     }
 
     #[derive(Debug)]
@@ -259,6 +262,7 @@ pub(crate) mod fake {
                     )));
                 }
                 Fault::Hang => std::future::pending::<()>().await,
+                Fault::Slow(d) => tokio::time::sleep(d).await,
             }
             let now = self.now_us();
             let mut keys = crate::lock(&self.keys);

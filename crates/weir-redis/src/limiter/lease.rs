@@ -1,20 +1,72 @@
 //! [`LeaseBook`]: the tokens a replica took from Redis ahead of need, per
 //! key, spent locally without a round trip.
 //!
+//! One refill at a time per key: a caller that finds the key empty while a
+//! refill is in flight waits for it instead of making a round trip of its
+//! own, then takes from what it brought — or shares its answer (a refusal,
+//! Redis down). So concurrent callers of one key cost one round trip per
+//! lease, not one each.
+//!
 //! The invariant behind the over-admission bound: after every refill a key
-//! holds at most `size - 1` tokens here (a refill that brings more discards
-//! the rest), and concurrent refills only ask for the room that is left. So
-//! each replica holds fewer than `size` unspent tokens per key, and any
-//! window admits at most `rate·T + burst + replicas × (size - 1)`.
+//! holds at most `size - 1` tokens here (a refill asks for no more than
+//! that on top of what it needs, and anything beyond is discarded). So each
+//! replica holds fewer than `size` unspent tokens per key, and any window
+//! admits at most `rate·T + burst + replicas × (size - 1)`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::error::RedisFailure;
+
+/// How a refill ended.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    /// Redis granted `0` or more tokens (the refiller's `n` included).
+    Granted(u32),
+    /// Redis refused; retry after this long (from `at`), or never.
+    Refused {
+        retry: Option<Duration>,
+        at: Instant,
+    },
+    /// Redis did not answer (the outage policy answers).
+    Failed(RedisFailure),
+    /// The refiller's future was dropped: nothing is known.
+    Dropped,
+}
+
+/// What a caller does next.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// It took its tokens from the lease.
+    Took,
+    /// It refills: ask Redis for `want` (at least `n`), then [`LeaseBook::finish`].
+    Refill { want: u32 },
+    /// Another refill is in flight: wait on `notify` (enabled before the
+    /// generation is checked again), then call [`LeaseBook::begin`] again
+    /// with `seen: Some(round)`.
+    Wait { notify: Arc<Notify>, round: u64 },
+    /// The refill it waited for was refused: so is this call, for
+    /// the same time.
+    Refused(Option<Duration>),
+    /// The refill it waited for found Redis down.
+    Failed(RedisFailure),
+}
 
 #[derive(Debug, Default)]
 struct Slot {
-    /// Tokens held.
     tokens: u32,
-    /// Extra tokens asked for by refills in flight.
-    asking: u32,
+    refilling: bool,
+    /// Callers waiting for the refill in flight.
+    waiters: u32,
+    /// Refills finished so far.
+    round: u64,
+    /// How the last one ended.
+    last: Option<Outcome>,
+    notify: Option<Arc<Notify>>,
 }
 
 #[derive(Debug)]
@@ -33,7 +85,52 @@ impl LeaseBook {
         }
     }
 
-    /// Takes `n` tokens held for `key`, if there are that many.
+    /// The next step of a caller that needs `n` tokens for `key`; `seen` is
+    /// the generation it waited on, if it waited.
+    pub(crate) fn begin(&mut self, key: &str, n: u32, seen: Option<u64>) -> Step {
+        let cap = self.size - 1;
+        let slot = self.slots.entry(key.to_owned()).or_default();
+        if seen.is_some() {
+            slot.waiters = slot.waiters.saturating_sub(1);
+        }
+        if n > 0 && slot.tokens >= n {
+            slot.tokens -= n;
+            self.tidy(key);
+            return Step::Took;
+        }
+        if let Some(seen) = seen
+            && slot.round > seen
+        {
+            match &slot.last {
+                Some(Outcome::Refused { retry, at }) => {
+                    let retry = retry.map(|r| r.saturating_sub(at.elapsed()));
+                    self.tidy(key);
+                    return Step::Refused(retry);
+                }
+                Some(Outcome::Failed(f)) => {
+                    let f = f.clone();
+                    self.tidy(key);
+                    return Step::Failed(f);
+                }
+                _ => {}
+            }
+        }
+        if slot.refilling {
+            slot.waiters += 1;
+            let notify = slot.notify.get_or_insert_with(Default::default);
+            return Step::Wait {
+                notify: Arc::clone(notify),
+                round: slot.round,
+            };
+        }
+        slot.refilling = true;
+        Step::Refill {
+            want: n.saturating_add(cap.saturating_sub(slot.tokens)),
+        }
+    }
+
+    /// Takes `n` tokens held for `key`, if there are that many (no refill:
+    /// for callers that go to Redis on their own anyway).
     pub(crate) fn take(&mut self, key: &str, n: u32) -> bool {
         let Some(slot) = self.slots.get_mut(key) else {
             return false;
@@ -46,28 +143,37 @@ impl LeaseBook {
         true
     }
 
-    /// How many tokens a refill that needs `n` should ask for (at least
-    /// `n`); records the extra as asked for until [`settle`](Self::settle).
-    pub(crate) fn plan(&mut self, key: &str, n: u32) -> u32 {
-        let cap = self.size - 1;
-        let slot = self.slots.entry(key.to_owned()).or_default();
-        let extra = cap.saturating_sub(slot.tokens.saturating_add(slot.asking));
-        slot.asking += extra;
-        n.saturating_add(extra)
+    /// Whether the refill a caller waits on (generation `round`) has ended.
+    pub(crate) fn ended_since(&self, key: &str, round: u64) -> bool {
+        self.slots
+            .get(key)
+            .is_none_or(|s| s.round > round || !s.refilling)
     }
 
-    /// A refill planned with [`plan`](Self::plan) ended: `granted` tokens
-    /// came (`None`: refused or failed). The `n` needed are spent by the
-    /// caller; the rest is kept up to the cap.
-    pub(crate) fn settle(&mut self, key: &str, n: u32, want: u32, granted: Option<u32>) {
+    /// A refill that needed `n` ended; the `n` are the refiller's, the rest
+    /// is kept up to the cap. Wakes the waiters.
+    pub(crate) fn finish(&mut self, key: &str, n: u32, outcome: Outcome) {
         let cap = self.size - 1;
         let slot = self.slots.entry(key.to_owned()).or_default();
-        slot.asking = slot.asking.saturating_sub(want.saturating_sub(n));
-        if let Some(g) = granted {
+        if let Outcome::Granted(g) = outcome {
             let extra = g.saturating_sub(n);
             let keep = extra.min(cap.saturating_sub(slot.tokens));
             slot.tokens += keep;
             self.discarded += u64::from(extra - keep);
+        }
+        slot.refilling = false;
+        slot.round += 1;
+        slot.last = Some(outcome);
+        if let Some(notify) = &slot.notify {
+            notify.notify_waiters();
+        }
+        self.tidy(key);
+    }
+
+    /// A waiter gave up (its future was dropped).
+    pub(crate) fn left(&mut self, key: &str) {
+        if let Some(slot) = self.slots.get_mut(key) {
+            slot.waiters = slot.waiters.saturating_sub(1);
         }
         self.tidy(key);
     }
@@ -82,12 +188,13 @@ impl LeaseBook {
         self.discarded
     }
 
-    /// Keys with nothing held and nothing asked for take no memory.
+    /// A key with nothing held, no refill and nobody waiting takes no
+    /// memory.
     fn tidy(&mut self, key: &str) {
         if self
             .slots
             .get(key)
-            .is_some_and(|s| s.tokens == 0 && s.asking == 0)
+            .is_some_and(|s| s.tokens == 0 && !s.refilling && s.waiters == 0)
         {
             self.slots.remove(key);
         }
@@ -101,66 +208,118 @@ impl LeaseBook {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
+
+    fn want(step: Step) -> u32 {
+        match step {
+            Step::Refill { want } => want,
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn refill_then_spend_locally() {
         let mut book = LeaseBook::new(8);
-        assert!(!book.take("a", 1));
-        let want = book.plan("a", 1);
-        assert_eq!(want, 8);
-        book.settle("a", 1, want, Some(8));
+        assert_eq!(want(book.begin("a", 1, None)), 8);
+        book.finish("a", 1, Outcome::Granted(8));
         assert_eq!(book.held("a"), 7);
         for _ in 0..7 {
-            assert!(book.take("a", 1));
+            assert!(matches!(book.begin("a", 1, None), Step::Took));
         }
-        assert!(!book.take("a", 1));
+        assert_eq!(want(book.begin("a", 1, None)), 8);
+        book.finish("a", 1, Outcome::Granted(1));
         assert_eq!(book.keys(), 0, "an empty key is forgotten");
     }
 
     #[test]
-    fn concurrent_refills_share_the_room() {
+    fn one_refill_at_a_time_and_waiters_take_from_it() {
         let mut book = LeaseBook::new(8);
-        let first = book.plan("a", 1);
-        let second = book.plan("a", 1);
-        assert_eq!((first, second), (8, 1), "the second asks only for itself");
-        book.settle("a", 1, second, Some(1));
-        book.settle("a", 1, first, Some(8));
-        assert_eq!(book.held("a"), 7);
-        assert_eq!(book.discarded(), 0);
+        assert_eq!(want(book.begin("a", 1, None)), 8);
+        let Step::Wait { round, .. } = book.begin("a", 1, None) else {
+            panic!("the second caller waits")
+        };
+        assert!(!book.ended_since("a", round));
+        book.finish("a", 1, Outcome::Granted(8));
+        assert!(book.ended_since("a", round));
+        assert!(matches!(book.begin("a", 1, Some(round)), Step::Took));
+        assert_eq!(book.held("a"), 6);
     }
 
     #[test]
-    fn a_refusal_frees_the_room() {
+    fn waiters_share_a_refusal_and_a_failure() {
         let mut book = LeaseBook::new(4);
-        let want = book.plan("a", 2);
-        book.settle("a", 2, want, None);
+        want(book.begin("a", 1, None));
+        let Step::Wait { round, .. } = book.begin("a", 1, None) else {
+            panic!()
+        };
+        book.finish(
+            "a",
+            1,
+            Outcome::Refused {
+                retry: Some(Duration::from_secs(1)),
+                at: Instant::now(),
+            },
+        );
+        assert!(matches!(
+            book.begin("a", 1, Some(round)),
+            Step::Refused(Some(_))
+        ));
         assert_eq!(book.keys(), 0);
-        assert_eq!(book.plan("a", 1), 4);
+        want(book.begin("a", 1, None));
+        let Step::Wait { round, .. } = book.begin("a", 1, None) else {
+            panic!()
+        };
+        book.finish(
+            "a",
+            1,
+            Outcome::Failed(RedisFailure::Timeout(Duration::ZERO)),
+        );
+        assert!(matches!(book.begin("a", 1, Some(round)), Step::Failed(_)));
+    }
+
+    #[test]
+    fn a_dropped_refill_lets_a_waiter_refill() {
+        let mut book = LeaseBook::new(4);
+        want(book.begin("a", 1, None));
+        let Step::Wait { round, .. } = book.begin("a", 1, None) else {
+            panic!()
+        };
+        book.finish("a", 1, Outcome::Dropped);
+        assert_eq!(want(book.begin("a", 1, Some(round))), 4);
     }
 
     proptest! {
-        /// Whatever the interleaving of plans, grants and spends, a key
-        /// never holds `size` tokens or more.
+        /// Whatever the interleaving of callers, grants and spends, a key
+        /// never holds `size` tokens or more, and at most one refill runs.
         #[test]
         fn never_holds_a_whole_lease(
             size in 1u32..16,
             ops in proptest::collection::vec((0u8..3, 1u32..6, 0u32..20), 1..200),
         ) {
             let mut book = LeaseBook::new(size);
-            let mut open: Vec<(u32, u32)> = Vec::new();
+            let mut refill: Option<(u32, u32)> = None;
             for (kind, n, g) in ops {
                 match kind {
-                    0 => { let _ = book.take("k", n); }
-                    1 => open.push((n, book.plan("k", n))),
-                    _ => if let Some((n, want)) = open.pop() {
-                        // Redis never grants more than asked.
-                        let granted = (g >= n).then_some(g.min(want));
-                        book.settle("k", n, want, granted);
+                    0 | 1 => match book.begin("k", n, None) {
+                        Step::Refill { want } => {
+                            prop_assert!(refill.is_none(), "two refills at once");
+                            refill = Some((n, want));
+                        }
+                        Step::Wait { .. } => {
+                            prop_assert!(refill.is_some());
+                            book.left("k");
+                        }
+                        _ => {}
+                    },
+                    _ => if let Some((n, want)) = refill.take() {
+                        // Redis never grants more than asked, nor less than n.
+                        let outcome = if g >= n { Outcome::Granted(g.min(want)) } else { Outcome::Dropped };
+                        book.finish("k", n, outcome);
                     },
                 }
-                prop_assert!(book.held("k") < size.max(1));
+                prop_assert!(book.held("k") < size);
             }
         }
     }

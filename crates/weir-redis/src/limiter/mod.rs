@@ -21,7 +21,7 @@ use crate::error::{RedisFailure, bounded};
 use backend::{Backend, Op, Params, Reply};
 use breaker::{Admit, Breaker};
 use fallback::Fallback;
-use lease::LeaseBook;
+use lease::{LeaseBook, Outcome, Step};
 
 pub use builder::SharedRateLimiterBuilder;
 #[cfg(feature = "tower")]
@@ -459,42 +459,17 @@ impl SharedRateLimiter {
         if n > inner.params.burst {
             return Err(SharedRateError::Limited { retry_after: None });
         }
-        if let Some(book) = &inner.lease
-            && crate::lock(book).take(key, n)
-        {
-            bump(&inner.counters.lease);
-            bump(&inner.counters.granted);
-            return Ok(Grant {
-                source: GrantSource::Lease,
-            });
+        if let Some(book) = &inner.lease {
+            return inner.try_with_lease(book, key, n).await;
         }
-        let mut refill = Refill::plan(inner.lease.as_ref(), key, n);
         let op = Op::Take {
             n,
-            want: refill.want,
+            want: n,
             max_wait_us: 0,
         };
-        let asked = inner.ask(&inner.redis_key(key), op).await;
-        match asked {
-            Ok(reply) => {
-                refill.settle(reply.ok.then_some(reply.granted));
-                bump(&inner.counters.redis);
-                if reply.ok {
-                    bump(&inner.counters.granted);
-                    Ok(Grant {
-                        source: GrantSource::Redis,
-                    })
-                } else {
-                    bump(&inner.counters.refused);
-                    Err(SharedRateError::Limited {
-                        retry_after: retry_after(&reply),
-                    })
-                }
-            }
-            Err(failure) => {
-                refill.settle(None);
-                inner.policy_try(key, n, failure)
-            }
+        match inner.ask(&inner.redis_key(key), op).await {
+            Ok(reply) => inner.redis_answer(&reply),
+            Err(failure) => inner.policy_try(key, n, failure),
         }
     }
 
@@ -672,6 +647,96 @@ impl Inner {
         result
     }
 
+    /// Counts Redis's answer to a `try` and turns it into the result.
+    fn redis_answer(&self, reply: &Reply) -> Result<Grant, SharedRateError> {
+        bump(&self.counters.redis);
+        if reply.ok {
+            bump(&self.counters.granted);
+            Ok(Grant {
+                source: GrantSource::Redis,
+            })
+        } else {
+            bump(&self.counters.refused);
+            Err(SharedRateError::Limited {
+                retry_after: retry_after(reply),
+            })
+        }
+    }
+
+    /// `try_acquire_n` with a lease: from the tokens held; else one refill
+    /// per key at a time, the other callers waiting for it.
+    async fn try_with_lease(
+        &self,
+        book: &Mutex<LeaseBook>,
+        key: &str,
+        n: u32,
+    ) -> Result<Grant, SharedRateError> {
+        let mut seen = None;
+        loop {
+            let step = crate::lock(book).begin(key, n, seen);
+            match step {
+                Step::Took => {
+                    bump(&self.counters.lease);
+                    bump(&self.counters.granted);
+                    return Ok(Grant {
+                        source: GrantSource::Lease,
+                    });
+                }
+                Step::Refused(retry_after) => {
+                    bump(&self.counters.lease);
+                    bump(&self.counters.refused);
+                    return Err(SharedRateError::Limited { retry_after });
+                }
+                Step::Failed(failure) => return self.policy_try(key, n, failure),
+                Step::Wait { notify, round } => {
+                    let waiting = Waiting {
+                        book,
+                        key,
+                        armed: true,
+                    };
+                    let woken = notify.notified();
+                    tokio::pin!(woken);
+                    woken.as_mut().enable();
+                    if !crate::lock(book).ended_since(key, round) {
+                        woken.await;
+                    }
+                    waiting.disarm();
+                    seen = Some(round);
+                }
+                Step::Refill { want } => {
+                    let mut refill = Refill {
+                        book,
+                        key,
+                        n,
+                        done: false,
+                    };
+                    let op = Op::Take {
+                        n,
+                        want,
+                        max_wait_us: 0,
+                    };
+                    return match self.ask(&self.redis_key(key), op).await {
+                        Ok(reply) => {
+                            refill.finish(if reply.ok {
+                                Outcome::Granted(reply.granted)
+                            } else {
+                                Outcome::Refused {
+                                    retry: retry_after(&reply),
+                                    at: tokio::time::Instant::now(),
+                                }
+                            });
+                            self.redis_answer(&reply)
+                        }
+                        Err(failure) => {
+                            refill.finish(Outcome::Failed(failure.clone()));
+                            self.policy_try(key, n, failure)
+                        }
+                    };
+                }
+            }
+        }
+    }
+
     fn policy_try(
         &self,
         key: &str,
@@ -768,42 +833,50 @@ impl Inner {
     }
 }
 
-/// A lease refill in flight: settled exactly once, also when the future
-/// that made it is dropped (then as if refused), so the lease book never
-/// keeps room reserved for a refill that will not come back.
+/// A lease refill in flight: finished exactly once, also when the future
+/// that runs it is dropped (then with nothing known), so the key never
+/// stays "refilling" and its waiters are always woken.
 struct Refill<'a> {
-    book: Option<&'a Mutex<LeaseBook>>,
+    book: &'a Mutex<LeaseBook>,
     key: &'a str,
     n: u32,
-    want: u32,
-    settled: bool,
+    done: bool,
 }
 
-impl<'a> Refill<'a> {
-    fn plan(book: Option<&'a Mutex<LeaseBook>>, key: &'a str, n: u32) -> Self {
-        let want = book.map_or(n, |b| crate::lock(b).plan(key, n));
-        Self {
-            book,
-            key,
-            n,
-            want,
-            settled: false,
-        }
-    }
-
-    fn settle(&mut self, granted: Option<u32>) {
-        if !self.settled {
-            self.settled = true;
-            if let Some(book) = self.book {
-                crate::lock(book).settle(self.key, self.n, self.want, granted);
-            }
+impl Refill<'_> {
+    fn finish(&mut self, outcome: Outcome) {
+        if !std::mem::replace(&mut self.done, true) {
+            crate::lock(self.book).finish(self.key, self.n, outcome);
         }
     }
 }
 
 impl Drop for Refill<'_> {
     fn drop(&mut self) {
-        self.settle(None);
+        self.finish(Outcome::Dropped);
+    }
+}
+
+/// A caller waiting for another's refill; if its future is dropped, the
+/// key's waiter count goes down with it.
+struct Waiting<'a> {
+    book: &'a Mutex<LeaseBook>,
+    key: &'a str,
+    armed: bool,
+}
+
+impl Waiting<'_> {
+    /// It woke: [`LeaseBook::begin`] counts it out.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            crate::lock(self.book).left(self.key);
+        }
     }
 }
 

@@ -281,6 +281,12 @@ impl AckHandle {
         shared.release(vec![self]).await
     }
 
+    /// Marks the delivery ended without recording how (the caller records
+    /// a batch at once); `false` if it had ended already.
+    pub(crate) fn mark_ended(&mut self) -> bool {
+        !std::mem::replace(&mut self.ended, true)
+    }
+
     /// Records how the delivery ended (once).
     pub(crate) fn end(&mut self, how: Ending) {
         if !self.ended {

@@ -152,6 +152,12 @@ impl Counters {
 
     /// A delivery ended; returns the deliveries still in flight.
     pub(crate) fn ended(&self, how: Ending) -> u64 {
+        self.ended_many(how, 1)
+    }
+
+    /// `n` deliveries ended the same way; returns the deliveries still in
+    /// flight.
+    pub(crate) fn ended_many(&self, how: Ending, n: u64) -> u64 {
         let c = match how {
             Ending::Acknowledged => &self.acknowledged,
             Ending::Retried => &self.retried,
@@ -159,8 +165,8 @@ impl Counters {
             Ending::Released => &self.released,
             Ending::Abandoned => &self.abandoned,
         };
-        c.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.fetch_sub(1, Ordering::AcqRel) - 1
+        c.fetch_add(n, Ordering::Relaxed);
+        self.in_flight.fetch_sub(n, Ordering::AcqRel) - n
     }
 
     pub(crate) fn report(

@@ -2,6 +2,10 @@
 //! key is one script, so it is atomic (nothing is lost or doubled between
 //! two commands when a process or the server dies).
 //!
+//! (Acknowledgements are the one multi-command step that is not a
+//! script: `MULTI`, `XACK`, `XDEL`, `EXEC` is as atomic and costs the
+//! server less per id.)
+//!
 //! Entries of the job stream have the fields `job` (the JSON payload),
 //! `attempts` (deliveries that ended in a failure before this entry was
 //! added; absent = 0) and `error` (the last failure). Acknowledged entries
@@ -21,14 +25,6 @@ for i = 2, #ARGV do
   out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'job', ARGV[i])
 end
 return out
-";
-
-/// KEYS: stream. ARGV: group, id... Acknowledges and deletes the entries.
-/// Returns how many were still pending.
-pub(crate) const ACK: &str = r"
-local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
-redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
-return acked
 ";
 
 /// KEYS: stream, dead. ARGV: group, consumer, id, payload, attempts, error,

@@ -33,7 +33,6 @@ pub(crate) struct Settings {
 
 #[derive(Debug)]
 pub(crate) struct Scripts {
-    pub(crate) ack: LuaScript,
     pub(crate) fail: LuaScript,
     pub(crate) release: LuaScript,
     pub(crate) reclaim: LuaScript,
@@ -44,7 +43,6 @@ pub(crate) struct Scripts {
 impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
-            ack: LuaScript::new(scripts::ACK),
             fail: LuaScript::new(scripts::FAIL),
             release: LuaScript::new(scripts::RELEASE),
             reclaim: LuaScript::new(scripts::RECLAIM),
@@ -95,6 +93,23 @@ impl Shared {
             self.idle.notify_waiters();
         }
         self.permits.add_permits(1);
+    }
+
+    /// Deliveries ended together (a batch of acknowledgements): one lock,
+    /// one update of each counter.
+    pub(crate) fn ended_many(&self, ids: &[&str], how: Ending) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut held = crate::lock(&self.held);
+        for id in ids {
+            held.remove(*id);
+        }
+        drop(held);
+        if self.counters.ended_many(how, ids.len() as u64) == 0 {
+            self.idle.notify_waiters();
+        }
+        self.permits.add_permits(ids.len());
     }
 
     /// The error for work the consumer's cancellation ended.

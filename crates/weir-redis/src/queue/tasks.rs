@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use redis::Value;
 use redis::aio::ConnectionManager;
 use serde::de::DeserializeOwned;
@@ -20,6 +22,8 @@ use crate::error::RedisFailure;
 
 /// Acknowledgements sent in one script call, at most.
 const ACK_BATCH: usize = 512;
+/// Acknowledgement calls in flight at once, at most.
+const ACK_FLIGHTS: usize = 4;
 /// Ids renewed in one heartbeat call, at most.
 const HEARTBEAT_BATCH: usize = 256;
 /// Reclaim calls in one round of the maintenance task, at most.
@@ -123,19 +127,26 @@ pub(crate) async fn read<T: DeserializeOwned + Send + 'static>(
     }
 }
 
-/// Waits for room for at least one delivery, then takes what else is free,
-/// up to a batch. Returns how many permits it took (0: the semaphore
-/// closed).
+/// Waits for room, then takes what is free, up to a batch. Returns how
+/// many permits it took (0: the semaphore closed).
+///
+/// It waits for room for half the prefetch (at most a batch), not for one
+/// delivery: acknowledgements free room one by one, and a reader that read
+/// as soon as one was free would make many small reads while the other
+/// half of the prefetch still keeps the workers busy.
 async fn take_room(shared: &Shared) -> usize {
-    let Ok(first) = shared.permits.acquire().await else {
+    let s = &shared.settings;
+    let low = (s.prefetch / 2).clamp(1, s.batch);
+    let Ok(first) = shared
+        .permits
+        .acquire_many(u32::try_from(low).unwrap_or(u32::MAX))
+        .await
+    else {
         return 0;
     };
     first.forget();
-    let mut n = 1;
-    let extra = shared
-        .permits
-        .available_permits()
-        .min(shared.settings.batch - 1);
+    let mut n = low;
+    let extra = shared.permits.available_permits().min(s.batch - low);
     if extra > 0
         && let Ok(more) = shared
             .permits
@@ -207,53 +218,82 @@ async fn deliver<T: DeserializeOwned>(
 }
 
 /// The acker: takes every acknowledgement waiting (up to a batch) and
-/// records them in one script call, until the consumer has nothing left in
-/// flight (or is cancelled).
+/// records them in one script call, with up to [`ACK_FLIGHTS`] calls in
+/// flight (acknowledgements that arrive meanwhile wait and make the next
+/// batch larger), until the consumer has nothing left in flight (or is
+/// cancelled).
 pub(crate) async fn acknowledge(
     shared: Arc<Shared>,
     mut rx: mpsc::Receiver<AckRequest>,
     done: CancellationToken,
 ) {
+    let mut flights = FuturesUnordered::new();
     loop {
-        let first = tokio::select! {
+        tokio::select! {
             biased;
-            r = rx.recv() => r,
-            _ = done.cancelled() => None,
-        };
-        let Some(first) = first else { break };
-        let mut batch = vec![first];
-        while batch.len() < ACK_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
-        let ids: Vec<&str> = batch.iter().map(|r| r.handle.id.as_str()).collect();
-        let cmd = shared
-            .scripts
-            .ack
-            .command(&[&shared.keys.stream], (&shared.group, &ids));
-        let acked: Result<i64, _> = shared
-            .persist(|| shared.scripts.ack.run(&shared.conn, &cmd))
-            .await;
-        match acked {
-            Ok(_) => {
-                for mut r in batch {
-                    r.handle.end(Ending::Acknowledged);
-                    let _ = r.reply.send(Ok(()));
+            _ = done.cancelled() => break,
+            Some(()) = flights.next(), if !flights.is_empty() => {}
+            r = rx.recv(), if flights.len() < ACK_FLIGHTS => {
+                let Some(first) = r else { break };
+                let mut batch = vec![first];
+                while batch.len() < ACK_BATCH {
+                    match rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
                 }
-            }
-            Err(e) => {
-                // The handles drop: abandoned, delivered again later.
-                for r in batch {
-                    let _ = r.reply.send(Err(e.clone()));
-                }
+                flights.push(ack_batch(&shared, batch));
             }
         }
     }
-    // Cancelled: what is still queued is abandoned (the handles drop).
+    // Cancelled: the batches in flight and what is still queued are
+    // abandoned (the handles drop).
+    drop(flights);
     rx.close();
     while rx.try_recv().is_ok() {}
+}
+
+/// One `MULTI` / `XACK` / `XDEL` / `EXEC` for a batch of acknowledgements
+/// (atomic, and cheaper on the server than a script, which converts every
+/// id twice); then each waiter hears.
+async fn ack_batch(shared: &Shared, mut batch: Vec<AckRequest>) {
+    let ids: Vec<&str> = batch.iter().map(|r| r.handle.id.as_str()).collect();
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .cmd("XACK")
+        .arg(&shared.keys.stream)
+        .arg(&shared.group)
+        .arg(&ids)
+        .ignore()
+        .cmd("XDEL")
+        .arg(&shared.keys.stream)
+        .arg(&ids)
+        .ignore();
+    let acked: Result<(), _> = shared
+        .persist(|| {
+            let mut conn = shared.conn.clone();
+            let pipe = &pipe;
+            async move { pipe.query_async(&mut conn).await }
+        })
+        .await;
+    match acked {
+        Ok(_) => {
+            let ended: Vec<&str> = batch
+                .iter_mut()
+                .filter_map(|r| r.handle.mark_ended().then_some(r.handle.id.as_str()))
+                .collect();
+            shared.ended_many(&ended, Ending::Acknowledged);
+            for r in batch {
+                let _ = r.reply.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            // The handles drop: abandoned, delivered again later.
+            for r in batch {
+                let _ = r.reply.send(Err(e.clone()));
+            }
+        }
+    }
 }
 
 /// The maintenance task: reclaims dead consumers' entries and renews its
