@@ -5,7 +5,11 @@
 //! refill is in flight waits for it instead of making a round trip of its
 //! own, then takes from what it brought — or shares its answer (a refusal,
 //! Redis down). So concurrent callers of one key cost one round trip per
-//! lease, not one each.
+//! lease, not one each. (A refill ahead of need, while tokens are left,
+//! was measured and dropped: under the cap it can only bring the room that
+//! is left, so it makes more, smaller round trips for the same tokens. The
+//! lease's throughput per key and replica is at most `k` tokens per round
+//! trip.)
 //!
 //! The invariant behind the over-admission bound: after every refill a key
 //! holds at most `size - 1` tokens here (a refill asks for no more than
@@ -69,6 +73,41 @@ struct Slot {
     notify: Option<Arc<Notify>>,
 }
 
+impl Slot {
+    fn begin(&mut self, cap: u32, n: u32, seen: Option<u64>) -> Step {
+        if seen.is_some() {
+            self.waiters = self.waiters.saturating_sub(1);
+        }
+        if n > 0 && self.tokens >= n {
+            self.tokens -= n;
+            return Step::Took;
+        }
+        if let Some(seen) = seen
+            && self.round > seen
+        {
+            match &self.last {
+                Some(Outcome::Refused { retry, at }) => {
+                    return Step::Refused(retry.map(|r| r.saturating_sub(at.elapsed())));
+                }
+                Some(Outcome::Failed(f)) => return Step::Failed(f.clone()),
+                _ => {}
+            }
+        }
+        if self.refilling {
+            self.waiters += 1;
+            let notify = self.notify.get_or_insert_with(Default::default);
+            return Step::Wait {
+                notify: Arc::clone(notify),
+                round: self.round,
+            };
+        }
+        self.refilling = true;
+        Step::Refill {
+            want: n.saturating_add(cap.saturating_sub(self.tokens)),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct LeaseBook {
     size: u32,
@@ -89,44 +128,21 @@ impl LeaseBook {
     /// the generation it waited on, if it waited.
     pub(crate) fn begin(&mut self, key: &str, n: u32, seen: Option<u64>) -> Step {
         let cap = self.size - 1;
-        let slot = self.slots.entry(key.to_owned()).or_default();
-        if seen.is_some() {
-            slot.waiters = slot.waiters.saturating_sub(1);
-        }
-        if n > 0 && slot.tokens >= n {
-            slot.tokens -= n;
-            self.tidy(key);
-            return Step::Took;
-        }
-        if let Some(seen) = seen
-            && slot.round > seen
-        {
-            match &slot.last {
-                Some(Outcome::Refused { retry, at }) => {
-                    let retry = retry.map(|r| r.saturating_sub(at.elapsed()));
-                    self.tidy(key);
-                    return Step::Refused(retry);
-                }
-                Some(Outcome::Failed(f)) => {
-                    let f = f.clone();
-                    self.tidy(key);
-                    return Step::Failed(f);
-                }
-                _ => {}
+        // No allocation for a key that has a slot: this is the hot path of
+        // every decision with a lease.
+        let step = match self.slots.get_mut(key) {
+            Some(slot) => slot.begin(cap, n, seen),
+            None => {
+                let mut slot = Slot::default();
+                let step = slot.begin(cap, n, seen);
+                self.slots.insert(key.to_owned(), slot);
+                step
             }
+        };
+        if matches!(step, Step::Took | Step::Refused(_) | Step::Failed(_)) {
+            self.tidy(key);
         }
-        if slot.refilling {
-            slot.waiters += 1;
-            let notify = slot.notify.get_or_insert_with(Default::default);
-            return Step::Wait {
-                notify: Arc::clone(notify),
-                round: slot.round,
-            };
-        }
-        slot.refilling = true;
-        Step::Refill {
-            want: n.saturating_add(cap.saturating_sub(slot.tokens)),
-        }
+        step
     }
 
     /// Takes `n` tokens held for `key`, if there are that many (no refill:

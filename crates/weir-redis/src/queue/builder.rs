@@ -39,7 +39,7 @@ const ACK_QUEUE: usize = 4096;
 /// | [`group`](Self::group) | `"weir"` |
 /// | [`consumer`](Self::consumer) | `<pid>-<random>`, unique per process |
 /// | [`batch`](Self::batch) | 64 entries per read (`XREADGROUP COUNT`) |
-/// | [`prefetch`](Self::prefetch) | twice the batch: deliveries read and not yet ended |
+/// | [`prefetch`](Self::prefetch) | four batches: deliveries read and not yet ended (reads go on while acknowledgements are in flight) |
 /// | [`block`](Self::block) | 200 ms (`XREADGROUP BLOCK`) |
 /// | [`max_deliveries`](Self::max_deliveries) | 5 |
 /// | [`visibility_timeout`](Self::visibility_timeout) | 30 s |
@@ -307,7 +307,7 @@ impl<T: DeserializeOwned + Send + 'static> QueueConsumerBuilder<T> {
         )?;
         let prefetch = match self.prefetch {
             Some(n) => weir_context::__private::check_capacity(c(), "prefetch", n)?,
-            None => (batch * 2).min(MAX_CAPACITY),
+            None => (batch * 4).min(MAX_CAPACITY),
         };
         if self.block.is_zero() {
             return Err(ConfigError::zero(c(), "block"));

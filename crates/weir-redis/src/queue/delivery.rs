@@ -139,7 +139,7 @@ impl<T> Delivery<T> {
 /// visibility timeout.
 pub struct AckHandle {
     shared: Arc<Shared>,
-    pub(crate) id: String,
+    pub(crate) id: Arc<str>,
     pub(crate) payload: String,
     /// Failed deliveries before this entry was added.
     pub(crate) attempts: u32,
@@ -167,7 +167,7 @@ pub(crate) struct AckRequest {
 impl AckHandle {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        id: String,
+        id: Arc<str>,
         payload: String,
         attempts: u32,
         deliveries: u32,

@@ -2,8 +2,8 @@
 //! calls to Redis they make through it.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -67,7 +67,7 @@ pub(crate) struct Shared {
     /// One permit per delivery that may be read and not yet ended.
     pub(crate) permits: Semaphore,
     /// Ids read and not yet ended: renewed by the heartbeat.
-    pub(crate) held: Mutex<HashSet<String>>,
+    pub(crate) held: Mutex<HashSet<Arc<str>>>,
     /// Rung when the last delivery in flight ends.
     pub(crate) idle: Notify,
     /// The run's context.
@@ -81,8 +81,8 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// A delivery was read.
-    pub(crate) fn held(&self, id: &str, reclaimed: bool) {
-        crate::lock(&self.held).insert(id.to_owned());
+    pub(crate) fn held(&self, id: &Arc<str>, reclaimed: bool) {
+        crate::lock(&self.held).insert(Arc::clone(id));
         self.counters.read(reclaimed);
     }
 
@@ -181,7 +181,7 @@ impl Shared {
             (
                 &self.group,
                 &self.consumer,
-                &h.id,
+                &*h.id,
                 &h.payload,
                 h.attempt(),
                 error,
@@ -200,7 +200,7 @@ impl Shared {
         }
         let mut args: Vec<String> = vec![self.group.clone(), self.consumer.clone()];
         for h in &handles {
-            args.push(h.id.clone());
+            args.push(h.id.to_string());
             args.push(h.payload.clone());
             args.push(h.attempts.to_string());
         }

@@ -105,7 +105,7 @@ pub(crate) async fn read<T: DeserializeOwned + Send + 'static>(
                 break;
             }
         };
-        let entries = reply.and_then(|v| wire::read_reply(&v).map_err(RedisFailure::from));
+        let entries = reply.and_then(|v| wire::read_reply(v).map_err(RedisFailure::from));
         match entries {
             Ok(entries) => {
                 backoff.reset();
@@ -257,7 +257,7 @@ pub(crate) async fn acknowledge(
 /// (atomic, and cheaper on the server than a script, which converts every
 /// id twice); then each waiter hears.
 async fn ack_batch(shared: &Shared, mut batch: Vec<AckRequest>) {
-    let ids: Vec<&str> = batch.iter().map(|r| r.handle.id.as_str()).collect();
+    let ids: Vec<&str> = batch.iter().map(|r| &*r.handle.id).collect();
     let mut pipe = redis::pipe();
     pipe.atomic()
         .cmd("XACK")
@@ -280,7 +280,7 @@ async fn ack_batch(shared: &Shared, mut batch: Vec<AckRequest>) {
         Ok(_) => {
             let ended: Vec<&str> = batch
                 .iter_mut()
-                .filter_map(|r| r.handle.mark_ended().then_some(r.handle.id.as_str()))
+                .filter_map(|r| r.handle.mark_ended().then_some(&*r.handle.id))
                 .collect();
             shared.ended_many(&ended, Ending::Acknowledged);
             for r in batch {
@@ -441,8 +441,9 @@ async fn reclaim<T: DeserializeOwned>(
 /// Resets the idle time of this consumer's entries (buffered and in
 /// progress), so that nobody reclaims the jobs of a live consumer.
 async fn renew(shared: &Shared) {
-    let ids: Vec<String> = crate::lock(&shared.held).iter().cloned().collect();
+    let ids: Vec<Arc<str>> = crate::lock(&shared.held).iter().cloned().collect();
     for chunk in ids.chunks(HEARTBEAT_BATCH) {
+        let chunk: Vec<&str> = chunk.iter().map(|id| &**id).collect();
         let cmd = shared.scripts.heartbeat.command(
             &[&shared.keys.stream],
             (&shared.group, &shared.consumer, chunk),

@@ -1,11 +1,14 @@
 //! Reading the server's replies to the queue's commands and scripts.
 
+use std::sync::Arc;
+
 use redis::{ErrorKind, RedisError, RedisResult, Value};
 
 /// One stream entry as read (new, or reclaimed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RawEntry {
-    pub(crate) id: String,
+    /// Shared by the delivery and the consumer's set of held ids.
+    pub(crate) id: Arc<str>,
     /// The `job` field: JSON text.
     pub(crate) payload: String,
     /// Failed deliveries before this entry was added.
@@ -44,25 +47,47 @@ fn array(v: &Value) -> Option<&[Value]> {
     }
 }
 
+/// Takes the text out of a reply value without copying it (the common
+/// case: valid UTF-8 in a bulk string).
+fn into_text(v: Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
+        Value::SimpleString(s) => Some(s),
+        other => text(&other),
+    }
+}
+
+fn is(v: &Value, name: &[u8]) -> bool {
+    match v {
+        Value::BulkString(b) => b == name,
+        Value::SimpleString(s) => s.as_bytes() == name,
+        _ => false,
+    }
+}
+
 /// The fields of one entry: `[id, [field, value, ...]]`.
-fn entry(v: &Value) -> Option<RawEntry> {
-    let [id, fields] = array(v)? else {
+fn entry(v: Value) -> Option<RawEntry> {
+    let Value::Array(parts) = v else {
         return None;
     };
-    let fields = array(fields)?;
+    let [id, Value::Array(fields)] = <[Value; 2]>::try_from(parts).ok()? else {
+        return None;
+    };
     let mut out = RawEntry {
-        id: text(id)?,
+        id: Arc::from(into_text(id)?),
         payload: String::new(),
         attempts: 0,
         deliveries: 1,
     };
-    for pair in fields.chunks(2) {
-        if let [name, value] = pair {
-            match text(name).as_deref() {
-                Some("job") => out.payload = text(value)?,
-                Some("attempts") => out.attempts = u32::try_from(int(value)?).ok()?,
-                _ => {}
-            }
+    let mut fields = fields.into_iter();
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        if is(&name, b"job") {
+            out.payload = into_text(value)?;
+        } else if is(&name, b"attempts") {
+            out.attempts = u32::try_from(int(&value)?).ok()?;
         }
     }
     Some(out)
@@ -70,19 +95,22 @@ fn entry(v: &Value) -> Option<RawEntry> {
 
 /// `XREADGROUP ... STREAMS key >`: nil on a timeout, else
 /// `[[key, [entry, ...]]]`.
-pub(crate) fn read_reply(v: &Value) -> RedisResult<Vec<RawEntry>> {
-    let Some(streams) = array(v) else {
-        return match v {
-            Value::Nil => Ok(Vec::new()),
-            _ => Err(unexpected("XREADGROUP: unexpected reply")),
-        };
+pub(crate) fn read_reply(v: Value) -> RedisResult<Vec<RawEntry>> {
+    let streams = match v {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(a) => a,
+        _ => return Err(unexpected("XREADGROUP: unexpected reply")),
     };
     let mut out = Vec::new();
     for stream in streams {
-        let [_key, entries] = array(stream).ok_or_else(|| unexpected("XREADGROUP: stream"))? else {
+        let Value::Array(parts) = stream else {
             return Err(unexpected("XREADGROUP: stream"));
         };
-        for e in array(entries).ok_or_else(|| unexpected("XREADGROUP: entries"))? {
+        let Some(Value::Array(entries)) = parts.into_iter().nth(1) else {
+            return Err(unexpected("XREADGROUP: entries"));
+        };
+        out.reserve(entries.len());
+        for e in entries {
             out.push(entry(e).ok_or_else(|| unexpected("XREADGROUP: entry"))?);
         }
     }
@@ -102,7 +130,7 @@ pub(crate) fn reclaim_reply(v: &Value) -> RedisResult<(String, u64, Vec<RawEntry
             return Err(bad());
         };
         out.push(RawEntry {
-            id: text(id).ok_or_else(bad)?,
+            id: Arc::from(text(id).ok_or_else(bad)?),
             payload: text(payload).ok_or_else(bad)?,
             attempts: int(attempts)
                 .and_then(|n| u32::try_from(n).ok())
@@ -166,14 +194,14 @@ mod tests {
                 ]),
             ]),
         ])]);
-        let got = read_reply(&reply).unwrap();
+        let got = read_reply(reply).unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(
-            (got[1].id.as_str(), got[1].payload.as_str(), got[1].attempts),
+            (&*got[1].id, got[1].payload.as_str(), got[1].attempts),
             ("1-1", "[1]", 2)
         );
-        assert!(read_reply(&Value::Nil).unwrap().is_empty());
-        assert!(read_reply(&Value::Int(3)).is_err());
+        assert!(read_reply(Value::Nil).unwrap().is_empty());
+        assert!(read_reply(Value::Int(3)).is_err());
     }
 
     #[test]
