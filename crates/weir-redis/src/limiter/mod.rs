@@ -324,11 +324,13 @@ fn bump(c: &AtomicU64) {
 /// With [`lease(k)`](SharedRateLimiterBuilder::lease) a replica that needs
 /// tokens takes up to `k` in the same round trip (as many as the bucket
 /// has) and spends the rest locally, with no round trip, until they run
-/// out. A replica holds fewer than `k` unspent tokens per key, so over any
-/// window of `T` the keys admit at most `rate·T + burst + replicas × k`
-/// (the over-admission bound; the tests measure it). Tokens held by a
-/// replica that gets no more requests are not used by the others
-/// (under-admission of at most the same amount).
+/// out. One caller at a time refills a key's lease; the others wait for
+/// that refill and take from it (or share its refusal). A replica holds
+/// fewer than `k` unspent tokens per key, so over any window of `T` the
+/// keys admit at most `rate·T + burst + replicas × k` (the over-admission
+/// bound; the tests measure it). Tokens held by a replica that gets no
+/// more requests are not used by the others (under-admission of at most
+/// the same amount). A busy key gets at most `k` decisions per round trip.
 ///
 /// # Cancellation and drop
 ///

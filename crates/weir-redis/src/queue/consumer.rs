@@ -26,8 +26,11 @@ use super::{QueueError, QueueReport};
 ///
 /// - **Reads** new entries with `XREADGROUP … COUNT n BLOCK ms`, only as
 ///   many as its [`prefetch`](QueueConsumerBuilder::prefetch) has room for.
-/// - **Acknowledges after success**: [`Delivery::ack`](super::Delivery::ack)
-///   (acknowledgements travel in batches, one round trip for many).
+/// - **Acknowledges after success**: [`Delivery::ack`](super::Delivery::ack).
+///   Acknowledgements travel in batches (up to 512 in one `MULTI` /
+///   `XACK` / `XDEL`, four batches in flight): keep many `ack()`s going at
+///   once (a `FuturesUnordered`, a pool, a stage with many workers) for big
+///   batches.
 /// - **Retries, then dead-letters**: a failed job is added again until its
 ///   last delivery, then moved with its error to the dead-letter stream.
 /// - **Reclaims** the jobs of a consumer that died (`XAUTOCLAIM` of entries
