@@ -81,6 +81,19 @@ async fn smoke() {
     );
 }
 
+#[test]
+fn auto_traits() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send_unpin<T: Send + Unpin>() {}
+    send_sync::<QueueConsumer<Job>>();
+    send_sync::<QueueProducer<Job>>();
+    send_sync::<weir_redis::Delivery<Job>>();
+    send_sync::<weir_redis::AckHandle>();
+    send_sync::<QueueReport>();
+    send_sync::<QueueError>();
+    send_unpin::<weir_redis::DeliveryStream<Job>>();
+}
+
 fn producer(url: &str, queue: &str, max_len: u64) -> QueueProducer<Job> {
     QueueProducer::<Job>::builder(queue)
         .max_len(max_len)

@@ -12,6 +12,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use weir_context::{ConfigError, Context, MAX_CAPACITY};
 
 use super::consumer::QueueConsumer;
@@ -253,21 +254,26 @@ impl<T: DeserializeOwned + Send + 'static> QueueConsumerBuilder<T> {
         let stream = DeliveryStream::new(rx.clone(), shared.closing.clone().cancelled_owned());
         let tracker = TaskTracker::new();
         let reader_done = CancellationToken::new();
+        // One span per task, with the queue and the consumer.
+        let span = |task: &'static str| tracing::info_span!("queue consumer", queue = %shared.queue, consumer = %shared.consumer, task);
         tracker.spawn_on(
             tasks::read::<T>(
                 Arc::clone(&shared),
                 read_conn,
                 tx.clone(),
                 reader_done.clone(),
-            ),
+            )
+            .instrument(span("reader")),
             &runtime,
         );
         tracker.spawn_on(
-            tasks::acknowledge(Arc::clone(&shared), ack_rx, acker_done.clone()),
+            tasks::acknowledge(Arc::clone(&shared), ack_rx, acker_done.clone())
+                .instrument(span("acker")),
             &runtime,
         );
         tracker.spawn_on(
-            tasks::maintain::<T>(Arc::clone(&shared), tx, rx, reader_done, acker_done),
+            tasks::maintain::<T>(Arc::clone(&shared), tx, rx, reader_done, acker_done)
+                .instrument(span("maintenance")),
             &runtime,
         );
         Ok(QueueConsumer::new(shared, stream, tracker, runtime))

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use weir_context::{ConfigError, Context, RunError};
 
 use super::builder::QueueConsumerBuilder;
@@ -131,7 +132,14 @@ impl<T: DeserializeOwned + Send + 'static> QueueConsumer<T> {
             )
         })?;
         self.tracker.spawn_on(
-            super::feed::run(Arc::clone(&self.shared), stream, pool),
+            super::feed::run(Arc::clone(&self.shared), stream, pool).instrument(
+                tracing::info_span!(
+                    "queue consumer",
+                    queue = %self.shared.queue,
+                    consumer = %self.shared.consumer,
+                    task = "feeder"
+                ),
+            ),
             &self.runtime,
         );
         Ok(())
