@@ -52,6 +52,11 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("graceful_shutdown", "tasks still alive: 0"),
     ("producers_consumers", "12 items, each handled once"),
     ("error_handling", "2 tasks failed"),
+    (
+        "distributed_rate_limit",
+        "total within the shared limit: true",
+    ),
+    ("distributed_queue", "all 1000 jobs done, 0 dead letters"),
 ];
 
 /// Examples that need more than a couple of seconds on a busy machine.
