@@ -37,8 +37,8 @@ mod server;
 
 pub use error::RedisFailure;
 pub use limiter::{
-    Grant, GrantSource, OutagePolicy, SharedRateError, SharedRateLimiter, SharedRateLimiterBuilder,
-    SharedRateStats, SharedWaitError,
+    Grant, GrantSource, OutagePolicy, SharedAcquire, SharedRateError, SharedRateLimiter,
+    SharedRateLimiterBuilder, SharedRateStats, SharedWaitError,
 };
 #[cfg(feature = "tower")]
 pub use limiter::{SharedRateLimit, SharedRateLimitLayer};

@@ -51,13 +51,13 @@ async fn the_script_counts_like_the_local_limiter() {
     // A wait reserves its token and sleeps until it is due.
     let ctx = Context::background();
     assert_eq!(
-        l.acquire_within("a", &ctx).await.unwrap().source(),
+        l.acquire("a").context(&ctx).await.unwrap().source(),
         GrantSource::Redis
     );
     // A deadline shorter than the next token: refused at once.
     let hurried = Context::background().with_timeout(Duration::from_millis(1));
     assert!(matches!(
-        l.acquire_within("a", &hurried).await.unwrap_err(),
+        l.acquire("a").context(&hurried).await.unwrap_err(),
         SharedWaitError::WouldExceedDeadline { requested: 1 }
     ));
     let s = l.stats();
@@ -75,7 +75,7 @@ async fn a_cancelled_wait_gives_its_token_back() {
     let ctx = Context::background();
     let waiter = {
         let (l, ctx) = (l.clone(), ctx.clone());
-        tokio::spawn(async move { l.acquire_within("a", &ctx).await })
+        tokio::spawn(async move { l.acquire("a").context(&ctx).await })
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
     ctx.cancel();

@@ -475,35 +475,29 @@ impl SharedRateLimiter {
         }
     }
 
-    /// [`acquire_n_within`](Self::acquire_n_within) for one token.
-    ///
-    /// # Errors
-    ///
-    /// As [`acquire_n_within`](Self::acquire_n_within).
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`acquire_n_within`](Self::acquire_n_within).
-    pub async fn acquire_within(&self, key: &str, ctx: &Context) -> Result<Grant, SharedWaitError> {
-        self.acquire_n_within(key, ctx, 1).await
+    /// [`acquire_n`](Self::acquire_n) for one token.
+    pub fn acquire<'a>(&'a self, key: &'a str) -> SharedAcquire<'a> {
+        self.acquire_n(key, 1)
     }
 
-    /// Waits until `n` tokens of `key` can be taken and takes them, unless
-    /// `ctx` ends first (Go's `WaitN(ctx, n)`): one round trip reserves the
-    /// tokens in Redis for the instant they conform (so waiters are served
-    /// in the order Redis saw them, across replicas), then it sleeps until
-    /// then. If `ctx` has a deadline that comes before the tokens could, it
-    /// fails at once without taking anything.
+    /// Waits until `n` tokens of `key` can be taken and takes them (Go's
+    /// `WaitN`): one round trip reserves the tokens in Redis for the instant
+    /// they conform (so waiters are served in the order Redis saw them,
+    /// across replicas), then it sleeps until then. Give the wait a context
+    /// with [`SharedAcquire::context`]: if its deadline comes before the
+    /// tokens could, it fails at once without taking anything.
     ///
     /// # Errors
+    ///
+    /// The future resolves to:
     ///
     /// - [`SharedWaitError::InsufficientCapacity`] at once for `n` above the
     ///   burst;
     /// - [`SharedWaitError::WouldExceedDeadline`] when the tokens would be
-    ///   ready only after `ctx`'s deadline (nothing taken);
-    /// - [`SharedWaitError::Stopped`] with `ctx`'s cause when it ended first
-    ///   (the reserved tokens are given back unless a later reservation
-    ///   already depends on them);
+    ///   ready only after the context's deadline (nothing taken);
+    /// - [`SharedWaitError::Stopped`] with the context's cause when it ended
+    ///   first (the reserved tokens are given back unless a later
+    ///   reservation already depends on them);
     /// - [`SharedWaitError::Unavailable`] when Redis does not answer and the
     ///   policy is fail-closed. Under the local policy the replica's local
     ///   limiter waits instead.
@@ -511,14 +505,19 @@ impl SharedRateLimiter {
     /// # Cancel safety
     ///
     /// Dropping the future while it sleeps keeps the reserved tokens taken
-    /// (unused, never over-admitted); cancel `ctx` instead to give them
-    /// back.
-    pub async fn acquire_n_within(
-        &self,
-        key: &str,
-        ctx: &Context,
-        n: u32,
-    ) -> Result<Grant, SharedWaitError> {
+    /// (unused, never over-admitted); cancel the context instead to give
+    /// them back.
+    pub fn acquire_n<'a>(&'a self, key: &'a str, n: u32) -> SharedAcquire<'a> {
+        SharedAcquire {
+            limiter: self,
+            key,
+            n,
+            ctx: None,
+        }
+    }
+
+    /// The wait behind [`SharedAcquire`].
+    async fn wait_n(&self, key: &str, ctx: &Context, n: u32) -> Result<Grant, SharedWaitError> {
         let inner = &*self.inner;
         let burst = inner.params.burst;
         if n > burst {
@@ -798,7 +797,7 @@ impl Inner {
                 }),
             ),
             (OutagePolicy::Local { .. }, Some(limiter)) => {
-                match limiter.acquire_n_within(ctx, n).await {
+                match limiter.acquire_n(n).context(ctx).await {
                     Ok(()) => (
                         &self.counters.granted,
                         Ok(Grant {
@@ -879,6 +878,51 @@ impl Drop for Waiting<'_> {
         if self.armed {
             crate::lock(self.book).left(self.key);
         }
+    }
+}
+
+/// The wait of [`SharedRateLimiter::acquire`] and
+/// [`acquire_n`](SharedRateLimiter::acquire_n): `.await` it, after giving it
+/// a context with [`context`](Self::context) if the wait should end with
+/// one.
+#[must_use = "futures do nothing unless awaited"]
+pub struct SharedAcquire<'a> {
+    limiter: &'a SharedRateLimiter,
+    key: &'a str,
+    n: u32,
+    ctx: Option<Context>,
+}
+
+impl SharedAcquire<'_> {
+    /// Bounds the wait by `ctx` (a `Context`, `&Context` or
+    /// `CancellationToken`): its cancellation stops the wait, and a
+    /// deadline the tokens could not meet fails it at once.
+    pub fn context(mut self, ctx: impl Into<Context>) -> Self {
+        self.ctx = Some(ctx.into());
+        self
+    }
+}
+
+impl std::fmt::Debug for SharedAcquire<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedAcquire")
+            .field("key", &self.key)
+            .field("n", &self.n)
+            .field("context", &self.ctx.is_some())
+            .finish()
+    }
+}
+
+impl<'a> std::future::IntoFuture for SharedAcquire<'a> {
+    type Output = Result<Grant, SharedWaitError>;
+    type IntoFuture =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let ctx = self.ctx.unwrap_or_default();
+            self.limiter.wait_n(self.key, &ctx, self.n).await
+        })
     }
 }
 

@@ -168,7 +168,7 @@ async fn local_policy_enforces_the_share_and_is_dropped_on_recovery() {
     let ctx = Context::background();
     let start = Instant::now();
     assert_eq!(
-        l.acquire_within("a", &ctx).await.unwrap().source(),
+        l.acquire("a").context(&ctx).await.unwrap().source(),
         GrantSource::Local
     );
     assert_eq!(start.elapsed(), Duration::from_millis(40));
@@ -398,17 +398,17 @@ async fn a_wait_reserves_then_sleeps() {
     l.try_acquire("a").await.unwrap();
     let ctx = Context::background();
     let start = Instant::now();
-    l.acquire_within("a", &ctx).await.unwrap();
+    l.acquire("a").context(&ctx).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_millis(100));
     // A deadline before the next token: refused at once, nothing taken.
     let hurried = Context::background().with_timeout(Duration::from_millis(50));
-    let err = l.acquire_within("a", &hurried).await.unwrap_err();
+    let err = l.acquire("a").context(&hurried).await.unwrap_err();
     assert!(matches!(
         err,
         SharedWaitError::WouldExceedDeadline { requested: 1 }
     ));
     assert_eq!(start.elapsed(), Duration::from_millis(100));
-    let err = l.acquire_n_within("a", &ctx, 2).await.unwrap_err();
+    let err = l.acquire_n("a", 2).context(&ctx).await.unwrap_err();
     assert!(matches!(
         err,
         SharedWaitError::InsufficientCapacity {
@@ -431,7 +431,7 @@ async fn a_cancelled_wait_gives_its_tokens_back() {
     let ctx = Context::background();
     let waiter = {
         let (l, ctx) = (l.clone(), ctx.clone());
-        tokio::spawn(async move { l.acquire_within("a", &ctx).await })
+        tokio::spawn(async move { l.acquire("a").context(&ctx).await })
     };
     tokio::time::sleep(Duration::from_millis(30)).await;
     ctx.cancel_with("client went away");
@@ -455,13 +455,13 @@ async fn a_wait_under_fail_closed_is_unavailable_and_never_hangs() {
     redis.set_fault(Fault::Hang);
     let ctx = Context::background();
     let start = Instant::now();
-    let err = l.acquire_within("a", &ctx).await.unwrap_err();
+    let err = l.acquire("a").context(&ctx).await.unwrap_err();
     assert!(matches!(err, SharedWaitError::Unavailable(_)));
     assert_eq!(start.elapsed(), TIMEOUT);
     let cancelled = Context::background();
     cancelled.cancel();
     assert!(matches!(
-        l.acquire_within("a", &cancelled).await.unwrap_err(),
+        l.acquire("a").context(&cancelled).await.unwrap_err(),
         SharedWaitError::Stopped(_)
     ));
 }

@@ -173,7 +173,8 @@ where
             } else {
                 let ctx = Context::background().with_timeout(max_wait);
                 limiter
-                    .acquire_within(&key, &ctx)
+                    .acquire(&key)
+                    .context(&ctx)
                     .await
                     .map(drop)
                     .map_err(refusal)
