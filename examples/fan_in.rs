@@ -2,8 +2,9 @@
 //!
 //! Three "sensors" report at different speeds and stop at different times.
 //! `merge` forwards their readings into one bounded output as they come, and
-//! the output closes once every sensor has stopped. A second run shows the
-//! token stopping a merge of endless inputs.
+//! the output closes once every sensor has stopped. A second run shows a
+//! context with a deadline stopping a merge of endless inputs, and the
+//! report that `join` still gives.
 //!
 //! Run with `cargo run --example fan_in`.
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
+use weir::{Cause, Context, Fan, FanError};
 
 /// A producer task that sends `count` readings, one every `every`.
 fn sensor(name: &'static str, count: u32, every: Duration) -> ReceiverStream<String> {
@@ -30,7 +31,6 @@ fn sensor(name: &'static str, count: u32, every: Duration) -> ReceiverStream<Str
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let token = CancellationToken::new();
     let start = tokio::time::Instant::now();
 
     println!("== merge: three sensors, closing at different times");
@@ -39,28 +39,36 @@ async fn main() -> anyhow::Result<()> {
         sensor("medium", 4, Duration::from_millis(50)),
         sensor("slow", 2, Duration::from_millis(120)),
     ];
-    let mut merged = weir::merge(inputs, &token);
+    let mut merged = weir::merge(inputs)?;
     let mut n = 0;
     while let Some(reading) = merged.recv().await {
         n += 1;
         println!("{:>5}ms  {reading}", start.elapsed().as_millis());
     }
-    merged.join().await?; // every forwarding task has ended
-    println!("output closed after {n} readings (6 + 4 + 2): every input closed\n");
+    let report = merged.join().await?; // every forwarding task has ended
+    println!("output closed after {n} readings (6 + 4 + 2): every input closed");
+    println!("{report}");
 
-    println!("== merge: endless inputs, stopped by the token after 200ms");
+    println!("== merge: endless inputs, stopped by a 200ms deadline");
     let endless = |name| sensor(name, u32::MAX, Duration::from_millis(30));
-    let mut merged = weir::merge(vec![endless("a"), endless("b")], &token);
-    let stopper = token.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        stopper.cancel();
-    });
+    let ctx = Context::background().with_timeout(Duration::from_millis(200));
+    let mut merged = Fan::new()
+        .context(&ctx)
+        .merge(vec![endless("a"), endless("b")])?;
     let mut n = 0;
     while merged.recv().await.is_some() {
         n += 1;
     }
-    merged.join().await?;
-    println!("received {n} readings, then the token closed the output; no task left running");
+    // The deadline is the fan's stop; its error carries the report.
+    let err = merged.join().await.unwrap_err();
+    assert!(matches!(
+        err.error(),
+        FanError::Stopped(Cause::DeadlineExceeded)
+    ));
+    println!(
+        "received {n} readings, then: {err} (delivered {})",
+        err.report().delivered
+    );
+    println!("no task left running");
     Ok(())
 }

@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use futures::{Stream, StreamExt, stream};
-use tokio_util::sync::CancellationToken;
 
 const WORKERS: u64 = 3;
 
@@ -28,13 +27,11 @@ fn worker(w: u64) -> impl Stream<Item = u64> + Send + Unpin + 'static {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let token = CancellationToken::new();
-
-    let merged = weir::merge((0..WORKERS).map(worker), &token);
+    let merged = weir::merge((0..WORKERS).map(worker))?;
     let scrambled = merged.collect_all().await;
     println!("merge (as they come):      {scrambled:?}");
 
-    let in_turn = weir::merge_in_turn((0..WORKERS).map(worker), &token);
+    let in_turn = weir::merge_in_turn((0..WORKERS).map(worker))?;
     let handle = in_turn.handle();
     let restored = in_turn.collect_all().await;
     handle.join().await?;

@@ -11,14 +11,11 @@
 use std::time::Duration;
 
 use futures::stream;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let token = CancellationToken::new();
-
     println!("== distribute: 40 jobs over 4 workers, worker 0 is slow");
-    let outputs = weir::distribute(stream::iter(0..40u32), 4, &token)?;
+    let outputs = weir::distribute(stream::iter(0..40u32), 4)?;
     let handle = outputs[0].handle();
     let mut workers = Vec::new();
     for (id, mut jobs) in outputs.into_iter().enumerate() {
@@ -43,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!("== broadcast: 3 subscribers, subscriber 2 leaves after 3 events");
     let events = stream::iter(["start", "tick", "tick", "config", "tick", "stop"]);
-    let subscribers = weir::broadcast(events, 3, &token)?;
+    let subscribers = weir::broadcast(events, 3)?;
     let handle = subscribers[0].handle();
     let mut tasks = Vec::new();
     for (id, mut sub) in subscribers.into_iter().enumerate() {

@@ -14,7 +14,6 @@ use std::time::Duration;
 use futures::{Stream, StreamExt, stream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
 
 /// A consumer: takes its items one by one, 5ms of work each.
 async fn consume(mut items: weir::FanReceiver<String>) -> Vec<String> {
@@ -36,8 +35,6 @@ fn producer(name: &'static str, count: u32) -> impl Stream<Item = String> + Send
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let token = CancellationToken::new();
-
     // SPSC: a bounded channel is all it takes.
     let (tx, rx) = mpsc::channel(8);
     tokio::spawn(async move {
@@ -51,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
     println!("SPSC  mpsc channel        -> {got:?}");
 
     // SPMC, work sharing: each item to one consumer.
-    let outs = weir::distribute(producer("s", 9), 3, &token)?;
+    let outs = weir::distribute(producer("s", 9), 3)?;
     let mut parts = Vec::new();
     for out in outs {
         parts.push(tokio::spawn(consume(out)));
@@ -61,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // SPMC, every item to every consumer.
-    let outs = weir::broadcast(producer("b", 3), 2, &token)?;
+    let outs = weir::broadcast(producer("b", 3), 2)?;
     for (i, out) in outs.into_iter().enumerate() {
         // Sequential reads are fine here: 3 items fit in the buffers.
         println!(
@@ -71,23 +68,20 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // MPSC: many producers into one consumer.
-    let merged = weir::merge([producer("p", 3), producer("q", 3)], &token);
+    let merged = weir::merge([producer("p", 3), producer("q", 3)])?;
     println!(
         "MPSC  merge               -> {:?}",
         merged.collect_all().await
     );
-    let merged = weir::merge_in_turn([producer("p", 3), producer("q", 3)], &token);
+    let merged = weir::merge_in_turn([producer("p", 3), producer("q", 3)])?;
     println!(
         "MPSC  merge_in_turn       -> {:?}",
         merged.collect_all().await
     );
 
     // MPMC: merge the producers, then share the work among consumers.
-    let merged = weir::merge(
-        [producer("m", 4), producer("n", 4), producer("o", 4)],
-        &token,
-    );
-    let outs = weir::distribute(merged, 2, &token)?;
+    let merged = weir::merge([producer("m", 4), producer("n", 4), producer("o", 4)])?;
+    let outs = weir::distribute(merged, 2)?;
     let mut parts = Vec::new();
     for out in outs {
         parts.push(tokio::spawn(consume(out)));

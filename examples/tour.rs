@@ -1,5 +1,6 @@
 //! A short tour of weir: a generator feeding a pipeline with a parallel
-//! stage, errors handled two ways, and cancellation — printing what happened.
+//! stage, errors handled two ways, and cancellation by a deadline — printing
+//! what happened, with the report every ending carries.
 //!
 //! Run it with `cargo run --example tour`.
 
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::time::{Instant, sleep};
-use weir::{ErrorPolicy, Pipeline, PipelineError};
+use weir::{Cause, Context, ErrorPolicy, Pipeline, PipelineError};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -88,17 +89,20 @@ async fn errors_fail_fast() {
         .run()
         .await;
     match result {
-        Err(e @ PipelineError::Panicked { .. }) => {
+        Err(e) if matches!(e.error(), PipelineError::Panicked { .. }) => {
             println!("   join() returned: {e}");
             println!("   (the panic was caught in its worker and became an error value)");
+            println!("   and the error carries the report: every item is accounted for");
+            print_report(e.report());
         }
         other => println!("   unexpected: {other:?}"),
     }
 }
 
-/// 4. Cancellation: an endless generator, cancelled from another task.
+/// 4. Cancellation: an endless generator under a context with a deadline.
 async fn cancellation() -> anyhow::Result<()> {
-    println!("\n4. cancellation: an endless generator, cancelled after 100ms");
+    println!("\n4. cancellation: an endless generator, stopped by a 100ms deadline");
+    let ctx = Context::background().with_timeout(Duration::from_millis(100));
     let (out, handle) = Pipeline::generate(|tx| async move {
         let mut n = 0u64;
         loop {
@@ -107,43 +111,29 @@ async fn cancellation() -> anyhow::Result<()> {
             sleep(Duration::from_millis(5)).await;
         }
     })
+    .context(&ctx)
     .map("work", 3, |n| async move {
         sleep(Duration::from_millis(20)).await;
         anyhow::Ok(n)
     })
     .into_stream()?;
-    let token = handle.token();
-    tokio::spawn(async move {
-        sleep(Duration::from_millis(100)).await;
-        token.cancel();
-    });
     let received = out.count().await;
-    let before_join = handle.report();
     match handle.join().await {
-        Err(e) if e.is_cancelled() => println!("   join() returned: {e}"),
+        Err(e) if e.error().cause() == Some(&Cause::DeadlineExceeded) => {
+            println!("   join() returned: {e}");
+            println!("   received {received} items before the deadline");
+            print_report(e.report());
+        }
         other => println!("   unexpected: {other:?}"),
     }
-    println!("   received {received} items before the cancel");
-    print_stage_lines(&before_join);
     Ok(())
 }
 
-fn print_report(report: &weir::Report) {
-    print_stage_lines(report);
-    println!(
-        "   delivered {}, balanced: {}",
-        report.delivered,
-        report.is_balanced()
-    );
-}
-
-fn print_stage_lines(report: &weir::Report) {
-    for s in &report.stages {
-        println!(
-            "   stage {:<12} workers {}  in {:>3}  out {:>3}  failed {:>2}  filtered {:>2}  cancelled {:>2}",
-            s.name, s.workers, s.input, s.output, s.failed, s.filtered, s.cancelled
-        );
+fn print_report(report: &weir::PipelineReport) {
+    for line in report.to_string().lines() {
+        println!("   {line}");
     }
+    println!("   balanced: {}", report.is_balanced());
 }
 
 fn round(d: Duration) -> Duration {
