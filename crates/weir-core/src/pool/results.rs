@@ -1,5 +1,5 @@
 //! The results stream of detached jobs: the workers' sending side and the
-//! public [`Results`] stream.
+//! public [`PoolResults`] stream.
 //!
 //! Results travel in *chunks*, as items do between pipeline stages (see
 //! `channel.rs`): each worker collects the results of the detached jobs it
@@ -36,7 +36,7 @@ type Chunk<O, E> = Vec<(JobId, Boxed<O, E>)>;
 
 /// Makes the results channel for a stream of `capacity` results
 /// (`capacity > 0`).
-pub(crate) fn channel<O, E>(capacity: usize) -> (ResultTx<O, E>, Results<O, E>) {
+pub(crate) fn channel<O, E>(capacity: usize) -> (ResultTx<O, E>, PoolResults<O, E>) {
     let batch = capacity.clamp(1, BATCH);
     let (tx, rx) = mpsc::channel((capacity / batch).max(1));
     let buffered = Arc::new(AtomicUsize::new(0));
@@ -46,7 +46,7 @@ pub(crate) fn channel<O, E>(capacity: usize) -> (ResultTx<O, E>, Results<O, E>) 
             batch,
             buffered: buffered.clone(),
         },
-        Results {
+        PoolResults {
             rx: ChunkRx::new(rx),
             buffered,
         },
@@ -59,7 +59,7 @@ pub(crate) fn channel<O, E>(capacity: usize) -> (ResultTx<O, E>, Results<O, E>) 
 pub(crate) struct ResultTx<O, E> {
     tx: mpsc::Sender<Chunk<O, E>>,
     batch: usize,
-    /// Results sent and not yet taken by the reader (for `Results::len`).
+    /// Results sent and not yet taken by the reader (for `PoolResults::len`).
     buffered: Arc<AtomicUsize>,
 }
 
@@ -119,6 +119,11 @@ impl<O, E> ResultSink<O, E> {
         }
         self.chunk.push((id, result));
         self.chunk.len() >= self.tx.batch
+    }
+
+    /// Whether the stream is still there (not dropped by its reader).
+    pub(crate) fn is_open(&self) -> bool {
+        !self.tx.tx.is_closed()
     }
 
     /// Whether results wait in the chunk.
@@ -198,9 +203,9 @@ impl<O, E> ResultSink<O, E> {
 /// pool. It never blocks the workers forever:
 ///
 /// * detached results that finish before the stream is taken, or after it
-///   is dropped, are discarded (still counted in `stats()`, and a failure
-///   or panic still logs its event);
-/// * cancelling the pool (token, `cancel`, `shutdown_timeout`'s deadline)
+///   is dropped, are discarded (still counted in the report; a failure or
+///   panic nobody can receive is logged at `WARN`);
+/// * cancelling the pool (`cancel`, its context, `shutdown`'s grace period)
 ///   frees a worker waiting for room; its unsent results are discarded.
 ///
 /// Under load a worker hands its results over in chunks of up to
@@ -209,16 +214,17 @@ impl<O, E> ResultSink<O, E> {
 /// never sits in a worker while the stream could read it. The stream holds
 /// at most `cap` results plus one chunk per worker.
 ///
-/// The stream ends when the pool has shut down and every worker has ended.
+/// The stream ends when the pool has ended (closed and drained, or
+/// cancelled) and every worker with it.
 /// Results of jobs submitted with a [`Ticket`](super::Ticket) never appear
 /// here.
 #[must_use = "streams do nothing unless polled"]
-pub struct Results<O, E> {
+pub struct PoolResults<O, E> {
     rx: ChunkRx<(JobId, Boxed<O, E>)>,
     buffered: Arc<AtomicUsize>,
 }
 
-impl<O, E> Results<O, E> {
+impl<O, E> PoolResults<O, E> {
     /// Waits for the next result; `None` once the pool has shut down and
     /// every result was read.
     ///
@@ -250,10 +256,10 @@ impl<O, E> Results<O, E> {
     }
 }
 
-// Nothing in `Results` is ever pinned in place.
-impl<O, E> Unpin for Results<O, E> {}
+// Nothing in `PoolResults` is ever pinned in place.
+impl<O, E> Unpin for PoolResults<O, E> {}
 
-impl<O, E> Stream for Results<O, E> {
+impl<O, E> Stream for PoolResults<O, E> {
     type Item = (JobId, JobResult<O, E>);
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -265,9 +271,9 @@ impl<O, E> Stream for Results<O, E> {
     }
 }
 
-impl<O, E> fmt::Debug for Results<O, E> {
+impl<O, E> fmt::Debug for PoolResults<O, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Results")
+        f.debug_struct("PoolResults")
             .field("waiting", &self.len())
             .finish_non_exhaustive()
     }
