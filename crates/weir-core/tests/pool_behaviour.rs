@@ -551,3 +551,46 @@ async fn one_worker_starts_jobs_in_submission_order_even_when_they_wait() {
     assert_eq!(*started.lock().unwrap(), (0..40).collect::<Vec<_>>());
     pool.join().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_results_stream_holds_its_capacity_in_results_even_one_at_a_time() {
+    // An idle pool sends each detached result alone; `results(8)` must
+    // still hold eight of them, not eight chunks' worth of room divided by
+    // the chunk size.
+    let pool = Pool::builder()
+        .workers(1)
+        .queue(4)
+        .results(8)
+        .build(|n: u64| async move {
+            sleep(MS).await;
+            Ok::<_, Infallible>(n)
+        })
+        .unwrap();
+    let mut results = pool.results().unwrap();
+    for n in 0..8 {
+        pool.submit_detached(n).await.unwrap();
+        let t = pool.submit(100 + n).await.unwrap();
+        let done = tokio::time::timeout(Duration::from_secs(1), t).await;
+        assert_eq!(done, Ok(Ok(100 + n)), "result {n} fits in the stream");
+    }
+    assert_eq!(results.len(), 8);
+    // Full: the ninth detached result holds the worker (backpressure)...
+    pool.submit_detached(8).await.unwrap();
+    let mut held = pool.submit(108).await.unwrap();
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(held.try_result(), None, "the worker waits for room");
+    // ...until the reader takes one.
+    assert_eq!(results.recv().await.unwrap().1, Ok(0));
+    assert_eq!(held.await, Ok(108));
+    // Dropping the stream frees a waiting worker too: job 9's result holds
+    // the worker again, 10..=12 wait in the queue.
+    for n in 9..13 {
+        pool.submit_detached(n).await.unwrap();
+    }
+    drop(results);
+    let report = tokio::time::timeout(Duration::from_secs(1), pool.join())
+        .await
+        .expect("no worker waits for a dropped stream")
+        .unwrap();
+    assert_eq!(report.completed, 22);
+}

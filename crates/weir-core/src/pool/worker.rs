@@ -442,7 +442,7 @@ pub(crate) async fn run_worker<H, M>(
         // The idle wait is the queue alone: a shrink sends `Wake`,
         // cancellation and the pool's end close the queue. Results wait in
         // the sink only while the next job is already there.
-        let msg = {
+        let msg = if sink.as_ref().is_some_and(ResultSink::is_pending) {
             let pop = queue.pop();
             tokio::pin!(pop);
             match futures::poll!(pop.as_mut()) {
@@ -453,6 +453,11 @@ pub(crate) async fn run_worker<H, M>(
                     pop.await
                 }
             }
+        } else {
+            // Nothing to send first: one poll, not a look that registers
+            // this worker as a sleeper and a second one that takes it out
+            // of the sleepers' list again.
+            queue.pop().await
         };
         let Envelope { id, job, reply } = match msg {
             Some(Msg::Item(env)) => env,
