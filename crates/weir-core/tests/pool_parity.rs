@@ -129,7 +129,8 @@ async fn a_waiter_that_gives_up_frees_its_place() {
 #[tokio::test(start_paused = true)]
 async fn on_panic_is_called_once_per_panic_after_the_ticket_got_it() {
     quiet_panics();
-    let seen: Arc<Mutex<Vec<(Option<Code>, String)>>> = Arc::default();
+    type Seen = Arc<Mutex<Vec<(Option<Code>, String)>>>;
+    let seen: Seen = Arc::default();
     let log = seen.clone();
     let pool = Pool::builder()
         .workers(2)
