@@ -94,8 +94,11 @@ impl<J> fmt::Debug for SubmitError<J> {
 
 /// [`Pool::try_submit`](super::Pool::try_submit) refused the job; it is
 /// handed back.
+///
+/// Not `#[non_exhaustive]`, like tokio's `TrySendError`: a queue that never
+/// waits is either full or closed, so a drop-pattern handler can match
+/// both without a catch-all.
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum TrySubmitError<J> {
     /// The queue is full (or, with `queue(0)`, no worker is idle).
     #[error("the pool's queue is full")]
