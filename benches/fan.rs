@@ -186,8 +186,7 @@ fn bench_bounded(c: &mut Criterion) {
         group.bench_function("weir_for_each_bounded", |b| {
             b.to_async(&rt).iter(|| {
                 on_runtime(async move {
-                    let token = CancellationToken::new();
-                    let out = weir::for_each_bounded(0..JOBS, LIMIT, &token, |i| async move {
+                    let out = weir::for_each_bounded(0..JOBS, LIMIT, |i| async move {
                         Ok::<_, std::convert::Infallible>(burn(i, rounds))
                     })
                     .await

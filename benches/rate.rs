@@ -9,6 +9,12 @@
 //! - `contended_allow_2`: two tasks on a 2-worker multi-thread runtime
 //!   hammering one shared limiter (every decision granted, so every one
 //!   races for the same cache line); time per decision, both tasks together.
+//! - `acquire_granted`: `RateLimiter::acquire().await` when the token is
+//!   there (the wait's fast path: no queue, no timer, no allocation), each
+//!   awaited with criterion's `to_async` on the runtime the limiter was
+//!   made on (a multi-thread one: the TSC clock; a current-thread one:
+//!   tokio's clock). No governor line: its `until_ready` sleeps on its own
+//!   clock, not tokio's.
 //!
 //! governor reads the clock with quanta (TSC) by default. weir's limiter
 //! picks its clock when it is made: on a multi-thread runtime (whose clock
@@ -178,5 +184,26 @@ fn contended(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, uncontended, contended);
+fn acquire_granted(c: &mut Criterion) {
+    let mut g = c.benchmark_group("rate/acquire_granted");
+    g.throughput(Throughput::Elements(1));
+    let rt = runtime();
+    let lim = weir_on(&rt, fast());
+    g.bench_function("weir_acquire", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(lim.acquire().await.is_ok()) })
+    });
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let lim = weir_on(&current, fast());
+    g.bench_function("weir_acquire_tokio_clock", |b| {
+        b.to_async(&current)
+            .iter(|| async { black_box(lim.acquire().await.is_ok()) })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, uncontended, contended, acquire_granted);
 criterion_main!(benches);

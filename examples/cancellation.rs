@@ -8,18 +8,17 @@
 //!    gets its timeout, but dropping a `JoinHandle` detaches the task: the
 //!    child keeps running, holding whatever it holds, and nobody will ever
 //!    read its answer (Go's leaked goroutine blocked on a send).
-//! 2. weir: the child gets a `deadline` token and the parent stops it with
-//!    the quit handshake. The child sees the cancellation, cleans up and
-//!    ends; nothing is left running.
+//! 2. weir: the child is a worker whose context has a deadline
+//!    (`Context::background().with_timeout(d)`), and the parent waits
+//!    through the worker's handle. The child sees the cancellation — and
+//!    why: the deadline — cleans up and ends; nothing is left running.
 //!
 //! The runtime's clock is paused, so the simulated time takes no time.
 //! Run with `cargo run --example cancellation`.
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-use weir::time::{deadline, with_timeout};
-use weir::worker::Worker;
+use weir::{Context, WorkerBuilder, with_timeout};
 
 fn alive() -> usize {
     tokio::runtime::Handle::current()
@@ -51,19 +50,22 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await; // let it finish in vain
     println!("   ... 2s later the leaked child finished; its answer went nowhere");
 
-    println!("== weir: a deadline token and the quit handshake");
+    println!("== weir: a context with a deadline and the quit handshake");
     let before = alive();
-    let root = CancellationToken::new();
     let start = tokio::time::Instant::now();
-    // The child's token is cancelled after 1s (or when the parent stops it).
-    let child_token = deadline(&root, Duration::from_secs(1));
-    let child = Worker::new("lookup")
-        .child_of(&child_token)
-        .spawn(|token| async move {
-            tokio::select! {
-                answer = slow_answer() => anyhow::Ok(Some(answer)),
-                () = token.cancelled() => {
-                    println!("   child: cancelled after {:?}, cleaning up", start.elapsed());
+    // The child's context is cancelled after 1s (or when the parent stops it).
+    let deadline = Context::background().with_timeout(Duration::from_secs(1));
+    let child = WorkerBuilder::new("lookup")
+        .context(&deadline)
+        .spawn(|ctx| async move {
+            match ctx.run(slow_answer()).await {
+                Ok(answer) => anyhow::Ok(Some(answer)),
+                Err(stopped) => {
+                    println!(
+                        "   child: {} after {:?}, cleaning up",
+                        stopped.cause(),
+                        start.elapsed()
+                    );
                     Ok(None)
                 }
             }

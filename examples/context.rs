@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
-use weir::{Cause, Context, Pipeline};
+use weir::{Bounded, Cause, Context, Pipeline, WorkerBuilder};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -59,13 +59,43 @@ async fn main() -> anyhow::Result<()> {
         .run()
         .await;
     match result {
-        Err(e) if matches!(e.cause(), Some(Cause::DeadlineExceeded)) => {
+        Err(e) if matches!(e.error().cause(), Some(Cause::DeadlineExceeded)) => {
             println!("{} 4. pipeline: {e}", at());
         }
         other => println!("{} 4. pipeline: unexpected {other:?}", at()),
     }
 
-    // 5. Tell the causes apart: deadline, plain cancel, your own error.
+    // 5. The same deadline on a bounded fan-out and on a worker: one way to
+    //    give anything a deadline, `.context(ctx)`.
+    let ctx = Context::background().with_timeout(Duration::from_millis(100));
+    let err = Bounded::new(3)
+        .context(&ctx)
+        .run(0..100u64, |n| async move {
+            sleep(Duration::from_millis(30)).await;
+            anyhow::Ok(n)
+        })
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("the bounded run should hit the deadline"))?;
+    println!(
+        "{} 5. bounded: {err} ({} done)",
+        at(),
+        err.report().succeeded
+    );
+    let worker = WorkerBuilder::new("poller")
+        .context(&ctx)
+        .spawn(|ctx| async move {
+            ctx.cancelled().await;
+            anyhow::Ok(ctx.cause())
+        });
+    let why = worker.join().await?;
+    println!(
+        "{} 5. worker: stopped because {}",
+        at(),
+        why.map_or("?".into(), |c| c.to_string())
+    );
+
+    // 6. Tell the causes apart: deadline, plain cancel, your own error.
     for (name, ctx) in [
         (
             "deadline",
@@ -90,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
             _ => "?",
         };
         println!(
-            "{} 5. {name:<9} -> Cause::{kind}: {}",
+            "{} 6. {name:<9} -> Cause::{kind}: {}",
             at(),
             ctx.cause().map_or("?".into(), |c| c.to_string())
         );

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use weir::shed::{Offer, ShedPolicy, Shedder};
+use weir::{Offer, ShedPolicy, Shedder};
 
 const REQUESTS: u32 = 200;
 

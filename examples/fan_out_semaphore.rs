@@ -10,18 +10,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use weir::BoundedError;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let token = CancellationToken::new();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
     let start = tokio::time::Instant::now();
 
     let (now, max) = (in_flight.clone(), most.clone());
-    let sizes = weir::for_each_bounded(0..20u64, 5, &token, move |id| {
+    let sizes = weir::for_each_bounded(0..20u64, 5, move |id| {
         let (now, max) = (now.clone(), max.clone());
         async move {
             let n = now.fetch_add(1, Ordering::SeqCst) + 1;
@@ -40,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     println!("sizes in input order: {sizes:?}\n");
 
     let start = tokio::time::Instant::now();
-    let result = weir::for_each_bounded(0..20u64, 5, &token, |id| async move {
+    let result = weir::for_each_bounded(0..20u64, 5, |id| async move {
         tokio::time::sleep(Duration::from_millis(50 + id * 5)).await;
         if id == 7 {
             anyhow::bail!("download {id}: connection reset");
@@ -48,12 +46,16 @@ async fn main() -> anyhow::Result<()> {
         Ok(id)
     })
     .await;
-    match result {
-        Err(BoundedError::Failed { index, error }) => println!(
+    let Err(err) = result else {
+        anyhow::bail!("expected a failure");
+    };
+    match err.error() {
+        BoundedError::Failed { index, error } => println!(
             "fail-fast: item {index} failed ({error}) after {} ms; the rest were aborted",
             start.elapsed().as_millis()
         ),
         other => anyhow::bail!("expected a failure, got {other:?}"),
     }
+    println!("{}", err.report());
     Ok(())
 }

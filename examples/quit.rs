@@ -2,11 +2,11 @@
 //!
 //! Go's version: `quit <- "Bye!"` tells the boring goroutine to stop, and
 //! `<-quit` waits for its reply after it has cleaned up. In weir the worker
-//! gets a `CancellationToken`, and `stop().await` cancels it and returns the
-//! goodbye the worker returned after its cleanup.
+//! gets a `Context`, and `stop().await` cancels it and returns the goodbye
+//! the worker returned after its cleanup.
 //!
-//! A second worker ignores its token: `stop_timeout` gives it 500ms, then
-//! aborts it and says so.
+//! A second worker ignores its context: `shutdown(grace)` gives it 500ms,
+//! then aborts it and says so.
 //!
 //! The runtime's clock is paused, so the simulated time takes no time.
 //! Run with `cargo run --example quit`.
@@ -14,8 +14,7 @@
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use weir::spawn_worker;
-use weir::worker::{StopError, Worker};
+use weir::{WorkerBuilder, WorkerError, spawn_worker};
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() -> anyhow::Result<()> {
@@ -48,14 +47,14 @@ async fn main() -> anyhow::Result<()> {
     let goodbye = joe.stop().await?;
     println!("   Joe says: {goodbye:?}");
 
-    println!("== a stubborn worker that ignores its token");
-    let stubborn = Worker::new("stubborn").spawn(|_quit| async move {
+    println!("== a stubborn worker that ignores its context");
+    let stubborn = WorkerBuilder::new("stubborn").spawn(|_quit| async move {
         tokio::time::sleep(Duration::from_secs(3600)).await;
         anyhow::Ok("never said")
     });
     let start = tokio::time::Instant::now();
-    match stubborn.stop_timeout(Duration::from_millis(500)).await {
-        Err(err @ StopError::TimedOut { .. }) => {
+    match stubborn.shutdown(Duration::from_millis(500)).await {
+        Err(err @ WorkerError::TimedOut { .. }) => {
             println!("   after {:?}: {err}", start.elapsed());
         }
         other => anyhow::bail!("expected a timeout, got {other:?}"),

@@ -1,5 +1,6 @@
 //! Rate limiting: the seeds' `time.Tick` limiter beside a bursty token
-//! bucket, then several workers sharing one bucket, then load shedding.
+//! bucket, then several workers sharing one bucket, then load shedding,
+//! then waits with a deadline whose rejections are logged only sometimes.
 //!
 //! Runs on a paused tokio clock, so the seconds of schedule below pass in an
 //! instant and the timestamps (relative to the start) are exact. Run with
@@ -9,7 +10,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::time::Instant;
-use weir::rate::{Rate, RateLimiter, ThrottleExt, Ticker};
+use weir::Context;
+use weir::rate::{Rate, RateLimiter, Sometimes, ThrottleExt, Ticker};
 
 fn ms(start: Instant) -> u128 {
     start.elapsed().as_millis()
@@ -95,5 +97,27 @@ async fn main() -> anyhow::Result<()> {
     while let Some(item) = items.next().await {
         println!("   item {item} at {:>5} ms", ms(start));
     }
+
+    // 6. Waits with a deadline (Go's `WaitN(ctx, n)`): a request waits for
+    //    its token only if it comes within 300 ms, and fails at once
+    //    otherwise, taking nothing. The failures are logged sometimes: the
+    //    first, then every third (Go's `rate.Sometimes`).
+    println!("6. 2/s, each request willing to wait 300 ms, one every 100 ms:");
+    let api = RateLimiter::new(Rate::per_second(2))?;
+    let log_shed = Sometimes::new().first(1).every(3);
+    let start = Instant::now();
+    let mut shed = 0;
+    for req in 1..=7 {
+        let ctx = Context::background().with_timeout(Duration::from_millis(300));
+        match api.acquire().context(&ctx).await {
+            Ok(()) => println!("   request {req} at {:>5} ms", ms(start)),
+            Err(err) => {
+                shed += 1;
+                log_shed.run(|| println!("   request {req} shed: {err}"));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("   {shed} requests shed, the first of them logged");
     Ok(())
 }

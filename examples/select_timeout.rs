@@ -3,7 +3,8 @@
 //! Go's select-with-timeout comes in two shapes: `time.After(d)` inside the
 //! loop bounds each message; one `timeout := time.After(d)` outside the loop
 //! bounds the whole conversation. weir has both: `recv_timeout(&mut rx, d)`
-//! and `deadline(&token, d)`, plus `with_timeout(fut, d)` for one call.
+//! and a `Context` with a deadline (`Context::background().with_timeout(d)`),
+//! plus `with_timeout(fut, d)` for one call.
 //!
 //! The runtime's clock is paused, so the simulated seconds take no time.
 //! Run with `cargo run --example select_timeout`.
@@ -12,8 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use weir::time::{RecvTimeoutError, deadline, recv_timeout, with_timeout};
+use weir::{Cause, Context, RecvTimeoutError, recv_timeout, with_timeout};
 
 /// A talker that sends a message after a pause of `pauses[i]` ms each.
 fn talker(name: &'static str, pauses: Vec<u64>) -> mpsc::Receiver<String> {
@@ -57,18 +57,31 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let pauses: Vec<u64> = [150, 350, 250, 300, 200, 400, 300, 250, 300, 200].repeat(2);
     let mut rx = talker("Ann", pauses);
-    let conversation = deadline(&CancellationToken::new(), Duration::from_secs(2));
+    let conversation = Context::background().with_timeout(Duration::from_secs(2));
     let mut heard = 0;
     loop {
-        tokio::select! {
-            () = conversation.cancelled() => {
-                println!("   {:>6?}  the conversation's 2s are up after {heard} messages", start.elapsed());
+        // `run` races the receive against the conversation's deadline.
+        match conversation
+            .run(recv_timeout(&mut rx, Duration::from_millis(800)))
+            .await
+        {
+            Ok(Ok(msg)) => {
+                heard += 1;
+                println!("   {:>6?}  {msg}", start.elapsed());
+            }
+            Ok(Err(err)) => {
+                println!("   {err}");
                 break;
             }
-            msg = recv_timeout(&mut rx, Duration::from_millis(800)) => match msg {
-                Ok(msg) => { heard += 1; println!("   {:>6?}  {msg}", start.elapsed()) }
-                Err(err) => { println!("   {err}"); break; }
-            },
+            Err(stopped) => {
+                println!(
+                    "   {:>6?}  the conversation's 2s are up after {heard} messages ({})",
+                    start.elapsed(),
+                    stopped.cause()
+                );
+                anyhow::ensure!(stopped.cause() == &Cause::DeadlineExceeded);
+                break;
+            }
         }
     }
 

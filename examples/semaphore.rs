@@ -8,7 +8,8 @@
 //!    items mean a million tasks in memory.
 //! 3. `weir::for_each_bounded` is pattern 1 plus what you would add next:
 //!    a JoinSet to collect results in input order, fail-fast on the first
-//!    error, panics turned into errors, and a cancellation token.
+//!    error, panics turned into errors, and a `Context` that stops it
+//!    (`weir::Bounded::new(limit).context(ctx)`).
 //!
 //! Run with `cargo run --example semaphore`.
 
@@ -17,7 +18,6 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 async fn work(id: u32) -> u32 {
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -73,8 +73,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!("\n== 3. weir::for_each_bounded (pattern 1, plus results, errors, cancel)");
-    let token = CancellationToken::new();
-    let results = weir::for_each_bounded(0..12, LIMIT, &token, |id| async move {
+    let results = weir::for_each_bounded(0..12, LIMIT, |id| async move {
         Ok::<_, anyhow::Error>(work(id).await)
     })
     .await?;

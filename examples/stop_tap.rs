@@ -8,16 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let token = CancellationToken::new();
     let start = Instant::now();
     let starts = Arc::new(Mutex::new(Vec::new()));
 
     let s = starts.clone();
-    let replies = weir::for_each_in_batches(0..100u32, 20, &token, move |id| {
+    let replies = weir::for_each_in_batches(0..100u32, 20, move |id| {
         let s = s.clone();
         async move {
             if let Ok(mut s) = s.lock() {
@@ -41,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
     println!("each round waits for its slowest request before the tap opens again");
 
     let start = Instant::now();
-    weir::for_each_bounded(0..100u32, 20, &token, |id| async move {
+    weir::for_each_bounded(0..100u32, 20, |id| async move {
         tokio::time::sleep(Duration::from_millis(20 + u64::from(id * 7 % 39))).await;
         Ok::<_, anyhow::Error>(id)
     })

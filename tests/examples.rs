@@ -44,9 +44,19 @@ const EXAMPLES: &[(&str, &str)] = &[
         "evicted after 1 s idle: 10000, 0 buckets left",
     ),
     ("semaphore", "0 tasks alive afterwards"),
+    (
+        "weighted_semaphore",
+        "done: every permit is back: 100 of 100 free",
+    ),
+    ("singleflight", "50 requests, 1 database query"),
     ("graceful_shutdown", "tasks still alive: 0"),
     ("producers_consumers", "12 items, each handled once"),
     ("error_handling", "2 tasks failed"),
+    (
+        "distributed_rate_limit",
+        "total within the shared limit: true",
+    ),
+    ("distributed_queue", "all 1000 jobs done, 0 dead letters"),
 ];
 
 /// Examples that need more than a couple of seconds on a busy machine.

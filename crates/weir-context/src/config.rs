@@ -13,10 +13,10 @@ pub const MAX_WORKERS: usize = 1 << 16;
 
 /// The largest capacity of a queue or channel (a pipeline's edges, a pool's
 /// queue and results, fan-in and fan-out buffers, the drop pattern's
-/// queue). A larger capacity is lowered to this one: a bound that large
-/// already means "as much as memory allows", and nothing is allocated up
-/// front for it.
-pub const MAX_CAPACITY: usize = 1 << 24;
+/// queue): 1,048,576 items. A larger capacity is lowered to this one: a
+/// bound that large already means "more than a consumer should ever fall
+/// behind", and some channels allocate their slots up front.
+pub const MAX_CAPACITY: usize = 1 << 20;
 
 /// What is wrong with a setting.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,58 +1,4 @@
-//! Cancellation with a cause and a deadline: Go's `context`, on top of
-//! tokio-util's `CancellationToken`.
-//!
-//! A [`Context`] is a `CancellationToken` ([`Context::token`]) plus two
-//! things the token lacks:
-//!
-//! - a **deadline** that children inherit — a child never outlives its
-//!   parent's deadline, the earlier one wins ([`Context::with_timeout`],
-//!   [`Context::with_deadline`]);
-//! - a **cause** — why it was cancelled: [`Cause::Cancelled`],
-//!   [`Cause::DeadlineExceeded`], or an error of yours given to
-//!   [`Context::cancel_with`]. The first cancellation of a context or of one
-//!   of its parents sets the cause, as in Go.
-//!
-//! Every weir construct takes its `Context` the same way, with
-//! `.context(ctx)` on its builder or options (a `CancellationToken`, or a
-//! `&Context`, converts), runs on a child of it, and, when it stopped
-//! because the context was cancelled, reports the cause in its error, so
-//! "the deadline passed", "someone cancelled" and "a stage failed" can be
-//! told apart.
-//!
-//! # Examples
-//!
-//! ```
-//! use std::time::Duration;
-//! use weir_context::{Cause, Context};
-//!
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() {
-//! let ctx = Context::background().with_timeout(Duration::from_secs(1));
-//! let slow = tokio::time::sleep(Duration::from_secs(5));
-//! let stopped = ctx.run(slow).await.unwrap_err();
-//! assert!(matches!(stopped.cause(), Cause::DeadlineExceeded));
-//!
-//! let ctx = Context::background();
-//! ctx.cancel_with("user pressed stop");
-//! assert_eq!(ctx.cause().map(|c| c.to_string()).as_deref(), Some("user pressed stop"));
-//! # }
-//! ```
-//!
-//! # Timers and tasks
-//!
-//! A context with a deadline of its own (earlier than its parent's) runs one
-//! small tokio task that sleeps until the deadline and cancels the token; it
-//! ends as soon as the context is cancelled, fires, or its last clone is
-//! dropped. Contexts without their own deadline (`background`, `child`, a
-//! timeout longer than the parent's) run no task and no timer.
-//!
-//! # Dropped
-//!
-//! Dropping the last clone of a context does not cancel its token (tokens
-//! handed out with [`Context::token`] keep working), but it does stop its
-//! deadline timer: a token that outlives every clone of its context is no
-//! longer cancelled at the deadline. Keep the context, not just its token,
-//! for as long as the deadline matters.
+//! [`Context`]: Go's `context` on tokio-util's `CancellationToken`.
 
 use std::fmt;
 use std::future::Future;
@@ -93,10 +39,63 @@ impl Drop for Inner {
     }
 }
 
-/// A cancellation token with a deadline and a cause. Cheap to clone: clones
-/// share one context.
+/// Cancellation with a cause and a deadline: Go's `context`, on top of
+/// tokio-util's `CancellationToken`.
 ///
-/// See the [module documentation](self).
+/// A [`Context`] is a `CancellationToken` ([`Context::token`]) plus two
+/// things the token lacks:
+///
+/// - a **deadline** that children inherit — a child never outlives its
+///   parent's deadline, the earlier one wins ([`Context::with_timeout`],
+///   [`Context::with_deadline`]);
+/// - a **cause** — why it was cancelled: [`Cause::Cancelled`],
+///   [`Cause::DeadlineExceeded`], or an error of yours given to
+///   [`Context::cancel_with`]. The first cancellation of a context or of one
+///   of its parents sets the cause, as in Go.
+///
+/// Every weir construct takes its `Context` the same way, with
+/// `.context(ctx)` on its builder or options (a `CancellationToken`, or a
+/// `&Context`, converts), runs on a child of it, and, when it stopped
+/// because the context was cancelled, reports the cause in its error, so
+/// "the deadline passed", "someone cancelled" and "a stage failed" can be
+/// told apart.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use weir_context::{Cause, Context};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let ctx = Context::background().with_timeout(Duration::from_secs(1));
+/// let slow = tokio::time::sleep(Duration::from_secs(5));
+/// let stopped = ctx.run(slow).await.unwrap_err();
+/// assert!(matches!(stopped.cause(), Cause::DeadlineExceeded));
+///
+/// let ctx = Context::background();
+/// ctx.cancel_with("user pressed stop");
+/// assert_eq!(ctx.cause().map(|c| c.to_string()).as_deref(), Some("user pressed stop"));
+/// # }
+/// ```
+///
+/// # Timers and tasks
+///
+/// A context with a deadline of its own (earlier than its parent's) runs one
+/// small tokio task that sleeps until the deadline and cancels the token; it
+/// ends as soon as the context is cancelled, fires, or its last clone is
+/// dropped. Contexts without their own deadline (`background`, `child`, a
+/// timeout longer than the parent's) run no task and no timer.
+///
+/// # Dropped
+///
+/// Dropping the last clone of a context does not cancel its token (tokens
+/// handed out with [`Context::token`] keep working), but it does stop its
+/// deadline timer: a token that outlives every clone of its context is no
+/// longer cancelled at the deadline. Keep the context, not just its token,
+/// for as long as the deadline matters.
+///
+/// Cheap to clone: clones share one context.
 #[derive(Clone)]
 pub struct Context {
     inner: Arc<Inner>,

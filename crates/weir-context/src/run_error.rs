@@ -15,52 +15,65 @@ use std::fmt;
 /// `Display` is the error's own message; `source()` is the error's source,
 /// so the report never repeats in an error chain. Print the report with
 /// [`report`](Self::report).
-#[derive(Debug, Clone)]
+///
+/// Both parts live in one box, so a `Result` carrying a `RunError` stays
+/// one pointer wide on its error side.
+#[derive(Clone)]
 pub struct RunError<E, R> {
-    error: E,
-    report: R,
+    parts: Box<(E, R)>,
 }
 
 impl<E, R> RunError<E, R> {
     /// The error `error`, with the run's final `report`.
     pub fn new(error: E, report: R) -> Self {
-        Self { error, report }
+        Self {
+            parts: Box::new((error, report)),
+        }
     }
 
     /// What went wrong.
     pub fn error(&self) -> &E {
-        &self.error
+        &self.parts.0
     }
 
     /// The run's final report.
     pub fn report(&self) -> &R {
-        &self.report
+        &self.parts.1
     }
 
     /// Takes the error out, dropping the report.
     pub fn into_error(self) -> E {
-        self.error
+        self.parts.0
     }
 
     /// Takes the report out, dropping the error.
     pub fn into_report(self) -> R {
-        self.report
+        self.parts.1
     }
 
     /// Both parts.
     pub fn into_parts(self) -> (E, R) {
-        (self.error, self.report)
+        *self.parts
+    }
+}
+
+impl<E: fmt::Debug, R: fmt::Debug> fmt::Debug for RunError<E, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunError")
+            .field("error", &self.parts.0)
+            .field("report", &self.parts.1)
+            .finish()
     }
 }
 
 impl<E: fmt::Display, R> fmt::Display for RunError<E, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.error, f)
+        fmt::Display::fmt(&self.parts.0, f)
     }
 }
 
 impl<E: StdError, R: fmt::Debug> StdError for RunError<E, R> {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.error.source()
+        self.parts.0.source()
     }
 }

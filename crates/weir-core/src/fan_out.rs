@@ -8,33 +8,35 @@
 //!   capacity); an output that is dropped leaves the set and the others go on.
 //!
 //! Both spawn one task that reads the input and return `n`
-//! [`FanReceiver`]s sharing one [`FanHandle`]. Settings (token, capacity) come
-//! from [`Fan`]; the free functions use [`DEFAULT_CAPACITY`](crate::merge::DEFAULT_CAPACITY).
+//! [`FanReceiver`]s sharing one [`FanHandle`]. Settings (context, capacity)
+//! come from [`Fan`]; the free functions use
+//! [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY).
 //!
 //! # What happens when
 //!
 //! - **The input closes:** every output closes after its buffered items.
-//! - **Token cancelled:** the task stops at its next `.await`; outputs close
+//! - **Cancelled** ([`FanHandle::cancel`] or the context given to
+//!   [`Fan::context`]): the task stops at its next `.await`; outputs close
 //!   after the items already buffered. An item pulled from the input but not
-//!   yet handed on is dropped.
+//!   yet handed on is dropped. `join` returns [`FanError::Stopped`].
 //! - **An output is dropped:** `distribute` — the others take the remaining
-//!   items, nothing is lost; `broadcast` — that output leaves the set (a warn
-//!   event), the others go on. When **every** output is dropped the task is
-//!   cancelled at once, even if the input is idle.
+//!   items, nothing is lost; `broadcast` — that output leaves the set (a
+//!   debug event), the others go on. When **every** output is dropped the
+//!   task is cancelled at once, even if the input is idle.
 //! - **The input panics** (or, in `broadcast`, an item's `Clone`): the task
-//!   ends, the outputs close, an error event is logged and
-//!   [`FanHandle::join`] returns [`FanError::Panicked`].
+//!   ends, the outputs close and `join` returns [`FanError::Panicked`].
+//! - **Settings:** 0 outputs or more than
+//!   [`MAX_WORKERS`](crate::MAX_WORKERS), a zero capacity, or a call outside
+//!   a tokio runtime are a [`ConfigError`].
 //!
 //! # Examples
 //!
 //! ```
 //! use futures::stream;
-//! use tokio_util::sync::CancellationToken;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), weir_core::merge::FanError> {
-//! let token = CancellationToken::new();
-//! let outs = weir_core::fan_out::broadcast(stream::iter(1..=3), 2, &token)?;
+//! # async fn main() -> anyhow::Result<()> {
+//! let outs = weir_core::broadcast(stream::iter(1..=3), 2)?;
 //! for out in outs {
 //!     assert_eq!(out.collect_all().await, [1, 2, 3]);
 //! }
@@ -44,31 +46,31 @@
 
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use weir_context::__private::check_workers;
+use weir_context::ConfigError;
 
-use crate::merge::Core;
-pub use crate::merge::{Fan, FanError, FanHandle, FanReceiver};
+use crate::merge::Chan;
+pub use crate::merge::{Fan, FanError, FanHandle, FanReceiver, FanReport};
 
 impl Fan {
     /// Shares the items of `input` among `n` outputs; see [`distribute`].
     ///
     /// # Errors
     ///
-    /// [`FanError::ZeroOutputs`] when `n` is 0.
-    ///
-    /// # Panics
-    ///
-    /// When called outside a tokio runtime (it spawns a task).
-    pub fn distribute<S>(&self, input: S, n: usize) -> Result<Vec<FanReceiver<S::Item>>, FanError>
+    /// A [`ConfigError`] for 0 or more than [`MAX_WORKERS`](crate::MAX_WORKERS)
+    /// outputs, a zero capacity, or outside a tokio runtime.
+    pub fn distribute<S>(
+        &self,
+        input: S,
+        n: usize,
+    ) -> Result<Vec<FanReceiver<S::Item>>, ConfigError>
     where
         S: Stream + Send + Unpin + 'static,
         S::Item: Send + 'static,
     {
-        if n == 0 {
-            return Err(FanError::ZeroOutputs);
-        }
-        let (tx, rx) = async_channel::bounded(self.capacity);
-        let core = Core::new(&self.token);
+        let n = check_workers("distribute", "outputs", n)?;
+        let (capacity, core) = self.start("distribute")?;
+        let (tx, rx) = async_channel::bounded(capacity);
         let mut input = input;
         core.spawn(
             0,
@@ -82,32 +84,25 @@ impl Fan {
                 tracing::debug!("input closed");
             },
         );
-        core.finish();
-        Ok((0..n)
-            .map(|_| FanReceiver::mpmc(rx.clone(), core.handle.clone(), core.guard.clone()))
-            .collect())
+        Ok(core.finish(|handle| {
+            FanReceiver::many((0..n).map(|_| Chan::Mpmc(Box::pin(rx.clone()))), &handle)
+        }))
     }
 
     /// Copies every item of `input` to `n` outputs; see [`broadcast`].
     ///
     /// # Errors
     ///
-    /// [`FanError::ZeroOutputs`] when `n` is 0.
-    ///
-    /// # Panics
-    ///
-    /// When called outside a tokio runtime (it spawns a task).
-    pub fn broadcast<S>(&self, input: S, n: usize) -> Result<Vec<FanReceiver<S::Item>>, FanError>
+    /// As [`Fan::distribute`].
+    pub fn broadcast<S>(&self, input: S, n: usize) -> Result<Vec<FanReceiver<S::Item>>, ConfigError>
     where
         S: Stream + Send + Unpin + 'static,
         S::Item: Clone + Send + 'static,
     {
-        if n == 0 {
-            return Err(FanError::ZeroOutputs);
-        }
+        let n = check_workers("broadcast", "outputs", n)?;
+        let (capacity, core) = self.start("broadcast")?;
         let (senders, receivers): (Vec<_>, Vec<_>) =
-            (0..n).map(|_| mpsc::channel(self.capacity)).unzip();
-        let core = Core::new(&self.token);
+            (0..n).map(|_| mpsc::channel(capacity)).unzip();
         let mut input = input;
         core.spawn(
             0,
@@ -137,7 +132,7 @@ impl Fan {
                             }
                             Err(mpsc::error::SendError(back)) => {
                                 let (index, _) = live.remove(at);
-                                tracing::warn!(
+                                tracing::debug!(
                                     output = index,
                                     "output dropped, leaves the broadcast"
                                 );
@@ -153,11 +148,7 @@ impl Fan {
                 tracing::debug!("input closed");
             },
         );
-        core.finish();
-        Ok(receivers
-            .into_iter()
-            .map(|rx| FanReceiver::mpsc(rx, core.handle.clone(), core.guard.clone()))
-            .collect())
+        Ok(core.finish(|handle| FanReceiver::many(receivers.into_iter().map(Chan::Mpsc), &handle)))
     }
 }
 
@@ -179,12 +170,10 @@ impl Fan {
 ///
 /// ```
 /// use futures::stream;
-/// use tokio_util::sync::CancellationToken;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), weir_core::merge::FanError> {
-/// let token = CancellationToken::new();
-/// let outs = weir_core::fan_out::distribute(stream::iter(0..100), 4, &token)?;
+/// # async fn main() -> anyhow::Result<()> {
+/// let outs = weir_core::distribute(stream::iter(0..100), 4)?;
 /// let mut workers = Vec::new();
 /// for out in outs {
 ///     workers.push(tokio::spawn(out.collect_all()));
@@ -200,23 +189,16 @@ impl Fan {
 ///
 /// # Errors
 ///
-/// [`FanError::ZeroOutputs`] when `n` is 0.
+/// A [`ConfigError`] for 0 or more than [`MAX_WORKERS`](crate::MAX_WORKERS)
+/// outputs, or outside a tokio runtime.
 ///
-/// # Panics
-///
-/// When called outside a tokio runtime (it spawns a task).
-///
-/// [`DEFAULT_CAPACITY`]: crate::merge::DEFAULT_CAPACITY
-pub fn distribute<S>(
-    input: S,
-    n: usize,
-    token: &CancellationToken,
-) -> Result<Vec<FanReceiver<S::Item>>, FanError>
+/// [`DEFAULT_CAPACITY`]: crate::DEFAULT_CAPACITY
+pub fn distribute<S>(input: S, n: usize) -> Result<Vec<FanReceiver<S::Item>>, ConfigError>
 where
     S: Stream + Send + Unpin + 'static,
     S::Item: Send + 'static,
 {
-    Fan::new(token).distribute(input, n)
+    Fan::new().distribute(input, n)
 }
 
 /// Copies every item of `input` to each of `n` outputs, in order.
@@ -237,21 +219,13 @@ where
 ///
 /// # Errors
 ///
-/// [`FanError::ZeroOutputs`] when `n` is 0.
+/// As [`distribute`].
 ///
-/// # Panics
-///
-/// When called outside a tokio runtime (it spawns a task).
-///
-/// [`DEFAULT_CAPACITY`]: crate::merge::DEFAULT_CAPACITY
-pub fn broadcast<S>(
-    input: S,
-    n: usize,
-    token: &CancellationToken,
-) -> Result<Vec<FanReceiver<S::Item>>, FanError>
+/// [`DEFAULT_CAPACITY`]: crate::DEFAULT_CAPACITY
+pub fn broadcast<S>(input: S, n: usize) -> Result<Vec<FanReceiver<S::Item>>, ConfigError>
 where
     S: Stream + Send + Unpin + 'static,
     S::Item: Clone + Send + 'static,
 {
-    Fan::new(token).broadcast(input, n)
+    Fan::new().broadcast(input, n)
 }

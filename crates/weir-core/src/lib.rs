@@ -7,11 +7,13 @@
 //! | worker pool, pooling | [`Pool`] |
 //! | fan-in | [`merge()`], [`merge_in_turn`] |
 //! | fan-out | [`distribute`], [`broadcast`] |
-//! | bounded fan-out, stop tap | [`for_each_bounded`], [`for_each_in_batches`] |
+//! | bounded fan-out, stop tap | [`for_each_bounded`], [`for_each_in_batches`], [`Bounded`] |
 //! | drop pattern | [`Shedder`] |
-//! | timeouts | [`recv_timeout`], [`with_timeout`], [`deadline`], [`Pipeline::timeout`] |
-//! | quit handshake | [`spawn_worker`], [`WorkerHandle::stop`] |
+//! | timeouts | [`recv_timeout`], [`next_timeout`], [`with_timeout`], [`Context::with_timeout`], [`Pipeline::timeout`] |
+//! | quit handshake | [`spawn_worker`], [`WorkerBuilder`], [`WorkerHandle::stop`] |
 //! | graceful shutdown | [`Shutdown`] |
+//! | weighted semaphore (Go's `x/sync/semaphore`) | [`Semaphore`], [`WeightedPermit`] |
+//! | duplicate call suppression (Go's `x/sync/singleflight`) | [`Singleflight`] |
 //! | cancellation with a cause and a deadline | [`Context`], [`Cause`] |
 //!
 //! Every construct is cancellable (a `CancellationToken` or a [`Context`]),
@@ -35,22 +37,36 @@ pub mod shed;
 pub mod shutdown;
 pub mod time;
 pub mod worker;
-pub use shed::{Offer, ShedPolicy, ShedReceiver, Shedder};
-pub use shutdown::{Shutdown, ShutdownReport};
-pub use time::{Elapsed, RecvTimeoutError, deadline, recv_timeout, with_timeout};
-pub use worker::{StopError, Worker, WorkerHandle, spawn_worker};
+pub use shed::{Offer, ShedPolicy, ShedReceiver, ShedTryRecvError, Shedder};
+pub use shutdown::{
+    MAX_KEPT_FAILURES, Shutdown, ShutdownBuilder, ShutdownError, ShutdownReport, ShutdownTrigger,
+    SpawnRefused, TaskFailure, TaskOutput,
+};
+pub use time::{Elapsed, RecvTimeoutError, WithTimeout, next_timeout, recv_timeout, with_timeout};
+pub use worker::{WorkerBuilder, WorkerError, WorkerHandle, spawn_worker};
 // --- fan-in, fan-out, bounded fan-out (issue 4) ---
 pub mod bounded;
 pub mod fan_out;
 pub mod merge;
-pub use bounded::{Bounded, BoundedError, for_each_bounded, for_each_in_batches};
+pub use bounded::{
+    Bounded, BoundedError, BoundedReport, ResultOrder, for_each_bounded, for_each_in_batches,
+};
 pub use fan_out::{broadcast, distribute};
-pub use merge::{Fan, FanError, FanHandle, FanReceiver, merge, merge_in_turn};
+pub use merge::{Fan, FanError, FanHandle, FanReceiver, FanReport, merge, merge_in_turn};
+// --- weighted semaphore, singleflight (issue 20) ---
+pub mod semaphore;
+pub mod singleflight;
+pub use semaphore::{Semaphore, SemaphoreError, WeightedAcquire, WeightedPermit};
+pub use singleflight::{Flight, Singleflight, SingleflightCall, SingleflightError};
 
 pub use pipeline::{
-    BuildError, Emitter, ErrorStream, ItemStream, Pipeline, PipelineError, PipelineHandle, Report,
-    Stage, StageReport,
+    EmitError, Emitter, ErrorStream, ItemStream, Pipeline, PipelineError, PipelineHandle,
+    PipelineReport, Stage, StageReport,
 };
+
+/// The capacity of every channel weir makes (a pipeline's edges, fan-in and
+/// fan-out buffers) unless a `capacity(..)` setting says otherwise.
+pub const DEFAULT_CAPACITY: usize = 64;
 pub use weir_context::{
     Cause, CauseValue, ConfigError, Context, ErrorPolicy, GraceExpired, MAX_CAPACITY, MAX_WORKERS,
     Panic, Problem, RunError, Stopped,
@@ -59,7 +75,7 @@ pub use weir_context::{
 /// The names most programs need: `use weir_core::prelude::*;` (or
 /// `use weir::prelude::*;`, which adds the task group and rate limiter).
 pub mod prelude {
-    pub use crate::pipeline::{ErrorPolicy, Pipeline, PipelineError, Stage};
+    pub use crate::pipeline::{Pipeline, PipelineError, Stage};
     pub use crate::pool::{JobError, Pool};
     pub use crate::shed::{Offer, ShedPolicy, Shedder};
     pub use crate::shutdown::Shutdown;
@@ -67,5 +83,6 @@ pub mod prelude {
     pub use crate::{
         broadcast, distribute, for_each_bounded, for_each_in_batches, merge, merge_in_turn,
     };
+    pub use weir_context::ErrorPolicy;
     pub use weir_context::{Cause, Context};
 }

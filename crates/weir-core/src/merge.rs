@@ -10,39 +10,45 @@
 //! task, so producers that do work inside `poll_next` run on several cores.
 //!
 //! The output is a [`FanReceiver`]: `recv().await` or use it as a `Stream`.
-//! Its [`FanHandle`] says when every forwarding task has ended.
-//! [`Fan`] holds the settings (token, channel capacity) shared by the fan-in
-//! and fan-out functions of [`crate::fan_out`].
+//! Its [`FanHandle`] cancels the forwarding tasks and waits for them to end.
+//! [`Fan`] holds the settings (context, channel capacity) shared by the
+//! fan-in and fan-out functions of [`crate::fan_out`].
 //!
 //! # What happens when
 //!
 //! - **Every input closed:** the output closes after the last buffered item.
-//! - **Token cancelled:** every forwarding task stops at its next `.await`;
+//! - **Cancelled** ([`FanHandle::cancel`], or the context given to
+//!   [`Fan::context`]): every forwarding task stops at its next `.await`;
 //!   the output closes after the items already buffered. Items that were
 //!   pulled from an input but not yet sent are dropped (with [`merge`], up
-//!   to one chunk per input: see below).
+//!   to one chunk per input: see below). `join` returns
+//!   [`FanError::Stopped`] with the [`Cause`].
 //! - **Output dropped:** the forwarding tasks are cancelled at once, even if
-//!   an input is idle; nothing keeps running.
-//! - **An input panics** (its `poll_next` panics): that input's task ends, an
-//!   error event is logged, the other inputs go on, and
-//!   [`FanHandle::join`] returns [`FanError::Panicked`].
+//!   an input is idle; nothing keeps running. That is the consumer's choice,
+//!   not an error.
+//! - **An input panics** (its `poll_next` panics): that input's task ends,
+//!   the other inputs go on, and `join` returns [`FanError::Panicked`] with
+//!   the [`Panic`].
+//! - **Settings:** a capacity or an output count of 0, more than
+//!   [`MAX_WORKERS`](crate::MAX_WORKERS) outputs, or a call outside a tokio
+//!   runtime are a [`ConfigError`]; a capacity above
+//!   [`MAX_CAPACITY`](crate::MAX_CAPACITY) is lowered to it.
 //!
 //! # Examples
 //!
 //! ```
 //! use futures::stream;
-//! use tokio_util::sync::CancellationToken;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), weir_core::merge::FanError> {
-//! let token = CancellationToken::new();
+//! # async fn main() -> anyhow::Result<()> {
 //! let inputs = vec![stream::iter(vec![1, 2]), stream::iter(vec![10, 20, 30])];
-//! let mut out = weir_core::merge::merge(inputs, &token);
+//! let mut out = weir_core::merge(inputs)?;
 //! let mut got = Vec::new();
 //! while let Some(x) = out.recv().await {
 //!     got.push(x);
 //! }
-//! out.join().await?; // every forwarding task has ended
+//! let report = out.join().await?; // every forwarding task has ended
+//! assert_eq!(report.delivered, 5);
 //! got.sort();
 //! assert_eq!(got, [1, 2, 10, 20, 30]);
 //! # Ok(())
@@ -53,120 +59,166 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::task::Poll;
+use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::mpsc;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
+use weir_context::__private::{catch, check_capacity, write_table};
+use weir_context::{Cause, ConfigError, Context, Panic, RunError};
 
+use crate::DEFAULT_CAPACITY;
 use crate::channel::ChunkRx;
-
-/// Capacity of each output channel when none is set with [`Fan::capacity`].
-pub const DEFAULT_CAPACITY: usize = 32;
 
 /// Most items a [`merge`] forwarding task hands over at once.
 const MERGE_BATCH: usize = 32;
 
-/// Bad settings and failed branches of the fan-in and fan-out functions.
+/// How a fan-in or fan-out ended when it did not end well; inside a
+/// [`RunError`] with the [`FanReport`], from [`FanHandle::join`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FanError {
-    /// A channel capacity of 0 was asked for.
-    #[error("capacity must be at least 1")]
-    ZeroCapacity,
-    /// `distribute` or `broadcast` was asked for 0 outputs.
-    #[error("the number of outputs must be at least 1")]
-    ZeroOutputs,
     /// A forwarding task panicked (the input stream's `poll_next`, or an
     /// item's `Clone` in `broadcast`). The first panic is reported.
-    #[error("branch {branch} panicked: {message}")]
+    #[error("branch {branch} panicked: {panic}")]
     Panicked {
         /// The index of the input (fan-in) or 0 (fan-out) whose task panicked.
         branch: usize,
-        /// The panic message.
-        message: String,
+        /// The panic: its message and its payload.
+        panic: Panic,
     },
+    /// The tasks were cancelled ([`FanHandle::cancel`] or the context given
+    /// to [`Fan::context`]) before their inputs ended.
+    #[error("fan stopped: {0}")]
+    Stopped(Cause),
+}
+
+/// What a fan-in or fan-out did, from [`FanHandle::join`].
+///
+/// There is no balance law: the inputs are your streams, and an item pulled
+/// from one when the tasks were cancelled is dropped uncounted (see the
+/// module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FanReport {
+    /// Forwarding tasks the fan ran (one per input for fan-in, plus the
+    /// rotation of `merge_in_turn`; one for fan-out).
+    pub branches: u64,
+    /// Items the outputs handed to their consumers.
+    pub delivered: u64,
+    /// Branches that panicked.
+    pub panicked: u64,
+    /// Time from the start until the last task ended (or until now).
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for FanReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_table(
+            f,
+            &["branches", "delivered", "panicked", "elapsed"],
+            &[vec![
+                self.branches.to_string(),
+                self.delivered.to_string(),
+                self.panicked.to_string(),
+                format!("{:?}", self.elapsed),
+            ]],
+        )
+    }
 }
 
 /// Settings shared by [`merge`], [`merge_in_turn`],
 /// [`distribute`](crate::fan_out::distribute) and
-/// [`broadcast`](crate::fan_out::broadcast): the cancellation token and the
-/// capacity of each output channel.
+/// [`broadcast`](crate::fan_out::broadcast): the context their tasks run
+/// under and the capacity of each output channel.
 ///
-/// The free functions are shorthands for `Fan::new(&token).<function>(..)`
-/// with [`DEFAULT_CAPACITY`].
+/// The free functions are shorthands for `Fan::new().<function>(..)`.
 ///
 /// # Examples
 ///
 /// ```
 /// use futures::stream;
-/// use tokio_util::sync::CancellationToken;
-/// use weir_core::merge::Fan;
+/// use weir_core::{Context, Fan};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), weir_core::merge::FanError> {
-/// let token = CancellationToken::new();
-/// let fan = Fan::new(&token).capacity(4)?;
-/// let out = fan.merge_in_turn(vec![stream::iter(vec![1, 3]), stream::iter(vec![2, 4])]);
+/// # async fn main() -> anyhow::Result<()> {
+/// let ctx = Context::background();
+/// let fan = Fan::new().context(&ctx).capacity(4);
+/// let out = fan.merge_in_turn(vec![stream::iter(vec![1, 3]), stream::iter(vec![2, 4])])?;
 /// assert_eq!(out.collect_all().await, [1, 2, 3, 4]);
 /// # Ok(())
 /// # }
 /// ```
 #[derive(Debug, Clone)]
 pub struct Fan {
-    pub(crate) token: CancellationToken,
+    pub(crate) parent: Option<Context>,
     pub(crate) capacity: usize,
 }
 
+impl Default for Fan {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Fan {
-    /// Settings with `token` as the parent of the tasks' token, and
-    /// [`DEFAULT_CAPACITY`].
-    pub fn new(token: &CancellationToken) -> Self {
+    /// Default settings: a fresh context, [`DEFAULT_CAPACITY`].
+    pub fn new() -> Self {
         Fan {
-            token: token.clone(),
+            parent: None,
             capacity: DEFAULT_CAPACITY,
         }
     }
 
-    /// Settings whose tasks stop when `ctx` is cancelled or its deadline
-    /// passes (their token is a child of `ctx`'s). The outputs close then;
-    /// `ctx.cause()` says why.
-    pub fn with_context(ctx: &crate::Context) -> Self {
-        Self::new(&ctx.token())
+    /// Runs the tasks under `ctx` (a [`Context`], `&Context` or
+    /// `CancellationToken`): they stop when it is cancelled or its deadline
+    /// passes, and `join` says why. They run on a child of `ctx`, so
+    /// cancelling the fan does not cancel `ctx`.
+    pub fn context(mut self, ctx: impl Into<Context>) -> Self {
+        self.parent = Some(ctx.into());
+        self
     }
 
     /// Sets the capacity of each output channel (and, for
     /// [`merge_in_turn`](Fan::merge_in_turn), of each input's buffer).
-    ///
-    /// # Errors
-    ///
-    /// [`FanError::ZeroCapacity`] when `capacity` is 0.
-    pub fn capacity(mut self, capacity: usize) -> Result<Self, FanError> {
-        if capacity == 0 {
-            return Err(FanError::ZeroCapacity);
-        }
+    /// Zero is a [`ConfigError`] when a function runs; above
+    /// [`MAX_CAPACITY`](crate::MAX_CAPACITY) it is lowered to it.
+    pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
-        Ok(self)
+        self
+    }
+
+    /// The checked capacity and a fresh [`Core`] for one function's tasks.
+    pub(crate) fn start(&self, function: &'static str) -> Result<(usize, Core), ConfigError> {
+        let capacity = check_capacity(function, "capacity", self.capacity)?;
+        tokio::runtime::Handle::try_current().map_err(|_| ConfigError::no_runtime(function))?;
+        let ctx = self
+            .parent
+            .as_ref()
+            .map_or_else(Context::background, Context::child);
+        Ok((capacity, Core::new(ctx)))
     }
 
     /// Merges `inputs` into one output; see [`merge`].
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// When called outside a tokio runtime (it spawns tasks).
-    pub fn merge<I, S>(&self, inputs: I) -> FanReceiver<S::Item>
+    /// A [`ConfigError`] for a zero capacity or outside a tokio runtime.
+    pub fn merge<I, S>(&self, inputs: I) -> Result<FanReceiver<S::Item>, ConfigError>
     where
         I: IntoIterator<Item = S>,
         S: Stream + Send + Unpin + 'static,
         S::Item: Send + 'static,
     {
+        let (capacity, core) = self.start("merge")?;
         // Chunks of up to `batch` items; the channel holds `capacity` items.
-        let batch = self.capacity.clamp(1, MERGE_BATCH);
-        let (tx, rx) = mpsc::channel((self.capacity / batch).max(1));
-        let core = Core::new(&self.token);
+        let batch = capacity.clamp(1, MERGE_BATCH);
+        let (tx, rx) = mpsc::channel((capacity / batch).max(1));
         for (index, mut input) in inputs.into_iter().enumerate() {
             let tx = tx.clone();
             let span = tracing::debug_span!("merge", input = index);
@@ -206,26 +258,25 @@ impl Fan {
             });
         }
         drop(tx);
-        core.finish();
-        FanReceiver::chunks(rx, core.handle, core.guard)
+        Ok(core.finish(|handle| FanReceiver::new(Chan::Chunks(ChunkRx::new(rx)), handle)))
     }
 
     /// Merges `inputs` one item from each in turn; see [`merge_in_turn`].
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// When called outside a tokio runtime (it spawns tasks).
-    pub fn merge_in_turn<I, S>(&self, inputs: I) -> FanReceiver<S::Item>
+    /// A [`ConfigError`] for a zero capacity or outside a tokio runtime.
+    pub fn merge_in_turn<I, S>(&self, inputs: I) -> Result<FanReceiver<S::Item>, ConfigError>
     where
         I: IntoIterator<Item = S>,
         S: Stream + Send + Unpin + 'static,
         S::Item: Send + 'static,
     {
-        let (tx, rx) = mpsc::channel(self.capacity);
-        let core = Core::new(&self.token);
+        let (capacity, core) = self.start("merge_in_turn")?;
+        let (tx, rx) = mpsc::channel(capacity);
         let mut lanes = Vec::new();
         for (index, mut input) in inputs.into_iter().enumerate() {
-            let (lane_tx, lane_rx) = mpsc::channel(self.capacity);
+            let (lane_tx, lane_rx) = mpsc::channel(capacity);
             lanes.push((index, lane_rx));
             let span = tracing::debug_span!("merge_in_turn", input = index);
             core.spawn(index, span, async move {
@@ -260,8 +311,7 @@ impl Fan {
                 }
             }
         });
-        core.finish();
-        FanReceiver::mpsc(rx, core.handle, core.guard)
+        Ok(core.finish(|handle| FanReceiver::new(Chan::Mpsc(rx), handle)))
     }
 }
 
@@ -290,24 +340,25 @@ async fn send_chunk<T>(tx: &mpsc::Sender<Vec<T>>, chunk: &mut Vec<T>, batch: usi
 /// holds at most `capacity` items plus one chunk per input being filled. A closed input costs nothing
 /// (its task has ended): no polling loop over closed channels.
 ///
-/// The output closes when every input has closed, or when `token` (or the
-/// returned [`FanHandle`]) is cancelled. Dropping the output stops every task.
-/// See the [module docs](self) for what happens on panic.
+/// The output closes when every input has closed, or when the returned
+/// [`FanHandle`] is cancelled (use [`Fan::context`] to run under a context).
+/// Dropping the output stops every task. See the [module docs](self) for
+/// what happens on panic.
 ///
 /// # Examples
 ///
 /// See the [module docs](self).
 ///
-/// # Panics
+/// # Errors
 ///
-/// When called outside a tokio runtime (it spawns tasks).
-pub fn merge<I, S>(inputs: I, token: &CancellationToken) -> FanReceiver<S::Item>
+/// A [`ConfigError`] outside a tokio runtime (it spawns tasks).
+pub fn merge<I, S>(inputs: I) -> Result<FanReceiver<S::Item>, ConfigError>
 where
     I: IntoIterator<Item = S>,
     S: Stream + Send + Unpin + 'static,
     S::Item: Send + 'static,
 {
-    Fan::new(token).merge(inputs)
+    Fan::new().merge(inputs)
 }
 
 /// Merges `inputs` taking one item from each live input in turn (strict
@@ -330,53 +381,74 @@ where
 ///
 /// ```
 /// use futures::stream;
-/// use tokio_util::sync::CancellationToken;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// let token = CancellationToken::new();
+/// # async fn main() -> anyhow::Result<()> {
 /// let chatty = stream::iter(vec!["c0", "c1", "c2", "c3"]);
 /// let quiet = stream::iter(vec!["q0"]);
-/// let out = weir_core::merge::merge_in_turn(vec![chatty, quiet], &token);
+/// let out = weir_core::merge_in_turn(vec![chatty, quiet])?;
 /// assert_eq!(out.collect_all().await, ["c0", "q0", "c1", "c2", "c3"]);
+/// # Ok(())
 /// # }
 /// ```
 ///
-/// # Panics
+/// # Errors
 ///
-/// When called outside a tokio runtime (it spawns tasks).
-pub fn merge_in_turn<I, S>(inputs: I, token: &CancellationToken) -> FanReceiver<S::Item>
+/// A [`ConfigError`] outside a tokio runtime (it spawns tasks).
+pub fn merge_in_turn<I, S>(inputs: I) -> Result<FanReceiver<S::Item>, ConfigError>
 where
     I: IntoIterator<Item = S>,
     S: Stream + Send + Unpin + 'static,
     S::Item: Send + 'static,
 {
-    Fan::new(token).merge_in_turn(inputs)
+    Fan::new().merge_in_turn(inputs)
 }
 
-/// The tasks of one fan-in or fan-out: a child token, a tracker, the first
-/// panic, and the guard that cancels the child token when every output is gone.
+/// What the tasks of one fan-in or fan-out share with their handle and
+/// outputs.
+struct Shared {
+    /// A child of the [`Fan`]'s context; its token stops the tasks.
+    ctx: Context,
+    tracker: TaskTracker,
+    /// The first panic.
+    panic: OnceLock<FanError>,
+    /// A task stopped because the context was cancelled, not because its
+    /// input ended.
+    interrupted: AtomicBool,
+    /// Every output was dropped (the consumer's choice, not an error).
+    outputs_gone: AtomicBool,
+    branches: AtomicU64,
+    panicked: AtomicU64,
+    delivered: AtomicU64,
+    started: Instant,
+    finished: OnceLock<Duration>,
+}
+
+/// The tasks of one fan-in or fan-out, while they are being spawned.
 pub(crate) struct Core {
-    pub(crate) handle: FanHandle,
-    pub(crate) guard: Arc<DropGuard>,
+    shared: Arc<Shared>,
 }
 
 impl Core {
-    pub(crate) fn new(parent: &CancellationToken) -> Self {
-        let token = parent.child_token();
-        let guard = Arc::new(token.clone().drop_guard());
+    fn new(ctx: Context) -> Self {
         Core {
-            handle: FanHandle {
-                token,
+            shared: Arc::new(Shared {
+                ctx,
                 tracker: TaskTracker::new(),
-                panic: Arc::new(OnceLock::new()),
-            },
-            guard,
+                panic: OnceLock::new(),
+                interrupted: AtomicBool::new(false),
+                outputs_gone: AtomicBool::new(false),
+                branches: AtomicU64::new(0),
+                panicked: AtomicU64::new(0),
+                delivered: AtomicU64::new(0),
+                started: Instant::now(),
+                finished: OnceLock::new(),
+            }),
         }
     }
 
-    /// Spawns `fut` on the tracker, stopped by the token, with panics caught
-    /// and recorded.
+    /// Spawns `fut` on the tracker, stopped by the context, with panics
+    /// caught and recorded.
     pub(crate) fn spawn<F>(&self, branch: usize, span: tracing::Span, fut: F)
     where
         F: Future<Output = ()> + Send + 'static,
@@ -385,92 +457,135 @@ impl Core {
         // atomic load and parking costs no lock (`CancellationToken`'s own
         // `cancelled()` takes the token's mutex on every poll, which a
         // forwarding task does once per item under load).
-        let mut halt = crate::channel::Halt::new(&self.handle.token);
-        let panic = Arc::clone(&self.handle.panic);
+        let mut halt = crate::channel::Halt::new(&self.shared.ctx.token());
+        let shared = Arc::clone(&self.shared);
+        shared.branches.fetch_add(1, Relaxed);
         let task = async move {
             // Cancellation first: `or_stop` checks the flag before polling
             // `fut`, so once the token fires, not even the items that could
             // still be sent go through.
-            let run = async move { halt.or_stop(fut).await };
-            let caught = AssertUnwindSafe(run).catch_unwind().await;
-            match caught {
+            match catch(halt.or_stop(fut)).await {
                 Ok(Some(())) => {}
-                Ok(None) => tracing::debug!("stopped: cancelled or every output dropped"),
-                Err(payload) => {
-                    let message = weir_context::__private::panic_message(&*payload);
-                    tracing::error!(%message, "branch panicked");
-                    // Only the first panic is kept.
-                    let _ = panic.set(FanError::Panicked { branch, message });
+                Ok(None) => shared.interrupted.store(true, Relaxed),
+                Err(panic) => {
+                    // One event; `join` returns the first panic.
+                    tracing::debug!(%panic, "branch panicked");
+                    shared.panicked.fetch_add(1, Relaxed);
+                    let _ = shared.panic.set(FanError::Panicked { branch, panic });
                 }
             }
         };
-        self.handle.tracker.spawn(task.instrument(span));
+        self.shared.tracker.spawn(task.instrument(span));
     }
 
-    pub(crate) fn finish(&self) {
-        self.handle.tracker.close();
+    /// Closes the tracker and makes the outputs.
+    pub(crate) fn finish<R>(self, make: impl FnOnce(FanHandle) -> R) -> R {
+        self.shared.tracker.close();
+        make(FanHandle {
+            shared: self.shared,
+        })
     }
 }
 
-/// A cheap-to-clone handle on the tasks of one fan-in or fan-out: cancel them,
-/// or wait until every one has ended.
+/// Cancels the tasks when the last output that holds it is dropped.
+struct OutputsGuard {
+    shared: Arc<Shared>,
+}
+
+impl Drop for OutputsGuard {
+    fn drop(&mut self) {
+        // A fan already cancelled stays "stopped": the cancel came first.
+        if !self.shared.ctx.is_cancelled() {
+            self.shared.outputs_gone.store(true, Relaxed);
+            self.shared.ctx.cancel();
+        }
+    }
+}
+
+/// A cheap-to-clone handle on the tasks of one fan-in or fan-out: cancel
+/// them, or wait until every one has ended.
 #[derive(Clone)]
 pub struct FanHandle {
-    token: CancellationToken,
-    tracker: TaskTracker,
-    panic: Arc<OnceLock<FanError>>,
+    shared: Arc<Shared>,
 }
 
 impl FanHandle {
-    /// Cancels every task; outputs close after the items already buffered.
+    /// Cancels every task; outputs close after the items already buffered,
+    /// and `join` returns [`FanError::Stopped`].
     pub fn cancel(&self) {
-        self.token.cancel();
+        self.shared.ctx.cancel();
     }
 
-    /// The token the tasks watch (a child of the token given to [`Fan`]).
-    pub fn token(&self) -> &CancellationToken {
-        &self.token
+    /// The context the tasks run under: a child of the one given to
+    /// [`Fan::context`]. Cancelling it is [`cancel`](Self::cancel).
+    pub fn context(&self) -> &Context {
+        &self.shared.ctx
     }
 
     /// Whether every task has ended.
     pub fn is_finished(&self) -> bool {
-        self.tracker.is_closed() && self.tracker.is_empty()
+        self.shared.tracker.is_closed() && self.shared.tracker.is_empty()
     }
 
-    /// Waits until every task has ended.
+    /// The counters so far.
+    pub fn report(&self) -> FanReport {
+        let s = &self.shared;
+        FanReport {
+            branches: s.branches.load(Relaxed),
+            delivered: s.delivered.load(Relaxed),
+            panicked: s.panicked.load(Relaxed),
+            elapsed: s
+                .finished
+                .get()
+                .copied()
+                .unwrap_or_else(|| s.started.elapsed()),
+        }
+    }
+
+    /// Waits until every task has ended, then says how it went.
     ///
-    /// The tasks end when their inputs close, when the token is cancelled or
+    /// The tasks end when their inputs close, when they are cancelled or
     /// when every output is dropped. Waiting on this while you still hold an
     /// output you do not read can wait forever (the tasks are blocked on that
     /// output); drop or drain it first, or call [`cancel`](Self::cancel).
     ///
     /// # Errors
     ///
-    /// [`FanError::Panicked`] when a task panicked (the first one).
+    /// A [`RunError`] with the report and [`FanError::Panicked`] when a task
+    /// panicked (the first one), or [`FanError::Stopped`] with the
+    /// [`Cause`] when the tasks were cancelled before their inputs ended.
+    /// Dropping every output is not an error.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the future changes nothing.
-    pub async fn join(&self) -> Result<(), FanError> {
-        self.tracker.wait().await;
-        match self.panic.get() {
-            Some(err) => Err(err.clone()),
-            None => Ok(()),
+    pub async fn join(self) -> Result<FanReport, RunError<FanError, FanReport>> {
+        let s = &self.shared;
+        s.tracker.wait().await;
+        let _ = s.finished.set(s.started.elapsed());
+        let report = self.report();
+        if let Some(err) = s.panic.get() {
+            return Err(RunError::new(err.clone(), report));
         }
+        if s.interrupted.load(Relaxed) && !s.outputs_gone.load(Relaxed) {
+            let cause = s.ctx.stopped().into_cause();
+            return Err(RunError::new(FanError::Stopped(cause), report));
+        }
+        Ok(report)
     }
 }
 
 impl fmt::Debug for FanHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FanHandle")
-            .field("cancelled", &self.token.is_cancelled())
-            .field("tasks", &self.tracker.len())
+            .field("cancelled", &self.shared.ctx.is_cancelled())
+            .field("tasks", &self.shared.tracker.len())
             .field("finished", &self.is_finished())
             .finish()
     }
 }
 
-enum Chan<T> {
+pub(crate) enum Chan<T> {
     Mpsc(mpsc::Receiver<T>),
     /// Chunks from [`merge`]'s forwarding tasks.
     Chunks(ChunkRx<T>),
@@ -488,39 +603,40 @@ enum Chan<T> {
 pub struct FanReceiver<T> {
     chan: Chan<T>,
     handle: FanHandle,
+    /// Items received by this output, added to the report when it is dropped.
+    delivered: u64,
     // Cancels the tasks when the last output sharing it is dropped.
-    _guard: Arc<DropGuard>,
+    _guard: Arc<OutputsGuard>,
 }
 
 impl<T> FanReceiver<T> {
-    pub(crate) fn mpsc(rx: mpsc::Receiver<T>, handle: FanHandle, guard: Arc<DropGuard>) -> Self {
-        FanReceiver {
-            chan: Chan::Mpsc(rx),
-            handle,
-            _guard: guard,
-        }
+    pub(crate) fn new(chan: Chan<T>, handle: FanHandle) -> Self {
+        let guard = Arc::new(OutputsGuard {
+            shared: Arc::clone(&handle.shared),
+        });
+        Self::sharing(chan, handle, guard)
     }
 
-    pub(crate) fn chunks(
-        rx: mpsc::Receiver<Vec<T>>,
-        handle: FanHandle,
-        guard: Arc<DropGuard>,
-    ) -> Self {
-        FanReceiver {
-            chan: Chan::Chunks(ChunkRx::new(rx)),
-            handle,
-            _guard: guard,
-        }
+    /// Outputs that share one guard (`distribute`, `broadcast`): the tasks
+    /// are cancelled when the last of them is dropped.
+    pub(crate) fn many(
+        chans: impl IntoIterator<Item = Chan<T>>,
+        handle: &FanHandle,
+    ) -> Vec<FanReceiver<T>> {
+        let guard = Arc::new(OutputsGuard {
+            shared: Arc::clone(&handle.shared),
+        });
+        chans
+            .into_iter()
+            .map(|chan| Self::sharing(chan, handle.clone(), Arc::clone(&guard)))
+            .collect()
     }
 
-    pub(crate) fn mpmc(
-        rx: async_channel::Receiver<T>,
-        handle: FanHandle,
-        guard: Arc<DropGuard>,
-    ) -> Self {
+    fn sharing(chan: Chan<T>, handle: FanHandle, guard: Arc<OutputsGuard>) -> Self {
         FanReceiver {
-            chan: Chan::Mpmc(Box::pin(rx)),
+            chan,
             handle,
+            delivered: 0,
             _guard: guard,
         }
     }
@@ -536,12 +652,16 @@ impl<T> FanReceiver<T> {
         std::future::poll_fn(|cx| self.poll_item(cx)).await
     }
 
-    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        match &mut self.chan {
+    fn poll_item(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<T>> {
+        let polled = match &mut self.chan {
             Chan::Mpsc(rx) => rx.poll_recv(cx),
             Chan::Chunks(rx) => rx.poll_next(cx, |_| {}),
             Chan::Mpmc(rx) => rx.as_mut().poll_next(cx),
+        };
+        if let Poll::Ready(Some(_)) = polled {
+            self.delivered += 1;
         }
+        polled
     }
 
     /// Receives every remaining item into a `Vec`, until the output closes.
@@ -563,24 +683,34 @@ impl<T> FanReceiver<T> {
         self.handle.clone()
     }
 
-    /// Drops this output and waits until every task has ended.
+    /// Drops this output and waits until every task has ended; see
+    /// [`FanHandle::join`].
     ///
     /// For [`merge`] and [`merge_in_turn`] this cancels what is still running
-    /// (drain the output first if you want every item). For the outputs of
-    /// `distribute` and `broadcast`, the task ends only once every output is
-    /// dropped or the input closes.
+    /// (drain the output first if you want every item), which is not an
+    /// error. For the outputs of `distribute` and `broadcast`, the task ends
+    /// only once every output is dropped or the input closes.
     ///
     /// # Errors
     ///
-    /// [`FanError::Panicked`] when a task panicked.
+    /// As [`FanHandle::join`].
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: the output is already dropped; the tasks go on ending.
-    pub async fn join(self) -> Result<(), FanError> {
+    pub async fn join(self) -> Result<FanReport, RunError<FanError, FanReport>> {
         let handle = self.handle.clone();
         drop(self);
         handle.join().await
+    }
+}
+
+impl<T> Drop for FanReceiver<T> {
+    fn drop(&mut self) {
+        self.handle
+            .shared
+            .delivered
+            .fetch_add(self.delivered, Relaxed);
     }
 }
 
@@ -591,7 +721,7 @@ impl<T> Unpin for FanReceiver<T> {}
 impl<T> Stream for FanReceiver<T> {
     type Item = T;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<T>> {
         self.get_mut().poll_item(cx)
     }
 }
@@ -605,6 +735,7 @@ impl<T> fmt::Debug for FanReceiver<T> {
         };
         f.debug_struct("FanReceiver")
             .field("channel", &kind)
+            .field("delivered", &self.delivered)
             .field("handle", &self.handle)
             .finish()
     }

@@ -36,6 +36,21 @@
 //! # }
 //! ```
 //!
+//! # Settings
+//!
+//! A capacity of 0 is a [`ConfigError`] from [`Shedder::new`]; a capacity
+//! above [`MAX_CAPACITY`](crate::MAX_CAPACITY) is lowered to it. Nothing is
+//! allocated up front: the queue grows as items arrive, so a huge capacity
+//! costs nothing until it is used.
+//!
+//! # No context, no join: a documented deviation
+//!
+//! Other constructs take a [`Context`](crate::Context) with `.context(..)`
+//! and end with `join`. A `Shedder` spawns no task and never waits: there is
+//! nothing to cancel and nothing to wait for. It ends when its sides are
+//! dropped, and its counters ([`Shedder::sent`], [`Shedder::dropped`]) are
+//! its report, readable at any time.
+//!
 //! # Closing, dropping and cancellation
 //!
 //! - When every [`Shedder`] clone is dropped, the receiver still yields the
@@ -64,6 +79,8 @@ use std::task::{Context, Poll};
 
 use futures::Stream;
 use futures::task::AtomicWaker;
+use weir_context::__private::check_capacity;
+use weir_context::ConfigError;
 
 /// What a full [`Shedder`] drops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -124,12 +141,6 @@ impl<T> Offer<T> {
         }
     }
 }
-
-/// A [`Shedder`] was asked for a queue of capacity 0, which could never hold
-/// an item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("shedder capacity must be at least 1")]
-pub struct ZeroCapacity;
 
 #[derive(Debug)]
 struct State<T> {
@@ -192,32 +203,34 @@ pub struct ShedReceiver<T> {
 
 impl<T> Shedder<T> {
     /// Creates a queue holding at most `capacity` items, shedding by `policy`
-    /// when full. Returns the sending and the receiving side.
+    /// when full. Returns the sending and the receiving side. A capacity
+    /// above [`MAX_CAPACITY`](crate::MAX_CAPACITY) is lowered to it; nothing
+    /// is allocated for the queue until items arrive.
     ///
     /// # Errors
     ///
-    /// [`ZeroCapacity`] when `capacity` is 0.
+    /// A [`ConfigError`] ([`Problem::Zero`](crate::Problem::Zero), construct
+    /// ``"shedder `shedder`"``, setting `"capacity"`) when `capacity` is 0.
     pub fn new(
         capacity: usize,
         policy: ShedPolicy,
-    ) -> Result<(Shedder<T>, ShedReceiver<T>), ZeroCapacity> {
+    ) -> Result<(Shedder<T>, ShedReceiver<T>), ConfigError> {
         Self::named("shedder", capacity, policy)
     }
 
     /// Like [`new`](Shedder::new), with a name for the tracing events
-    /// (field `shedder`).
+    /// (field `shedder`) and for its [`ConfigError`].
     ///
     /// # Errors
     ///
-    /// [`ZeroCapacity`] when `capacity` is 0.
+    /// A [`ConfigError`] naming the shedder when `capacity` is 0.
     pub fn named(
         name: impl Into<Arc<str>>,
         capacity: usize,
         policy: ShedPolicy,
-    ) -> Result<(Shedder<T>, ShedReceiver<T>), ZeroCapacity> {
-        if capacity == 0 {
-            return Err(ZeroCapacity);
-        }
+    ) -> Result<(Shedder<T>, ShedReceiver<T>), ConfigError> {
+        let name: Arc<str> = name.into();
+        let capacity = check_capacity(format!("shedder `{name}`"), "capacity", capacity)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 // Allocated on first use, so a huge capacity costs nothing up front.
@@ -228,7 +241,7 @@ impl<T> Shedder<T> {
             rx_waker: AtomicWaker::new(),
             capacity,
             policy,
-            name: name.into(),
+            name,
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         });
@@ -316,7 +329,8 @@ impl<T> Shedder<T> {
         self.len() == 0
     }
 
-    /// The most items the queue holds.
+    /// The most items the queue holds (the capacity asked for, lowered to
+    /// [`MAX_CAPACITY`](crate::MAX_CAPACITY)).
     pub fn capacity(&self) -> usize {
         self.shared.capacity
     }
@@ -382,15 +396,15 @@ impl<T> ShedReceiver<T> {
     ///
     /// # Errors
     ///
-    /// [`TryRecvError::Empty`] when nothing is queued and a [`Shedder`] is
-    /// alive; [`TryRecvError::Disconnected`] when nothing is queued and every
-    /// `Shedder` is dropped.
-    pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+    /// [`ShedTryRecvError::Empty`] when nothing is queued and a [`Shedder`]
+    /// is alive; [`ShedTryRecvError::Disconnected`] when nothing is queued
+    /// and every `Shedder` is dropped.
+    pub fn try_recv(&mut self) -> Result<T, ShedTryRecvError> {
         let mut state = self.shared.lock();
         match state.queue.pop_front() {
             Some(item) => Ok(item),
-            None if state.senders == 0 => Err(TryRecvError::Disconnected),
-            None => Err(TryRecvError::Empty),
+            None if state.senders == 0 => Err(ShedTryRecvError::Disconnected),
+            None => Err(ShedTryRecvError::Empty),
         }
     }
 
@@ -475,7 +489,7 @@ impl<T> fmt::Debug for ShedReceiver<T> {
 
 /// Why [`ShedReceiver::try_recv`] returned no item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TryRecvError {
+pub enum ShedTryRecvError {
     /// Nothing is queued now; a [`Shedder`] is still alive.
     #[error("shed queue is empty")]
     Empty,

@@ -1,13 +1,23 @@
-//! Timeouts: per message, per call, and for a whole conversation.
+//! Timeouts: per message and per call. (For a whole conversation, use a
+//! deadline on a [`Context`](crate::Context).)
 //!
 //! - [`recv_timeout`] waits for the next message of a `tokio::sync::mpsc`
 //!   receiver at most `d` (Go's `select { case m := <-ch: ...; case <-time.After(d): ... }`),
 //!   and [`next_timeout`] does the same for any [`Stream`].
 //! - [`with_timeout`] bounds one call and fails with a typed [`Elapsed`] that
 //!   says how long it waited.
-//! - [`deadline`] returns a child [`CancellationToken`] that is cancelled at
-//!   `d` (Go's `context.WithTimeout`): hand it to everything that belongs to
-//!   one conversation, and all of it stops when the conversation's time is up.
+//! - **A whole conversation** (one request, one session, one batch) gets a
+//!   deadline the one way weir has:
+//!   `Context::background().with_timeout(d)` (or `parent.with_timeout(d)`),
+//!   handed to each construct's `.context(..)`; `ctx.run(fut)` bounds any
+//!   future by it, and a passed deadline reports as
+//!   [`Cause::DeadlineExceeded`](crate::Cause::DeadlineExceeded) wherever it
+//!   is seen.
+//!
+//! Every limit here takes any `Duration`: `Duration::ZERO` means "try once"
+//! (an item already waiting, a future ready at its first poll, is taken) and
+//! a limit too far away for the clock (`Duration::MAX`) means no limit.
+//! Nothing panics on a duration.
 //!
 //! All of it runs on `tokio::time`, so tests under a paused clock
 //! (`#[tokio::test(start_paused = true)]`) run instantly and deterministically.
@@ -41,7 +51,6 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// A call did not finish within its time limit; carries the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -79,7 +88,8 @@ pub enum RecvTimeoutError {
 /// Returns `Ok(message)`, `Err(RecvTimeoutError::Closed)` when every sender
 /// is gone and the channel is empty, or `Err(RecvTimeoutError::Timeout)` when
 /// `d` passes first. A timeout leaves the channel as it was: the next call can
-/// still receive the next message.
+/// still receive the next message. `Duration::ZERO` takes a message only if
+/// one is already queued; `Duration::MAX` waits as long as `recv` would.
 ///
 /// # Cancel safety
 ///
@@ -102,7 +112,9 @@ pub async fn recv_timeout<T>(
 
 /// Takes the next item of `stream`, waiting at most `d`: [`recv_timeout`] for
 /// any [`Stream`] (a [`ShedReceiver`](crate::shed::ShedReceiver), a
-/// `tokio_stream` wrapper, a pipeline's output).
+/// `tokio_stream` wrapper, a pipeline's output). `Duration::ZERO` takes an
+/// item only if the stream has one ready; `Duration::MAX` waits as long as
+/// the stream takes.
 ///
 /// # Cancel safety
 ///
@@ -124,6 +136,9 @@ where
 ///
 /// A thin wrapper over [`tokio::time::timeout`] whose error says how long it
 /// waited, so it can be `?`-ed into `anyhow::Error` with a useful message.
+/// `fut` is polled before the clock is looked at, so `Duration::ZERO` still
+/// returns the output of a future that is ready at once; `Duration::MAX`
+/// (any limit beyond the clock's range) never times out.
 ///
 /// # Cancel safety
 ///
@@ -180,65 +195,4 @@ impl<F> fmt::Debug for WithTimeout<F> {
             .field("after", &self.after)
             .finish_non_exhaustive()
     }
-}
-
-/// Returns a child of `token` that is cancelled when `d` has passed (or
-/// earlier, when `token` is cancelled): the timeout for a whole conversation,
-/// Go's `ctx, cancel := context.WithTimeout(parent, d)`.
-///
-/// Cancelling the returned token (or any clone) ends the conversation early
-/// and does not touch `token`.
-///
-/// # Timer task
-///
-/// The timer is a small spawned task that waits for whichever comes first:
-/// `d` passing, or the child token being cancelled (by you, by the deadline or
-/// through `token`). It ends at once in every one of these cases, so nothing
-/// is left behind once the child is cancelled. If you drop every clone of the
-/// child early *without* cancelling it, the timer task sleeps on until `d`
-/// (or until `token` is cancelled) and then ends — it holds no other
-/// resources and takes no CPU. Like Go's `defer cancel()`, call
-/// [`cancel`](CancellationToken::cancel) (or hold a
-/// [`drop_guard`](CancellationToken::drop_guard)) when the conversation ends
-/// early to end the timer at once. A `d` of zero cancels the child before
-/// returning and spawns nothing.
-///
-/// # Panics
-///
-/// Outside a tokio runtime (it spawns the timer task), unless `d` is zero.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use tokio_util::sync::CancellationToken;
-/// use weir_core::time::deadline;
-///
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() {
-/// let root = CancellationToken::new();
-/// let conversation = deadline(&root, Duration::from_secs(5));
-/// let start = tokio::time::Instant::now();
-/// conversation.cancelled().await;
-/// assert_eq!(start.elapsed(), Duration::from_secs(5));
-/// assert!(!root.is_cancelled());
-/// # }
-/// ```
-pub fn deadline(token: &CancellationToken, d: Duration) -> CancellationToken {
-    let child = token.child_token();
-    if d.is_zero() {
-        child.cancel();
-        return child;
-    }
-    let timer_token = child.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            () = timer_token.cancelled() => {}
-            () = tokio::time::sleep(d) => {
-                tracing::debug!(after = ?d, "deadline reached, cancelling");
-                timer_token.cancel();
-            }
-        }
-    });
-    child
 }

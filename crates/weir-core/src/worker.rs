@@ -1,29 +1,27 @@
 //! The quit handshake: stop a background worker and receive its goodbye.
 //!
-//! [`spawn_worker`] runs `f(token)` in its own task. The worker loops until
-//! its [`CancellationToken`] is cancelled, cleans up and returns
-//! `Ok(goodbye)`. [`WorkerHandle::stop`] cancels the token and then waits for
-//! that goodbye — Go's `quit <- true; <-quit` (or `quit <- "Bye"` and the
-//! reply), without the second channel: the goodbye travels in the task's
-//! result.
+//! [`spawn_worker`] runs `f(ctx)` in its own task. The worker loops until
+//! its [`Context`] is cancelled, cleans up and returns `Ok(goodbye)`.
+//! [`WorkerHandle::stop`] cancels the context and then waits for that
+//! goodbye — Go's `quit <- true; <-quit` (or `quit <- "Bye"` and the reply),
+//! without the second channel: the goodbye travels in the task's result.
 //!
-//! [`WorkerHandle::stop_timeout`] does the same but gives up after `d`:
-//! the worker is aborted and the result says so
-//! ([`StopError::TimedOut`]).
+//! [`WorkerHandle::shutdown`] does the same but waits at most `grace`: then
+//! the worker is aborted and the result says so ([`WorkerError::TimedOut`]).
 //!
 //! # Examples
 //!
 //! ```
 //! use std::time::Duration;
-//! use weir_core::worker::spawn_worker;
+//! use weir_core::spawn_worker;
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> anyhow::Result<()> {
-//! let worker = spawn_worker(|token| async move {
+//! let worker = spawn_worker(|ctx| async move {
 //!     let mut ticks = 0u32;
 //!     loop {
 //!         tokio::select! {
-//!             () = token.cancelled() => break,
+//!             () = ctx.cancelled() => break,
 //!             () = tokio::time::sleep(Duration::from_millis(100)) => ticks += 1,
 //!         }
 //!     }
@@ -36,14 +34,24 @@
 //! # }
 //! ```
 //!
+//! # Deviation from the report convention
+//!
+//! Other constructs end with `join` returning a `<Construct>Report` inside
+//! `Result<Report, RunError<Error, Report>>`. A worker is one task whose
+//! outcome *is* a value: its "report" is its goodbye `G`, so `stop`, `join`
+//! and `shutdown` return `Result<G, WorkerError<E>>`, and the error names the
+//! worker.
+//!
 //! # Errors, panics, drop
 //!
-//! - The worker's `Err(e)` comes back from `stop` as [`StopError::Failed`];
-//!   a panic as [`StopError::Panicked`] with the panic message (the panic does
-//!   not propagate into the caller).
-//! - Dropping a [`WorkerHandle`] without stopping it cancels the token and
-//!   aborts the task: a worker never outlives its handle. To let a worker run
-//!   on its own, keep the handle.
+//! - The worker's `Err(e)` comes back as [`WorkerError::Failed`] with `e`
+//!   itself; a panic as [`WorkerError::Panicked`] with the
+//!   [`Panic`] (message and payload): it does not propagate into the caller.
+//!   The failure is handed to the caller, so it is logged only as a DEBUG
+//!   event.
+//! - Dropping a [`WorkerHandle`] without `stop`, `join` or `shutdown`
+//!   cancels the worker's context and aborts its task: a worker never
+//!   outlives its handle. To let a worker run on its own, keep the handle.
 //! - Every worker runs in a tracing span `worker` with its `name`.
 
 use std::fmt;
@@ -52,13 +60,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::{JoinError, JoinHandle};
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use weir_context::__private::{catch, catch_call};
+use weir_context::{Context, Panic};
 
 /// Why a worker gave no goodbye.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum StopError<E = anyhow::Error> {
+pub enum WorkerError<E = anyhow::Error> {
     /// The worker returned `Err(error)`.
     #[error("worker `{name}` failed: {error}")]
     Failed {
@@ -67,21 +76,21 @@ pub enum StopError<E = anyhow::Error> {
         /// The error it returned.
         error: E,
     },
-    /// The worker panicked.
-    #[error("worker `{name}` panicked: {message}")]
+    /// The worker panicked (or the closure that makes its future did).
+    #[error("worker `{name}` panicked: {panic}")]
     Panicked {
         /// The worker's name.
         name: Arc<str>,
-        /// The panic message.
-        message: String,
+        /// The panic: its message and its payload.
+        panic: Panic,
     },
-    /// [`stop_timeout`](WorkerHandle::stop_timeout): the worker did not
-    /// finish within the limit after being cancelled, and was aborted.
+    /// [`shutdown(grace)`](WorkerHandle::shutdown): the worker did not end
+    /// within `grace` after being cancelled, and was aborted.
     #[error("worker `{name}` did not stop within {after:?} and was aborted")]
     TimedOut {
         /// The worker's name.
         name: Arc<str>,
-        /// The limit it was given.
+        /// The grace period it was given.
         after: Duration,
     },
     /// The worker's task was aborted from outside (for instance because the
@@ -93,84 +102,113 @@ pub enum StopError<E = anyhow::Error> {
     },
 }
 
-impl<E> StopError<E> {
+impl<E> WorkerError<E> {
     /// The name of the worker the error is about.
     pub fn name(&self) -> &str {
         match self {
-            StopError::Failed { name, .. }
-            | StopError::Panicked { name, .. }
-            | StopError::TimedOut { name, .. }
-            | StopError::Aborted { name } => name,
+            Self::Failed { name, .. }
+            | Self::Panicked { name, .. }
+            | Self::TimedOut { name, .. }
+            | Self::Aborted { name } => name,
         }
     }
 
-    /// `true` for [`StopError::TimedOut`].
+    /// The worker's own error, when it returned one.
+    pub fn error(&self) -> Option<&E> {
+        match self {
+            Self::Failed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Takes the worker's own error out, when it returned one.
+    pub fn into_error(self) -> Option<E> {
+        match self {
+            Self::Failed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The panic, when the worker panicked.
+    pub fn panic(&self) -> Option<&Panic> {
+        match self {
+            Self::Panicked { panic, .. } => Some(panic),
+            _ => None,
+        }
+    }
+
+    /// Whether the worker ran out of its grace period and was aborted.
     pub fn is_timed_out(&self) -> bool {
-        matches!(self, StopError::TimedOut { .. })
+        matches!(self, Self::TimedOut { .. })
     }
 }
 
-/// Spawns a worker named `"worker"` with a fresh token; see [`Worker`] for a
-/// name or a parent token.
+/// Spawns a worker named `"worker"` with a fresh context; see
+/// [`WorkerBuilder`] for a name or a parent context.
 ///
-/// `f` receives the worker's [`CancellationToken`] and returns the worker's
-/// future; the future should return once the token is cancelled, with
-/// `Ok(goodbye)` or `Err(error)`.
+/// `f` receives the worker's [`Context`] and returns the worker's future;
+/// the future should return once the context is cancelled, with
+/// `Ok(goodbye)` or `Err(error)`. `E` is any error that displays
+/// (`anyhow::Error`, `std::io::Error`, your own type), the bound every weir
+/// error type has.
 ///
 /// # Panics
 ///
-/// Outside a tokio runtime (like [`tokio::spawn`]).
+/// Outside a tokio runtime (like [`tokio::spawn`]). A panic in `f` or in the
+/// worker's future is caught and returned as [`WorkerError::Panicked`].
 ///
 /// # Examples
 ///
 /// See the [module docs](self).
 pub fn spawn_worker<F, Fut, G, E>(f: F) -> WorkerHandle<G, E>
 where
-    F: FnOnce(CancellationToken) -> Fut,
+    F: FnOnce(Context) -> Fut,
     Fut: Future<Output = Result<G, E>> + Send + 'static,
     G: Send + 'static,
-    E: Send + 'static,
+    E: fmt::Display + Send + 'static,
 {
-    Worker::new("worker").spawn(f)
+    WorkerBuilder::new("worker").spawn(f)
 }
 
-/// Settings for a worker before it is spawned: its name and its parent token.
+/// Settings for a worker before it is spawned: its name and the context its
+/// own context is a child of.
 ///
 /// ```
-/// use tokio_util::sync::CancellationToken;
-/// use weir_core::worker::Worker;
+/// use weir_core::{Context, WorkerBuilder};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let root = CancellationToken::new();
-/// let worker = Worker::new("flusher").child_of(&root).spawn(|token| async move {
-///     token.cancelled().await;
+/// let service = Context::background();
+/// let worker = WorkerBuilder::new("flusher").context(&service).spawn(|ctx| async move {
+///     ctx.cancelled().await;
 ///     Ok::<_, std::io::Error>("flushed")
 /// });
-/// root.cancel(); // cancelling the parent stops the worker too
+/// service.cancel(); // cancelling the parent stops the worker too
 /// assert_eq!(worker.join().await.unwrap(), "flushed");
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct Worker {
+pub struct WorkerBuilder {
     name: Arc<str>,
-    parent: Option<CancellationToken>,
+    parent: Option<Context>,
 }
 
-impl Worker {
+impl WorkerBuilder {
     /// A worker called `name` (the `name` field of its tracing span and of
     /// its errors).
     pub fn new(name: impl Into<Arc<str>>) -> Self {
-        Worker {
+        Self {
             name: name.into(),
             parent: None,
         }
     }
 
-    /// Makes the worker's token a child of `parent`: cancelling `parent`
-    /// cancels the worker too; stopping the worker does not touch `parent`.
-    pub fn child_of(mut self, parent: &CancellationToken) -> Self {
-        self.parent = Some(parent.clone());
+    /// Makes the worker's context a child of `ctx`: cancelling `ctx` (or
+    /// passing its deadline) cancels the worker too, with `ctx`'s cause;
+    /// stopping the worker never cancels `ctx`. A `Context`, a `&Context` or
+    /// a `CancellationToken` converts.
+    pub fn context(mut self, ctx: impl Into<Context>) -> Self {
+        self.parent = Some(ctx.into());
         self
     }
 
@@ -178,37 +216,55 @@ impl Worker {
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime (like [`tokio::spawn`]).
+    /// Outside a tokio runtime (like [`tokio::spawn`]). A panic in `f` or in
+    /// the worker's future is caught and returned as
+    /// [`WorkerError::Panicked`].
     pub fn spawn<F, Fut, G, E>(self, f: F) -> WorkerHandle<G, E>
     where
-        F: FnOnce(CancellationToken) -> Fut,
+        F: FnOnce(Context) -> Fut,
         Fut: Future<Output = Result<G, E>> + Send + 'static,
         G: Send + 'static,
-        E: Send + 'static,
+        E: fmt::Display + Send + 'static,
     {
-        let token = match &self.parent {
-            Some(parent) => parent.child_token(),
-            None => CancellationToken::new(),
+        let ctx = match &self.parent {
+            Some(parent) => parent.child(),
+            None => Context::background(),
+        };
+        let made = catch_call(|| f(ctx.clone()));
+        let task = async move {
+            match made {
+                Ok(fut) => catch(fut).await,
+                Err(panic) => Err(panic),
+            }
         };
         let span = tracing::info_span!("worker", name = %self.name);
-        let fut = f(token.clone());
-        let join = tokio::spawn(fut.instrument(span));
+        let join = tokio::spawn(task.instrument(span));
         WorkerHandle {
             name: self.name,
-            token,
+            ctx,
             join: Some(join),
         }
     }
 }
 
-/// The handle of a worker spawned by [`spawn_worker`] or [`Worker::spawn`].
+type Outcome<G, E> = Result<Result<G, E>, Panic>;
+
+/// The handle of a worker spawned by [`spawn_worker`] or
+/// [`WorkerBuilder::spawn`].
 ///
-/// Dropping it cancels the worker's token and aborts its task.
+/// | call | does |
+/// |---|---|
+/// | [`cancel`](Self::cancel) | asks the worker to stop, returns at once |
+/// | [`stop`](Self::stop) | cancels and waits for the goodbye: the quit handshake |
+/// | [`join`](Self::join) | waits for the worker to end on its own, cancels nothing |
+/// | [`shutdown(grace)`](Self::shutdown) | cancels, waits up to `grace`, then aborts |
+///
+/// Dropping it cancels the worker's context and aborts its task.
 pub struct WorkerHandle<G, E = anyhow::Error> {
     name: Arc<str>,
-    token: CancellationToken,
-    // `Some` until consumed by `stop`/`stop_timeout`/`join`.
-    join: Option<JoinHandle<Result<G, E>>>,
+    ctx: Context,
+    // `Some` until consumed by `stop`/`shutdown`/`join`.
+    join: Option<JoinHandle<Outcome<G, E>>>,
 }
 
 impl<G, E> WorkerHandle<G, E> {
@@ -217,90 +273,50 @@ impl<G, E> WorkerHandle<G, E> {
         &self.name
     }
 
-    /// The worker's token (a clone). Cancelling it asks the worker to stop,
-    /// like [`cancel`](Self::cancel).
-    pub fn token(&self) -> CancellationToken {
-        self.token.clone()
+    /// The worker's context: the one its closure received. Cancelling it
+    /// asks the worker to stop, like [`cancel`](Self::cancel);
+    /// `context().token()` hands it to code that speaks
+    /// `CancellationToken`.
+    pub fn context(&self) -> &Context {
+        &self.ctx
     }
 
-    /// Asks the worker to stop without waiting for it.
+    /// Asks the worker to stop (cancels its context, cause
+    /// [`Cause::Cancelled`](crate::Cause::Cancelled)) without waiting for it.
     pub fn cancel(&self) {
-        self.token.cancel();
+        self.ctx.cancel();
     }
 
-    /// `true` once the worker's task has ended (returned, failed, panicked or
-    /// was aborted).
+    /// Whether the worker's task has ended (returned, failed, panicked or was
+    /// aborted).
     pub fn is_finished(&self) -> bool {
         self.join.as_ref().is_none_or(JoinHandle::is_finished)
     }
+}
 
-    /// Cancels the worker and waits for its goodbye: `Ok(goodbye)`, or the
-    /// worker's error or panic as a [`StopError`]. Waits as long as the worker
-    /// takes; see [`stop_timeout`](Self::stop_timeout) for a limit.
+impl<G, E: fmt::Display> WorkerHandle<G, E> {
+    /// Cancels the worker and waits for its goodbye: the quit handshake.
+    /// Waits as long as the worker takes; see
+    /// [`shutdown`](Self::shutdown) for a limit.
     ///
     /// # Errors
     ///
-    /// [`StopError::Failed`] with the worker's error, [`StopError::Panicked`]
-    /// with its panic message, [`StopError::Aborted`] if its task was aborted
-    /// from outside.
+    /// [`WorkerError::Failed`] with the worker's error,
+    /// [`WorkerError::Panicked`] with its panic, [`WorkerError::Aborted`] if
+    /// its task was aborted from outside.
     ///
     /// # Cancel safety
     ///
     /// If this future is dropped before it completes, the handle inside it is
     /// dropped: the worker is aborted and its goodbye is lost.
-    pub async fn stop(self) -> Result<G, StopError<E>> {
+    pub async fn stop(self) -> Result<G, WorkerError<E>> {
         self.cancel();
         self.join().await
     }
 
-    /// Cancels the worker and waits at most `d` for its goodbye. If it does
-    /// not come in time the worker's task is aborted and the result is
-    /// [`StopError::TimedOut`]. The worker has ended when this returns (once
-    /// aborted, a task ends at its next `.await`; a task that blocks its
-    /// thread without ever awaiting cannot be aborted by anyone).
-    ///
-    /// # Errors
-    ///
-    /// [`StopError::TimedOut`], or any error of [`stop`](Self::stop).
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`stop`](Self::stop): dropping the future aborts the worker.
-    pub async fn stop_timeout(mut self, d: Duration) -> Result<G, StopError<E>> {
-        self.cancel();
-        // The JoinHandle stays in `self` while awaited, so dropping this
-        // future drops `self`, whose Drop aborts the worker.
-        let Some(join) = self.join.as_mut() else {
-            return Err(StopError::Aborted {
-                name: self.name.clone(),
-            });
-        };
-        let outcome = match tokio::time::timeout(d, &mut *join).await {
-            Ok(res) => res,
-            Err(_) => {
-                join.abort();
-                match join.await {
-                    // It finished between the timeout and the abort: keep its goodbye.
-                    Ok(res) => Ok(res),
-                    Err(err) if err.is_cancelled() => {
-                        self.join = None;
-                        tracing::warn!(worker = %self.name, after = ?d, "worker did not stop in time, aborted");
-                        return Err(StopError::TimedOut {
-                            name: self.name.clone(),
-                            after: d,
-                        });
-                    }
-                    Err(err) => Err(err),
-                }
-            }
-        };
-        self.join = None;
-        self.finish(outcome)
-    }
-
-    /// Waits for the worker to end on its own, without cancelling it (it ends
-    /// when its token or its parent token is cancelled, or when its work is
-    /// done).
+    /// Waits for the worker to end on its own, without cancelling it (it
+    /// ends when its context or a parent of it is cancelled, or when its work
+    /// is done).
     ///
     /// # Errors
     ///
@@ -309,31 +325,83 @@ impl<G, E> WorkerHandle<G, E> {
     /// # Cancel safety
     ///
     /// As [`stop`](Self::stop): dropping the future aborts the worker.
-    pub async fn join(mut self) -> Result<G, StopError<E>> {
+    pub async fn join(mut self) -> Result<G, WorkerError<E>> {
         let Some(join) = self.join.as_mut() else {
-            return Err(StopError::Aborted {
-                name: self.name.clone(),
-            });
+            return Err(self.aborted());
         };
         let outcome = join.await;
         self.join = None;
         self.finish(outcome)
     }
 
-    fn finish(&self, outcome: Result<Result<G, E>, JoinError>) -> Result<G, StopError<E>> {
+    /// Cancels the worker and waits at most `grace` for its goodbye. If it
+    /// does not come in time the worker's task is aborted and the result is
+    /// [`WorkerError::TimedOut`]. The worker has ended when this returns
+    /// (once aborted, a task ends at its next `.await`; a task that blocks
+    /// its thread without ever awaiting cannot be aborted by anyone).
+    ///
+    /// `Duration::ZERO` takes the goodbye only if the worker has already
+    /// ended; `Duration::MAX` waits as long as [`stop`](Self::stop).
+    ///
+    /// # Errors
+    ///
+    /// [`WorkerError::TimedOut`], or any error of [`stop`](Self::stop).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`stop`](Self::stop): dropping the future aborts the worker.
+    pub async fn shutdown(mut self, grace: Duration) -> Result<G, WorkerError<E>> {
+        self.cancel();
+        // The JoinHandle stays in `self` while awaited, so dropping this
+        // future drops `self`, whose Drop aborts the worker.
+        let Some(join) = self.join.as_mut() else {
+            return Err(self.aborted());
+        };
+        let outcome = match tokio::time::timeout(grace, &mut *join).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                join.abort();
+                let outcome = join.await;
+                self.join = None;
+                return match outcome {
+                    // It ended between the timeout and the abort: keep its goodbye.
+                    Ok(outcome) => self.finish(Ok(outcome)),
+                    Err(_) => {
+                        tracing::debug!(worker = %self.name, after = ?grace, "worker did not stop in time, aborted");
+                        Err(WorkerError::TimedOut {
+                            name: self.name.clone(),
+                            after: grace,
+                        })
+                    }
+                };
+            }
+        };
+        self.join = None;
+        self.finish(outcome)
+    }
+
+    fn aborted(&self) -> WorkerError<E> {
+        WorkerError::Aborted {
+            name: self.name.clone(),
+        }
+    }
+
+    /// Turns the task's outcome into the result. The failure goes back to
+    /// the caller, so it is a DEBUG event, once.
+    fn finish(&self, outcome: Result<Outcome<G, E>, JoinError>) -> Result<G, WorkerError<E>> {
         let name = self.name.clone();
         match outcome {
-            Ok(Ok(goodbye)) => Ok(goodbye),
-            Ok(Err(error)) => {
-                tracing::warn!(worker = %name, "worker failed");
-                Err(StopError::Failed { name, error })
+            Ok(Ok(Ok(goodbye))) => Ok(goodbye),
+            Ok(Ok(Err(error))) => {
+                tracing::debug!(worker = %name, error = %error, "worker failed");
+                Err(WorkerError::Failed { name, error })
             }
-            Err(err) if err.is_panic() => {
-                let message = weir_context::__private::panic_message(&*err.into_panic());
-                tracing::error!(worker = %name, panic = %message, "worker panicked");
-                Err(StopError::Panicked { name, message })
+            Ok(Err(panic)) => {
+                tracing::debug!(worker = %name, panic = %panic, "worker panicked");
+                Err(WorkerError::Panicked { name, panic })
             }
-            Err(_) => Err(StopError::Aborted { name }),
+            // Panics are caught inside the task: a JoinError is an abort.
+            Err(_) => Err(self.aborted()),
         }
     }
 }
@@ -341,7 +409,7 @@ impl<G, E> WorkerHandle<G, E> {
 impl<G, E> Drop for WorkerHandle<G, E> {
     fn drop(&mut self) {
         if let Some(join) = self.join.take() {
-            self.token.cancel();
+            self.ctx.cancel();
             join.abort();
         }
     }
@@ -351,7 +419,7 @@ impl<G, E> fmt::Debug for WorkerHandle<G, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WorkerHandle")
             .field("name", &self.name)
-            .field("cancelled", &self.token.is_cancelled())
+            .field("cancelled", &self.ctx.is_cancelled())
             .field("finished", &self.is_finished())
             .finish()
     }

@@ -1,33 +1,12 @@
-//! Fan-in/out and bounded fan-out under a `Context`: a deadline stops them,
-//! and the bounded run's error carries the cause.
+//! Fan-in/out under a `Context`: a deadline stops them. (Bounded fan-out
+//! under a deadline: `bounded_behaviour.rs`.)
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::time::{Instant, sleep};
-use weir_core::bounded::{Bounded, BoundedError};
-use weir_core::{Cause, Context, Fan};
-
-#[tokio::test(start_paused = true)]
-async fn a_deadline_stops_a_bounded_run_with_its_cause() {
-    let start = Instant::now();
-    let ctx = Context::background().with_timeout(Duration::from_millis(250));
-    let err = Bounded::new(2)
-        .context(&ctx)
-        .run(0..10u64, |i| async move {
-            sleep(Duration::from_millis(100)).await;
-            anyhow::Ok(i)
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(start.elapsed(), Duration::from_millis(250));
-    assert!(matches!(
-        err,
-        BoundedError::Stopped(Cause::DeadlineExceeded)
-    ));
-    assert_eq!(err.to_string(), "stopped: context deadline exceeded");
-}
+use tokio::time::sleep;
+use weir_core::{Cause, Context, Fan, FanError};
 
 #[tokio::test(start_paused = true)]
 async fn a_deadline_closes_a_merge() {
@@ -40,9 +19,20 @@ async fn a_deadline_closes_a_merge() {
         })
         .boxed()
     };
-    let out = Fan::with_context(&ctx).merge([ticks(10), ticks(30)]);
+    let out = Fan::new()
+        .context(&ctx)
+        .merge([ticks(10), ticks(30)])
+        .unwrap();
+    let handle = out.handle();
     let got = out.collect_all().await;
     // 10 ticks of the fast input and 3 of the slow one before the deadline.
     assert_eq!(got.len(), 13);
     assert!(matches!(ctx.cause(), Some(Cause::DeadlineExceeded)));
+    // The fan reports the deadline as its stop, with what it delivered.
+    let err = handle.join().await.unwrap_err();
+    assert!(matches!(
+        err.error(),
+        FanError::Stopped(Cause::DeadlineExceeded)
+    ));
+    assert_eq!(err.report().delivered, 13);
 }

@@ -10,9 +10,14 @@ use futures::{Stream, StreamExt, stream};
 use proptest::prelude::*;
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
-use weir_core::{Fan, FanError, broadcast, distribute};
+use weir_core::{Fan, FanError};
 
 type Input<T> = Pin<Box<dyn Stream<Item = T> + Send>>;
+
+/// The settings every test uses: a `Fan` under `token`.
+fn fan(token: &CancellationToken) -> Fan {
+    Fan::new().context(token)
+}
 
 fn alive() -> usize {
     tokio::runtime::Handle::current()
@@ -30,7 +35,7 @@ async fn settle() {
 async fn distribute_one_slow_consumer_does_not_stall_the_fast_ones() {
     let before = alive();
     let token = CancellationToken::new();
-    let outs = distribute(stream::iter(0..200u32), 4, &token).unwrap();
+    let outs = fan(&token).distribute(stream::iter(0..200u32), 4).unwrap();
     let mut consumers = Vec::new();
     for (i, mut out) in outs.into_iter().enumerate() {
         let per_item = if i == 0 {
@@ -65,7 +70,7 @@ async fn distribute_one_slow_consumer_does_not_stall_the_fast_ones() {
 #[tokio::test(start_paused = true)]
 async fn distribute_dropping_some_outputs_loses_nothing() {
     let token = CancellationToken::new();
-    let mut outs = distribute(stream::iter(0..100u32), 3, &token).unwrap();
+    let mut outs = fan(&token).distribute(stream::iter(0..100u32), 3).unwrap();
     let mut first = outs.remove(0);
     let a = first.recv().await.unwrap();
     drop(outs); // two of three outputs gone
@@ -79,7 +84,7 @@ async fn distribute_all_outputs_dropped_ends_the_task_even_if_the_input_is_idle(
     let before = alive();
     let token = CancellationToken::new();
     let idle: Input<u8> = Box::pin(stream::pending());
-    let outs = distribute(idle, 3, &token).unwrap();
+    let outs = fan(&token).distribute(idle, 3).unwrap();
     let handle = outs[0].handle();
     settle().await;
     assert_eq!(alive(), before + 1);
@@ -95,33 +100,76 @@ async fn distribute_all_outputs_dropped_ends_the_task_even_if_the_input_is_idle(
 #[tokio::test(start_paused = true)]
 async fn distribute_stops_on_the_token() {
     let token = CancellationToken::new();
-    let outs = distribute(stream::repeat(7u8), 2, &token).unwrap();
+    let outs = fan(&token).distribute(stream::repeat(7u8), 2).unwrap();
     let handle = outs[0].handle();
     token.cancel();
+    let mut got = 0;
     for out in outs {
-        assert!(out.collect_all().await.len() <= weir_core::merge::DEFAULT_CAPACITY);
+        let items = out.collect_all().await.len();
+        assert!(items <= weir_core::DEFAULT_CAPACITY);
+        got += items as u64;
     }
-    handle.join().await.unwrap();
+    let err = handle.join().await.unwrap_err();
+    assert!(matches!(err.error(), FanError::Stopped(c) if c.is_cancelled()));
+    assert_eq!(err.report().delivered, got);
 }
 
 #[tokio::test]
-async fn zero_outputs_is_an_error() {
+async fn zero_or_too_many_outputs_is_an_error() {
     let token = CancellationToken::new();
+    let err = fan(&token).distribute(stream::iter(0..3), 0).unwrap_err();
+    assert!(err.is_zero());
     assert_eq!(
-        distribute(stream::iter(0..3), 0, &token).unwrap_err(),
-        FanError::ZeroOutputs
+        err.to_string(),
+        "distribute: outputs must be at least 1 (got 0)"
     );
-    assert_eq!(
-        broadcast(stream::iter(0..3), 0, &token).unwrap_err(),
-        FanError::ZeroOutputs
+    assert!(
+        fan(&token)
+            .broadcast(stream::iter(0..3), 0)
+            .unwrap_err()
+            .is_zero()
     );
+    for n in [weir_core::MAX_WORKERS + 1, usize::MAX] {
+        let err = fan(&token).distribute(stream::iter(0..3), n).unwrap_err();
+        assert!(matches!(err.problem(), weir_core::Problem::TooLarge { .. }));
+        let err = fan(&token).broadcast(stream::iter(0..3), n).unwrap_err();
+        assert!(matches!(err.problem(), weir_core::Problem::TooLarge { .. }));
+    }
+    assert!(
+        fan(&token)
+            .capacity(0)
+            .distribute(stream::iter(0..3), 2)
+            .unwrap_err()
+            .is_zero()
+    );
+}
+
+#[tokio::test]
+async fn a_huge_capacity_is_lowered_and_works() {
+    let token = CancellationToken::new();
+    let outs = fan(&token)
+        .capacity(usize::MAX)
+        .broadcast(stream::iter(0..3), 2)
+        .unwrap();
+    for out in outs {
+        assert_eq!(out.collect_all().await, [0, 1, 2]);
+    }
+    let outs = fan(&token)
+        .capacity(usize::MAX)
+        .distribute(stream::iter(0..3), 2)
+        .unwrap();
+    let mut total = 0;
+    for out in outs {
+        total += out.collect_all().await.len();
+    }
+    assert_eq!(total, 3);
 }
 
 #[tokio::test(start_paused = true)]
 async fn broadcast_every_output_sees_every_item_in_order() {
     let before = alive();
     let token = CancellationToken::new();
-    let outs = broadcast(stream::iter(0..100u32), 3, &token).unwrap();
+    let outs = fan(&token).broadcast(stream::iter(0..100u32), 3).unwrap();
     let handle = outs[0].handle();
     let readers: Vec<_> = outs
         .into_iter()
@@ -148,7 +196,7 @@ async fn broadcast_every_output_sees_every_item_in_order() {
 #[tokio::test(start_paused = true)]
 async fn broadcast_dropping_one_output_does_not_stop_the_others() {
     let token = CancellationToken::new();
-    let outs = broadcast(stream::iter(0..50u32), 3, &token).unwrap();
+    let outs = fan(&token).broadcast(stream::iter(0..50u32), 3).unwrap();
     let mut outs = outs.into_iter();
     let (mut a, mut b, c) = (
         outs.next().unwrap(),
@@ -177,11 +225,7 @@ async fn broadcast_the_slowest_output_sets_the_pace() {
     let input = stream::iter(0..1000u32).inspect(move |_| {
         p.fetch_add(1, Ordering::SeqCst);
     });
-    let outs = Fan::new(&token)
-        .capacity(4)
-        .unwrap()
-        .broadcast(input, 2)
-        .unwrap();
+    let outs = fan(&token).capacity(4).broadcast(input, 2).unwrap();
     let mut outs = outs.into_iter();
     let (fast, slow) = (outs.next().unwrap(), outs.next().unwrap());
     let fast = tokio::spawn(async move {
@@ -209,7 +253,7 @@ async fn broadcast_the_slowest_output_sets_the_pace() {
 async fn broadcast_all_outputs_dropped_ends_the_task() {
     let before = alive();
     let token = CancellationToken::new();
-    let outs = broadcast(stream::repeat(1u8), 2, &token).unwrap();
+    let outs = fan(&token).broadcast(stream::repeat(1u8), 2).unwrap();
     let handle = outs[0].handle();
     drop(outs);
     tokio::time::timeout(Duration::from_secs(1), handle.join())
@@ -232,7 +276,9 @@ impl Clone for BadClone {
 #[tokio::test(start_paused = true)]
 async fn broadcast_a_panicking_clone_is_reported() {
     let token = CancellationToken::new();
-    let outs = broadcast(stream::iter(vec![BadClone]), 2, &token).unwrap();
+    let outs = fan(&token)
+        .broadcast(stream::iter(vec![BadClone]), 2)
+        .unwrap();
     let handle = outs[0].handle();
     for out in outs {
         assert!(out.collect_all().await.is_empty());
@@ -251,7 +297,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
         let mut got = rt.block_on(async {
             let token = CancellationToken::new();
-            let outs = Fan::new(&token).capacity(capacity).unwrap().distribute(stream::iter(items.clone()), n).unwrap();
+            let outs = fan(&token).capacity(capacity).distribute(stream::iter(items.clone()), n).unwrap();
             let handle = outs[0].handle();
             let readers: Vec<_> = outs.into_iter().map(|o| tokio::spawn(o.collect_all())).collect();
             let mut got = Vec::new();
@@ -275,7 +321,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
         let parts = rt.block_on(async {
             let token = CancellationToken::new();
-            let outs = broadcast(stream::iter(items.clone()), n, &token).unwrap();
+            let outs = fan(&token).broadcast(stream::iter(items.clone()), n).unwrap();
             let readers: Vec<_> = outs.into_iter().map(|o| tokio::spawn(o.collect_all())).collect();
             let mut parts = Vec::new();
             for r in readers {

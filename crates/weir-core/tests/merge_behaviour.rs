@@ -10,11 +10,16 @@ use futures::{Stream, StreamExt, stream};
 use proptest::prelude::*;
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
-use weir_core::{Fan, FanError, FanHandle, FanReceiver, merge, merge_in_turn};
+use weir_core::{Fan, FanError, FanHandle, FanReceiver};
 
 type Input<T> = Pin<Box<dyn Stream<Item = T> + Send>>;
 
 /// `items`, one every `every`, starting after `every`.
+/// The settings every test uses: a `Fan` under `token`.
+fn fan(token: &CancellationToken) -> Fan {
+    Fan::new().context(token)
+}
+
 fn paced<T: Send + 'static>(items: Vec<T>, every: Duration) -> Input<T> {
     Box::pin(stream::iter(items).then(move |x| async move {
         sleep(every).await;
@@ -55,7 +60,7 @@ async fn merge_of_three_inputs_delivers_everything_once_then_closes() {
         paced((100..103).collect(), Duration::from_millis(30)),         // closes at 90ms
         paced((200..210).collect(), Duration::from_millis(1)),          // closes at 10ms
     ];
-    let mut out = merge(inputs, &token);
+    let mut out = fan(&token).merge(inputs).unwrap();
     let mut got = Vec::new();
     while let Some(x) = out.recv().await {
         got.push(x);
@@ -86,7 +91,9 @@ async fn token_stops_merge_early() {
     let before = alive();
     let token = CancellationToken::new();
     let endless = || paced(vec![1u8; 1_000_000], Duration::from_millis(10));
-    let mut out = merge(vec![endless(), endless(), endless()], &token);
+    let mut out = fan(&token)
+        .merge(vec![endless(), endless(), endless()])
+        .unwrap();
     let stopper = token.clone();
     tokio::spawn(async move {
         sleep(Duration::from_millis(55)).await;
@@ -100,8 +107,10 @@ async fn token_stops_merge_early() {
     assert_eq!(start.elapsed(), Duration::from_millis(55));
     assert_eq!(n, 15, "5 ticks of 3 inputs before the token fired");
     let handle = out.handle();
-    assert!(handle.token().is_cancelled());
-    out.join().await.unwrap();
+    assert!(handle.context().is_cancelled());
+    let err = out.join().await.unwrap_err();
+    assert!(matches!(err.error(), FanError::Stopped(c) if c.is_cancelled()));
+    assert_eq!(err.report().delivered, 15, "the report survives the stop");
     assert!(handle.is_finished());
     settle().await;
     assert_eq!(alive(), before);
@@ -112,7 +121,7 @@ async fn dropping_the_output_stops_idle_inputs() {
     let before = alive();
     let token = CancellationToken::new();
     let idle = || -> Input<u8> { Box::pin(stream::pending()) };
-    let out = merge(vec![idle(), idle(), idle()], &token);
+    let out = fan(&token).merge(vec![idle(), idle(), idle()]).unwrap();
     let handle = out.handle();
     settle().await;
     assert_eq!(alive(), before + 3, "one forwarding task per input");
@@ -136,12 +145,14 @@ async fn slow_consumer_backpressures_every_producer() {
             p.fetch_add(1, Ordering::SeqCst);
         }))
     };
-    let fan = Fan::new(&token).capacity(2).unwrap();
-    let mut out = fan.merge(vec![
-        counted(pulled.clone()),
-        counted(pulled.clone()),
-        counted(pulled.clone()),
-    ]);
+    let fan = fan(&token).capacity(2);
+    let mut out = fan
+        .merge(vec![
+            counted(pulled.clone()),
+            counted(pulled.clone()),
+            counted(pulled.clone()),
+        ])
+        .unwrap();
     sleep(Duration::from_secs(1)).await;
     // 2 in the channel plus at most one chunk (of min(capacity, 32) = 2
     // items) held by each of the 3 tasks.
@@ -149,28 +160,57 @@ async fn slow_consumer_backpressures_every_producer() {
     assert!(held <= 2 + 3 * 2, "pulled {held} items without a consumer");
     assert!(out.recv().await.is_some());
     out.handle().cancel();
-    out.join().await.unwrap();
+    let err = out.join().await.unwrap_err();
+    assert!(matches!(err.error(), FanError::Stopped(c) if c.is_cancelled()));
+    assert_eq!(err.report().delivered, 1);
 }
 
 #[tokio::test]
-async fn zero_capacity_is_an_error() {
-    let token = CancellationToken::new();
+async fn zero_capacity_is_an_error_and_a_huge_one_works() {
+    let err = Fan::new()
+        .capacity(0)
+        .merge(Vec::<Input<u8>>::new())
+        .unwrap_err();
+    assert!(err.is_zero());
     assert_eq!(
-        Fan::new(&token).capacity(0).unwrap_err(),
-        FanError::ZeroCapacity
+        err.to_string(),
+        "merge: capacity must be at least 1 (got 0)"
     );
-    assert_eq!(
-        FanError::ZeroCapacity.to_string(),
-        "capacity must be at least 1"
-    );
+    let err = Fan::new()
+        .capacity(0)
+        .merge_in_turn(Vec::<Input<u8>>::new())
+        .unwrap_err();
+    assert!(err.is_zero());
+    // usize::MAX is lowered to MAX_CAPACITY; nothing is allocated for it.
+    for capacity in [usize::MAX, 1 << 62] {
+        let fan = Fan::new().capacity(capacity);
+        let got = fan
+            .merge(vec![stream::iter(vec![1u8, 2])])
+            .unwrap()
+            .collect_all()
+            .await;
+        assert_eq!(got, [1, 2]);
+        let got = fan
+            .merge_in_turn(vec![stream::iter(vec![1u8]), stream::iter(vec![2u8])])
+            .unwrap()
+            .collect_all()
+            .await;
+        assert_eq!(got, [1, 2]);
+    }
+}
+
+#[test]
+fn outside_a_runtime_is_an_error_not_a_panic() {
+    let err = weir_core::merge(vec![stream::iter(vec![1u8])]).unwrap_err();
+    assert_eq!(err.problem(), &weir_core::Problem::NoRuntime);
 }
 
 #[tokio::test(start_paused = true)]
 async fn no_inputs_closes_at_once() {
     let token = CancellationToken::new();
-    let out = merge(Vec::<Input<u8>>::new(), &token);
+    let out = fan(&token).merge(Vec::<Input<u8>>::new()).unwrap();
     assert!(out.collect_all().await.is_empty());
-    let out = merge_in_turn(Vec::<Input<u8>>::new(), &token);
+    let out = fan(&token).merge_in_turn(Vec::<Input<u8>>::new()).unwrap();
     assert!(out.collect_all().await.is_empty());
 }
 
@@ -184,7 +224,7 @@ async fn a_panicking_input_is_reported_and_the_others_go_on() {
         x
     }));
     let good = paced((10..15).collect(), Duration::from_millis(5));
-    let mut out = merge(vec![bad, good], &token);
+    let mut out = fan(&token).merge(vec![bad, good]).unwrap();
     let mut got = Vec::new();
     while let Some(x) = out.recv().await {
         got.push(x);
@@ -192,13 +232,16 @@ async fn a_panicking_input_is_reported_and_the_others_go_on() {
     got.sort();
     assert_eq!(got, [0, 10, 11, 12, 13, 14]);
     let err = out.join().await.unwrap_err();
-    assert_eq!(
-        err,
-        FanError::Panicked {
-            branch: 0,
-            message: "input broke at 1".into()
+    match err.error() {
+        FanError::Panicked { branch: 0, panic } => {
+            assert_eq!(panic.message(), "input broke at 1");
+            assert!(panic.payload_is::<String>());
         }
-    );
+        other => panic!("unexpected {other}"),
+    }
+    assert_eq!(err.to_string(), "branch 0 panicked: input broke at 1");
+    assert_eq!(err.report().panicked, 1);
+    assert_eq!(err.report().delivered, 6);
 }
 
 #[tokio::test(start_paused = true)]
@@ -210,7 +253,7 @@ async fn merge_in_turn_a_quiet_input_is_not_starved() {
         (0..3).map(|i| format!("q{i}")).collect(),
         Duration::from_millis(50),
     );
-    let out = merge_in_turn(vec![chatty, quiet], &token);
+    let out = fan(&token).merge_in_turn(vec![chatty, quiet]).unwrap();
     let got = out.collect_all().await;
     assert_eq!(got.len(), 103);
     assert_eq!(got[..6], ["c0", "q0", "c1", "q1", "c2", "q2"]);
@@ -225,7 +268,7 @@ async fn merge_in_turn_rotates_strictly_and_closed_inputs_leave() {
         paced(vec!["b0"], Duration::from_millis(30)),
         paced(vec!["c0", "c1"], Duration::from_millis(10)),
     ];
-    let out = merge_in_turn(inputs, &token);
+    let out = fan(&token).merge_in_turn(inputs).unwrap();
     assert_eq!(
         out.collect_all().await,
         ["a0", "b0", "c0", "a1", "c1", "a2", "a3"]
@@ -247,7 +290,11 @@ async fn merge_in_turn_restores_a_dealt_sequence() {
             )
         })
         .collect();
-    let got = merge_in_turn(inputs, &token).collect_all().await;
+    let got = fan(&token)
+        .merge_in_turn(inputs)
+        .unwrap()
+        .collect_all()
+        .await;
     assert_eq!(got, (0..30).collect::<Vec<_>>());
 }
 
@@ -256,7 +303,7 @@ async fn merge_in_turn_dropped_output_ends_every_task() {
     let before = alive();
     let token = CancellationToken::new();
     let inputs: Vec<Input<u8>> = vec![Box::pin(stream::repeat(1)), Box::pin(stream::pending())];
-    let mut out = merge_in_turn(inputs, &token);
+    let mut out = fan(&token).merge_in_turn(inputs).unwrap();
     let handle = out.handle();
     // The rotation waits on the idle input after the first item.
     assert_eq!(out.recv().await, Some(1));
@@ -273,14 +320,16 @@ async fn merge_in_turn_dropped_output_ends_every_task() {
 async fn merge_in_turn_token_stops_it() {
     let token = CancellationToken::new();
     let inputs: Vec<Input<u8>> = vec![Box::pin(stream::repeat(1)), Box::pin(stream::repeat(2))];
-    let mut out = merge_in_turn(inputs, &token);
+    let mut out = fan(&token).merge_in_turn(inputs).unwrap();
     assert_eq!(out.recv().await, Some(1));
     assert_eq!(out.recv().await, Some(2));
     token.cancel();
     // At most the buffered items come out, then it closes.
     let rest = StreamExt::count(&mut out).await;
-    assert!(rest <= weir_core::merge::DEFAULT_CAPACITY, "rest {rest}");
-    out.join().await.unwrap();
+    assert!(rest <= weir_core::DEFAULT_CAPACITY, "rest {rest}");
+    let err = out.join().await.unwrap_err();
+    assert!(matches!(err.error(), FanError::Stopped(_)));
+    assert_eq!(err.report().delivered, 2 + rest as u64);
 }
 
 proptest! {
@@ -299,7 +348,7 @@ proptest! {
                     Box::pin(stream::iter(items.clone().into_iter().map(move |x| (i, x))))
                 })
                 .collect();
-            let out = Fan::new(&token).capacity(capacity).unwrap().merge(streams);
+            let out = fan(&token).capacity(capacity).merge(streams).unwrap();
             let handle = out.handle();
             let got = out.collect_all().await;
             handle.join().await.unwrap();
@@ -323,7 +372,7 @@ proptest! {
                 .iter()
                 .map(|items| -> Input<u16> { Box::pin(stream::iter(items.clone())) })
                 .collect();
-            merge_in_turn(streams, &token).collect_all().await
+            fan(&token).merge_in_turn(streams).unwrap().collect_all().await
         });
         // The expected rotation, computed by hand.
         let mut expected = Vec::new();
@@ -343,7 +392,7 @@ proptest! {
 async fn merge_on_a_multi_thread_runtime_counts_add_up() {
     let token = CancellationToken::new();
     let inputs = (0..4u64).map(|p| stream::iter((0..10_000u64).map(move |i| p * 1_000_000 + i)));
-    let out = merge(inputs, &token);
+    let out = fan(&token).merge(inputs).unwrap();
     let handle = out.handle();
     let got = out.collect_all().await;
     assert_eq!(got.len(), 40_000);
@@ -351,8 +400,9 @@ async fn merge_on_a_multi_thread_runtime_counts_add_up() {
         .map(|p| (0..10_000u64).map(|i| p * 1_000_000 + i).sum::<u64>())
         .sum();
     assert_eq!(got.iter().sum::<u64>(), expected);
-    handle.join().await.unwrap();
-    assert!(handle.is_finished());
+    let finished = handle.clone();
+    assert_eq!(handle.join().await.unwrap().delivered, 40_000);
+    assert!(finished.is_finished());
 }
 
 #[tokio::test(start_paused = true)]
@@ -366,7 +416,7 @@ async fn merge_hands_each_item_of_a_quiet_input_over_at_once() {
         Some((x, rx))
     }));
     let busy: Input<u32> = Box::pin(stream::iter(100..164));
-    let mut out = merge(vec![quiet, busy], &token);
+    let mut out = fan(&token).merge(vec![quiet, busy]).unwrap();
     let mut busy_items = Vec::new();
     for _ in 0..64 {
         busy_items.push(out.recv().await.unwrap());
@@ -393,11 +443,11 @@ async fn what_an_input_yielded_before_it_panicked_is_delivered() {
         assert!(x < 5, "input broke at {x}");
         x
     }));
-    let out = merge(vec![bad], &token);
+    let out = fan(&token).merge(vec![bad]).unwrap();
     let handle = out.handle();
     assert_eq!(out.collect_all().await, [0, 1, 2, 3, 4]);
     assert!(matches!(
-        handle.join().await,
+        handle.join().await.map_err(|e| e.into_error()),
         Err(FanError::Panicked { branch: 0, .. })
     ));
 }

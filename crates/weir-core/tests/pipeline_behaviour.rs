@@ -9,8 +9,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
-use weir_core::pipeline::{BuildError, DEFAULT_CAPACITY};
-use weir_core::{ErrorPolicy, Pipeline, PipelineError, Report, Stage};
+use weir_core::{
+    DEFAULT_CAPACITY, ErrorPolicy, Pipeline, PipelineError, PipelineReport as Report, Problem,
+    Stage,
+};
 
 fn alive() -> usize {
     tokio::runtime::Handle::current()
@@ -101,7 +103,7 @@ async fn cancel_mid_stream_stops_everything_and_leaks_nothing() {
         }
     }
     let err = handle.join().await.unwrap_err();
-    assert!(err.is_cancelled(), "{err}");
+    assert!(err.error().is_stopped(), "{err}");
     assert_eq!(alive(), before, "a pipeline task outlived join()");
     // The generator stopped: time passes, it does not produce any more.
     let n = generated.load(SeqCst);
@@ -114,7 +116,7 @@ async fn external_token_cancels_and_is_not_cancelled_by_the_pipeline() {
     let before = alive();
     let parent = CancellationToken::new();
     let (out, handle) = Pipeline::from_iter(0..u64::MAX)
-        .token(parent.clone())
+        .context(parent.clone())
         .map("slow", 2, |x| async move {
             sleep(Duration::from_millis(5)).await;
             anyhow::Ok(x)
@@ -125,21 +127,21 @@ async fn external_token_cancels_and_is_not_cancelled_by_the_pipeline() {
     sleep(Duration::from_millis(50)).await;
     parent.cancel();
     let err = handle.join().await.unwrap_err();
-    assert!(err.is_cancelled());
+    assert!(err.error().is_stopped());
     consumer.await.unwrap();
     assert_eq!(alive(), before);
 
     // A failing pipeline does not cancel the token it was given.
     let parent = CancellationToken::new();
     let err = Pipeline::from_iter(0..10u32)
-        .token(parent.clone())
+        .context(parent.clone())
         .map("fail", 1, |_| async {
             Err::<u32, _>(anyhow::anyhow!("no"))
         })
         .run()
         .await
         .unwrap_err();
-    assert_eq!(err.stage(), Some("fail"));
+    assert_eq!(err.error().stage(), Some("fail"));
     assert!(!parent.is_cancelled());
 }
 
@@ -201,9 +203,12 @@ async fn fail_fast_returns_the_first_error_with_its_stage() {
         .run()
         .await
         .unwrap_err();
-    assert_eq!(err.stage(), Some("parse"));
+    assert_eq!(err.error().stage(), Some("parse"));
     assert_eq!(err.to_string(), "stage `parse` failed: bad item 7");
-    assert_eq!(err.into_error().unwrap().to_string(), "bad item 7");
+    assert_eq!(
+        err.into_error().into_error().unwrap().to_string(),
+        "bad item 7"
+    );
     assert_eq!(alive(), before);
 }
 
@@ -233,7 +238,7 @@ async fn fail_fast_stops_promptly_and_accounts_for_every_item() {
     let report_now = h.report();
     let _ = h.errors();
     let err = h.join().await.unwrap_err();
-    assert!(matches!(err, PipelineError::Failed { .. }));
+    assert!(matches!(err.error(), PipelineError::Failed { .. }));
     assert!(report_now.stages.iter().all(|s| s.in_flight() >= 0));
 }
 
@@ -321,8 +326,8 @@ async fn panics_become_errors_under_both_policies() {
         .run()
         .await
         .unwrap_err();
-    assert!(err.is_panic());
-    assert_eq!(err.stage(), Some("explode"));
+    assert!(err.error().is_panic());
+    assert_eq!(err.error().stage(), Some("explode"));
     assert_eq!(err.to_string(), "stage `explode` panicked: item 3 exploded");
 
     // A closure that panics before returning its future is caught too, and
@@ -393,15 +398,10 @@ async fn bad_input_is_a_clear_error_not_a_panic() {
         .map("none", 0, |x| async move { anyhow::Ok(x) })
         .into_stream()
         .unwrap_err();
-    assert_eq!(
-        e,
-        BuildError::ZeroWorkers {
-            stage: "none".into()
-        }
-    );
+    assert!(e.is_zero());
     assert_eq!(
         e.to_string(),
-        "stage `none` has zero workers; a stage needs at least one"
+        "pipeline: workers of stage `none` must be at least 1 (got 0)"
     );
 
     let e = Pipeline::<u8>::from_iter(0..3u8)
@@ -409,17 +409,19 @@ async fn bad_input_is_a_clear_error_not_a_panic() {
         .collect()
         .await
         .unwrap_err();
-    assert!(matches!(e, PipelineError::Build(BuildError::ZeroCapacity)));
+    assert!(
+        matches!(e.error(), PipelineError::Config(c) if c.is_zero() && c.setting() == "capacity")
+    );
+    assert!(e.report().stages.is_empty(), "nothing started");
 
     let e = Pipeline::<u8>::from_iter(0..3u8)
         .timeout(Duration::from_secs(1))
         .run()
         .await
         .unwrap_err();
-    assert!(matches!(
-        e,
-        PipelineError::Build(BuildError::TimeoutWithoutStage)
-    ));
+    assert!(
+        matches!(e.error(), PipelineError::Config(c) if matches!(c.problem(), Problem::Invalid(_)))
+    );
 
     let e = Pipeline::from_iter(0..3u8)
         .map("m", 1, |x| async move { anyhow::Ok(x) })
@@ -427,13 +429,13 @@ async fn bad_input_is_a_clear_error_not_a_panic() {
         .run()
         .await
         .unwrap_err();
-    assert!(matches!(e, PipelineError::Build(BuildError::ZeroTimeout)));
+    assert!(matches!(e.error(), PipelineError::Config(c) if c.is_zero()));
 }
 
 #[test]
 fn starting_outside_a_runtime_is_an_error() {
     let e = Pipeline::<u8>::from_iter(0..3u8).into_stream().unwrap_err();
-    assert_eq!(e, BuildError::NoRuntime);
+    assert_eq!(e.problem(), &Problem::NoRuntime);
 }
 
 #[tokio::test]
@@ -468,7 +470,7 @@ async fn sources_from_stream_receiver_and_generator() {
     .run()
     .await
     .unwrap_err();
-    assert_eq!(err.stage(), Some("source"));
+    assert_eq!(err.error().stage(), Some("source"));
     assert_eq!(err.to_string(), "stage `source` failed: disk gone");
 }
 
@@ -497,7 +499,6 @@ struct Conn {
     fail_setup_of: Option<usize>,
 }
 
-#[async_trait::async_trait]
 impl Stage<u32> for Conn {
     type Out = (usize, u32);
     type Error = anyhow::Error;
@@ -706,7 +707,7 @@ mod props {
                     .into_stream()
                     .unwrap();
                 if let Some(ms) = cancel_after {
-                    let t = handle.token();
+                    let t = handle.context().clone();
                     tokio::spawn(async move {
                         sleep(Duration::from_millis(ms)).await;
                         t.cancel();
@@ -753,7 +754,7 @@ async fn a_context_deadline_stops_the_pipeline_with_its_cause() {
         .await
         .unwrap_err();
     assert_eq!(start.elapsed(), Duration::from_millis(300));
-    assert!(err.cause().unwrap().is_deadline_exceeded(), "{err}");
+    assert!(err.error().cause().unwrap().is_deadline_exceeded(), "{err}");
     assert_eq!(
         err.to_string(),
         "pipeline stopped: context deadline exceeded"
@@ -770,9 +771,12 @@ async fn a_context_deadline_stops_the_pipeline_with_its_cause() {
         .unwrap();
     let consumer = tokio::spawn(out.count());
     sleep(Duration::from_millis(10)).await;
-    handle.cancel_with("operator pressed stop");
+    handle.context().cancel_with("operator pressed stop");
     let err = handle.join().await.unwrap_err();
-    assert_eq!(err.cause().unwrap().to_string(), "operator pressed stop");
+    assert_eq!(
+        err.error().cause().unwrap().to_string(),
+        "operator pressed stop"
+    );
     consumer.await.unwrap();
     drop(ctx);
     tokio::task::yield_now().await;
@@ -943,7 +947,7 @@ async fn workers_waiting_on_a_full_edge_stop_on_cancel_and_lose_nothing_from_the
     .expect("every waiting sender saw the cancel");
     let report = handle.report();
     let err = handle.join().await.unwrap_err();
-    assert!(err.is_cancelled(), "{err}");
+    assert!(err.error().is_stopped(), "{err}");
     assert_balanced(&report);
     assert!(report.cancelled() > 0, "{report:#?}");
     assert_eq!(report.delivered, got);

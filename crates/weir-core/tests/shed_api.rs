@@ -8,14 +8,50 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use proptest::prelude::*;
-use weir_core::shed::{Offer, ShedPolicy, ShedReceiver, Shedder, TryRecvError, ZeroCapacity};
+use weir_core::{
+    MAX_CAPACITY, Offer, Problem, ShedPolicy, ShedReceiver, ShedTryRecvError as TryRecvError,
+    Shedder,
+};
 
 #[test]
-fn zero_capacity_is_an_error() {
+fn zero_capacity_is_a_config_error() {
     let err = Shedder::<u32>::new(0, ShedPolicy::DropNewest).unwrap_err();
-    assert_eq!(err, ZeroCapacity);
-    assert_eq!(err.to_string(), "shedder capacity must be at least 1");
-    assert!(Shedder::<u32>::new(0, ShedPolicy::DropOldest).is_err());
+    assert_eq!(err.problem(), &Problem::Zero);
+    assert_eq!(
+        (err.construct(), err.setting()),
+        ("shedder `shedder`", "capacity")
+    );
+    assert_eq!(
+        err.to_string(),
+        "shedder `shedder`: capacity must be at least 1 (got 0)"
+    );
+    let err = Shedder::<u32>::named("dns", 0, ShedPolicy::DropOldest).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "shedder `dns`: capacity must be at least 1 (got 0)"
+    );
+}
+
+/// Nothing is allocated for the queue up front: with items of 16 TiB, a
+/// queue of `MAX_CAPACITY` slots made at `new` would overflow `usize`
+/// ("capacity overflow" panic), and even one slot could not be allocated.
+#[test]
+fn a_huge_capacity_allocates_nothing_up_front() {
+    type Huge = [u8; 1 << 44];
+    let (tx, rx) = Shedder::<Huge>::new(usize::MAX, ShedPolicy::DropOldest).unwrap();
+    assert_eq!(tx.capacity(), MAX_CAPACITY);
+    assert!(tx.is_empty() && rx.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_huge_capacity_is_lowered_and_works() {
+    let (tx, mut rx) = Shedder::new(usize::MAX, ShedPolicy::DropNewest).unwrap();
+    assert_eq!(tx.capacity(), MAX_CAPACITY);
+    for i in 0..1000 {
+        assert!(tx.offer(i).is_sent());
+    }
+    assert_eq!(rx.recv().await, Some(0));
+    assert_eq!(tx.len(), 999);
 }
 
 #[tokio::test(start_paused = true)]

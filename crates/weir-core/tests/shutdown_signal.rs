@@ -11,14 +11,16 @@
 
 use std::time::Duration;
 
-use weir_core::shutdown::{Shutdown, Trigger};
+use weir_core::{Shutdown, ShutdownTrigger};
 
 #[tokio::test(flavor = "current_thread")]
 async fn sigterm_starts_the_shutdown() {
     let shutdown = Shutdown::new();
-    shutdown.spawn("server", |token| async move {
-        token.cancelled().await;
-    });
+    shutdown
+        .spawn("server", |ctx| async move {
+            ctx.cancelled().await;
+        })
+        .unwrap();
     let listener = shutdown.clone();
     let waiting = tokio::spawn(async move { listener.on_signal().await });
     // Let `on_signal` run up to its first await: the handlers are installed.
@@ -37,8 +39,13 @@ async fn sigterm_starts_the_shutdown() {
         .await
         .expect("SIGTERM was not seen within 30s")
         .unwrap();
-    assert_eq!(trigger, Trigger::Terminate);
+    assert_eq!(trigger, ShutdownTrigger::Terminate);
     assert!(shutdown.is_shutting_down());
-    let report = shutdown.shutdown(Duration::from_secs(5)).await;
-    assert_eq!(report.finished, ["server"]);
+    let report = shutdown.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(report.finished, 1);
+    // The signal is the cause the report gives.
+    assert_eq!(
+        report.cause.unwrap().downcast_ref::<ShutdownTrigger>(),
+        Some(&ShutdownTrigger::Terminate)
+    );
 }

@@ -1,4 +1,6 @@
-//! Timeouts: `recv_timeout`, `next_timeout`, `with_timeout`, `deadline`.
+//! Timeouts: `recv_timeout`, `next_timeout`, `with_timeout`, with every
+//! duration from zero to `Duration::MAX`; a whole conversation's deadline is
+//! a `Context`.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -6,16 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use weir_core::time::{
-    Elapsed, RecvTimeoutError, deadline, next_timeout, recv_timeout, with_timeout,
+use weir_core::{
+    Cause, Context, Elapsed, RecvTimeoutError, next_timeout, recv_timeout, with_timeout,
 };
-
-fn alive() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
-}
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -106,62 +101,94 @@ async fn with_timeout_returns_the_output_or_a_typed_elapsed() {
     assert_eq!(res.unwrap_err().to_string(), "timed out after 1s");
 }
 
+/// Every call in these tests is bounded: a hang fails instead of blocking.
+async fn bounded<F: Future>(fut: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(24 * 3600), fut)
+        .await
+        .expect("the call hung")
+}
+
 #[tokio::test(start_paused = true)]
-async fn deadline_cancels_the_child_at_d_and_leaves_the_parent_alone() {
-    let before = alive();
-    let root = CancellationToken::new();
-    let child = deadline(&root, Duration::from_secs(5));
-    assert_eq!(alive(), before + 1, "one timer task");
+async fn a_zero_limit_tries_once() {
+    // recv_timeout: a queued message is taken, an empty channel times out at once.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    tx.send(1).await.unwrap();
+    assert_eq!(bounded(recv_timeout(&mut rx, Duration::ZERO)).await, Ok(1));
     let start = Instant::now();
-    child.cancelled().await;
-    assert_eq!(start.elapsed(), Duration::from_secs(5));
-    assert!(!root.is_cancelled());
-    tokio::task::yield_now().await;
-    assert_eq!(alive(), before, "the timer task ended");
+    assert_eq!(
+        bounded(recv_timeout(&mut rx, Duration::ZERO)).await,
+        Err(RecvTimeoutError::Timeout(Elapsed::new(Duration::ZERO)))
+    );
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    drop(tx);
+    assert_eq!(
+        bounded(recv_timeout(&mut rx, Duration::ZERO)).await,
+        Err(RecvTimeoutError::Closed)
+    );
+
+    // next_timeout: a ready item is taken, a pending stream times out at once.
+    let mut ready = futures::stream::iter([7]);
+    assert_eq!(
+        bounded(next_timeout(&mut ready, Duration::ZERO)).await,
+        Ok(7)
+    );
+    let mut never = futures::stream::pending::<u8>();
+    assert!(matches!(
+        bounded(next_timeout(&mut never, Duration::ZERO)).await,
+        Err(RecvTimeoutError::Timeout(_))
+    ));
+
+    // with_timeout: a future ready at its first poll wins over a zero limit.
+    assert_eq!(
+        bounded(with_timeout(async { 3 }, Duration::ZERO)).await,
+        Ok(3)
+    );
+    let err = bounded(with_timeout(tokio::time::sleep(SEC), Duration::ZERO))
+        .await
+        .unwrap_err();
+    assert_eq!(err.after(), Duration::ZERO);
+    assert_eq!(start.elapsed(), Duration::ZERO);
 }
 
 #[tokio::test(start_paused = true)]
-async fn deadline_follows_the_parent_and_ends_its_timer_at_once() {
-    let before = alive();
-    let root = CancellationToken::new();
-    let child = deadline(&root, Duration::from_secs(3600));
-    tokio::time::sleep(SEC).await;
-    root.cancel();
-    assert!(child.is_cancelled());
-    tokio::task::yield_now().await;
-    assert_eq!(alive(), before, "no timer left sleeping for an hour");
+async fn a_max_limit_means_no_limit_and_does_not_panic() {
+    let start = Instant::now();
+    let an_hour = Duration::from_secs(3600);
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        tokio::time::sleep(an_hour).await;
+        tx.send("late").await.unwrap();
+    });
+    assert_eq!(
+        bounded(recv_timeout(&mut rx, Duration::MAX)).await,
+        Ok("late")
+    );
+    assert_eq!(start.elapsed(), an_hour);
+
+    let mut slow = Box::pin(futures::stream::once(async move {
+        tokio::time::sleep(an_hour).await;
+        1
+    }));
+    assert_eq!(bounded(next_timeout(&mut slow, Duration::MAX)).await, Ok(1));
+
+    let out = bounded(with_timeout(
+        async {
+            tokio::time::sleep(an_hour).await;
+            "done"
+        },
+        Duration::MAX,
+    ))
+    .await;
+    assert_eq!(out, Ok("done"));
+    assert_eq!(start.elapsed(), 3 * an_hour);
 }
 
+/// The whole conversation gets one deadline, through a `Context`: each
+/// message comes within its own limit, but the conversation is cut at 1s,
+/// and the cause says it was the deadline.
 #[tokio::test(start_paused = true)]
-async fn cancelling_the_child_early_ends_the_timer_and_not_the_parent() {
-    let before = alive();
-    let root = CancellationToken::new();
-    let child = deadline(&root, Duration::from_secs(3600));
-    child.cancel();
-    tokio::task::yield_now().await;
-    assert_eq!(alive(), before);
-    assert!(!root.is_cancelled());
-    // A dropped guard cancels too (Go's `defer cancel()`).
-    {
-        let _guard = deadline(&root, Duration::from_secs(3600)).drop_guard();
-    }
-    tokio::task::yield_now().await;
-    assert_eq!(alive(), before);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_zero_deadline_is_already_cancelled_and_spawns_nothing() {
-    let before = alive();
-    let root = CancellationToken::new();
-    let child = deadline(&root, Duration::ZERO);
-    assert!(child.is_cancelled());
-    assert_eq!(alive(), before);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_whole_conversation_stops_at_its_deadline() {
-    // A conversation of messages every 300ms: each one within its own 1s
-    // limit, but the whole conversation is cut at 1s.
+async fn a_whole_conversation_stops_at_its_context_deadline() {
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
     tokio::spawn(async move {
         for i in 0.. {
@@ -171,12 +198,15 @@ async fn a_whole_conversation_stops_at_its_deadline() {
             }
         }
     });
-    let conversation = deadline(&CancellationToken::new(), SEC);
+    let conversation = Context::background().with_timeout(SEC);
     let mut got = Vec::new();
     loop {
-        tokio::select! {
-            () = conversation.cancelled() => break,
-            msg = recv_timeout(&mut rx, SEC) => got.push(msg.unwrap()),
+        match conversation.run(recv_timeout(&mut rx, SEC)).await {
+            Ok(msg) => got.push(msg.unwrap()),
+            Err(stopped) => {
+                assert_eq!(stopped.cause(), &Cause::DeadlineExceeded);
+                break;
+            }
         }
     }
     assert_eq!(got, [0, 1, 2]);

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
-use weir_core::{ErrorPolicy, Pipeline, PipelineError, PipelineHandle, Report};
+use weir_core::{ErrorPolicy, Pipeline, PipelineError, PipelineHandle, PipelineReport as Report};
 
 /// Items pushed into pipelines by the paused-time test, at least.
 const PAUSED_TARGET: u64 = 200_000;
@@ -168,7 +168,7 @@ enum End {
     CancelAfter(u64),
     /// A separate task cancels the handle's token after this long.
     CancelAt(Duration),
-    /// A separate task cancels the outside token given to `.token()`.
+    /// A separate task cancels the outside token given to `.context()`.
     OuterCancelAt(Duration),
 }
 
@@ -374,7 +374,7 @@ async fn run_one(plan: Plan, bound: Duration) -> Report {
     let mut pipeline = Pipeline::from_iter(0..plan.items)
         .capacity(plan.capacity)
         .error_policy(plan.policy)
-        .token(outer.clone())
+        .context(outer.clone())
         .map_ordered("ordered", plan.workers, move |i| {
             apply(fault(key, ORDERED, i), i, real_time)
         })
@@ -421,7 +421,7 @@ async fn run_one(plan: Plan, bound: Duration) -> Report {
     });
     let canceller = match plan.end {
         End::CancelAt(d) => {
-            let t = handle.token();
+            let t = handle.context().clone();
             Some(tokio::spawn(async move {
                 sleep(d).await;
                 t.cancel();
@@ -459,7 +459,15 @@ async fn run_one(plan: Plan, bound: Duration) -> Report {
     drop(out);
     wait_finished(&handle, bound, &plan).await;
     let report = handle.report();
-    let result = handle.join().await;
+    // The error carries the final report, which balances like any other.
+    let result = handle.join().await.map_err(|e| {
+        assert!(
+            e.report().is_balanced(),
+            "the error's report does not balance: {plan:?}\n{:#?}",
+            e.report()
+        );
+        e.into_error()
+    });
 
     // Helpers end too; then nothing may be left.
     if let Some(c) = canceller {
@@ -566,17 +574,17 @@ async fn run_one(plan: Plan, bound: Duration) -> Report {
             assert_eq!(report.cancelled(), 0, "{report:#?}");
         }
         (Err(err), ErrorPolicy::Continue) => {
-            assert!(err.is_cancelled(), "Continue failed with {err}: {plan:?}");
+            assert!(err.is_stopped(), "Continue failed with {err}: {plan:?}");
             assert!(!full, "a run nobody stopped was stopped: {err}");
         }
         (Err(err), ErrorPolicy::FailFast) => {
             // The first failure of a parallel stage, or a cancel.
             assert!(
-                err.is_cancelled() || matches!(err.stage(), Some("ordered" | "work")),
+                err.is_stopped() || matches!(err.stage(), Some("ordered" | "work")),
                 "unexpected {err}: {plan:?}"
             );
             if full {
-                assert!(!err.is_cancelled(), "nobody cancelled: {err}");
+                assert!(!err.is_stopped(), "nobody cancelled: {err}");
             }
         }
         (Ok(_), ErrorPolicy::FailFast) if full => {

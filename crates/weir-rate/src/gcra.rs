@@ -93,6 +93,22 @@ struct Config {
     history: VecDeque<Change>,
 }
 
+/// What a decision does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Only looks: grants or refuses, takes nothing.
+    Peek,
+    /// Takes the tokens if they are there now.
+    Take,
+    /// Takes the tokens if they conform within `max_wait` nanoseconds (0:
+    /// only now, `u64::MAX`: any time), and reports the quota generation,
+    /// which a reservation needs to be cancelled across a quota change.
+    Reserve {
+        /// The furthest in the future the tokens may be granted for.
+        max_wait: u64,
+    },
+}
+
 /// The outcome of a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision {
@@ -204,19 +220,15 @@ impl Gcra {
         }
     }
 
-    /// Takes `n` tokens at `now` if they conform within `max_wait`
-    /// nanoseconds (0: only now, `u64::MAX`: any time). `consume = false`
-    /// only looks. `reserve` also reports the quota generation, which a
-    /// reservation needs to be cancelled across a quota change.
+    /// Decides on `n` tokens at `now`; `mode` says whether to look, take
+    /// now, or reserve.
     #[inline]
-    pub(crate) fn decide(
-        &self,
-        n: u32,
-        now: u64,
-        max_wait: u64,
-        consume: bool,
-        reserve: bool,
-    ) -> Decision {
+    pub(crate) fn decide(&self, mode: Mode, n: u32, now: u64) -> Decision {
+        let (max_wait, consume, reserve) = match mode {
+            Mode::Peek => (0, false, false),
+            Mode::Take => (0, true, false),
+            Mode::Reserve { max_wait } => (max_wait, true, true),
+        };
         let mut spins = 0;
         let mut cur = self.load_state();
         loop {
@@ -483,15 +495,15 @@ mod tests {
     #[test]
     fn burst_then_pace() {
         let g = gcra(Rate::per_second(10).burst(2));
-        assert!(granted(g.decide(1, S, 0, true, false)));
-        assert!(granted(g.decide(1, S, 0, true, false)));
+        assert!(granted(g.decide(Mode::Take, 1, S)));
+        assert!(granted(g.decide(Mode::Take, 1, S)));
         assert_eq!(
-            g.decide(1, S, 0, true, false),
+            g.decide(Mode::Take, 1, S),
             Decision::Denied {
                 earliest: Some(S + D)
             }
         );
-        assert!(granted(g.decide(1, S + D, 0, true, false)));
+        assert!(granted(g.decide(Mode::Take, 1, S + D)));
         assert_eq!(g.available(S + D), Some(0));
         assert_eq!(g.available(S + 3 * D), Some(2));
     }

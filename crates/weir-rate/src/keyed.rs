@@ -5,8 +5,12 @@ use std::fmt;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::limiter::{InsufficientCapacity, NotUntil, RateLimiter};
-use crate::rate::{Quota, Rate, RateError};
+use weir_context::ConfigError;
+
+use crate::acquire::AcquireTokens;
+use crate::error::NotUntil;
+use crate::limiter::RateLimiter;
+use crate::rate::{Quota, Rate};
 
 /// One [`RateLimiter`] per key, created on first use with the default
 /// [`Rate`] or the key's override. Clones share the map.
@@ -20,7 +24,8 @@ use crate::rate::{Quota, Rate, RateError};
 /// # Examples
 ///
 /// ```
-/// use weir_rate::{KeyedRateLimiter, Rate};
+/// # mod weir { pub use weir_rate as rate; }
+/// use weir::rate::{KeyedRateLimiter, Rate};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build()?;
@@ -79,8 +84,9 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     ///
     /// # Errors
     ///
-    /// [`RateError`] for an invalid rate.
-    pub fn new(default: Rate) -> Result<Self, RateError> {
+    /// A [`ConfigError`] (construct `"rate"`) for a rate that cannot work;
+    /// see [`Rate`] for each case.
+    pub fn new(default: Rate) -> Result<Self, ConfigError> {
         let quota = default.to_quota(None)?;
         Ok(KeyedRateLimiter {
             inner: Arc::new(Mutex::new(State {
@@ -101,8 +107,9 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     ///
     /// # Errors
     ///
-    /// [`RateError`] for an invalid rate; nothing changes.
-    pub fn set_override(&self, key: K, rate: Rate) -> Result<(), RateError> {
+    /// A [`ConfigError`] for a rate that cannot work (see [`Rate`]); nothing
+    /// changes.
+    pub fn set_override(&self, key: K, rate: Rate) -> Result<(), ConfigError> {
         let quota = rate.to_quota(None)?;
         let mut state = self.state();
         if let Some(bucket) = state.buckets.get(&key) {
@@ -169,7 +176,8 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
         Self::bucket(&mut state, key).try_acquire_n(n)
     }
 
-    /// Waits for one token from `key`'s bucket.
+    /// Waits for one token from `key`'s bucket. See
+    /// [`acquire_n`](Self::acquire_n).
     ///
     /// # Errors
     ///
@@ -178,23 +186,25 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the future takes nothing.
-    pub async fn acquire(&self, key: &K) -> Result<(), InsufficientCapacity> {
-        self.acquire_n(key, 1).await
+    pub fn acquire(&self, key: &K) -> AcquireTokens<'static> {
+        self.acquire_n(key, 1)
     }
 
-    /// Waits for `n` tokens from `key`'s bucket. Keys do not wait for each
-    /// other.
+    /// Waits for `n` tokens from `key`'s bucket, as
+    /// [`RateLimiter::acquire_n`] does (bound or cancel it with
+    /// [`.context(ctx)`](AcquireTokens::context)). Keys do not wait for each
+    /// other. The bucket is found (or made) now, and the future holds it, so
+    /// it is not evicted while the future lives.
     ///
     /// # Errors
     ///
-    /// As for [`RateLimiter::acquire_n`].
+    /// A [`WaitError`](crate::WaitError), as for [`RateLimiter::acquire_n`].
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the future takes nothing.
-    pub async fn acquire_n(&self, key: &K, n: u32) -> Result<(), InsufficientCapacity> {
-        let limiter = self.limiter(key);
-        limiter.acquire_n(n).await
+    pub fn acquire_n(&self, key: &K, n: u32) -> AcquireTokens<'static> {
+        AcquireTokens::owned(self.limiter(key), n)
     }
 
     /// Drops every bucket that is full again and not in use (no

@@ -4,9 +4,11 @@
 //! | item | for | Go |
 //! |---|---|---|
 //! | [`RateLimiter`] | a token bucket (GCRA) shared by clones: try, wait, reserve, change at runtime | `rate.Limiter` |
+//! | [`AcquireTokens`] | a wait for tokens, bounded or cancelled with `.context(ctx)` | `Limiter.WaitN(ctx, n)` |
 //! | [`KeyedRateLimiter`] | one bucket per key, with per-key quotas and eviction | a `map[key]*rate.Limiter` |
 //! | [`Ticker`] | fixed-rate ticks with a missed-tick policy | `time.Tick` |
 //! | [`throttle`] / [`ThrottleExt`] | pace a stream with a limiter | a `Wait` in the loop |
+//! | [`Sometimes`] | run an action the first N times, every Nth time, or once per interval | `rate.Sometimes` |
 //! | `tower` module (feature `tower`) | a shared or keyed limit for tower/axum services, with load shedding | — |
 //!
 //! Every timing is tokio's time, so tests on a paused runtime run in no time
@@ -19,8 +21,9 @@
 //! # Examples
 //!
 //! ```
+//! # mod weir { pub use weir_rate as rate; }
 //! use std::time::Duration;
-//! use weir_rate::{Rate, RateLimiter};
+//! use weir::rate::{Rate, RateLimiter};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -43,30 +46,44 @@
 //!
 //! # Errors, cancellation, panics, drop
 //!
-//! - Invalid quotas (zero count, period or burst; unrepresentable rates) are
-//!   a [`RateError`] from the constructor or setter; nothing panics.
-//! - [`RateLimiter::acquire_n`] with `n` above the burst fails at once with
-//!   [`InsufficientCapacity`], never hangs.
-//! - Dropping an `acquire` future takes nothing; dropping a [`Reservation`]
-//!   keeps its tokens taken (call [`Reservation::cancel`] to give them back).
+//! - Invalid settings (a zero burst, count or period; a rate too fast or
+//!   too slow to represent; a zero ticker period) are a
+//!   [`ConfigError`](weir_context::ConfigError) from the constructor or
+//!   setter, naming the construct (`"rate"`, `"ticker"`) and the setting;
+//!   nothing panics, and extreme values (`u32::MAX` counts and bursts,
+//!   `Duration::MAX` periods) are either a value or that error.
+//! - A wait ([`RateLimiter::acquire_n`]) for more than the burst fails at
+//!   once with [`WaitError::InsufficientCapacity`], never hangs; with
+//!   `.context(ctx)` it fails at once when the tokens would come after the
+//!   deadline, and stops with the context's cause when it is cancelled.
+//! - Dropping a wait takes nothing; dropping a [`Reservation`] keeps its
+//!   tokens taken (call [`Reservation::cancel`] to give them back).
 //! - Nothing here spawns a task, so nothing outlives its handle.
 #![forbid(unsafe_code)]
 
+mod acquire;
 mod clock;
+mod error;
 mod gcra;
 mod keyed;
 mod limiter;
 mod loom;
 mod rate;
+mod reservation;
+mod sometimes;
 mod throttle;
 mod ticker;
 
 #[cfg(feature = "tower")]
 pub mod tower;
 
+pub use acquire::AcquireTokens;
+pub use error::{InsufficientCapacity, NotUntil, WaitError};
 pub use keyed::KeyedRateLimiter;
-pub use limiter::{InsufficientCapacity, NotUntil, RateLimiter, Reservation, WaitError};
-pub use rate::{Rate, RateError};
+pub use limiter::RateLimiter;
+pub use rate::Rate;
+pub use reservation::Reservation;
+pub use sometimes::Sometimes;
 pub use throttle::{Throttle, ThrottleExt, throttle};
 pub use ticker::{MissedTick, Ticker};
 

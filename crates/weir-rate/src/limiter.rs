@@ -5,16 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use weir_context::ConfigError;
 
-use weir_context::{Cause, Context};
-
+use crate::acquire::AcquireTokens;
 use crate::clock::Clock;
-use crate::gcra::{Decision, Gcra};
-use crate::rate::{Quota, Rate, RateError};
+use crate::error::NotUntil;
+use crate::gcra::{Decision, Gcra, Mode};
+use crate::rate::{Quota, Rate};
+use crate::reservation::Reservation;
 
 /// Clock values handed to the bucket start here, so that "one nanosecond
 /// before now" always exists (see `Gcra::set_quota`).
-const CLOCK_BIAS: u64 = 1_000_000_000;
+pub(crate) const CLOCK_BIAS: u64 = 1_000_000_000;
 
 /// A token bucket shared by every clone: Go's `rate.Limiter`, lock-free, on
 /// tokio's clock.
@@ -38,8 +40,9 @@ const CLOCK_BIAS: u64 = 1_000_000_000;
 /// # Examples
 ///
 /// ```
+/// # mod weir { pub use weir_rate as rate; }
 /// use std::time::Duration;
-/// use weir_rate::{Rate, RateLimiter};
+/// use weir::rate::{Rate, RateLimiter};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -75,15 +78,15 @@ const CLOCK_BIAS: u64 = 1_000_000_000;
 /// refunds, quota changes) follow Go's `golang.org/x/time/rate`.
 #[derive(Clone)]
 pub struct RateLimiter {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    gcra: Gcra,
+pub(crate) struct Inner {
+    pub(crate) gcra: Gcra,
     clock: Clock,
     /// Waiters in [`RateLimiter::acquire_n`] queue here (tokio's mutex is
     /// FIFO), so only the head holds a reservation.
-    queue: tokio::sync::Mutex<()>,
+    pub(crate) queue: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for RateLimiter {
@@ -95,14 +98,25 @@ impl fmt::Debug for RateLimiter {
     }
 }
 
+/// Why a reservation was not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The tokens can never be granted under the current quota (more than
+    /// the burst, a spent zero-rate bucket, a time beyond the clock's range).
+    Never,
+    /// Not within the bound asked for.
+    Later,
+}
+
 impl RateLimiter {
     /// A limiter with a full bucket.
     ///
     /// # Errors
     ///
-    /// [`RateError`] for a zero count, period or burst, or a rate that cannot
-    /// be represented.
-    pub fn new(rate: Rate) -> Result<Self, RateError> {
+    /// A [`ConfigError`] (construct `"rate"`) for a zero burst, a zero count
+    /// or period, or a rate too fast or too slow to represent: see [`Rate`]
+    /// for each case.
+    pub fn new(rate: Rate) -> Result<Self, ConfigError> {
         Ok(Self::from_quota(rate.to_quota(None)?))
     }
 
@@ -118,11 +132,12 @@ impl RateLimiter {
 
     /// The bucket's clock now (see `clock.rs` for where it reads the time).
     #[inline]
-    fn now_ns(&self) -> u64 {
+    pub(crate) fn now_ns(&self) -> u64 {
         self.inner.clock.elapsed_ns() + CLOCK_BIAS
     }
 
-    fn instant_at(&self, clock: u64) -> Instant {
+    /// The instant of a bucket clock value; `None` beyond `Instant`'s range.
+    pub(crate) fn instant_at(&self, clock: u64) -> Option<Instant> {
         self.inner
             .clock
             .instant_at(clock.saturating_sub(CLOCK_BIAS))
@@ -158,7 +173,7 @@ impl RateLimiter {
     /// never can be (`n` above the burst, or a spent [`Rate::zero`] bucket).
     #[inline]
     pub fn try_acquire_n(&self, n: u32) -> Result<(), NotUntil> {
-        self.check(n, true)
+        self.check(Mode::Take, n)
     }
 
     /// Whether [`try_acquire`](Self::try_acquire) would succeed now, without
@@ -168,7 +183,7 @@ impl RateLimiter {
     ///
     /// [`NotUntil`] as for `try_acquire`.
     pub fn peek(&self) -> Result<(), NotUntil> {
-        self.check(1, false)
+        self.check(Mode::Peek, 1)
     }
 
     /// Whether [`try_acquire_n`](Self::try_acquire_n) would succeed now,
@@ -178,19 +193,19 @@ impl RateLimiter {
     ///
     /// [`NotUntil`] as for `try_acquire_n`.
     pub fn peek_n(&self, n: u32) -> Result<(), NotUntil> {
-        self.check(n, false)
+        self.check(Mode::Peek, n)
     }
 
     #[inline]
-    fn check(&self, n: u32, consume: bool) -> Result<(), NotUntil> {
+    fn check(&self, mode: Mode, n: u32) -> Result<(), NotUntil> {
         let clock = self.now_ns();
-        match self.inner.gcra.decide(n, clock, 0, consume, false) {
+        match self.inner.gcra.decide(mode, n, clock) {
             Decision::Granted { .. } => Ok(()),
-            Decision::Denied { earliest } => Err(NotUntil {
-                origin: self.inner.clock.origin(),
-                earliest: earliest.map_or(0, |c| c - CLOCK_BIAS + 1),
-                decided: clock - CLOCK_BIAS,
-            }),
+            Decision::Denied { earliest } => Err(NotUntil::new(
+                self.inner.clock.origin(),
+                earliest.map_or(0, |c| c - CLOCK_BIAS + 1),
+                clock - CLOCK_BIAS,
+            )),
         }
     }
 
@@ -210,23 +225,26 @@ impl RateLimiter {
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the future before it completes takes nothing.
-    pub async fn acquire(&self) -> Result<(), InsufficientCapacity> {
-        self.acquire_n(1).await
+    #[inline]
+    pub fn acquire(&self) -> AcquireTokens<'_> {
+        self.acquire_n(1)
     }
 
     /// Waits until `n` tokens can be taken, and takes them (Go's `WaitN`).
     ///
     /// Waiters are served in arrival order (see [Fairness](Self#fairness)).
-    /// To bound the wait, wrap it in [`tokio::time::timeout`] — that is
-    /// Go's `WaitN` with a context deadline — or use
-    /// [`reserve_n_within`](Self::reserve_n_within), which fails at once
-    /// instead of waiting past a bound.
+    /// Bound or cancel the wait with
+    /// [`.context(ctx)`](AcquireTokens::context) — Go's `WaitN(ctx, n)`: a
+    /// wait that would end after the context's deadline fails at once, and
+    /// one the context ends first stops with its [`Cause`](weir_context::Cause).
+    /// [`reserve_n_within`](Self::reserve_n_within) is the immediate form:
+    /// a reservation only if the tokens come within a bound.
     ///
     /// # Errors
     ///
-    /// [`InsufficientCapacity`] at once, without waiting, when `n` is larger
-    /// than the burst (it could never be granted) or the bucket is a spent
-    /// [`Rate::zero`] one. `n = 0` and an unlimited rate succeed at once.
+    /// A [`WaitError`](crate::WaitError); see [`AcquireTokens`] for each case.
+    /// `n = 0` and an unlimited rate succeed at once (unless the context has
+    /// already ended).
     ///
     /// # Cancel safety
     ///
@@ -234,123 +252,34 @@ impl RateLimiter {
     /// it had reserved are given back as [`Reservation::cancel`] does, so it
     /// takes nothing (tokens reserved by [`reserve_n`](Self::reserve_n)
     /// callers after it keep their place, as in Go).
-    pub async fn acquire_n(&self, n: u32) -> Result<(), InsufficientCapacity> {
-        let quota = self.inner.gcra.quota();
-        if quota.period_ns == 0 || n == 0 {
-            return Ok(());
-        }
-        if n > quota.burst {
-            return Err(InsufficientCapacity::new(n, &quota));
-        }
-        let _turn = match self.inner.queue.try_lock() {
-            Ok(turn) => turn,
-            Err(_) => self.inner.queue.lock().await,
-        };
-        let reservation = self.reserve_inner(n, u64::MAX);
-        let Some(ready_at) = reservation.ready_at else {
-            return Err(InsufficientCapacity::new(n, &self.inner.gcra.quota()));
-        };
-        if ready_at <= Instant::now() {
-            return Ok(());
-        }
-        // Cancels the reservation if this future is dropped while it sleeps.
-        let mut guard = CancelOnDrop(Some(reservation));
-        tokio::time::sleep_until(ready_at).await;
-        guard.0 = None;
-        Ok(())
-    }
-
-    /// [`acquire_n_within`](Self::acquire_n_within) for one token.
-    ///
-    /// # Errors
-    ///
-    /// As [`acquire_n_within`](Self::acquire_n_within).
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: dropping the future takes nothing.
-    pub async fn acquire_within(&self, ctx: &Context) -> Result<(), WaitError> {
-        self.acquire_n_within(ctx, 1).await
-    }
-
-    /// Go's `WaitN(ctx, n)`: waits until `n` tokens can be taken and takes
-    /// them, unless `ctx` ends first — and if `ctx` has a deadline that
-    /// comes before the tokens could, fails at once without waiting (and
-    /// without taking anything).
-    ///
-    /// # Errors
-    ///
-    /// - [`WaitError::InsufficientCapacity`] when `n` exceeds the burst (or
-    ///   the bucket is a spent [`Rate::zero`] one);
-    /// - [`WaitError::WouldExceedDeadline`] when the tokens would only be
-    ///   ready after `ctx`'s deadline;
-    /// - [`WaitError::Stopped`] with the context's [`Cause`] when it was
-    ///   cancelled (or its deadline passed) first; the reserved tokens are
-    ///   given back.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: dropping the future gives back what it had reserved.
     ///
     /// # Examples
     ///
     /// ```
+    /// # mod weir { pub use weir_rate as rate; pub use weir_context::{Cause, Context}; }
     /// use std::time::Duration;
-    /// use weir_context::Context;
-    /// use weir_rate::{Rate, RateLimiter, WaitError};
+    /// use weir::Context;
+    /// use weir::rate::{Rate, RateLimiter, WaitError};
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> anyhow::Result<()> {
     /// let limiter = RateLimiter::new(Rate::per_second(10))?; // one token per 100ms
     /// limiter.try_acquire()?; // the burst of 1 is spent
+    ///
     /// let hurried = Context::background().with_timeout(Duration::from_millis(50));
-    /// let err = limiter.acquire_within(&hurried).await.unwrap_err();
-    /// assert!(matches!(err, WaitError::WouldExceedDeadline { .. }));
+    /// let err = limiter.acquire().context(&hurried).await.unwrap_err();
+    /// assert!(matches!(err, WaitError::WouldExceedDeadline { .. })); // failed at once
+    ///
     /// let patient = Context::background().with_timeout(Duration::from_millis(150));
-    /// limiter.acquire_within(&patient).await?; // granted at 100ms
+    /// limiter.acquire().context(&patient).await?; // granted at 100ms
+    ///
+    /// assert!(matches!(limiter.acquire_n(2).await, Err(WaitError::InsufficientCapacity(_))));
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn acquire_n_within(&self, ctx: &Context, n: u32) -> Result<(), WaitError> {
-        let quota = self.inner.gcra.quota();
-        if quota.period_ns != 0 && n > quota.burst {
-            return Err(InsufficientCapacity::new(n, &quota).into());
-        }
-        if ctx.is_cancelled() {
-            return Err(WaitError::Stopped(ctx.stopped().into_cause()));
-        }
-        if quota.period_ns == 0 || n == 0 {
-            return Ok(());
-        }
-        let wait = async {
-            let _turn = match self.inner.queue.try_lock() {
-                Ok(turn) => turn,
-                Err(_) => self.inner.queue.lock().await,
-            };
-            let max_wait = ctx.remaining().map_or(u64::MAX, |d| {
-                u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-            });
-            let reservation = self.reserve_inner(n, max_wait);
-            let Some(ready_at) = reservation.ready_at else {
-                return Err(if ctx.deadline().is_some() {
-                    WaitError::WouldExceedDeadline { requested: n }
-                } else {
-                    InsufficientCapacity::new(n, &self.inner.gcra.quota()).into()
-                });
-            };
-            if ready_at <= Instant::now() {
-                return Ok(());
-            }
-            // Gives the reservation back if the context wins the race.
-            let mut guard = CancelOnDrop(Some(reservation));
-            tokio::time::sleep_until(ready_at).await;
-            guard.0 = None;
-            Ok(())
-        };
-        match ctx.run(wait).await {
-            Ok(done) => done,
-            Err(stopped) => Err(WaitError::Stopped(stopped.into_cause())),
-        }
+    #[inline]
+    pub fn acquire_n(&self, n: u32) -> AcquireTokens<'_> {
+        AcquireTokens::borrowed(self, n)
     }
 
     /// Reserves one token. See [`reserve_n`](Self::reserve_n).
@@ -363,45 +292,59 @@ impl RateLimiter {
     /// queue behind them. [`Reservation::cancel`] gives them back; dropping
     /// the reservation keeps them taken.
     ///
-    /// The reservation is not [`ok`](Reservation::ok) when `n` exceeds the
-    /// burst or the bucket is a spent [`Rate::zero`] one.
+    /// A reservation is a decision made now, not a wait: it never blocks and
+    /// takes no context. The reservation is not [`ok`](Reservation::ok)
+    /// when `n` exceeds the burst or the bucket is a spent [`Rate::zero`]
+    /// one.
     pub fn reserve_n(&self, n: u32) -> Reservation {
-        self.reserve_inner(n, u64::MAX)
+        self.reserve_n_within(n, Duration::MAX)
     }
 
-    /// Reserves `n` tokens only if they are ready within `max_wait`;
+    /// Reserves `n` tokens only if they are ready within `max_delay`
+    /// (their [`Reservation::delay`] would be at most `max_delay`);
     /// otherwise returns a reservation that is not [`ok`](Reservation::ok)
-    /// and takes nothing (the load-shedding form of Go's internal
-    /// `reserveN(maxFutureReserve)`).
-    pub fn reserve_n_within(&self, n: u32, max_wait: Duration) -> Reservation {
-        let max = u64::try_from(max_wait.as_nanos()).unwrap_or(u64::MAX);
-        self.reserve_inner(n, max)
+    /// and takes nothing — the load-shedding form of Go's internal
+    /// `reserveN(maxFutureReserve)`, and the check Go's `WaitN` makes against
+    /// a context's deadline.
+    ///
+    /// Like [`reserve_n`](Self::reserve_n) it decides at once and waits for
+    /// nothing, so its bound is a plain `Duration` rather than a context:
+    /// `Duration::ZERO` reserves only tokens that are there now (like
+    /// [`try_acquire_n`](Self::try_acquire_n), but as a reservation), and
+    /// `Duration::MAX` (or any bound beyond the clock's range) is no bound,
+    /// as [`reserve_n`](Self::reserve_n).
+    pub fn reserve_n_within(&self, n: u32, max_delay: Duration) -> Reservation {
+        let max = u64::try_from(max_delay.as_nanos()).unwrap_or(u64::MAX);
+        self.reserve_at_most(n, max)
+            .unwrap_or_else(|_| Reservation::refused(self.clone(), n))
     }
 
-    fn reserve_inner(&self, n: u32, max_wait: u64) -> Reservation {
+    /// Reserves `n` tokens if they conform within `max_wait` nanoseconds.
+    pub(crate) fn reserve_at_most(&self, n: u32, max_wait: u64) -> Result<Reservation, Refusal> {
         let clock = self.now_ns();
-        let now = self.instant_at(clock);
-        match self.inner.gcra.decide(n, clock, max_wait, true, true) {
+        match self.inner.gcra.decide(Mode::Reserve { max_wait }, n, clock) {
             Decision::Granted {
                 act,
                 tat_after,
                 generation,
-            } => Reservation {
-                limiter: self.clone(),
-                n,
-                ready_at: Some(self.instant_at(act).max(now)),
-                act,
-                tat_after,
-                generation,
-            },
-            Decision::Denied { .. } => Reservation {
-                limiter: self.clone(),
-                n,
-                ready_at: None,
-                act: 0,
-                tat_after: 0,
-                generation: 0,
-            },
+            } => {
+                // `act >= clock`: a grant is never for the past.
+                let Some(ready_at) = self.instant_at(act) else {
+                    // Beyond the clock's range: a time that never comes.
+                    self.inner.gcra.cancel(n, act, tat_after, generation, clock);
+                    return Err(Refusal::Never);
+                };
+                Ok(Reservation::granted(
+                    self.clone(),
+                    n,
+                    ready_at,
+                    act,
+                    tat_after,
+                    generation,
+                ))
+            }
+            Decision::Denied { earliest: None } => Err(Refusal::Never),
+            Decision::Denied { earliest: Some(_) } => Err(Refusal::Later),
         }
     }
 
@@ -412,8 +355,9 @@ impl RateLimiter {
     ///
     /// # Errors
     ///
-    /// [`RateError`] for an invalid rate; the limiter is left unchanged.
-    pub fn set_rate(&self, rate: Rate) -> Result<(), RateError> {
+    /// A [`ConfigError`] for a rate that cannot work (see [`Rate`]); the
+    /// limiter is left unchanged.
+    pub fn set_rate(&self, rate: Rate) -> Result<(), ConfigError> {
         let current = self.inner.gcra.quota();
         let quota = rate.to_quota(Some(current.burst))?;
         self.install(quota);
@@ -426,9 +370,14 @@ impl RateLimiter {
     ///
     /// # Errors
     ///
-    /// [`RateError::ZeroBurst`] (or [`RateError::TooSlow`] when
-    /// `burst × period` overflows); the limiter is left unchanged.
-    pub fn set_burst(&self, burst: u32) -> Result<(), RateError> {
+    /// A [`ConfigError`] for a zero burst ([`Problem::Zero`]) or a burst
+    /// whose refill time, `burst × period`, is beyond 2^61 ns
+    /// ([`Problem::TooLarge`] with the largest burst for the current
+    /// period); the limiter is left unchanged.
+    ///
+    /// [`Problem::Zero`]: weir_context::Problem::Zero
+    /// [`Problem::TooLarge`]: weir_context::Problem::TooLarge
+    pub fn set_burst(&self, burst: u32) -> Result<(), ConfigError> {
         let current = self.inner.gcra.quota();
         let quota = current.rate.burst(burst).to_quota(None)?;
         self.install(quota);
@@ -456,210 +405,4 @@ impl RateLimiter {
         let quota = self.inner.gcra.quota();
         quota.period_ns == 0 || self.available() >= quota.burst
     }
-}
-
-/// Cancels a reservation when dropped (an [`RateLimiter::acquire_n`] future
-/// dropped while it sleeps).
-struct CancelOnDrop(Option<Reservation>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if let Some(r) = self.0.take() {
-            r.cancel();
-        }
-    }
-}
-
-/// Tokens reserved by [`RateLimiter::reserve_n`], usable at
-/// [`ready_at`](Self::ready_at) (Go's `rate.Reservation`).
-///
-/// Dropping a reservation keeps its tokens taken, as in Go; call
-/// [`cancel`](Self::cancel) to give them back.
-#[must_use = "a reservation takes tokens: wait for `delay()` or `cancel()` it"]
-pub struct Reservation {
-    limiter: RateLimiter,
-    n: u32,
-    /// `None`: not ok.
-    ready_at: Option<Instant>,
-    act: u64,
-    tat_after: u64,
-    generation: u64,
-}
-
-impl fmt::Debug for Reservation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reservation")
-            .field("tokens", &self.n)
-            .field("ready_at", &self.ready_at)
-            .finish()
-    }
-}
-
-impl Reservation {
-    /// Whether the tokens were reserved. A reservation that is not ok took
-    /// nothing (n above the burst, a spent zero-rate bucket, or a wait longer
-    /// than the bound given to [`RateLimiter::reserve_n_within`]).
-    pub fn ok(&self) -> bool {
-        self.ready_at.is_some()
-    }
-
-    /// How many tokens were asked for.
-    pub fn tokens(&self) -> u32 {
-        self.n
-    }
-
-    /// When the tokens may be used; `None` if not [`ok`](Self::ok).
-    pub fn ready_at(&self) -> Option<Instant> {
-        self.ready_at
-    }
-
-    /// How long to wait from now before using the tokens: zero once
-    /// ready, `Duration::MAX` if not [`ok`](Self::ok) (Go's `Delay`).
-    pub fn delay(&self) -> Duration {
-        match self.ready_at {
-            Some(at) => at.saturating_duration_since(Instant::now()),
-            None => Duration::MAX,
-        }
-    }
-
-    /// Sleeps until the tokens may be used; returns at once if not
-    /// [`ok`](Self::ok) (check that first).
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: it only sleeps; the reservation is untouched.
-    pub async fn ready(&self) {
-        if let Some(at) = self.ready_at {
-            tokio::time::sleep_until(at).await;
-        }
-    }
-
-    /// Gives the tokens back, as far as possible (Go's `Cancel`): nothing
-    /// once [`ready_at`](Self::ready_at) has passed, and the tokens reserved
-    /// by later requests are not given back (those requests keep their
-    /// place). A reservation made before more than 32 quota changes is not
-    /// refunded. Returns the whole tokens given back.
-    pub fn cancel(self) -> u32 {
-        if self.ready_at.is_none() {
-            return 0;
-        }
-        let clock = self.limiter.now_ns();
-        self.limiter
-            .inner
-            .gcra
-            .cancel(self.n, self.act, self.tat_after, self.generation, clock)
-    }
-}
-
-/// A request that is not granted now ([`RateLimiter::try_acquire`]): says
-/// when to retry.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct NotUntil {
-    origin: Instant,
-    /// Nanoseconds after `origin`, plus one; 0 = never. (Instants are
-    /// only built when asked for: a refusal stays as cheap as a grant.)
-    earliest: u64,
-    /// Nanoseconds after `origin` of the decision.
-    decided: u64,
-}
-
-impl fmt::Debug for NotUntil {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NotUntil")
-            .field("earliest_possible", &self.earliest_possible())
-            .field("wait_time", &self.wait_time())
-            .finish()
-    }
-}
-
-impl NotUntil {
-    /// The earliest instant the same request could be granted, if nothing
-    /// else takes tokens meanwhile; `None` if it never can be under the
-    /// current quota (more than the burst, or a spent [`Rate::zero`] bucket).
-    pub fn earliest_possible(&self) -> Option<Instant> {
-        match self.earliest {
-            0 => None,
-            ns => Some(self.origin + Duration::from_nanos(ns - 1)),
-        }
-    }
-
-    /// How long from the decision until [`earliest_possible`](Self::earliest_possible).
-    pub fn wait_time(&self) -> Option<Duration> {
-        match self.earliest {
-            0 => None,
-            ns => Some(Duration::from_nanos((ns - 1).saturating_sub(self.decided))),
-        }
-    }
-
-    /// How long from `from` until [`earliest_possible`](Self::earliest_possible)
-    /// (zero if that has passed).
-    pub fn wait_time_from(&self, from: Instant) -> Option<Duration> {
-        self.earliest_possible()
-            .map(|e| e.saturating_duration_since(from))
-    }
-}
-
-impl fmt::Display for NotUntil {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.wait_time() {
-            Some(d) => write!(f, "rate limited: retry in {d:?}"),
-            None => f.write_str(
-                "rate limited: the request can never be granted under the current quota",
-            ),
-        }
-    }
-}
-
-impl std::error::Error for NotUntil {}
-
-/// [`RateLimiter::acquire_n`] asked for more tokens than the limiter can
-/// ever grant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("cannot acquire {requested} tokens: more than the limiter can ever grant (burst {burst}{})", if *.zero_rate { ", rate zero" } else { "" })]
-pub struct InsufficientCapacity {
-    requested: u32,
-    burst: u32,
-    zero_rate: bool,
-}
-
-impl InsufficientCapacity {
-    fn new(requested: u32, quota: &Quota) -> Self {
-        InsufficientCapacity {
-            requested,
-            burst: quota.burst,
-            zero_rate: quota.zero,
-        }
-    }
-
-    /// The tokens asked for.
-    pub fn requested(&self) -> u32 {
-        self.requested
-    }
-
-    /// The burst at the time of the request.
-    pub fn burst(&self) -> u32 {
-        self.burst
-    }
-}
-
-/// Why [`RateLimiter::acquire_n_within`] took no tokens.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum WaitError {
-    /// More tokens than the burst were asked for: they could never be
-    /// granted at once.
-    #[error(transparent)]
-    InsufficientCapacity(#[from] InsufficientCapacity),
-    /// The tokens would be ready only after the context's deadline; nothing
-    /// was taken and nothing was waited for (Go: "would exceed context
-    /// deadline").
-    #[error("rate: waiting for {requested} token(s) would exceed the context's deadline")]
-    WouldExceedDeadline {
-        /// How many tokens were asked for.
-        requested: u32,
-    },
-    /// The context was cancelled, or its deadline passed, while waiting; the
-    /// reserved tokens were given back.
-    #[error("rate: wait stopped: {0}")]
-    Stopped(Cause),
 }

@@ -6,7 +6,7 @@ use loom::sync::Arc;
 use loom::thread;
 
 use crate::Rate;
-use crate::gcra::{Decision, Gcra};
+use crate::gcra::{Decision, Gcra, Mode};
 
 const NOW: u64 = 1_000_000_000;
 const P: u64 = 100_000_000; // 10 per second
@@ -26,8 +26,8 @@ fn loom_one_token_two_deciders() {
     loom::model(|| {
         let g = gcra(Rate::per_second(10));
         let g2 = g.clone();
-        let t = thread::spawn(move || granted(g2.decide(1, NOW, 0, true, false)));
-        let a = granted(g.decide(1, NOW, 0, true, false));
+        let t = thread::spawn(move || granted(g2.decide(Mode::Take, 1, NOW)));
+        let a = granted(g.decide(Mode::Take, 1, NOW));
         let b = t.join().unwrap();
         assert!(a ^ b, "exactly one of two deciders gets the only token");
         assert_eq!(g.available(NOW), Some(0));
@@ -43,10 +43,10 @@ fn loom_two_tokens_three_deciders() {
         let handles: Vec<_> = (0..2)
             .map(|_| {
                 let g = g.clone();
-                thread::spawn(move || granted(g.decide(1, NOW, 0, true, false)))
+                thread::spawn(move || granted(g.decide(Mode::Take, 1, NOW)))
             })
             .collect();
-        let mut wins = usize::from(granted(g.decide(1, NOW, 0, true, false)));
+        let mut wins = usize::from(granted(g.decide(Mode::Take, 1, NOW)));
         for h in handles {
             wins += usize::from(h.join().unwrap());
         }
@@ -67,7 +67,7 @@ fn loom_decide_vs_set_quota() {
             let q = Rate::per_second(5).burst(2).to_quota(None).unwrap();
             g2.set_quota(q, NOW);
         });
-        assert!(granted(g.decide(1, NOW, 0, true, false)));
+        assert!(granted(g.decide(Mode::Take, 1, NOW)));
         t.join().unwrap();
         assert_eq!(
             g.available(NOW),
@@ -87,12 +87,12 @@ fn loom_cancel_vs_decide() {
     loom::model(|| {
         let g = gcra(Rate::per_second(10).burst(1));
         // Take the only token, then reserve the next one (ready at NOW + P).
-        assert!(granted(g.decide(1, NOW, 0, true, false)));
+        assert!(granted(g.decide(Mode::Take, 1, NOW)));
         let Decision::Granted {
             act,
             tat_after,
             generation,
-        } = g.decide(1, NOW, u64::MAX, true, true)
+        } = g.decide(Mode::Reserve { max_wait: u64::MAX }, 1, NOW)
         else {
             panic!("reservation refused");
         };
@@ -100,7 +100,7 @@ fn loom_cancel_vs_decide() {
         let g2 = g.clone();
         let t = thread::spawn(move || g2.cancel(1, act, tat_after, generation, NOW));
         // At NOW + P the cancelled token is due again, but only once.
-        let late = granted(g.decide(1, NOW, 0, true, false));
+        let late = granted(g.decide(Mode::Take, 1, NOW));
         let refunded = t.join().unwrap();
         assert_eq!(refunded, 1);
         assert!(!late, "the bucket is empty at NOW either way");
@@ -115,13 +115,13 @@ fn loom_cancel_vs_decide() {
 fn loom_reserve_vs_set_quota_then_cancel() {
     loom::model(|| {
         let g = gcra(Rate::per_second(10));
-        assert!(granted(g.decide(1, NOW, 0, true, false))); // the only token
+        assert!(granted(g.decide(Mode::Take, 1, NOW))); // the only token
         let g2 = g.clone();
         let t = thread::spawn(move || {
             let q = Rate::per_second(5).to_quota(None).unwrap();
             g2.set_quota(q, NOW);
         });
-        let reserved = g.decide(1, NOW, u64::MAX, true, true);
+        let reserved = g.decide(Mode::Reserve { max_wait: u64::MAX }, 1, NOW);
         t.join().unwrap();
         let Decision::Granted {
             act,
@@ -150,7 +150,7 @@ fn loom_refusal_never_mixes_old_and_new_quota() {
             let q = Rate::per_second(5).to_quota(None).unwrap();
             g2.set_quota(q, NOW);
         });
-        assert!(granted(g.decide(1, NOW, 0, true, false)));
+        assert!(granted(g.decide(Mode::Take, 1, NOW)));
         t.join().unwrap();
         assert_eq!(g.available(NOW), Some(0));
     });

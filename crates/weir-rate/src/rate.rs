@@ -3,6 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
+use weir_context::ConfigError;
+
+/// The construct named in a rate's [`ConfigError`].
+const CONSTRUCT: &str = "rate";
+
 /// The largest bucket, in nanoseconds of refill time (`burst × period`).
 ///
 /// Keeps every theoretical-arrival-time sum far from `u64` overflow: a
@@ -16,11 +21,23 @@ pub(crate) const ZERO_RATE_PERIOD_NS: u64 = 1_000_000;
 
 /// A quota: `count` tokens per `per`, plus the burst (bucket size).
 ///
-/// `Rate` is a plain value; it is checked when it is handed to
-/// [`RateLimiter::new`](crate::RateLimiter::new) or
-/// [`set_rate`](crate::RateLimiter::set_rate), which return a [`RateError`]
-/// for a zero count, a zero period, a zero burst or a rate too fast or too
-/// slow to represent.
+/// `Rate` is a plain value; building one never fails. It is checked when it
+/// is handed to [`RateLimiter::new`](crate::RateLimiter::new),
+/// [`set_rate`](crate::RateLimiter::set_rate) or a
+/// [`KeyedRateLimiter`](crate::KeyedRateLimiter), which return a
+/// [`ConfigError`] (construct `"rate"`) for a setting that cannot work:
+///
+/// | setting | problem |
+/// |---|---|
+/// | `burst` 0 (`burst(0)`, on any rate) | [`Problem::Zero`](weir_context::Problem::Zero) |
+/// | `count` 0 (`per_second(0)`) | [`Problem::Invalid`](weir_context::Problem::Invalid): use [`Rate::zero`] for a bucket that never refills |
+/// | `period` zero (`every(Duration::ZERO)`) | `Problem::Invalid`: use [`Rate::unlimited`] for no limit |
+/// | `count` faster than one token per nanosecond (`Rate::new(u32::MAX, 1 ns)`) | `Problem::Invalid`: use `Rate::unlimited` |
+/// | `period` (`per / count`) longer than 2^61 ns, about 73 years (`every(Duration::MAX)`) | `Problem::Invalid`: use `Rate::zero` |
+/// | `burst` × period longer than 2^61 ns (`per_hour(1).burst(u32::MAX)`) | [`Problem::TooLarge`](weir_context::Problem::TooLarge) with the largest burst for that period |
+///
+/// Every other value works, `burst(u32::MAX)` included (at two tokens per
+/// second or faster, where `u32::MAX` periods fit in 2^61 ns).
 ///
 /// The refill period (`per / count`) is kept in whole nanoseconds, rounded
 /// **up**, so a limiter never grants faster than the rate it was given.
@@ -85,7 +102,14 @@ impl Rate {
     }
 
     /// No limit at all: every request is granted at once, whatever its size
-    /// (Go's `rate.Inf`). The burst is ignored.
+    /// (Go's `rate.Inf`), `n` above the burst included.
+    ///
+    /// The burst is not used while the rate is unlimited, but it is kept and
+    /// checked like any other: it must be at least 1 (`unlimited().burst(0)`
+    /// is a [`ConfigError`]), and it is the bucket's size when a later
+    /// [`set_rate`](crate::RateLimiter::set_rate) gives a limited rate without
+    /// a burst of its own. That bucket starts full, as Go refills a limiter
+    /// leaving `Inf`. Without a burst, an unlimited limiter keeps a burst of 1.
     pub const fn unlimited() -> Self {
         Rate {
             kind: Kind::Unlimited,
@@ -104,7 +128,8 @@ impl Rate {
     }
 
     /// Sets the burst: how many tokens the bucket holds, so how many may be
-    /// taken at once after an idle spell. Must be at least 1.
+    /// taken at once after an idle spell. Must be at least 1 (checked when the
+    /// rate is used, see [`Rate`]).
     pub const fn burst(mut self, burst: u32) -> Self {
         self.burst = Some(burst);
         self
@@ -137,11 +162,12 @@ impl Rate {
     }
 
     /// Checks the rate and turns it into the limiter's integer form, taking
-    /// the burst from `current_burst` when none was given.
-    pub(crate) fn to_quota(self, current_burst: Option<u32>) -> Result<Quota, RateError> {
+    /// the burst from `current_burst` when none was given. `construct` names
+    /// what is being set up, for the error.
+    pub(crate) fn to_quota(self, current_burst: Option<u32>) -> Result<Quota, ConfigError> {
         let burst = self.burst.or(current_burst).unwrap_or(1);
         if burst == 0 {
-            return Err(RateError::ZeroBurst);
+            return Err(ConfigError::zero(CONSTRUCT, "burst"));
         }
         let period_ns = match self.kind {
             Kind::Unlimited => {
@@ -153,24 +179,12 @@ impl Rate {
                 });
             }
             Kind::Zero => ZERO_RATE_PERIOD_NS,
-            Kind::Per { count, per } => {
-                if count == 0 {
-                    return Err(RateError::ZeroCount);
-                }
-                if per.is_zero() {
-                    return Err(RateError::ZeroPeriod);
-                }
-                if per.as_nanos() < u128::from(count) {
-                    return Err(RateError::TooFast);
-                }
-                let ns = per.as_nanos().div_ceil(u128::from(count));
-                u64::try_from(ns).map_err(|_| RateError::TooSlow)?
-            }
+            Kind::Per { count, per } => Self::period_ns(count, per)?,
         };
         let tau = period_ns
             .checked_mul(u64::from(burst))
             .filter(|t| *t <= MAX_TAU_NS)
-            .ok_or(RateError::TooSlow)?;
+            .ok_or_else(|| ConfigError::too_large(CONSTRUCT, "burst", MAX_TAU_NS / period_ns))?;
         debug_assert!(tau > 0);
         Ok(Quota {
             period_ns,
@@ -178,6 +192,48 @@ impl Rate {
             zero: matches!(self.kind, Kind::Zero),
             rate: self.burst(burst),
         })
+    }
+
+    /// `per / count` in whole nanoseconds, rounded up; at least 1 and at most
+    /// [`MAX_TAU_NS`].
+    fn period_ns(count: u32, per: Duration) -> Result<u64, ConfigError> {
+        if count == 0 {
+            return Err(ConfigError::invalid(
+                CONSTRUCT,
+                "count",
+                "must be at least 1 (use Rate::zero() for a bucket that never refills)",
+            ));
+        }
+        if per.is_zero() {
+            return Err(ConfigError::invalid(
+                CONSTRUCT,
+                "period",
+                "must be longer than zero (use Rate::unlimited() for no limit)",
+            ));
+        }
+        if per.as_nanos() < u128::from(count) {
+            return Err(ConfigError::invalid(
+                CONSTRUCT,
+                "count",
+                format!(
+                    "{count} per {per:?} is faster than one token per nanosecond, \
+                     the fastest rate a limiter takes (use Rate::unlimited() for no limit)"
+                ),
+            ));
+        }
+        let ns = per.as_nanos().div_ceil(u128::from(count));
+        match u64::try_from(ns) {
+            Ok(ns) if ns <= MAX_TAU_NS => Ok(ns),
+            _ => Err(ConfigError::invalid(
+                CONSTRUCT,
+                "period",
+                format!(
+                    "{:?} per token is longer than the longest period a limiter takes, \
+                     2^61 ns (about 73 years); use Rate::zero() for a bucket that never refills",
+                    per / count
+                ),
+            )),
+        }
     }
 }
 
@@ -214,59 +270,57 @@ impl Quota {
     }
 }
 
-/// A [`Rate`] (or a period) that cannot be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RateError {
-    /// `Rate::per_second(0)` and friends: use [`Rate::zero`] for a bucket that
-    /// never refills.
-    #[error("rate count must be at least 1 (use Rate::zero() for a bucket that never refills)")]
-    ZeroCount,
-    /// A zero period (`Rate::every(Duration::ZERO)`, `Ticker::new(Duration::ZERO)`):
-    /// use [`Rate::unlimited`] for no limit.
-    #[error("period must be longer than zero (use Rate::unlimited() for no limit)")]
-    ZeroPeriod,
-    /// A burst of 0 would deny every request.
-    #[error("burst must be at least 1")]
-    ZeroBurst,
-    /// More than one token per nanosecond cannot be represented.
-    #[error("rate too fast: more than one token per nanosecond")]
-    TooFast,
-    /// `burst × period` is longer than about 73 years.
-    #[error("rate too slow or burst too large: burst × period must stay under 2^61 ns")]
-    TooSlow,
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use weir_context::Problem;
+
+    fn problem(rate: Rate) -> (String, Problem) {
+        let err = rate.to_quota(None).unwrap_err();
+        assert_eq!(err.construct(), "rate");
+        (err.setting().to_owned(), err.problem().clone())
+    }
+
+    fn invalid(rate: Rate, setting: &str, hint: &str) {
+        let err = rate.to_quota(None).unwrap_err();
+        assert_eq!(err.setting(), setting, "{err}");
+        assert!(matches!(err.problem(), Problem::Invalid(_)), "{err}");
+        assert!(err.to_string().contains(hint), "{err}");
+    }
 
     #[test]
     fn checks_values() {
-        assert_eq!(
-            Rate::per_second(0).to_quota(None),
-            Err(RateError::ZeroCount)
+        invalid(Rate::per_second(0), "count", "use Rate::zero()");
+        invalid(
+            Rate::every(Duration::ZERO),
+            "period",
+            "use Rate::unlimited()",
         );
         assert_eq!(
-            Rate::every(Duration::ZERO).to_quota(None),
-            Err(RateError::ZeroPeriod)
+            problem(Rate::per_second(1).burst(0)),
+            ("burst".to_owned(), Problem::Zero)
         );
-        assert_eq!(
-            Rate::per_second(1).burst(0).to_quota(None),
-            Err(RateError::ZeroBurst)
+        invalid(
+            Rate::new(1_000_000_001, Duration::from_secs(1)),
+            "count",
+            "faster than one token per nanosecond",
         );
-        assert_eq!(
-            Rate::new(1_000_000_001, Duration::from_secs(1)).to_quota(None),
-            Err(RateError::TooFast)
+        invalid(
+            Rate::new(u32::MAX, Duration::from_nanos(1)),
+            "count",
+            "use Rate::unlimited()",
         );
-        assert_eq!(
-            Rate::every(Duration::MAX).to_quota(None),
-            Err(RateError::TooSlow)
+        invalid(Rate::every(Duration::MAX), "period", "use Rate::zero()");
+        invalid(
+            Rate::new(u32::MAX, Duration::MAX),
+            "period",
+            "about 73 years",
         );
+        // 3600 s per token: at most 2^61 ns / 3.6e12 ns = 640 511 tokens.
         assert_eq!(
-            Rate::per_hour(1).burst(u32::MAX).to_quota(None),
-            Err(RateError::TooSlow)
+            problem(Rate::per_hour(1).burst(u32::MAX)),
+            ("burst".to_owned(), Problem::TooLarge { max: 640_511 })
         );
         let q = Rate::per_second(3).to_quota(None).unwrap();
         assert_eq!(q.period_ns, 333_333_334, "rounded up, never faster");
@@ -276,6 +330,28 @@ mod tests {
         let q = Rate::zero().burst(u32::MAX).to_quota(None).unwrap();
         assert!(q.zero);
         assert_eq!(Rate::unlimited().to_quota(None).unwrap().period_ns, 0);
+        // The extremes that work.
+        let q = Rate::new(1, Duration::from_nanos(1)).burst(u32::MAX);
+        assert_eq!(q.to_quota(None).unwrap().period_ns, 1);
+        let q = Rate::per_second(2).burst(u32::MAX).to_quota(None).unwrap();
+        assert_eq!(q.tau_ns(), 500_000_000 * u64::from(u32::MAX));
+        assert_eq!(
+            problem(Rate::per_second(1).burst(u32::MAX)),
+            ("burst".to_owned(), Problem::TooLarge { max: 2_305_843_009 })
+        );
+        let q = Rate::every(Duration::from_nanos(MAX_TAU_NS)).to_quota(None);
+        assert_eq!(q.unwrap().period_ns, MAX_TAU_NS);
+    }
+
+    #[test]
+    fn an_unlimited_rate_checks_its_burst_and_keeps_it() {
+        assert_eq!(
+            problem(Rate::unlimited().burst(0)),
+            ("burst".to_owned(), Problem::Zero)
+        );
+        assert_eq!(Rate::unlimited().to_quota(None).unwrap().burst, 1);
+        let q = Rate::unlimited().burst(u32::MAX).to_quota(None).unwrap();
+        assert_eq!((q.period_ns, q.burst), (0, u32::MAX));
     }
 
     #[test]
@@ -297,9 +373,10 @@ mod tests {
             let got = 1e9 / q.period_ns as f64;
             assert!((got / per_sec - 1.0).abs() < 1e-9, "{period:?}");
         }
-        assert_eq!(
-            Rate::every(Duration::ZERO).to_quota(None),
-            Err(RateError::ZeroPeriod)
+        invalid(
+            Rate::every(Duration::ZERO),
+            "period",
+            "use Rate::unlimited()",
         );
     }
 

@@ -5,10 +5,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use futures::Stream;
-use futures::future::BoxFuture;
 use pin_project_lite::pin_project;
 
-use crate::limiter::{InsufficientCapacity, RateLimiter};
+use crate::acquire::AcquireTokens;
+use crate::limiter::RateLimiter;
 
 pin_project! {
     /// The stream returned by [`throttle`] and [`ThrottleExt::throttle`].
@@ -30,7 +30,7 @@ pin_project! {
         stream: S,
         limiter: RateLimiter,
         pending: Option<S::Item>,
-        wait: Option<BoxFuture<'static, Result<(), InsufficientCapacity>>>,
+        wait: Option<Pin<Box<AcquireTokens<'static>>>>,
         done: bool,
     }
 }
@@ -51,9 +51,10 @@ impl<S: Stream> fmt::Debug for Throttle<S> {
 /// # Examples
 ///
 /// ```
+/// # mod weir { pub use weir_rate as rate; }
 /// use std::time::Duration;
 /// use futures::StreamExt;
-/// use weir_rate::{Rate, RateLimiter, throttle};
+/// use weir::rate::{Rate, RateLimiter, throttle};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -116,8 +117,8 @@ impl<S: Stream> Stream for Throttle<S> {
                         return Poll::Ready(Some(item));
                     }
                     *this.pending = Some(item);
-                    let limiter = this.limiter.clone();
-                    *this.wait = Some(Box::pin(async move { limiter.acquire().await }));
+                    let wait = AcquireTokens::owned(this.limiter.clone(), 1);
+                    *this.wait = Some(Box::pin(wait));
                 }
                 None => {
                     *this.done = true;

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
-
-use crate::rate::RateError;
+use weir_context::ConfigError;
 
 /// What a [`Ticker`] does when ticks were missed because the consumer was
 /// late (a wrapper over tokio's [`MissedTickBehavior`]).
@@ -44,11 +43,17 @@ impl From<MissedTick> for MissedTickBehavior {
 /// [`RateLimiter`](crate::RateLimiter) when several tasks must share a rate
 /// or a burst is wanted.
 ///
+/// A period so long that its first tick would be beyond the clock's range
+/// (`Duration::MAX`) is a ticker that never ticks. tokio's timer waits at
+/// most about 30 years at a time, so after a first tick that far away the
+/// next ones come every 30 years or so.
+///
 /// # Examples
 ///
 /// ```
+/// # mod weir { pub use weir_rate as rate; }
 /// use std::time::Duration;
-/// use weir_rate::{MissedTick, Ticker};
+/// use weir::rate::{MissedTick, Ticker};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -64,12 +69,16 @@ impl From<MissedTick> for MissedTickBehavior {
 ///
 /// # Panics
 ///
-/// [`Ticker::new`] panics outside a tokio runtime with the time driver
-/// enabled, as [`tokio::time::interval`] does.
+/// [`Ticker::new`] panics inside a tokio runtime whose time driver is not
+/// enabled, as [`tokio::time::interval`] does (outside any runtime it is an
+/// error).
 #[derive(Debug)]
 #[must_use = "streams do nothing unless polled"]
 pub struct Ticker {
-    interval: Interval,
+    /// `None`: the first tick is beyond the clock's range, so none comes.
+    interval: Option<Interval>,
+    period: Duration,
+    missed: MissedTick,
 }
 
 impl Ticker {
@@ -78,48 +87,77 @@ impl Ticker {
     ///
     /// # Errors
     ///
-    /// [`RateError::ZeroPeriod`] for a zero period.
-    pub fn new(period: Duration) -> Result<Self, RateError> {
+    /// A [`ConfigError`] (construct `"ticker"`): [`Problem::Zero`] for a
+    /// zero period, [`Problem::NoRuntime`] outside a tokio runtime.
+    ///
+    /// [`Problem::Zero`]: weir_context::Problem::Zero
+    /// [`Problem::NoRuntime`]: weir_context::Problem::NoRuntime
+    pub fn new(period: Duration) -> Result<Self, ConfigError> {
         if period.is_zero() {
-            return Err(RateError::ZeroPeriod);
+            return Err(ConfigError::zero("ticker", "period"));
         }
-        let mut interval = tokio::time::interval_at(Instant::now() + period, period);
-        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Ok(Ticker { interval })
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConfigError::no_runtime("ticker"));
+        }
+        let missed = MissedTick::default();
+        let interval = Instant::now().checked_add(period).map(|first| {
+            let mut interval = tokio::time::interval_at(first, period);
+            interval.set_missed_tick_behavior(missed.into());
+            interval
+        });
+        Ok(Ticker {
+            interval,
+            period,
+            missed,
+        })
     }
 
     /// Sets what happens to missed ticks.
     pub fn missed_tick(mut self, behavior: MissedTick) -> Self {
-        self.interval.set_missed_tick_behavior(behavior.into());
+        self.missed = behavior;
+        if let Some(interval) = &mut self.interval {
+            interval.set_missed_tick_behavior(behavior.into());
+        }
         self
     }
 
-    /// The period.
+    /// The period, as given.
     pub fn period(&self) -> Duration {
-        self.interval.period()
+        self.period
     }
 
     /// The missed-tick behaviour.
     pub fn missed_tick_behavior(&self) -> MissedTick {
-        match self.interval.missed_tick_behavior() {
-            MissedTickBehavior::Burst => MissedTick::Burst,
-            MissedTickBehavior::Skip => MissedTick::Skip,
-            _ => MissedTick::Delay,
-        }
+        self.missed
     }
 
-    /// Waits for the next tick and returns its scheduled instant.
+    /// Waits for the next tick and returns its scheduled instant (forever,
+    /// for a ticker whose first tick is beyond the clock's range).
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: a dropped `tick()` loses no tick; the next call gets it.
     pub async fn tick(&mut self) -> Instant {
-        self.interval.tick().await
+        std::future::poll_fn(|cx| self.poll_tick(cx)).await
+    }
+
+    fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
+        match &mut self.interval {
+            Some(interval) => interval.poll_tick(cx),
+            None => Poll::Pending,
+        }
     }
 
     /// Restarts the schedule: the next tick comes one period from now.
     pub fn reset(&mut self) {
-        self.interval.reset();
+        let Some(next) = Instant::now().checked_add(self.period) else {
+            // Beyond the clock's range: no tick comes.
+            self.interval = None;
+            return;
+        };
+        if let Some(interval) = &mut self.interval {
+            interval.reset_at(next);
+        }
     }
 }
 
@@ -127,6 +165,6 @@ impl Stream for Ticker {
     type Item = Instant;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Instant>> {
-        self.interval.poll_tick(cx).map(Some)
+        self.poll_tick(cx).map(Some)
     }
 }

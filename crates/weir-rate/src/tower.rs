@@ -1,6 +1,37 @@
-//! Tower middleware (feature `tower`): [`RateLimitLayer`] shares one
-//! [`RateLimiter`] across every clone of the service, [`KeyedRateLimitLayer`]
-//! one bucket per key; both can shed load instead of queueing.
+//! Tower middleware (feature `tower` of `weir`, or of `weir-rate`):
+//! [`RateLimitLayer`] shares one [`RateLimiter`] across every clone of the
+//! service, [`KeyedRateLimitLayer`] one bucket per key; both can shed load
+//! instead of queueing.
+//!
+//! Through the facade, these are `weir::rate::tower::RateLimitLayer` and
+//! friends, with `weir = { version = "0.1", features = ["tower"] }`. The
+//! services' error type is tower's `BoxError`
+//! (`Box<dyn std::error::Error + Send + Sync>`): a rejection downcasts to
+//! [`RateLimitExceeded`], an inner service's error passes through as it is.
+//!
+//! ```
+//! # mod weir { pub use weir_rate as rate; }
+//! use std::time::Duration;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use weir::rate::tower::{RateLimitExceeded, RateLimitLayer};
+//! use weir::rate::{Rate, RateLimiter};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! // 10 requests a second, 2 at once; a request whose token is more than
+//! // 50 ms away is rejected rather than queued.
+//! let limiter = RateLimiter::new(Rate::per_second(10).burst(2))?;
+//! let svc = ServiceBuilder::new()
+//!     .layer(RateLimitLayer::new(limiter).max_wait(Duration::from_millis(50)))
+//!     .service_fn(|name: &'static str| async move { Ok::<_, std::convert::Infallible>(name.len()) });
+//!
+//! assert_eq!(svc.clone().oneshot("ann").await?, 3);
+//! assert_eq!(svc.clone().oneshot("bob").await?, 3);
+//! let err = svc.clone().oneshot("cy").await.unwrap_err();
+//! assert!(err.is::<RateLimitExceeded>());
+//! # Ok(())
+//! # }
+//! ```
 
 use std::fmt;
 use std::future::Future;
@@ -14,30 +45,50 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::keyed::KeyedRateLimiter;
-use crate::limiter::{RateLimiter, Reservation};
+use crate::limiter::RateLimiter;
+use crate::reservation::{CancelOnDrop, Reservation};
 
-/// The boxed error the services return (tower's `BoxError`).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The boxed error the services return (the same type as tower's
+/// `BoxError`).
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The request was rejected because its token would not be ready within the
 /// layer's `max_wait` (load shedding), or the limiter can never grant it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("rate limit exceeded: no token within {max_wait:?}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitExceeded {
     max_wait: Duration,
 }
 
 impl RateLimitExceeded {
-    /// The bound the wait would have exceeded.
+    /// The bound the wait would have exceeded (`Duration::MAX` for a layer
+    /// without one, whose limiter can never grant a token: a spent
+    /// [`Rate::zero`](crate::Rate::zero) bucket).
     pub fn max_wait(&self) -> Duration {
         self.max_wait
     }
 }
 
-/// `call` was used without a successful `poll_ready` first (a caller bug).
+impl fmt::Display for RateLimitExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.max_wait == Duration::MAX {
+            f.write_str("rate limit exceeded: the limiter can never grant a token")
+        } else {
+            write!(
+                f,
+                "rate limit exceeded: no token within {:?}",
+                self.max_wait
+            )
+        }
+    }
+}
+
+impl std::error::Error for RateLimitExceeded {}
+
+/// [`RateLimit`]'s `call` was used without a successful `poll_ready` first
+/// (a caller bug, reported as an error rather than a panic).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("rate limit service called before poll_ready returned Ready")]
-pub struct NotReady;
+pub struct RateLimitNotReady;
 
 /// Applies [`RateLimit`]: every clone of the wrapped service takes its tokens
 /// from the same [`RateLimiter`] (tower's own `RateLimit` keeps a window per
@@ -46,9 +97,11 @@ pub struct NotReady;
 /// # Examples
 ///
 /// ```
+/// # mod weir { pub use weir_rate as rate; }
 /// use std::time::Duration;
 /// use tower::{Layer, ServiceExt, service_fn};
-/// use weir_rate::{Rate, RateLimiter, tower::RateLimitLayer};
+/// use weir::rate::tower::RateLimitLayer;
+/// use weir::rate::{Rate, RateLimiter};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -59,7 +112,7 @@ pub struct NotReady;
 /// assert_eq!(svc.clone().oneshot(1).await?, 2);
 /// // The next token is 100 ms away, over the 50 ms bound: shed.
 /// let err = svc.clone().oneshot(2).await.unwrap_err();
-/// assert!(err.is::<weir_rate::tower::RateLimitExceeded>());
+/// assert!(err.is::<weir::rate::tower::RateLimitExceeded>());
 /// # Ok(())
 /// # }
 /// ```
@@ -166,7 +219,7 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = RateLimitFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         loop {
@@ -179,7 +232,7 @@ where
                             tracing::debug!(max_wait = ?max, "rate limit: shedding a request");
                             State::Shed
                         }
-                        Some(at) if at <= tokio::time::Instant::now() => State::Ready(r),
+                        Some(_) if r.is_due() => State::Ready(r),
                         Some(at) => State::Waiting(Box::pin(tokio::time::sleep_until(at)), r),
                     };
                 }
@@ -198,8 +251,8 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         match std::mem::replace(&mut self.state, State::Idle) {
-            State::Ready(_token) => ResponseFuture::called(self.inner.call(req)),
-            State::Shed => ResponseFuture::rejected(
+            State::Ready(_token) => RateLimitFuture::called(self.inner.call(req)),
+            State::Shed => RateLimitFuture::rejected(
                 RateLimitExceeded {
                     max_wait: self.max_wait.unwrap_or(Duration::MAX),
                 }
@@ -207,7 +260,7 @@ where
             ),
             other => {
                 self.state = other;
-                ResponseFuture::rejected(NotReady.into())
+                RateLimitFuture::rejected(RateLimitNotReady.into())
             }
         }
     }
@@ -217,7 +270,7 @@ pin_project! {
     /// The response future of [`RateLimit`] and [`KeyedRateLimit`]'s
     /// rejections.
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<F> {
+    pub struct RateLimitFuture<F> {
         #[pin]
         kind: Kind<F>,
     }
@@ -231,27 +284,27 @@ pin_project! {
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<F> RateLimitFuture<F> {
     fn called(fut: F) -> Self {
-        ResponseFuture {
+        RateLimitFuture {
             kind: Kind::Called { fut },
         }
     }
 
     fn rejected(err: BoxError) -> Self {
-        ResponseFuture {
+        RateLimitFuture {
             kind: Kind::Rejected { err: Some(err) },
         }
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<F> fmt::Debug for RateLimitFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ResponseFuture")
+        f.write_str("RateLimitFuture")
     }
 }
 
-impl<F, T, E> Future for ResponseFuture<F>
+impl<F, T, E> Future for RateLimitFuture<F>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
@@ -262,7 +315,7 @@ where
         match self.project().kind.project() {
             KindProj::Called { fut } => fut.poll(cx).map_err(Into::into),
             KindProj::Rejected { err } => {
-                Poll::Ready(Err(err.take().unwrap_or_else(|| NotReady.into())))
+                Poll::Ready(Err(err.take().unwrap_or_else(|| RateLimitNotReady.into())))
             }
         }
     }
@@ -274,9 +327,11 @@ where
 /// # Examples
 ///
 /// ```
+/// # mod weir { pub use weir_rate as rate; }
 /// use std::time::Duration;
 /// use tower::{Layer, ServiceExt, service_fn};
-/// use weir_rate::{KeyedRateLimiter, Rate, tower::KeyedRateLimitLayer};
+/// use weir::rate::tower::KeyedRateLimitLayer;
+/// use weir::rate::{KeyedRateLimiter, Rate};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -417,33 +472,10 @@ where
         let fresh = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, fresh);
         Box::pin(async move {
-            let guard = CancelUnlessDone(Some(reservation));
-            guard.wait().await;
-            guard.done();
+            let reserved = CancelOnDrop::new(reservation);
+            reserved.ready().await;
+            reserved.keep();
             ready.call(req).await.map_err(Into::into)
         })
-    }
-}
-
-/// Gives a reservation back if the future holding it is dropped early.
-struct CancelUnlessDone(Option<Reservation>);
-
-impl CancelUnlessDone {
-    async fn wait(&self) {
-        if let Some(r) = &self.0 {
-            r.ready().await;
-        }
-    }
-
-    fn done(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for CancelUnlessDone {
-    fn drop(&mut self) {
-        if let Some(r) = self.0.take() {
-            r.cancel();
-        }
     }
 }

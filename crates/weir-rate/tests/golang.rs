@@ -1,5 +1,5 @@
-//! The scenarios of Go's `golang.org/x/time/rate` tests (`rate_test.go`),
-//! ported to weir-rate on tokio's paused clock.
+//! The scenarios of Go's `golang.org/x/time/rate` tests (`rate_test.go`
+//! and `sometimes_test.go`), ported to weir-rate on tokio's paused clock.
 //!
 //! Go passes explicit instants (`AllowN(t, n)`); here the paused clock is
 //! advanced to each instant instead, so time only moves forward: Go's
@@ -8,6 +8,12 @@
 //! `TestReserveSetBurst`'s last request is made at t3 instead of t0.
 //! A burst of 0 is rejected here (Go's `TestZeroBurst` limiter denies every
 //! request), and a zero rate is spelled `Rate::zero()`.
+//!
+//! `Sometimes`: Go's examples print what ran and check the output; here the
+//! calls that ran are collected and compared. `time.Sleep` is a paused-clock
+//! advance. Go's `TestSometimesNegative` (a negative interval, which Go
+//! treats as unset) has no equivalent: a `Duration` is never negative, and
+//! `Duration::ZERO` is the unset interval (`TestSometimesZero`).
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -15,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use weir_rate::{Rate, RateError, RateLimiter, Reservation};
+use weir_rate::{Rate, RateLimiter, Reservation, Sometimes};
 
 /// Go's `d`.
 const D: Duration = Duration::from_millis(100);
@@ -183,10 +189,9 @@ async fn simple_reserve() {
 
 #[test]
 fn zero_burst_is_rejected() {
-    assert_eq!(
-        RateLimiter::new(Rate::per_second(10).burst(0)).unwrap_err(),
-        RateError::ZeroBurst
-    );
+    let err = RateLimiter::new(Rate::per_second(10).burst(0)).unwrap_err();
+    assert!(err.is_zero());
+    assert_eq!(err.to_string(), "rate: burst must be at least 1 (got 0)");
 }
 
 #[tokio::test(start_paused = true)]
@@ -411,4 +416,88 @@ async fn tiny_limit() {
         RateLimiter::new(Rate::every(fifty_years * 100)).is_err(),
         "too slow to represent: an error, not an overflow"
     );
+}
+
+/// Calls `s.run` once per label, recording the labels whose call ran.
+fn calls(s: &Sometimes, labels: &[&'static str], ran: &mut Vec<&'static str>) {
+    for label in labels {
+        s.run(|| ran.push(*label));
+    }
+}
+
+#[test]
+fn example_sometimes_once() {
+    // The zero value of Sometimes behaves like sync.Once, though less
+    // efficiently.
+    let s = Sometimes::new();
+    let mut ran = Vec::new();
+    calls(&s, &["1", "2", "3"], &mut ran);
+    assert_eq!(ran, ["1"]);
+    assert_eq!(Sometimes::default().run(|| 7), Some(7));
+}
+
+#[test]
+fn example_sometimes_first() {
+    let s = Sometimes::new().first(2);
+    let mut ran = Vec::new();
+    calls(&s, &["1", "2", "3"], &mut ran);
+    assert_eq!(ran, ["1", "2"]);
+}
+
+#[test]
+fn example_sometimes_every() {
+    let s = Sometimes::new().every(2);
+    let mut ran = Vec::new();
+    calls(&s, &["1", "2", "3"], &mut ran);
+    assert_eq!(ran, ["1", "3"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn example_sometimes_interval() {
+    let s = Sometimes::new().interval(Duration::from_secs(1));
+    let mut ran = Vec::new();
+    calls(&s, &["1", "2"], &mut ran);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    calls(&s, &["3"], &mut ran);
+    assert_eq!(ran, ["1", "3"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn example_sometimes_mix() {
+    let s = Sometimes::new()
+        .first(2)
+        .every(2)
+        .interval(Duration::from_secs(2));
+    let mut ran = Vec::new();
+    calls(&s, &["1 (First:2)", "2 (First:2)", "3 (Every:2)"], &mut ran);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    calls(&s, &["4 (Interval)", "5 (Every:2)", "6"], &mut ran);
+    assert_eq!(
+        ran,
+        [
+            "1 (First:2)",
+            "2 (First:2)",
+            "3 (Every:2)",
+            "4 (Interval)",
+            "5 (Every:2)"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn sometimes_zero() {
+    // Go: `Interval: 0` is unset; the calls must not misbehave.
+    let s = Sometimes::new().interval(Duration::ZERO);
+    assert_eq!(s.run(|| ()), Some(()));
+    assert_eq!(s.run(|| ()), None, "no filter set: once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn sometimes_max() {
+    // Go: `Interval: math.MaxInt64`; here `Duration::MAX`, which never
+    // passes (and adding it to an instant must not overflow).
+    let s = Sometimes::new().interval(Duration::MAX);
+    assert_eq!(s.run(|| ()), Some(()));
+    tokio::time::advance(Duration::from_secs(3600 * 24 * 365)).await;
+    assert_eq!(s.run(|| ()), None);
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use tokio::time::Instant;
-use weir_rate::{InsufficientCapacity, NotUntil, Rate, RateLimiter, Reservation};
+use weir_rate::{
+    AcquireTokens, InsufficientCapacity, NotUntil, Rate, RateLimiter, Reservation, WaitError,
+};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -74,7 +76,9 @@ async fn eight_tasks_never_exceed_rate_times_t_plus_burst() {
 async fn n_above_burst_is_an_immediate_error() {
     let lim = RateLimiter::new(Rate::per_second(10).burst(3)).unwrap();
     let start = Instant::now();
-    let err: InsufficientCapacity = lim.acquire_n(4).await.unwrap_err();
+    let WaitError::InsufficientCapacity(err) = lim.acquire_n(4).await.unwrap_err() else {
+        panic!("not InsufficientCapacity");
+    };
     assert_eq!((err.requested(), err.burst()), (4, 3));
     assert!(err.to_string().contains("burst 3"), "{err}");
     assert_eq!(start.elapsed(), Duration::ZERO);
@@ -282,11 +286,17 @@ fn auto_traits() {
     send_sync::<NotUntil>();
     send_sync::<InsufficientCapacity>();
     send_sync::<weir_rate::KeyedRateLimiter<String>>();
-    send_sync::<weir_rate::RateError>();
-    fn send<T: Send>(_: &T) {}
+    send_sync::<WaitError>();
+    send_sync::<weir_rate::Sometimes>();
+    fn send_sync_future<T: Send + Sync + std::future::Future>(_: &T) {}
     let lim = RateLimiter::new(Rate::per_second(1)).unwrap();
-    send(&lim.acquire());
-    send(&lim.acquire_n(2));
+    send_sync_future::<AcquireTokens<'_>>(&lim.acquire());
+    send_sync_future(
+        &lim.acquire_n(2)
+            .context(weir_context::Context::background()),
+    );
+    let keyed = weir_rate::KeyedRateLimiter::new(Rate::per_second(1)).unwrap();
+    send_sync_future::<AcquireTokens<'static>>(&keyed.acquire(&"k"));
     fn send_unpin<T: Send + Unpin>() {}
     send_unpin::<weir_rate::Ticker>();
     send_unpin::<weir_rate::Throttle<futures::stream::Iter<std::vec::IntoIter<u8>>>>();
@@ -447,4 +457,27 @@ fn on_a_multi_thread_runtime_grants_never_outrun_the_rate() {
         let due = period * (i as u32 + 1).saturating_sub(burst);
         assert!(*at + period >= due, "grant {i} at {at:?}, before {due:?}");
     }
+}
+
+/// On a multi-thread runtime the limiter reads the timestamp counter, which
+/// may run a hair ahead of `tokio::time::Instant::now()`. A grant due now by
+/// the bucket's clock must not be taken for a future one (and wait a timer
+/// tick): a reservation made from a full bucket has no delay, and waits and
+/// `ready()` complete on their first poll.
+#[test]
+fn a_grant_due_now_never_waits_on_the_timestamp_counter_clock() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let lim = RateLimiter::new(Rate::per_second(1_000_000_000).burst(1_000_000_000)).unwrap();
+        for _ in 0..1_000 {
+            let r = lim.reserve();
+            assert_eq!(r.delay(), Duration::ZERO);
+            assert!(futures::poll!(std::pin::pin!(r.ready())).is_ready());
+            assert!(futures::poll!(std::pin::pin!(lim.acquire())).is_ready());
+        }
+    });
 }

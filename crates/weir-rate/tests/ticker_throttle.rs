@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
-use weir_rate::{MissedTick, Rate, RateError, RateLimiter, ThrottleExt, Ticker, throttle};
+use weir_rate::{MissedTick, Rate, RateLimiter, ThrottleExt, Ticker, throttle};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -81,12 +81,18 @@ async fn ticker_is_a_stream() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn zero_period_is_an_error() {
+    let err = Ticker::new(Duration::ZERO).unwrap_err();
+    assert!(err.is_zero());
+    assert_eq!(err.to_string(), "ticker: period must be at least 1 (got 0)");
+}
+
 #[test]
-fn zero_period_is_an_error() {
-    assert_eq!(
-        Ticker::new(Duration::ZERO).unwrap_err(),
-        RateError::ZeroPeriod
-    );
+fn outside_a_runtime_is_an_error_not_a_panic() {
+    let err = Ticker::new(MS).unwrap_err();
+    assert_eq!(err.problem(), &weir_context::Problem::NoRuntime);
+    assert_eq!(err.construct(), "ticker");
 }
 
 #[tokio::test(start_paused = true)]

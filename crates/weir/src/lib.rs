@@ -3,7 +3,9 @@
 //!
 //! This crate is the facade. It re-exports [`weir_core`] at its root, and the
 //! task group ([`group`], feature `group`) and rate limiters ([`rate`],
-//! feature `rate`) as modules. Both features are on by default.
+//! feature `rate`) as modules. Both features are on by default. The same
+//! shapes across processes — a rate limit shared by every replica, a
+//! durable job queue — are `weir::redis` (feature `redis`, off by default).
 //!
 //! Start with [`Pipeline`] for a chain of concurrent stages, [`Pool`] for a
 //! long-lived worker pool, [`group::Group`] for an errgroup, and
@@ -46,6 +48,13 @@ pub mod group {
 #[cfg(feature = "rate")]
 pub mod rate {
     pub use weir_rate::*;
+}
+
+/// A rate limiter shared by every replica and a durable job queue, on Redis
+/// (the `weir-redis` crate; feature `redis`, off by default).
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use weir_redis::*;
 }
 
 /// The names most programs need, in one `use weir::prelude::*;`.

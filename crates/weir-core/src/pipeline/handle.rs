@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{self, Poll};
 
+use std::time::Duration;
+
 use futures::Stream;
-use tokio_util::sync::CancellationToken;
 
 use super::error::PipelineError;
-use super::report::Report;
+use super::report::PipelineReport;
 use super::run::{Shared, SinkState};
 use crate::channel::{self, EdgeRx};
-use weir_context::Context;
+use weir_context::{Context, GraceExpired, RunError};
 
 /// The output of a running pipeline, as a [`Stream`].
 ///
@@ -26,7 +27,7 @@ use weir_context::Context;
 /// Dropping the stream before it ends stops the whole pipeline: every stage
 /// stops promptly (even one in the middle of an item), items in flight are
 /// counted as cancelled, and what was waiting in the output is counted in
-/// [`Report::undelivered`]. [`PipelineHandle::join`] then returns `Ok` with
+/// [`PipelineReport::undelivered`]. [`PipelineHandle::join`] then returns `Ok` with
 /// the report: walking away from the output is not an error.
 #[must_use = "streams do nothing unless polled"]
 pub struct ItemStream<T> {
@@ -116,7 +117,7 @@ impl<T> fmt::Debug for ItemStream<T> {
 /// Ends when every stage has ended. It is bounded
 /// ([`Pipeline::error_capacity`](crate::Pipeline::error_capacity)) and never
 /// blocks the pipeline: when it is full, further errors are only counted
-/// ([`Report::errors_dropped`]). Taken with [`PipelineHandle::errors`].
+/// ([`PipelineReport::errors_dropped`]). Taken with [`PipelineHandle::errors`].
 #[must_use = "streams do nothing unless polled"]
 pub struct ErrorStream<E> {
     rx: Pin<Box<async_channel::Receiver<PipelineError<E>>>>,
@@ -151,11 +152,24 @@ impl<E> fmt::Debug for ErrorStream<E> {
 
 /// Control over a running pipeline: cancel it, watch it, wait for it.
 ///
+/// | call | does |
+/// |---|---|
+/// | [`cancel`](Self::cancel) | stops now |
+/// | [`join`](Self::join) | waits for the end; the report, or the error with the report |
+/// | [`shutdown`](Self::shutdown) | waits up to a grace period for the end, then cancels |
+/// | [`report`](Self::report) | a snapshot of the counters while it runs |
+/// | [`errors`](Self::errors) | the error stream under [`ErrorPolicy::Continue`](crate::ErrorPolicy::Continue) |
+///
+/// A pipeline has no `close()`: its intake is its source, which ends when
+/// your iterator or stream ends, your generator returns, or every sender of
+/// the receiver given to [`Pipeline::from_receiver`](crate::Pipeline::from_receiver)
+/// is dropped; what entered before that runs to its end.
+///
 /// # Dropped
 ///
 /// Dropping the handle does not stop the pipeline (like dropping a tokio
 /// `JoinHandle`): it runs on until its output ends, the output stream is
-/// dropped, or its token is cancelled. No task is leaked either way.
+/// dropped, or its context is cancelled. No task is leaked either way.
 pub struct PipelineHandle<E = anyhow::Error> {
     shared: Arc<Shared<E>>,
 }
@@ -177,35 +191,19 @@ impl<E> PipelineHandle<E> {
     /// counted as cancelled, and [`join`](Self::join) returns
     /// [`PipelineError::Stopped`] with [`Cause::Cancelled`](crate::Cause::Cancelled) (unless a stage
     /// failed first under fail-fast, or the pipeline had already finished).
+    /// For a cause of your own, `handle.context().cancel_with(value)`.
     pub fn cancel(&self) {
         self.shared.ctx.cancel();
     }
 
-    /// Stops the pipeline like [`cancel`](Self::cancel), with your own
-    /// cause, which [`join`](Self::join) then reports.
-    pub fn cancel_with<V>(&self, cause: V)
-    where
-        V: fmt::Display + fmt::Debug + Send + Sync + 'static,
-    {
-        self.shared.ctx.cancel_with(cause);
-    }
-
     /// The pipeline's context: a child of the one given to
-    /// [`Pipeline::context`](crate::Pipeline::context) (or of the token given
-    /// to [`Pipeline::token`](crate::Pipeline::token)).
-    pub fn context(&self) -> Context {
-        self.shared.ctx.clone()
-    }
-
-    /// The pipeline's token. Cancelling it is [`cancel`](Self::cancel); a
-    /// task can also wait on it to learn when the pipeline stops for any
-    /// reason (cancel, first error, consumer gone).
-    ///
-    /// It is a child of the token given to
-    /// [`Pipeline::token`](crate::Pipeline::token): cancelling that one
-    /// cancels this one, not the other way round.
-    pub fn token(&self) -> CancellationToken {
-        self.shared.token.clone()
+    /// [`Pipeline::context`](crate::Pipeline::context). It is cancelled when
+    /// the pipeline stops for any reason (cancel, first error under
+    /// fail-fast, the consumer gone), so a task can wait on it; cancelling
+    /// it is [`cancel`](Self::cancel), and `cancel_with(value)` makes
+    /// `value` the cause [`join`](Self::join) reports.
+    pub fn context(&self) -> &Context {
+        &self.shared.ctx
     }
 
     /// Whether every task of the pipeline has ended.
@@ -224,11 +222,12 @@ impl<E> PipelineHandle<E> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()?;
+        self.shared.errors_taken.store(true, Relaxed);
         Some(ErrorStream { rx: Box::pin(rx) })
     }
 
     /// A snapshot of the counters now, while the pipeline runs or after.
-    pub fn report(&self) -> Report {
+    pub fn report(&self) -> PipelineReport {
         let stages = self
             .shared
             .stages
@@ -238,7 +237,7 @@ impl<E> PipelineHandle<E> {
             .map(|c| c.snapshot())
             .collect();
         let sink = &self.shared.sink;
-        Report {
+        PipelineReport {
             stages,
             delivered: sink.delivered.load(Relaxed),
             undelivered: sink.undelivered.load(Relaxed),
@@ -254,12 +253,15 @@ impl<E> PipelineHandle<E> {
     ///
     /// # Errors
     ///
+    /// A [`RunError`] carrying the final [`PipelineReport`] and:
+    ///
     /// - under fail-fast, the first failure ([`PipelineError::Failed`],
     ///   [`Panicked`](PipelineError::Panicked) or
     ///   [`TimedOut`](PipelineError::TimedOut)), naming its stage; a failing
     ///   [`Stage::setup`](crate::Stage::setup) under either policy;
-    /// - [`PipelineError::Stopped`] with the [`Cause`](crate::Cause) when the pipeline was
-    ///   cancelled, or its context's deadline passed, before it finished.
+    /// - [`PipelineError::Stopped`] with the [`Cause`](crate::Cause) when the
+    ///   pipeline was cancelled, or its context's deadline passed, before it
+    ///   finished.
     ///
     /// Under [`ErrorPolicy::Continue`](crate::ErrorPolicy::Continue), failed
     /// items do not make `join` fail; they are in the report and on the
@@ -275,10 +277,47 @@ impl<E> PipelineHandle<E> {
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the future leaves the pipeline running; the
-    /// handle is consumed, so use [`token`](Self::token) first if you will
-    /// want to cancel it later.
-    pub async fn join(self) -> Result<Report, PipelineError<E>> {
+    /// handle is consumed, so clone its [`context`](Self::context) first if
+    /// you will want to cancel it later.
+    pub async fn join(self) -> Result<PipelineReport, RunError<PipelineError<E>, PipelineReport>> {
         self.shared.tracker.wait().await;
+        self.outcome()
+    }
+
+    /// Waits up to `grace` for the pipeline to end on its own, then cancels
+    /// it (cause [`GraceExpired`]) and waits for its tasks to end. Returns
+    /// what [`join`](Self::join) returns: after a cancel, the error is
+    /// [`PipelineError::Stopped`] with the `GraceExpired` cause.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before the grace period is over leaves the
+    /// pipeline running, as dropping `join` does; after it, the pipeline is
+    /// already cancelled.
+    pub async fn shutdown(
+        self,
+        grace: Duration,
+    ) -> Result<PipelineReport, RunError<PipelineError<E>, PipelineReport>> {
+        if tokio::time::timeout(grace, self.shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::debug!(
+                ?grace,
+                "pipeline did not end within its grace period; cancelling"
+            );
+            self.shared.ctx.cancel_with(GraceExpired { grace });
+            self.shared.tracker.wait().await;
+        }
+        self.outcome()
+    }
+
+    /// How the pipeline ended, once every task has.
+    fn outcome(&self) -> Result<PipelineReport, RunError<PipelineError<E>, PipelineReport>> {
         let report = self.report();
         let first = self
             .shared
@@ -287,14 +326,13 @@ impl<E> PipelineHandle<E> {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(err) = first {
-            return Err(err);
+            return Err(RunError::new(err, report));
         }
         let interrupted = self.shared.interrupted.load(Relaxed);
         let consumer_gone = self.shared.sink.consumer_gone.load(Relaxed);
         if interrupted && !consumer_gone {
-            return Err(PipelineError::Stopped(
-                self.shared.ctx.stopped().into_cause(),
-            ));
+            let cause = self.shared.ctx.stopped().into_cause();
+            return Err(RunError::new(PipelineError::Stopped(cause), report));
         }
         Ok(report)
     }

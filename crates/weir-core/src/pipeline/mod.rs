@@ -50,19 +50,29 @@
 //!
 //! # Cancellation
 //!
-//! [`PipelineHandle::cancel`], or cancelling the token given to
-//! [`Pipeline::token`], or the end of the [`Context`] given to
-//! [`Pipeline::context`] (a deadline, say), stops every task promptly — a
-//! stage in the middle of an item drops it at its next `.await` — and `join`
-//! returns [`PipelineError::Stopped`] with the [`Cause`](crate::Cause).
+//! [`PipelineHandle::cancel`], or the end of the [`Context`] given to
+//! [`Pipeline::context`] (cancelled, or its deadline passed), stops every
+//! task promptly — a stage in the middle of an item drops it at its next
+//! `.await` — and `join` returns [`PipelineError::Stopped`] with the
+//! [`Cause`](crate::Cause), inside a [`RunError`] that
+//! carries the final [`PipelineReport`].
 //!
 //! # Dropped
 //!
 //! Dropping the output stream stops the pipeline the same way, but `join`
 //! returns `Ok`: the consumer chose to stop. Whatever stopped it, no task of
 //! the pipeline is alive once `join` returns, and every item that entered a
-//! stage is accounted for in the [`Report`]:
+//! stage is accounted for in the [`PipelineReport`]:
 //! `input = output + filtered + failed + cancelled`.
+//!
+//! # Settings
+//!
+//! Zero workers, a zero capacity, a zero or misplaced per-item timeout, more
+//! than [`MAX_WORKERS`](crate::MAX_WORKERS) workers in a stage, or a start
+//! outside a tokio runtime are a [`ConfigError`] when
+//! the pipeline starts (its sink, or [`into_stream`](Pipeline::into_stream));
+//! nothing runs then. A capacity above [`MAX_CAPACITY`](crate::MAX_CAPACITY)
+//! is lowered to it.
 
 mod error;
 mod handle;
@@ -79,26 +89,22 @@ use std::time::Duration;
 use futures::Stream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-pub use error::{BuildError, PipelineError};
+pub use error::PipelineError;
 pub use handle::{ErrorStream, ItemStream, PipelineHandle};
-pub use report::{Report, StageReport};
-pub use run::{Emitter, Stopped};
+pub use report::{PipelineReport, StageReport};
+pub use run::{EmitError, Emitter};
 pub use stage::Stage;
-pub use weir_context::ErrorPolicy;
 
+use crate::DEFAULT_CAPACITY;
 use crate::channel::{self, EdgeRx, Halt};
 use report::StageCounters;
 use run::{Env, Shared, SinkState};
 use stage::{FilterMapFn, MapFn, Process, SyncFn};
-use weir_context::Context;
-
-/// Channel size between stages unless [`Pipeline::capacity`] says
-/// otherwise.
-pub const DEFAULT_CAPACITY: usize = 64;
+use weir_context::__private::{check_capacity, check_workers};
+use weir_context::{ConfigError, Context, ErrorPolicy, RunError};
 
 /// Size of the error stream unless [`Pipeline::error_capacity`] says
 /// otherwise.
@@ -177,7 +183,7 @@ pub struct Pipeline<T, E = anyhow::Error> {
     error_capacity: usize,
     parent: Option<Context>,
     policy: ErrorPolicy,
-    error: Option<BuildError>,
+    error: Option<ConfigError>,
     last: Option<Arc<Mutex<StageOpts>>>,
 }
 
@@ -252,7 +258,7 @@ where
     ///
     /// When the first stage has one worker, it reads `rx` itself (no
     /// forwarding task, so an item costs no extra hop) and the
-    /// [`Report`] has no `"source"` stage. When the pipeline stops, `rx` is
+    /// [`PipelineReport`] has no `"source"` stage. When the pipeline stops, `rx` is
     /// closed, so senders see the pipeline is gone.
     pub fn from_receiver(rx: tokio::sync::mpsc::Receiver<T>) -> Self {
         Self::from_launch(Box::new(move |l: &Launch<E>, consumers| {
@@ -280,7 +286,7 @@ where
     ///
     /// The generator stops as soon as the pipeline stops (cancel, first
     /// error, or the consumer dropping the output): `f`'s future is dropped
-    /// at its next `.await`, and a pending `send` returns [`Stopped`]. There
+    /// at its next `.await`, and a pending `send` returns [`EmitError`]. There
     /// is no way for it to block forever on a consumer that is gone — the
     /// goroutine leak of the Go version.
     ///
@@ -335,35 +341,26 @@ where
     }
 
     /// Sets the size of every channel between stages (default
-    /// [`DEFAULT_CAPACITY`]). Applies to the whole pipeline, wherever it is
-    /// called in the chain. Zero is refused when the pipeline starts
-    /// ([`BuildError::ZeroCapacity`]).
+    /// [`DEFAULT_CAPACITY`]). Applies to the whole
+    /// pipeline, wherever it is called in the chain. Zero is a
+    /// [`ConfigError`] when the pipeline starts; above
+    /// [`MAX_CAPACITY`](crate::MAX_CAPACITY) it is lowered to it.
     pub fn capacity(mut self, n: usize) -> Self {
-        if n == 0 {
-            self.error.get_or_insert(BuildError::ZeroCapacity);
-        }
         self.capacity = n;
         self
     }
 
     /// Sets the size of the [`ErrorStream`] (default
     /// [`DEFAULT_ERROR_CAPACITY`]); only used under
-    /// [`ErrorPolicy::Continue`]. Zero means errors are only counted.
+    /// [`ErrorPolicy::Continue`]. Zero means errors are only counted; above
+    /// [`MAX_CAPACITY`](crate::MAX_CAPACITY) it is lowered to it.
     pub fn error_capacity(mut self, n: usize) -> Self {
         self.error_capacity = n;
         self
     }
 
-    /// Ties the pipeline to an outside token: cancelling `token` cancels the
-    /// pipeline. The pipeline works on a child token, so its own cancel or
-    /// failure does not cancel `token`. (Same as
-    /// `.context(Context::from(token))`.)
-    pub fn token(mut self, token: CancellationToken) -> Self {
-        self.parent = Some(Context::from(token));
-        self
-    }
-
-    /// Runs the pipeline under `ctx`: when `ctx` is cancelled or its deadline
+    /// Runs the pipeline under `ctx` (a [`Context`], `&Context` or
+    /// `CancellationToken`): when `ctx` is cancelled or its deadline
     /// passes, the pipeline stops and `join` returns
     /// [`PipelineError::Stopped`] with `ctx`'s [`Cause`](crate::Cause) (for example
     /// [`Cause::DeadlineExceeded`](crate::Cause::DeadlineExceeded)). The pipeline works on a child context,
@@ -387,11 +384,12 @@ where
     ///     .run()
     ///     .await
     ///     .unwrap_err();
-    /// assert!(matches!(err.cause(), Some(Cause::DeadlineExceeded)));
+    /// assert!(matches!(err.error().cause(), Some(Cause::DeadlineExceeded)));
+    /// assert!(err.report().is_balanced()); // the counts survive the deadline
     /// # }
     /// ```
-    pub fn context(mut self, ctx: Context) -> Self {
-        self.parent = Some(ctx);
+    pub fn context(mut self, ctx: impl Into<Context>) -> Self {
+        self.parent = Some(ctx.into());
         self
     }
 
@@ -406,18 +404,24 @@ where
     /// that takes longer is dropped and fails with
     /// [`PipelineError::TimedOut`] under the pipeline's error policy.
     ///
-    /// A zero duration, or a call before any stage was added, is refused
-    /// when the pipeline starts.
+    /// A zero duration, or a call before any stage was added, is a
+    /// [`ConfigError`] when the pipeline starts. `Duration::MAX` is no
+    /// timeout.
     pub fn timeout(mut self, per_item: Duration) -> Self {
         match &self.last {
             Some(opts) if !per_item.is_zero() => {
                 opts.lock().unwrap_or_else(|p| p.into_inner()).timeout = Some(per_item);
             }
             Some(_) => {
-                self.error.get_or_insert(BuildError::ZeroTimeout);
+                self.error
+                    .get_or_insert(ConfigError::zero("pipeline", "per-item timeout"));
             }
             None => {
-                self.error.get_or_insert(BuildError::TimeoutWithoutStage);
+                self.error.get_or_insert(ConfigError::invalid(
+                    "pipeline",
+                    "timeout",
+                    "applies to the stage added before it, and there is none",
+                ));
             }
         }
         self
@@ -440,10 +444,8 @@ where
         + 'static,
     ) -> Pipeline<U, E> {
         let mut error = self.error;
-        if workers == 0 {
-            error.get_or_insert(BuildError::ZeroWorkers {
-                stage: name.clone(),
-            });
+        if let Err(e) = check_workers("pipeline", format!("workers of stage `{name}`"), workers) {
+            error.get_or_insert(e);
         }
         let opts = Arc::new(Mutex::new(StageOpts::default()));
         let stage_opts = Arc::clone(&opts);
@@ -515,8 +517,8 @@ where
     /// future in one task. Use [`map_ordered`](Self::map_ordered) to keep
     /// input order.
     ///
-    /// `workers == 0` is refused when the pipeline starts
-    /// ([`BuildError::ZeroWorkers`]).
+    /// `workers == 0`, or more than [`MAX_WORKERS`](crate::MAX_WORKERS), is
+    /// a [`ConfigError`] when the pipeline starts.
     pub fn map<U, F, Fut>(self, name: impl Into<String>, workers: usize, f: F) -> Pipeline<U, E>
     where
         U: Send + 'static,
@@ -660,20 +662,23 @@ where
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] if the pipeline was put together wrongly (zero
-    /// workers, zero capacity, a misplaced timeout) or there is no runtime.
-    /// Nothing was started then.
-    pub fn into_stream(self) -> Result<(ItemStream<T>, PipelineHandle<E>), BuildError> {
+    /// A [`ConfigError`] if the pipeline was put together wrongly (zero or
+    /// too many workers, zero capacity, a zero or misplaced timeout) or
+    /// there is no runtime. Nothing was started then.
+    pub fn into_stream(self) -> Result<(ItemStream<T>, PipelineHandle<E>), ConfigError> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let capacity = check_capacity("pipeline", "capacity", self.capacity)?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| ConfigError::no_runtime("pipeline"))?;
         let ctx = self
             .parent
             .as_ref()
             .map_or_else(Context::background, Context::child);
         let token = ctx.token();
-        let (errors, errors_rx) = async_channel::bounded(self.error_capacity.max(1));
+        let error_capacity = self.error_capacity.min(crate::MAX_CAPACITY);
+        let (errors, errors_rx) = async_channel::bounded(error_capacity.max(1));
         if self.error_capacity == 0 {
             errors_rx.close();
         }
@@ -691,6 +696,7 @@ where
             sink: Arc::clone(&sink),
             first_error: Mutex::new(None),
             errors_rx: Mutex::new(Some(errors_rx)),
+            errors_taken: AtomicBool::new(false),
             errors_dropped: AtomicU64::new(0),
             interrupted: AtomicBool::new(false),
             stages: Mutex::new(Vec::new()),
@@ -699,7 +705,7 @@ where
         let launch = Launch {
             shared: Arc::clone(&shared),
             errors,
-            capacity: self.capacity,
+            capacity,
             runtime,
         };
         let rx = (self.launch)(&launch, 1).into_iter().next();
@@ -713,10 +719,15 @@ where
     ///
     /// # Errors
     ///
-    /// As [`PipelineHandle::join`], plus [`PipelineError::Build`] when the
-    /// pipeline could not start.
-    pub async fn collect(self) -> Result<Vec<T>, PipelineError<E>> {
-        let (mut out, handle) = self.into_stream()?;
+    /// As [`PipelineHandle::join`], plus [`PipelineError::Config`] (with an
+    /// empty report) when the pipeline could not start.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the output, which stops the pipeline (see
+    /// [`ItemStream`]'s "Dropped"); the items collected so far are lost.
+    pub async fn collect(self) -> Result<Vec<T>, RunError<PipelineError<E>, PipelineReport>> {
+        let (mut out, handle) = self.start()?;
         let mut items = Vec::new();
         while let Some(item) = out.recv().await {
             items.push(item);
@@ -732,12 +743,19 @@ where
     /// # Errors
     ///
     /// As [`collect`](Self::collect).
-    pub async fn for_each<F, Fut>(self, mut f: F) -> Result<Report, PipelineError<E>>
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`collect`](Self::collect).
+    pub async fn for_each<F, Fut>(
+        self,
+        mut f: F,
+    ) -> Result<PipelineReport, RunError<PipelineError<E>, PipelineReport>>
     where
         F: FnMut(T) -> Fut,
         Fut: Future<Output = ()>,
     {
-        let (mut out, handle) = self.into_stream()?;
+        let (mut out, handle) = self.start()?;
         while let Some(item) = out.recv().await {
             f(item).await;
         }
@@ -750,7 +768,22 @@ where
     /// # Errors
     ///
     /// As [`collect`](Self::collect).
-    pub async fn run(self) -> Result<Report, PipelineError<E>> {
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`collect`](Self::collect).
+    pub async fn run(self) -> Result<PipelineReport, RunError<PipelineError<E>, PipelineReport>> {
         self.for_each(|_| std::future::ready(())).await
+    }
+
+    /// [`into_stream`](Self::into_stream) for the sinks: a settings error
+    /// is their error, with an empty report.
+    #[allow(clippy::type_complexity)]
+    fn start(
+        self,
+    ) -> Result<(ItemStream<T>, PipelineHandle<E>), RunError<PipelineError<E>, PipelineReport>>
+    {
+        self.into_stream()
+            .map_err(|e| RunError::new(PipelineError::Config(e), PipelineReport::default()))
     }
 }

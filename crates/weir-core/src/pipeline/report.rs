@@ -1,11 +1,13 @@
 //! Per-stage counters and the report built from them.
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use weir_context::__private::write_table;
 
 /// What happened in one stage.
 ///
@@ -58,9 +60,18 @@ impl StageReport {
 
 /// What happened in a pipeline: one [`StageReport`] per stage, source
 /// first, plus what the consumer did with the output.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Display` prints it as a table, a row per stage:
+///
+/// ```text
+/// stage   workers  in  out  filtered  failed  cancelled
+/// source        1  10   10         0       0          0
+/// square        4  10   10         0       0          0
+/// delivered 10, undelivered 0, errors dropped 0, elapsed 1.2ms
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Report {
+pub struct PipelineReport {
     /// The stages in pipeline order; the first is the source (except for
     /// [`Pipeline::from_receiver`](crate::Pipeline::from_receiver) feeding a
     /// one-worker stage, which reads the caller's channel directly).
@@ -79,7 +90,7 @@ pub struct Report {
     pub elapsed: Duration,
 }
 
-impl Report {
+impl PipelineReport {
     /// The report of the stage with this name, if there is one.
     pub fn stage(&self, name: &str) -> Option<&StageReport> {
         self.stages.iter().find(|s| s.name == name)
@@ -107,6 +118,44 @@ impl Report {
         self.stages.iter().all(StageReport::is_balanced)
             && self.stages.windows(2).all(|w| w[0].output == w[1].input)
             && last_out == self.delivered + self.undelivered
+    }
+}
+
+impl fmt::Display for PipelineReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rows: Vec<Vec<String>> = self
+            .stages
+            .iter()
+            .map(|s| {
+                vec![
+                    s.name.clone(),
+                    s.workers.to_string(),
+                    s.input.to_string(),
+                    s.output.to_string(),
+                    s.filtered.to_string(),
+                    s.failed.to_string(),
+                    s.cancelled.to_string(),
+                ]
+            })
+            .collect();
+        write_table(
+            f,
+            &[
+                "stage",
+                "workers",
+                "in",
+                "out",
+                "filtered",
+                "failed",
+                "cancelled",
+            ],
+            &rows,
+        )?;
+        write!(
+            f,
+            "delivered {}, undelivered {}, errors dropped {}, elapsed {:?}",
+            self.delivered, self.undelivered, self.errors_dropped, self.elapsed
+        )
     }
 }
 

@@ -21,9 +21,8 @@ use super::error::PipelineError;
 use super::report::StageCounters;
 use super::stage::{Process, Stage, StageFn};
 use crate::channel::{self, Delivery, EdgeRx, EdgeTx, Halt, Recv, Sent};
-use weir_context::__private::panic_message;
-use weir_context::Context;
-use weir_context::ErrorPolicy;
+use weir_context::__private::catch_call;
+use weir_context::{Context, ErrorPolicy, Panic};
 
 /// What the consumer side (the output stream) shares with the handle.
 #[derive(Debug)]
@@ -45,6 +44,9 @@ pub(crate) struct Shared<E> {
     pub(crate) sink: Arc<SinkState>,
     pub(crate) first_error: Mutex<Option<PipelineError<E>>>,
     pub(crate) errors_rx: Mutex<Option<async_channel::Receiver<PipelineError<E>>>>,
+    /// The caller took the error stream: failures under `Continue` reach it
+    /// as values, so they are logged at DEBUG, not WARN.
+    pub(crate) errors_taken: AtomicBool,
     pub(crate) errors_dropped: AtomicU64,
     /// Some task stopped because the token fired, not because its input
     /// ended: the pipeline did not run to completion.
@@ -104,25 +106,30 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
         self.shared.interrupted.store(true, Relaxed);
     }
 
-    /// Reports a failure under the pipeline's error policy.
+    /// Reports a failure under the pipeline's error policy: the one event
+    /// for it (DEBUG when the caller receives the error as a value, WARN
+    /// when nobody will), then the error stream or the first-error slot.
     pub(crate) fn fail(&self, err: PipelineError<E>) {
         match self.shared.policy {
             ErrorPolicy::FailFast => self.fail_pipeline(err),
             ErrorPolicy::Continue => {
-                tracing::warn!(stage = %self.counters.name, error = %err, "item failed");
+                let taken = self.shared.errors_taken.load(Relaxed);
+                if !taken {
+                    tracing::warn!(error = %err, "item failed; nobody took the error stream");
+                } else if self.errors.is_full() {
+                    tracing::warn!(error = %err, "item failed; the error stream is full, so the error is only counted");
+                } else {
+                    tracing::debug!(error = %err, "item failed");
+                }
                 if self.errors.try_send(err).is_err() {
                     self.shared.errors_dropped.fetch_add(1, Relaxed);
-                    tracing::warn!(
-                        stage = %self.counters.name,
-                        "error stream full or closed; error counted, not delivered"
-                    );
                 }
             }
         }
     }
 
     /// Fails the whole pipeline, whatever the policy: records the error if it
-    /// is the first and cancels every task.
+    /// is the first (`join` returns it) and cancels every task.
     pub(crate) fn fail_pipeline(&self, err: PipelineError<E>) {
         let mut first = self
             .shared
@@ -130,10 +137,10 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if first.is_none() && !self.halt.is_stopped() {
-            tracing::error!(stage = %self.counters.name, error = %err, "stage failed; stopping pipeline");
+            tracing::debug!(error = %err, "stage failed; stopping the pipeline");
             *first = Some(err);
         } else {
-            tracing::debug!(stage = %self.counters.name, error = %err, "failure after the pipeline stopped");
+            tracing::debug!(error = %err, "failure after the pipeline stopped");
         }
         drop(first);
         self.shared.token.cancel();
@@ -178,11 +185,9 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
             Ok(Err(payload)) => {
                 c.failed.fetch_add(1, Relaxed);
                 c.panicked.fetch_add(1, Relaxed);
-                let message = panic_message(&*payload);
-                tracing::error!(stage = %c.name, %message, "stage function panicked");
                 self.fail(PipelineError::Panicked {
                     stage: self.stage(),
-                    message,
+                    panic: Panic::from_payload(payload),
                 });
                 Outcome::Failed
             }
@@ -404,8 +409,8 @@ pub(crate) async fn stage_worker<I, S>(
         }
         Some(Err(payload)) => {
             let stage = env.stage();
-            let message = format!("in setup: {}", panic_message(&*payload));
-            env.fail_pipeline(PipelineError::Panicked { stage, message });
+            let panic = Panic::from_payload(payload);
+            env.fail_pipeline(PipelineError::Panicked { stage, panic });
             None
         }
     };
@@ -422,8 +427,8 @@ pub(crate) async fn stage_worker<I, S>(
             }
             Err(payload) => {
                 let stage = env.stage();
-                let message = format!("in teardown: {}", panic_message(&*payload));
-                env.fail(PipelineError::Panicked { stage, message });
+                let panic = Panic::from_payload(payload);
+                env.fail(PipelineError::Panicked { stage, panic });
             }
         }
     }
@@ -567,17 +572,43 @@ pub(crate) async fn ordered_reorderer<O, E>(
     env.finish::<O>(None);
 }
 
-/// Source over an iterator.
-pub(crate) async fn iter_source<I, E>(mut env: Env<E>, iter: I, mut tx: EdgeTx<I::Item>)
+impl<E: fmt::Display + Send + 'static> Env<E> {
+    /// The source's iterator or stream panicked: counted as one failed item
+    /// of the source (its input includes it, so the source balances), and
+    /// reported under the policy. The items it yielded before are already
+    /// on their way (or counted as cancelled if the pipeline stops).
+    fn source_panicked(&self, panic: Panic) {
+        let c = &self.counters;
+        c.input.fetch_add(1, Relaxed);
+        c.failed.fetch_add(1, Relaxed);
+        c.panicked.fetch_add(1, Relaxed);
+        self.fail(PipelineError::Panicked {
+            stage: self.stage(),
+            panic,
+        });
+    }
+}
+
+/// Source over an iterator. A panic in `next` ends the source with a
+/// panic error (see [`Env::source_panicked`]).
+pub(crate) async fn iter_source<I, E>(mut env: Env<E>, mut iter: I, mut tx: EdgeTx<I::Item>)
 where
     I: Iterator,
     E: fmt::Display + Send + 'static,
 {
-    for item in iter {
+    loop {
         if env.halt.is_stopped() {
             env.interrupted();
             break;
         }
+        let item = match catch_call(|| iter.next()) {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(panic) => {
+                env.source_panicked(panic);
+                break;
+            }
+        };
         env.counters.input.fetch_add(1, Relaxed);
         if !env.emit(&mut tx, item).await {
             break;
@@ -587,7 +618,8 @@ where
     env.finish::<I::Item>(None);
 }
 
-/// Source over a stream.
+/// Source over a stream. A panic in `poll_next` ends the source with a
+/// panic error (see [`Env::source_panicked`]).
 pub(crate) async fn stream_source<S, E>(mut env: Env<E>, stream: S, mut tx: EdgeTx<S::Item>)
 where
     S: Stream,
@@ -595,7 +627,7 @@ where
 {
     let mut stream = std::pin::pin!(stream);
     loop {
-        let mut next = stream.next();
+        let mut next = AssertUnwindSafe(stream.next()).catch_unwind();
         let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut next).poll(cx))).await;
         let item = match polled {
             Poll::Ready(item) => Some(item),
@@ -608,8 +640,12 @@ where
             }
         };
         let item = match item {
-            Some(Some(item)) => item,
-            Some(None) => break,
+            Some(Ok(Some(item))) => item,
+            Some(Ok(None)) => break,
+            Some(Err(payload)) => {
+                env.source_panicked(Panic::from_payload(payload));
+                break;
+            }
             None => {
                 env.interrupted();
                 break;
@@ -655,8 +691,8 @@ where
             env.counters.failed.fetch_add(1, Relaxed);
             env.counters.panicked.fetch_add(1, Relaxed);
             let stage = env.stage();
-            let message = panic_message(&*payload);
-            env.fail(PipelineError::Panicked { stage, message });
+            let panic = Panic::from_payload(payload);
+            env.fail(PipelineError::Panicked { stage, panic });
         }
     }
     // A failed or panicked generator counts as one failed "item" of the
@@ -686,14 +722,14 @@ impl<T> fmt::Debug for Emitter<T> {
     }
 }
 
-/// The pipeline has stopped (cancelled, failed, or its consumer went away);
-/// a generator that gets this should return.
+/// [`Emitter::send`] failed: the pipeline has stopped (cancelled, failed,
+/// or its consumer went away); a generator that gets this should return.
 ///
 /// Returning it (or any error) from the generator after this is not counted
 /// as a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("pipeline stopped; the generator should return")]
-pub struct Stopped;
+pub struct EmitError;
 
 impl<T> Emitter<T> {
     /// Sends one item into the pipeline, waiting while the next stage is
@@ -701,14 +737,14 @@ impl<T> Emitter<T> {
     ///
     /// # Errors
     ///
-    /// [`Stopped`] when the pipeline stopped: the item is dropped and counted
-    /// as cancelled, and the generator should return.
+    /// [`EmitError`] when the pipeline stopped: the item is dropped and
+    /// counted as cancelled, and the generator should return.
     ///
     /// # Cancel safety
     ///
     /// If the returned future is dropped before it completes, the item is
     /// dropped and was not sent.
-    pub async fn send(&self, item: T) -> Result<(), Stopped> {
+    pub async fn send(&self, item: T) -> Result<(), EmitError> {
         self.counters.input.fetch_add(1, Relaxed);
         // If this future is dropped mid-send (the pipeline stopped and the
         // generator with it), the item is counted as cancelled.
@@ -741,7 +777,7 @@ impl<T> Emitter<T> {
             Err(()) => {
                 self.counters.cancelled.fetch_add(1, Relaxed);
                 self.stopped.store(true, Relaxed);
-                Err(Stopped)
+                Err(EmitError)
             }
         }
     }

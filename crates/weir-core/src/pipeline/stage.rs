@@ -16,6 +16,10 @@ use futures::TryFutureExt;
 ///
 /// Add it with [`Pipeline::stage`](crate::Pipeline::stage).
 ///
+/// The methods are plain `async fn`s in the trait (no `async_trait` macro,
+/// no boxed future per item); implement them with `async fn`. Their futures
+/// must be `Send`, because each worker is a tokio task.
+///
 /// # Errors
 ///
 /// An `Err` from `process` fails that item, under the pipeline's
@@ -38,7 +42,6 @@ use futures::TryFutureExt;
 /// /// Adds a per-worker offset; the "connection" is the worker's index.
 /// struct Offset;
 ///
-/// #[async_trait::async_trait]
 /// impl Stage<u64> for Offset {
 ///     type Out = u64;
 ///     type Error = anyhow::Error;
@@ -60,7 +63,6 @@ use futures::TryFutureExt;
 /// # Ok(())
 /// # }
 /// ```
-#[async_trait::async_trait]
 pub trait Stage<In: Send + 'static>: Send + Sync + 'static {
     /// What the stage passes on for each item.
     type Out: Send + 'static;
@@ -70,15 +72,20 @@ pub trait Stage<In: Send + 'static>: Send + Sync + 'static {
     type State: Send + 'static;
 
     /// Makes the state of worker number `worker` (0-based).
-    async fn setup(&self, worker: usize) -> Result<Self::State, Self::Error>;
+    fn setup(&self, worker: usize)
+    -> impl Future<Output = Result<Self::State, Self::Error>> + Send;
 
     /// Processes one item.
-    async fn process(&self, state: &mut Self::State, item: In) -> Result<Self::Out, Self::Error>;
+    fn process(
+        &self,
+        state: &mut Self::State,
+        item: In,
+    ) -> impl Future<Output = Result<Self::Out, Self::Error>> + Send;
 
     /// Ends a worker's state. The default drops it.
-    async fn teardown(&self, state: Self::State) -> Result<(), Self::Error> {
+    fn teardown(&self, state: Self::State) -> impl Future<Output = Result<(), Self::Error>> + Send {
         drop(state);
-        Ok(())
+        std::future::ready(Ok(()))
     }
 }
 
