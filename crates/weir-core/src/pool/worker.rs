@@ -4,11 +4,13 @@
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Poll;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -471,7 +473,9 @@ pub(crate) async fn run_worker<H, M>(
             break;
         }
         let ended = {
-            let run = catch(async { w.handle(job).await });
+            // `catch_unwind` inline, not `weir_context`'s `catch`: one more
+            // future around every job is a measurable cost per job.
+            let run = AssertUnwindSafe(async { w.handle(job).await }).catch_unwind();
             tokio::pin!(run);
             // A job that is done at its first poll needs no race with the
             // token; one that is not sends the finished results first.
@@ -494,7 +498,8 @@ pub(crate) async fn run_worker<H, M>(
         let (outcome, result) = match ended {
             Some(Ok(Ok(output))) => (Outcome::Completed, Ok(output)),
             Some(Ok(Err(error))) => (Outcome::Failed, Err(JobError::Failed(error))),
-            Some(Err(panic)) => {
+            Some(Err(payload)) => {
+                let panic = Panic::from_payload(payload);
                 panicked = Some(panic.clone());
                 (Outcome::Panicked, Err(JobError::Panicked(panic)))
             }
