@@ -3,7 +3,7 @@
 //! hand-written is what counts.
 //!
 //! Every case: a runtime with 2 worker threads, a pool of 2 workers, a queue
-//! of 1024 jobs, the job is `x * 2`. Pool creation and shutdown are inside
+//! of 1024 jobs, the job is `x * 2`. Pool creation and `join` are inside
 //! the measured time for both sides.
 //!
 //! * results stream: a producer task submits every job, the caller reads
@@ -132,7 +132,7 @@ async fn weir_results() -> u64 {
                 break;
             }
         }
-        pool.shutdown().await;
+        pool.join().await.expect("no job cancelled");
     });
     let mut sum = 0_u64;
     while let Some((_, y)) = results.next().await {
@@ -189,7 +189,7 @@ async fn weir_tickets() -> u64 {
     for t in tickets {
         sum = sum.wrapping_add(t.await.expect("job"));
     }
-    pool.shutdown().await;
+    pool.join().await.expect("no job cancelled");
     sum
 }
 

@@ -46,7 +46,7 @@ async fn weir_pool(workers: usize) -> u64 {
         }
     }
     feed.await.expect("feeder");
-    pool.shutdown().await;
+    pool.join().await.expect("no job cancelled");
     sum
 }
 

@@ -108,12 +108,11 @@ async fn main() -> anyhow::Result<()> {
             Err(e) => println!("   {url:<13} {e}"),
         }
     }
-    let stats = pool.stats();
+    let report = pool.join().await?;
     println!(
-        "   stats: completed {} failed {} panicked {}",
-        stats.completed, stats.failed, stats.panicked
+        "   report: completed {} failed {} panicked {}",
+        report.completed, report.failed, report.panicked
     );
-    pool.shutdown().await;
 
     // A group can collect every error instead of only the first.
     println!("\n5. group: wait_joined gathers every error (Go's errors.Join):");

@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
             for page in pages {
                 ids.push(pool.submit_detached(page).await?);
             }
-            pool.shutdown().await; // no more work: the stream ends after the last result
+            pool.join().await?; // no more work: the stream ends after the last result
             anyhow::Ok(ids)
         })
     };

@@ -1,5 +1,5 @@
 //! A worker pool for a service with `weir::Pool`: backpressure, the drop
-//! pattern, errors and panics, resizing, and a shutdown with a deadline.
+//! pattern, errors and panics, resizing, and a shutdown with a grace period.
 //!
 //! A "thumbnail service" has 3 workers and a queue of 4. Each job takes
 //! 100ms (image 7 is corrupt, image 13 crashes its decoder). The runtime's
@@ -10,12 +10,13 @@
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
+use weir::GraceExpired;
 use weir::pool::{JobError, Pool, TrySubmitError};
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() -> anyhow::Result<()> {
     // Quiet the default panic printout for the one deliberate panic below;
-    // the pool turns it into an error value and logs it.
+    // the pool turns it into an error value (and calls `on_panic`).
     std::panic::set_hook(Box::new(|_| {}));
     tracing_subscriber::fmt()
         .with_env_filter("warn")
@@ -29,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
         .workers(3)
         .queue(4)
         .name("thumbnails")
+        .on_panic(|panic| println!("   on_panic: a job panicked: {panic}"))
         .build(|image: u32| async move {
             sleep(Duration::from_millis(if image >= 100 {
                 5_000
@@ -57,11 +59,11 @@ async fn main() -> anyhow::Result<()> {
         match ticket.await {
             Ok(file) => println!("   job {id}: {file}"),
             Err(JobError::Failed(e)) => println!("   job {id}: failed: {e}"),
-            Err(JobError::Panicked { message }) => println!("   job {id}: panicked: {message}"),
-            Err(JobError::Cancelled) => println!("   job {id}: cancelled"),
+            Err(JobError::Panicked(panic)) => println!("   job {id}: panicked: {panic}"),
+            Err(e) => println!("   job {id}: {e}"),
         }
     }
-    println!("   {:?}  after {:?}", pool.stats(), start.elapsed());
+    print!("   after {:?}:\n{}", start.elapsed(), pool.report());
 
     println!("== 2. the drop pattern: a burst of 10 with try_submit, which never waits");
     let mut accepted = Vec::new();
@@ -95,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "   6 jobs of 100ms on 6 workers took {:?}; workers now {}",
         t0.elapsed(),
-        pool.stats().workers
+        pool.report().workers
     );
     pool.resize(2)?;
 
@@ -108,20 +110,31 @@ async fn main() -> anyhow::Result<()> {
     for image in [100, 101, 102] {
         stragglers.push(pool.submit(image).await?);
     }
-    let report = pool.shutdown_timeout(Duration::from_secs(1)).await;
-    println!(
-        "   drained {} and cancelled {} in {:?} (timed out: {})",
-        report.drained, report.cancelled, report.elapsed, report.timed_out
-    );
+    let t0 = Instant::now();
+    let s = match pool.shutdown(Duration::from_secs(1)).await {
+        Ok(report) => report,
+        Err(err) => {
+            // Jobs were cancelled: the error says why, and keeps the report.
+            let grace_ran_out = err.error().cause().downcast_ref::<GraceExpired>().is_some();
+            println!(
+                "   shutdown after {:?}: {err} (grace ran out: {grace_ran_out})",
+                t0.elapsed()
+            );
+            err.into_report()
+        }
+    };
     for ticket in stragglers {
-        println!("   straggler {}: {:?}", ticket.id(), ticket.await);
+        match ticket.await {
+            Ok(file) => println!("   straggler: {file}"),
+            Err(e) => println!("   straggler: {e}"),
+        }
     }
-    let s = report.stats;
-    println!("   final {s:?}");
+    print!("   final report:\n{s}");
     println!(
         "   submitted {} = completed {} + failed {} + panicked {} + cancelled {}; rejected {} were handed back",
         s.submitted, s.completed, s.failed, s.panicked, s.cancelled, s.rejected
     );
+    assert!(s.is_balanced());
     assert_eq!(s.submitted, s.finished());
     match pool.try_submit(99) {
         Err(e) => {

@@ -372,8 +372,8 @@ async fn run(input: Input) {
             Op::Advance(ms) => tokio::time::advance(Duration::from_millis(u64::from(ms))).await,
             Op::Yield => tokio::task::yield_now().await,
         }
-        let s = pool.stats();
-        assert_eq!(s.submitted, s.queued + s.running + s.finished(), "{s:?}");
+        let s = pool.report();
+        assert!(s.is_balanced(), "{s:?}");
         assert_eq!(s.submitted, accepted, "{s:?}");
         assert_eq!(s.rejected, rejected, "{s:?}");
         if limit > 0 {
@@ -387,7 +387,13 @@ async fn run(input: Input) {
 
     // The end: shut both down and hold every outcome against the counters.
     let grace = Duration::from_millis(u64::from(input.grace_ms));
-    let report = pool.shutdown_timeout(grace).await;
+    let ended = pool.shutdown(grace).await;
+    assert_eq!(
+        ended.is_err(),
+        ended.as_ref().map_or_else(|e| e.report().cancelled, |r| r.cancelled) > 0,
+        "shutdown is Err exactly when jobs were cancelled: {ended:?}"
+    );
+    let report = ended.unwrap_or_else(|e| e.into_report());
     let mut outcomes = [0u64; 4];
     for (b, t) in tickets {
         match t.await {
@@ -396,11 +402,12 @@ async fn run(input: Input) {
                 outcomes[0] += 1;
             }
             Err(JobError::Failed(_)) => outcomes[1] += 1,
-            Err(JobError::Panicked { .. }) => outcomes[2] += 1,
-            Err(JobError::Cancelled) => outcomes[3] += 1,
+            Err(JobError::Panicked(_)) => outcomes[2] += 1,
+            Err(JobError::Cancelled(_)) => outcomes[3] += 1,
+            Err(e) => panic!("unexpected job error {e}"),
         }
     }
-    let s = report.stats;
+    let s = &report;
     assert_eq!(
         [s.completed, s.failed, s.panicked, s.cancelled],
         outcomes,

@@ -29,8 +29,8 @@ pub mod pipeline;
 // --- pool (issue 3) ---
 pub mod pool;
 pub use pool::{
-    JobError, Pool, PoolBuilder, PoolError, PoolReport, PoolStats, PoolWorker, SubmitError,
-    SubmitTimeoutError, Ticket, TrySubmitError,
+    JobError, JobHandler, JobId, JobResult, Pool, PoolBuilder, PoolError, PoolReport, PoolResults,
+    ResizeError, SubmitError, SubmitTimeoutError, Ticket, TrySubmitError, WeakPool,
 };
 // --- drop pattern, time, quit handshake, shutdown (issue 3) ---
 pub mod shed;

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::time::{Instant, sleep};
+use weir_core::GraceExpired;
 use weir_core::pool::{
-    JobError, Pool, PoolError, PoolStats, Results, SubmitError, SubmitTimeoutError, Ticket,
-    TrySubmitError, WeakPool,
+    JobError, Pool, PoolError, PoolReport, PoolResults, ResizeError, SubmitError,
+    SubmitTimeoutError, Ticket, TrySubmitError, WeakPool,
 };
 
 const MS: Duration = Duration::from_millis(1);
@@ -27,15 +28,15 @@ fn sleepy(workers: usize, queue: usize) -> Pool<u64, u64, Infallible> {
         .unwrap()
 }
 
-/// Waits (in paused time, 1ms steps after a few yields) until `f(stats)` holds.
-async fn until<J, O, E>(pool: &Pool<J, O, E>, f: impl Fn(&PoolStats) -> bool)
+/// Waits (in paused time, 1ms steps after a few yields) until `f(report)` holds.
+async fn until<J, O, E>(pool: &Pool<J, O, E>, f: impl Fn(&PoolReport) -> bool)
 where
     J: Send + 'static,
     O: Send + 'static,
-    E: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
 {
     for i in 0..10_000 {
-        if f(&pool.stats()) {
+        if f(&pool.report()) {
             return;
         }
         if i < 10 {
@@ -44,7 +45,7 @@ where
             sleep(MS).await;
         }
     }
-    panic!("condition never held: {:?}", pool.stats());
+    panic!("condition never held: {:?}", pool.report());
 }
 
 #[tokio::test(start_paused = true)]
@@ -60,9 +61,10 @@ async fn two_workers_run_ten_jobs_of_100ms_in_500ms() {
             assert_eq!(t.await.unwrap(), 100);
         }
         assert_eq!(start.elapsed(), 500 * MS, "queue({queue})");
-        let report = pool.shutdown().await;
-        assert_eq!(report.stats.completed, 10);
-        assert_eq!(report.stats.submitted, 10);
+        let report = pool.join().await.unwrap();
+        assert_eq!(report.completed, 10);
+        assert_eq!(report.submitted, 10);
+        assert!(report.is_balanced());
     }
 }
 
@@ -88,38 +90,37 @@ async fn failures_and_a_panic_reach_their_tickets_and_the_counts_add_up() {
         let result = t.await;
         match n {
             2 | 5 | 8 => assert_eq!(result, Err(JobError::Failed(format!("job {n} failed")))),
-            7 => assert_eq!(
-                result,
-                Err(JobError::Panicked {
-                    message: "boom 7".into()
-                })
-            ),
+            7 => {
+                let panic = result.unwrap_err().panic().cloned().unwrap();
+                assert_eq!(panic.message(), "boom 7");
+            }
             _ => assert_eq!(result, Ok(n * 2)),
         }
     }
-    let stats = pool.stats();
+    let r = pool.report();
     assert_eq!(
-        stats,
-        PoolStats {
-            submitted: 10,
-            queued: 0,
-            running: 0,
-            completed: 6,
-            failed: 3,
-            panicked: 1,
-            cancelled: 0,
-            rejected: 0,
-            workers: 2,
-        }
+        [
+            r.submitted,
+            r.queued,
+            r.running,
+            r.completed,
+            r.failed,
+            r.panicked,
+            r.cancelled,
+            r.rejected
+        ],
+        [10, 0, 0, 6, 3, 1, 0, 0]
     );
+    assert_eq!(r.workers, 2);
+    assert!(r.is_balanced());
     // The panic did not cost a worker slot: both still take jobs.
     let a = pool.submit(1).await.unwrap();
     let b = pool.submit(3).await.unwrap();
     let start = Instant::now();
     assert_eq!((a.await, b.await), (Ok(2), Ok(6)));
     assert_eq!(start.elapsed(), 10 * MS, "ran side by side");
-    assert_eq!(pool.stats().workers, 2);
-    pool.shutdown().await;
+    assert_eq!(pool.report().workers, 2);
+    pool.join().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -152,22 +153,19 @@ async fn try_submit_on_a_full_queue_hands_the_job_back() {
     assert!(err.is_full());
     assert_eq!(err.to_string(), "the pool's queue is full");
     assert_eq!(err.into_inner(), 3, "the job comes back");
-    let stats = pool.stats();
-    assert_eq!(
-        (stats.submitted, stats.queued, stats.running, stats.rejected),
-        (3, 2, 1, 1)
-    );
+    let r = pool.report();
+    assert_eq!((r.submitted, r.queued, r.running, r.rejected), (3, 2, 1, 1));
 
     assert_eq!(running.await, Ok(100));
     assert_eq!((q1.await, q2.await), (Ok(1), Ok(2)));
-    let report = pool.shutdown().await;
-    assert_eq!(report.stats.completed, 3, "nothing silently lost");
-    assert_eq!(report.stats.rejected, 1);
+    let report = pool.clone().join().await.unwrap();
+    assert_eq!(report.completed, 3, "nothing silently lost");
+    assert_eq!(report.rejected, 1);
 
     let err = pool.try_submit(4).unwrap_err();
     assert!(err.is_closed());
     assert_eq!(err.into_inner(), 4);
-    assert_eq!(pool.stats().rejected, 2);
+    assert_eq!(pool.report().rejected, 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -191,8 +189,8 @@ async fn submit_timeout_waits_for_room_and_hands_the_job_back_on_timeout() {
         let t = pool.submit_timeout(8, 80 * MS).await.unwrap();
         assert_eq!(start.elapsed(), 100 * MS, "queue({queue})");
         assert_eq!(t.await, Ok(8));
-        assert_eq!(pool.stats().rejected, 1);
-        pool.shutdown().await;
+        assert_eq!(pool.report().rejected, 1);
+        pool.clone().join().await.unwrap();
         let err = pool.submit_timeout(9, MS).await.unwrap_err();
         assert!(matches!(err, SubmitTimeoutError::Closed(9)));
     }
@@ -220,29 +218,9 @@ async fn submit_waits_for_room_and_fails_with_the_job_once_closed() {
     sleep(MS).await;
     pool.close();
     let err: SubmitError<u64> = waiting.await.unwrap().unwrap_err();
+    assert!(err.is_closed());
     assert_eq!(err.into_inner(), 5);
-    pool.shutdown().await;
-}
-
-#[test]
-fn zero_workers_and_no_runtime_are_clear_errors() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let _guard = rt.enter();
-    let err = Pool::builder()
-        .workers(0)
-        .build(|n: u32| async move { Ok::<_, Infallible>(n) })
-        .unwrap_err();
-    assert_eq!(err, PoolError::ZeroWorkers);
-    assert_eq!(err.to_string(), "a pool needs at least one worker (got 0)");
-    drop(_guard);
-
-    let err = Pool::builder()
-        .workers(1)
-        .build(|n: u32| async move { Ok::<_, Infallible>(n) })
-        .unwrap_err();
-    assert_eq!(err, PoolError::NoRuntime);
+    pool.join().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -250,10 +228,10 @@ async fn the_default_builder_works() {
     let pool = Pool::builder()
         .build(|n: u32| async move { Ok::<_, Infallible>(n) })
         .unwrap();
-    assert!(pool.stats().workers >= 1);
+    assert!(pool.report().workers >= 1);
     assert_eq!(pool.name(), "pool");
     assert_eq!(pool.submit(1).await.unwrap().await, Ok(1));
-    pool.shutdown().await;
+    pool.join().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -267,7 +245,7 @@ async fn detached_jobs_deliver_on_the_results_stream_which_ends_after_shutdown()
             if n == 3 { Err("three") } else { Ok(n) }
         })
         .unwrap();
-    let mut results: Results<u32, &str> = pool.results().unwrap();
+    let mut results: PoolResults<u32, &str> = pool.results().unwrap();
     assert!(pool.results().is_none(), "taken once");
     let reader = tokio::spawn(async move {
         let mut got = Vec::new();
@@ -281,8 +259,8 @@ async fn detached_jobs_deliver_on_the_results_stream_which_ends_after_shutdown()
         ids.push(pool.submit_detached(n).await.unwrap().get());
     }
     assert_eq!(ids, vec![0, 1, 2, 3, 4, 5]);
-    let report = pool.shutdown().await;
-    assert_eq!(report.drained, 6);
+    let report = pool.join().await.unwrap();
+    assert_eq!((report.completed, report.failed), (5, 1));
     let mut got = reader.await.unwrap();
     got.sort_by_key(|(id, _)| *id);
     let expected: Vec<(u64, Result<u32, JobError<&str>>)> = (0..6)
@@ -317,8 +295,8 @@ async fn detached_results_with_no_stream_are_counted_and_discarded() {
     for _ in 0..5 {
         pool.submit_detached(1).await.unwrap();
     }
-    let report = pool.shutdown().await;
-    assert_eq!(report.stats.completed, 7);
+    let report = pool.join().await.unwrap();
+    assert_eq!(report.completed, 7);
 }
 
 #[tokio::test(start_paused = true)]
@@ -339,10 +317,10 @@ async fn an_unread_results_stream_is_backpressure_that_cancellation_ends() {
     // Job 1's result fills the stream; job 2's worker waits for room; job 3 queues.
     until(&pool, |s| s.completed == 2 && s.queued == 1).await;
     sleep(Duration::from_secs(10)).await;
-    assert_eq!(pool.stats().completed, 2, "the worker is held, not lost");
-    let report = pool.shutdown_timeout(100 * MS).await;
-    assert!(report.timed_out);
-    assert_eq!(report.cancelled, 1, "job 3");
+    assert_eq!(pool.report().completed, 2, "the worker is held, not lost");
+    let err = pool.shutdown(100 * MS).await.unwrap_err();
+    assert!(err.error().cause().downcast_ref::<GraceExpired>().is_some());
+    assert_eq!(err.report().cancelled, 1, "job 3");
     let rest: Vec<_> = results.collect().await;
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].1, Ok(1));
@@ -356,8 +334,8 @@ async fn a_dropped_ticket_does_not_cancel_its_job() {
     assert_eq!(t.try_result(), None);
     sleep(200 * MS).await;
     assert_eq!(t.try_result(), Some(Ok(1)));
-    assert_eq!(pool.stats().completed, 2);
-    pool.shutdown().await;
+    assert_eq!(pool.report().completed, 2);
+    pool.join().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -379,10 +357,13 @@ fn public_types_are_send_sync_unpin() {
     send_sync::<P>();
     send_sync::<WeakPool<String, u64, std::io::Error>>();
     send_sync::<PoolError>();
+    send_sync::<ResizeError>();
+    send_sync::<PoolReport>();
+    send_sync::<SubmitError<String>>();
     send_sync::<JobError<std::io::Error>>();
     send_sync::<TrySubmitError<String>>();
     send_unpin::<Ticket<u64, std::io::Error>>();
-    send_unpin::<Results<u64, std::io::Error>>();
+    send_unpin::<PoolResults<u64, std::io::Error>>();
     fn submit_future_is_send(p: &P) -> impl Send + '_ {
         p.submit(String::new())
     }
@@ -398,12 +379,12 @@ async fn a_submit_dropped_while_waiting_is_not_counted() {
     // The queue is full: this submit waits, and is given up after 10ms.
     let gave_up = tokio::time::timeout(10 * MS, pool.submit(7)).await;
     assert!(gave_up.is_err());
-    let s = pool.stats();
+    let s = pool.report();
     assert_eq!((s.submitted, s.queued, s.running, s.rejected), (2, 1, 1, 0));
     assert_eq!((a.await, b.await), (Ok(100), Ok(100)));
-    let report = pool.shutdown().await;
-    assert_eq!(report.stats.submitted, 2);
-    assert_eq!(report.stats.submitted, report.stats.finished());
+    let report = pool.join().await.unwrap();
+    assert_eq!(report.submitted, 2);
+    assert_eq!(report.submitted, report.finished());
 }
 
 /// A pool whose job `0` sleeps 1 s and every other job is done at once.
@@ -433,7 +414,7 @@ async fn an_idle_pool_delivers_each_detached_result_at_once() {
         assert_eq!(got, Ok(Some((id, Ok(n)))), "job {n} delivered alone");
     }
     assert!(results.is_empty());
-    pool.shutdown().await;
+    pool.join().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -457,7 +438,7 @@ async fn finished_results_do_not_wait_behind_a_slow_job_on_the_same_worker() {
     );
     assert_eq!(results.recv().await.unwrap().1, Ok(0));
     assert_eq!(start.elapsed(), Duration::from_secs(1));
-    pool.shutdown().await;
+    pool.join().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -477,7 +458,7 @@ async fn the_results_stream_counts_what_waits_in_it() {
         assert_eq!(results.len(), left);
     }
     assert_eq!(sum, (1..=40).sum::<u64>());
-    pool.shutdown().await;
+    pool.join().await.unwrap();
     assert_eq!(results.next().await, None);
 }
 
@@ -519,8 +500,8 @@ async fn submitters_waiting_on_busy_synchronous_workers_are_always_woken() {
             .map(|s| (0..500).map(|n| s * 1000 + n).sum::<u64>())
             .sum();
         assert_eq!(total, expected, "workers {workers}, queue {queue}");
-        let report = pool.shutdown().await;
-        assert_eq!(report.stats.completed, 1500);
+        let report = pool.join().await.unwrap();
+        assert_eq!(report.completed, 1500);
     }
 }
 
@@ -540,7 +521,7 @@ async fn jobs_taken_with_a_job_that_waits_go_to_an_idle_worker() {
         assert_eq!(got, Ok(Ok(n)), "job {n} ran while job 0 slept");
     }
     assert_eq!(slow.await, Ok(0));
-    pool.shutdown().await;
+    pool.join().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -568,5 +549,48 @@ async fn one_worker_starts_jobs_in_submission_order_even_when_they_wait() {
         assert_eq!(t.await, Ok(n));
     }
     assert_eq!(*started.lock().unwrap(), (0..40).collect::<Vec<_>>());
-    pool.shutdown().await;
+    pool.join().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_results_stream_holds_its_capacity_in_results_even_one_at_a_time() {
+    // An idle pool sends each detached result alone; `results(8)` must
+    // still hold eight of them, not eight chunks' worth of room divided by
+    // the chunk size.
+    let pool = Pool::builder()
+        .workers(1)
+        .queue(4)
+        .results(8)
+        .build(|n: u64| async move {
+            sleep(MS).await;
+            Ok::<_, Infallible>(n)
+        })
+        .unwrap();
+    let mut results = pool.results().unwrap();
+    for n in 0..8 {
+        pool.submit_detached(n).await.unwrap();
+        let t = pool.submit(100 + n).await.unwrap();
+        let done = tokio::time::timeout(Duration::from_secs(1), t).await;
+        assert_eq!(done, Ok(Ok(100 + n)), "result {n} fits in the stream");
+    }
+    assert_eq!(results.len(), 8);
+    // Full: the ninth detached result holds the worker (backpressure)...
+    pool.submit_detached(8).await.unwrap();
+    let mut held = pool.submit(108).await.unwrap();
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(held.try_result(), None, "the worker waits for room");
+    // ...until the reader takes one.
+    assert_eq!(results.recv().await.unwrap().1, Ok(0));
+    assert_eq!(held.await, Ok(108));
+    // Dropping the stream frees a waiting worker too: job 9's result holds
+    // the worker again, 10..=12 wait in the queue.
+    for n in 9..13 {
+        pool.submit_detached(n).await.unwrap();
+    }
+    drop(results);
+    let report = tokio::time::timeout(Duration::from_secs(1), pool.join())
+        .await
+        .expect("no worker waits for a dropped stream")
+        .unwrap();
+    assert_eq!(report.completed, 22);
 }

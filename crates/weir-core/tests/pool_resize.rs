@@ -6,7 +6,8 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
-use weir_core::pool::{JobError, Pool, PoolError, TrySubmitError};
+use weir_core::pool::{JobError, Pool, ResizeError, TrySubmitError};
+use weir_core::{MAX_WORKERS, Problem};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -43,7 +44,7 @@ async fn growing_takes_effect_at_once() {
         tickets.push(pool.submit(100).await.unwrap());
     }
     pool.resize(4).unwrap();
-    assert_eq!(pool.stats().workers, 4);
+    assert_eq!(pool.report().workers, 4);
     for t in tickets {
         assert_eq!(t.await, Ok(100));
     }
@@ -52,7 +53,7 @@ async fn growing_takes_effect_at_once() {
         100 * MS,
         "four workers ran the four jobs together"
     );
-    pool.shutdown().await;
+    pool.join().await.unwrap();
     assert_eq!(alive(), before);
 }
 
@@ -66,18 +67,18 @@ async fn shrinking_lets_busy_workers_finish_their_job_first() {
         tickets.push(pool.submit(100).await.unwrap());
     }
     settle().await;
-    assert_eq!(pool.stats().running, 4);
+    assert_eq!(pool.report().running, 4);
     pool.resize(1).unwrap();
     settle().await;
-    assert_eq!(pool.stats().workers, 4, "busy workers are not interrupted");
+    assert_eq!(pool.report().workers, 4, "busy workers are not interrupted");
     for t in tickets {
         assert_eq!(t.await, Ok(100), "no job lost to the shrink");
     }
     // First four together (100ms), then one worker runs the other four.
     assert_eq!(start.elapsed(), 500 * MS);
-    assert_eq!(pool.stats().workers, 1);
+    assert_eq!(pool.report().workers, 1);
     assert_eq!(alive(), before + 2);
-    pool.shutdown().await;
+    pool.join().await.unwrap();
     assert_eq!(alive(), before);
 }
 
@@ -89,7 +90,7 @@ async fn shrinking_an_idle_pool_retires_idle_workers_at_once_and_regrowing_works
         settle().await;
         pool.resize(2).unwrap();
         settle().await;
-        assert_eq!(pool.stats().workers, 2, "queue({queue})");
+        assert_eq!(pool.report().workers, 2, "queue({queue})");
         assert_eq!(alive(), before + 3);
         if queue == 0 {
             // The retired workers took back their idle offers: exactly two
@@ -101,11 +102,14 @@ async fn shrinking_an_idle_pool_retires_idle_workers_at_once_and_regrowing_works
         }
         pool.resize(3).unwrap();
         settle().await;
-        assert_eq!(pool.stats().workers, 3);
-        assert_eq!(pool.resize(0), Err(PoolError::ZeroWorkers));
-        pool.shutdown().await;
+        assert_eq!(pool.report().workers, 3);
+        let Err(ResizeError::Config(err)) = pool.resize(0) else {
+            panic!("resize(0) accepted")
+        };
+        assert!(err.is_zero());
+        pool.clone().join().await.unwrap();
         assert_eq!(alive(), before);
-        assert_eq!(pool.resize(2), Err(PoolError::Closed));
+        assert_eq!(pool.resize(2), Err(ResizeError::Closed));
     }
 }
 
@@ -123,12 +127,12 @@ async fn queue_zero_hands_off_to_an_idle_worker_only() {
     let start = Instant::now();
     let second = pool.submit(50).await.unwrap();
     assert_eq!(start.elapsed(), 100 * MS);
-    assert!(pool.stats().queued <= 1);
+    assert!(pool.report().queued <= 1);
     assert_eq!(first.await, Ok(100));
     assert_eq!(second.await, Ok(50));
-    let report = pool.shutdown().await;
-    assert_eq!(report.stats.completed, 2);
-    assert_eq!(report.stats.rejected, 2);
+    let report = pool.join().await.unwrap();
+    assert_eq!(report.completed, 2);
+    assert_eq!(report.rejected, 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -142,7 +146,7 @@ async fn queue_zero_with_several_workers_admits_one_job_per_idle_worker() {
         assert_eq!(t.await, Ok(100));
     }
     assert_eq!(start.elapsed(), 100 * MS);
-    pool.shutdown().await;
+    pool.join().await.unwrap();
 }
 
 /// A job that may submit children to its own pool.
@@ -199,19 +203,15 @@ async fn a_job_that_submits_to_its_own_full_pool_with_submit_deadlocks() {
     // runs the parent: nothing can move, ever.
     let stuck = tokio::time::timeout(Duration::from_secs(3600), parent).await;
     assert!(stuck.is_err(), "the parent never finishes");
-    let stats = pool.stats();
-    assert_eq!((stats.running, stats.queued), (1, 1));
+    let r = pool.report();
+    assert_eq!((r.running, r.queued), (1, 1));
     // Closing the pool breaks the cycle: the parent's waiting submit fails
     // (handing child 2 back), the parent ends, child 1 drains.
-    let report = pool.shutdown_timeout(Duration::from_secs(1)).await;
-    assert!(!report.timed_out);
-    assert_eq!((report.drained, report.cancelled), (2, 0));
-    assert_eq!(report.stats.submitted, 2);
-    assert_eq!(
-        report.stats.rejected, 1,
-        "child 2, handed back to the parent"
-    );
-    assert_eq!(report.stats.in_flight(), 0);
+    let report = pool.shutdown(Duration::from_secs(1)).await.unwrap();
+    assert_eq!((report.completed, report.cancelled), (2, 0));
+    assert_eq!(report.submitted, 2);
+    assert_eq!(report.rejected, 1, "child 2, handed back to the parent");
+    assert_eq!(report.in_flight(), 0);
     assert_eq!(alive(), before);
 }
 
@@ -232,9 +232,9 @@ async fn try_submit_is_the_safe_way_to_submit_from_a_job() {
         Ok(1),
         "one child queued, one refused and handed back"
     );
-    let report = pool.shutdown().await;
-    assert_eq!(report.stats.completed, 2);
-    assert_eq!(report.stats.rejected, 1);
+    let report = pool.join().await.unwrap();
+    assert_eq!(report.completed, 2);
+    assert_eq!(report.rejected, 1);
     assert_eq!(alive(), before);
 }
 
@@ -263,6 +263,35 @@ async fn submit_timeout_from_a_job_also_escapes_the_deadlock() {
         })
         .unwrap();
     assert_eq!(parent_pool.submit(3).await.unwrap().await, Ok(Ok(3)));
-    parent_pool.shutdown().await;
-    pool.shutdown().await;
+    parent_pool.join().await.unwrap();
+    pool.join().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn resize_to_zero_or_beyond_max_workers_is_an_error_and_changes_nothing() {
+    let before = alive();
+    let pool = sleepy(2, 4);
+    settle().await;
+    for n in [MAX_WORKERS + 1, usize::MAX] {
+        let Err(ResizeError::Config(err)) = pool.resize(n) else {
+            panic!("resize({n}) accepted")
+        };
+        assert_eq!(
+            err.problem(),
+            &Problem::TooLarge {
+                max: MAX_WORKERS as u64
+            }
+        );
+        assert_eq!(err.setting(), "workers");
+        assert_eq!(
+            err.to_string(),
+            "pool `pool`: workers is above its maximum of 65536"
+        );
+    }
+    settle().await;
+    assert_eq!(pool.report().workers, 2, "nothing was spawned");
+    assert_eq!(alive(), before + 3);
+    assert_eq!(pool.submit(1).await.unwrap().await, Ok(1));
+    pool.join().await.unwrap();
+    assert_eq!(alive(), before);
 }

@@ -1,13 +1,14 @@
-//! Pool: shutdown drains, shutdown_timeout aborts stragglers, cancellation,
-//! dropping the last handle; no task outlives any of them.
+//! Pool: `join` drains, `shutdown(grace)` cancels the stragglers with
+//! `GraceExpired`, `cancel` stops at once, dropping the last handle drains;
+//! the final report balances and no task outlives any of them.
 #![allow(clippy::unwrap_used)]
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
-use tokio_util::sync::CancellationToken;
-use weir_core::pool::{JobError, Pool, SubmitError};
+use weir_core::pool::{JobError, Pool, PoolError, ResizeError};
+use weir_core::{Cause, GraceExpired};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -29,44 +30,56 @@ fn sleepy(workers: usize, queue: usize) -> Pool<u64, u64, Infallible> {
         .unwrap()
 }
 
+fn is_grace_expired(cause: &Cause) -> bool {
+    cause.downcast_ref::<GraceExpired>().is_some()
+}
+
 #[tokio::test(start_paused = true)]
-async fn shutdown_drains_the_queue_and_leaves_no_task() {
+async fn join_drains_the_queue_and_leaves_no_task() {
     let before = alive();
     let pool = sleepy(2, 10);
     assert_eq!(
         alive(),
         before + 3,
-        "one task per worker and a token watcher"
+        "one task per worker and a context watcher"
     );
     let mut tickets = Vec::new();
     for _ in 0..6 {
         tickets.push(pool.submit(100).await.unwrap());
     }
+    sleep(50 * MS).await;
     let start = Instant::now();
-    let report = pool.shutdown().await;
-    assert_eq!(start.elapsed(), 300 * MS, "6 jobs on 2 workers");
-    assert_eq!(report.drained, 6);
-    assert_eq!(report.cancelled, 0);
-    assert!(!report.timed_out);
-    assert_eq!(report.elapsed, 300 * MS);
-    assert_eq!(report.stats.completed, 6);
-    assert_eq!(report.stats.workers, 0);
-    assert_eq!(alive(), before, "no task outlives shutdown");
+    let other = pool.clone();
+    let report = pool.join().await.unwrap();
+    assert_eq!(start.elapsed(), 250 * MS, "6 jobs on 2 workers");
+    assert_eq!(report.elapsed, 300 * MS, "since the pool was built");
+    assert_eq!((report.completed, report.cancelled), (6, 0));
+    assert_eq!(report.workers, 0);
+    assert!(report.is_balanced());
+    assert_eq!(alive(), before, "no task outlives join");
     for t in tickets {
         assert_eq!(t.await, Ok(100));
     }
     // Closed for good, and says so with the job.
-    assert!(pool.is_closed());
-    let SubmitError(job) = pool.submit(1).await.unwrap_err();
-    assert_eq!(job, 1);
-    assert!(pool.resize(3).is_err());
-    // A second shutdown reports nothing new.
-    let again = pool.shutdown().await;
-    assert_eq!((again.drained, again.cancelled), (0, 0));
+    assert!(other.is_closed());
+    let err = other.submit(1).await.unwrap_err();
+    assert!(err.is_closed());
+    assert_eq!(err.into_inner(), 1);
+    assert_eq!(other.resize(3), Err(ResizeError::Closed));
+    assert_eq!(
+        other.resize(3).unwrap_err().to_string(),
+        "the pool is closed"
+    );
+    // Later: the same final report (the clock is not read again).
+    sleep(Duration::from_secs(5)).await;
+    let again = other.clone().join().await.unwrap();
+    assert_eq!(again.elapsed, 300 * MS);
+    assert_eq!(again.completed, 6);
+    assert_eq!(again.rejected, 1);
 }
 
 #[tokio::test(start_paused = true)]
-async fn shutdown_timeout_cancels_the_stragglers_and_reports_the_numbers() {
+async fn shutdown_cancels_the_stragglers_with_grace_expired_and_the_report_balances() {
     let before = alive();
     let pool = sleepy(2, 10);
     let mut quick = Vec::new();
@@ -79,33 +92,108 @@ async fn shutdown_timeout_cancels_the_stragglers_and_reports_the_numbers() {
         slow.push(pool.submit(10_000).await.unwrap());
     }
     let start = Instant::now();
-    let report = pool.shutdown_timeout(500 * MS).await;
-    assert_eq!(start.elapsed(), 500 * MS, "aborted at the deadline");
-    assert!(report.timed_out);
-    assert_eq!(report.drained, 2);
-    assert_eq!(report.cancelled, 4);
-    assert_eq!(report.stats.completed, 2);
-    assert_eq!(report.stats.cancelled, 4);
-    assert_eq!(report.stats.submitted, 6);
-    assert_eq!(report.stats.in_flight(), 0);
-    assert_eq!(alive(), before, "no task outlives shutdown_timeout");
+    let err = pool.shutdown(500 * MS).await.unwrap_err();
+    assert_eq!(
+        start.elapsed(),
+        500 * MS,
+        "cancelled at the end of the grace"
+    );
+    assert!(is_grace_expired(err.error().cause()));
+    assert_eq!(
+        err.error().cause().downcast_ref::<GraceExpired>(),
+        Some(&GraceExpired { grace: 500 * MS })
+    );
+    let report = err.report();
+    assert_eq!(
+        (report.submitted, report.completed, report.cancelled),
+        (6, 2, 4)
+    );
+    assert_eq!(report.in_flight(), 0);
+    assert!(report.is_balanced());
+    assert_eq!(alive(), before, "no task outlives shutdown");
     for t in quick {
         assert_eq!(t.await, Ok(100));
     }
     for t in slow {
-        assert_eq!(t.await, Err(JobError::Cancelled));
+        let err = t.await.unwrap_err();
+        assert!(is_grace_expired(err.cause().unwrap()), "{err}");
     }
 }
 
 #[tokio::test(start_paused = true)]
-async fn shutdown_timeout_that_finishes_in_time_cancels_nothing() {
+async fn shutdown_that_finishes_in_time_is_ok_and_cancels_nothing() {
+    let before = alive();
     let pool = sleepy(1, 4);
     let t = pool.submit(100).await.unwrap();
-    let report = pool.shutdown_timeout(Duration::from_secs(1)).await;
-    assert!(!report.timed_out);
-    assert_eq!((report.drained, report.cancelled), (1, 0));
+    let report = pool.shutdown(Duration::from_secs(1)).await.unwrap();
+    assert_eq!((report.completed, report.cancelled), (1, 0));
     assert_eq!(report.elapsed, 100 * MS);
     assert_eq!(t.await, Ok(100));
+    assert_eq!(pool.context().cause(), None);
+    assert_eq!(alive(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_with_a_grace_of_duration_max_waits_like_join() {
+    let before = alive();
+    let pool = sleepy(1, 4);
+    let t = pool.submit(10_000).await.unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(60), pool.shutdown(Duration::MAX))
+        .await
+        .expect("no hang")
+        .unwrap();
+    assert_eq!(report.completed, 1);
+    assert_eq!(t.await, Ok(10_000));
+    assert_eq!(alive(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_with_a_zero_grace_cancels_what_is_left_at_once() {
+    let before = alive();
+    let pool = sleepy(1, 4);
+    let running = pool.submit(100).await.unwrap();
+    let queued = pool.submit(100).await.unwrap();
+    sleep(MS).await;
+    let start = Instant::now();
+    let err = pool.shutdown(Duration::ZERO).await.unwrap_err();
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(err.report().cancelled, 2);
+    assert!(err.report().is_balanced());
+    assert!(running.await.unwrap_err().is_cancelled());
+    assert!(queued.await.unwrap_err().is_cancelled());
+    assert_eq!(alive(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn join_after_cancel_carries_the_cause_and_a_balanced_report() {
+    let before = alive();
+    let pool = sleepy(1, 4);
+    let running = pool.submit(1_000).await.unwrap();
+    let queued = pool.submit(1_000).await.unwrap();
+    sleep(10 * MS).await;
+    pool.cancel();
+    assert!(matches!(
+        running.await,
+        Err(JobError::Cancelled(Cause::Cancelled))
+    ));
+    assert!(matches!(
+        queued.await,
+        Err(JobError::Cancelled(Cause::Cancelled))
+    ));
+    assert!(pool.is_closed());
+    assert!(pool.try_submit(1).unwrap_err().is_closed());
+    let start = Instant::now();
+    let err = pool.join().await.unwrap_err();
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(err.error(), &PoolError::Stopped(Cause::Cancelled));
+    let report = err.into_report();
+    assert_eq!(
+        (report.submitted, report.cancelled, report.rejected),
+        (2, 2, 1)
+    );
+    assert_eq!(report.in_flight(), 0);
+    assert!(report.is_balanced());
+    assert_eq!(alive(), before);
 }
 
 #[tokio::test(start_paused = true)]
@@ -135,61 +223,19 @@ async fn dropping_the_last_handle_drains_and_leaks_no_task() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_token_stops_the_pool_and_cancels_running_and_queued_jobs() {
-    let before = alive();
-    let parent = CancellationToken::new();
-    let pool = Pool::builder()
-        .workers(1)
-        .queue(4)
-        .token(parent.clone())
-        .build(|n: u64| async move {
-            sleep(MS * n as u32).await;
-            Ok::<_, Infallible>(n)
-        })
-        .unwrap();
-    let running = pool.submit(1_000).await.unwrap();
-    let queued = pool.submit(1_000).await.unwrap();
-    sleep(10 * MS).await;
-    parent.cancel();
-    assert_eq!(running.await, Err(JobError::Cancelled));
-    assert_eq!(queued.await, Err(JobError::Cancelled));
-    let start = Instant::now();
-    let report = pool.shutdown().await;
-    assert_eq!(start.elapsed(), Duration::ZERO);
-    assert_eq!(report.stats.cancelled, 2);
-    assert_eq!(report.stats.in_flight(), 0);
-    assert!(pool.is_closed());
-    assert!(pool.try_submit(1).unwrap_err().is_closed());
-    assert_eq!(alive(), before);
-}
-
-#[tokio::test(start_paused = true)]
-async fn cancel_does_not_touch_the_parent_token() {
-    let parent = CancellationToken::new();
-    let pool = Pool::builder()
-        .workers(1)
-        .token(parent.clone())
-        .build(|n: u64| async move { Ok::<_, Infallible>(n) })
-        .unwrap();
-    pool.cancel();
-    assert!(pool.token().is_cancelled());
-    assert!(!parent.is_cancelled());
-    let report = pool.shutdown().await;
-    assert_eq!(report.stats.workers, 0);
-}
-
-#[tokio::test(start_paused = true)]
-async fn cancelling_the_token_of_an_idle_pool_ends_every_task_without_shutdown() {
+async fn cancelling_the_context_of_an_idle_pool_ends_every_task_without_join() {
     let before = alive();
     let pool = sleepy(3, 4);
     sleep(MS).await; // every worker idle, waiting on the queue
-    pool.token().cancel();
+    pool.context().cancel();
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
     assert!(pool.is_closed());
-    assert_eq!(pool.stats().workers, 0);
-    assert_eq!(alive(), before, "workers and the token watcher ended");
-    let SubmitError(job) = pool.submit(1).await.unwrap_err();
-    assert_eq!(job, 1);
+    assert_eq!(pool.report().workers, 0);
+    assert_eq!(alive(), before, "workers and the context watcher ended");
+    let err = pool.submit(1).await.unwrap_err();
+    assert_eq!(err.into_inner(), 1);
+    // Nothing was in flight: join is Ok.
+    assert_eq!(pool.join().await.unwrap().cancelled, 0);
 }

@@ -1,4 +1,4 @@
-//! Pool with a stateful `PoolWorker`: setup, teardown, per-worker state,
+//! Pool with a stateful `JobHandler`: setup, teardown, per-worker state,
 //! replacement after a panic, failing setup.
 #![allow(clippy::unwrap_used)]
 
@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::sleep;
-use weir_core::pool::{JobError, Pool, PoolWorker};
+use weir_core::Cause;
+use weir_core::pool::{JobError, JobHandler, Pool};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -26,8 +27,7 @@ struct Counter {
     fail_setup: bool,
 }
 
-#[async_trait::async_trait]
-impl PoolWorker for Counter {
+impl JobHandler for Counter {
     type Job = u32;
     type Output = (usize, u32);
     type Error = String;
@@ -105,7 +105,7 @@ async fn each_worker_keeps_its_own_state_and_is_set_up_and_torn_down_once() {
     assert_eq!(per_worker.iter().sum::<u32>(), 5);
     assert_eq!(log.setups.load(Ordering::SeqCst), 2);
     assert_eq!(log.teardowns.load(Ordering::SeqCst), 0);
-    pool.shutdown().await;
+    pool.join().await.unwrap();
     assert_eq!(log.teardowns.load(Ordering::SeqCst), 2);
 }
 
@@ -115,18 +115,14 @@ async fn a_panic_replaces_the_worker_with_a_fresh_one() {
     let pool = pool(1, &log, false);
     assert_eq!(pool.submit(1).await.unwrap().await, Ok((0, 1)));
     let err = pool.submit(13).await.unwrap().await.unwrap_err();
-    assert_eq!(
-        err,
-        JobError::Panicked {
-            message: "unlucky 13".into()
-        }
-    );
+    assert_eq!(err.panic().unwrap().message(), "unlucky 13");
+    assert_eq!(err.to_string(), "job panicked: unlucky 13");
     // The fresh worker (same slot) starts from zero, not from the half-made 1000.
     assert_eq!(pool.submit(1).await.unwrap().await, Ok((0, 1)));
     assert_eq!(log.made.load(Ordering::SeqCst), 2);
     assert_eq!(log.setups.load(Ordering::SeqCst), 2);
-    let report = pool.shutdown().await;
-    assert_eq!(report.stats.panicked, 1);
+    let report = pool.join().await.unwrap();
+    assert_eq!(report.panicked, 1);
     assert_eq!(
         log.teardowns.load(Ordering::SeqCst),
         1,
@@ -142,8 +138,8 @@ async fn teardown_runs_when_a_shrink_retires_a_worker() {
     pool.resize(1).unwrap();
     sleep(MS).await;
     assert_eq!(log.teardowns.load(Ordering::SeqCst), 2);
-    assert_eq!(pool.stats().workers, 1);
-    pool.shutdown().await;
+    assert_eq!(pool.report().workers, 1);
+    pool.join().await.unwrap();
     assert_eq!(log.teardowns.load(Ordering::SeqCst), 3);
 }
 
@@ -156,12 +152,19 @@ async fn when_every_setup_fails_the_pool_closes_instead_of_hanging() {
     let pool = pool(2, &log, true);
     // Submitted before the workers ran their setup: cancelled, not stuck.
     let queued = pool.submit(1).await.unwrap();
-    assert_eq!(queued.await, Err(JobError::Cancelled));
+    let err = queued.await.unwrap_err();
+    let cause = err.cause().unwrap();
+    assert_eq!(
+        cause.downcast_ref::<String>().map(String::as_str),
+        Some("pool `counters`: no worker could start")
+    );
     assert!(pool.is_closed());
-    assert_eq!(pool.stats().workers, 0);
-    assert!(pool.submit(2).await.is_err());
-    let report = pool.shutdown().await;
-    assert_eq!(report.stats.cancelled, 1);
+    assert_eq!(pool.report().workers, 0);
+    assert!(pool.submit(2).await.unwrap_err().is_closed());
+    let err = pool.join().await.unwrap_err();
+    assert_eq!(err.error().cause(), cause);
+    assert_eq!(err.report().cancelled, 1);
+    assert!(!matches!(cause, Cause::Cancelled));
     assert_eq!(log.setups.load(Ordering::SeqCst), 2);
     assert_eq!(log.teardowns.load(Ordering::SeqCst), 0);
     assert_eq!(

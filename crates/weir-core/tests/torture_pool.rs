@@ -1,10 +1,11 @@
 //! Torture test of `Pool`: seeded random workloads of concurrent submitters
 //! using every way in (`submit`, `try_submit`, `submit_timeout`,
 //! `submit_detached`), with injected errors (~1%), panics (~0.1%), slow jobs,
-//! resizes, cancellations mid-stream and every kind of shutdown; and a pool
-//! with 10,000 queued jobs shut down with a grace period. After every run the
-//! tickets, the results stream and `stats()` must agree exactly, and no task
-//! may outlive the shutdown.
+//! resizes, cancellations mid-stream and every way to end (`join`,
+//! `shutdown(grace)`, `cancel`, `close`); and a pool with 10,000 queued jobs
+//! shut down with a grace period. After every run the tickets, the results
+//! stream and the final report must agree exactly, `join`/`shutdown` must be
+//! `Err` exactly when jobs were cancelled, and no task may outlive the end.
 //!
 //! Every run prints its seed; `WEIR_SEED=<n> cargo test -p weir-core --test
 //! torture_pool` replays it. See docs/reliability.md.
@@ -14,7 +15,8 @@ use std::sync::Once;
 use std::time::Duration;
 
 use tokio::time::{sleep, timeout};
-use weir_core::pool::{JobError, JobResult, Pool, PoolReport, PoolStats, Ticket};
+use weir_core::pool::{JobError, JobResult, Pool, PoolError, PoolReport, Ticket};
+use weir_core::{GraceExpired, RunError};
 
 /// Jobs submitted by the paused-time test, at least.
 const PAUSED_TARGET: u64 = 200_000;
@@ -162,13 +164,13 @@ async fn assert_no_leak(before: usize, what: &str) {
 
 #[derive(Debug, Clone, Copy)]
 enum End {
-    /// `shutdown()`: drain everything.
+    /// `join()`: drain everything.
     Drain,
-    /// `shutdown_timeout(grace)`.
+    /// `shutdown(grace)`.
     Grace(Duration),
-    /// `cancel()` after this many jobs were offered, then `shutdown()`.
+    /// `cancel()` after this many jobs were offered, then `join()`.
     CancelAfter(u64),
-    /// `close()`, await every ticket, then `shutdown()`.
+    /// `close()`, then `join()`.
     Close,
 }
 
@@ -213,7 +215,7 @@ impl Plan {
     }
 }
 
-/// What the submitters and readers saw, to hold against `stats()`.
+/// What the submitters and readers saw, to hold against the report.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Seen {
     accepted: u64,
@@ -235,11 +237,12 @@ impl Seen {
                 assert!(e.to_string().starts_with("torture: injected error"), "{e}");
                 self.failed += 1;
             }
-            Err(JobError::Panicked { message }) => {
-                assert!(message.starts_with(INJECTED), "{message}");
+            Err(JobError::Panicked(panic)) => {
+                assert!(panic.message().starts_with(INJECTED), "{panic}");
                 self.panicked += 1;
             }
-            Err(JobError::Cancelled) => self.cancelled += 1,
+            Err(JobError::Cancelled(_)) => self.cancelled += 1,
+            Err(e) => panic!("unexpected {e}"),
         }
     }
     fn add(&mut self, o: &Seen) {
@@ -367,25 +370,25 @@ async fn run_one(plan: Plan, bound: Duration) -> Seen {
     for s in subs {
         let (t, s, d) = timeout(bound, s)
             .await
-            .unwrap_or_else(|_| panic!("submitters hung: {plan:?}\n{:?}", pool.stats()))
+            .unwrap_or_else(|_| panic!("submitters hung: {plan:?}\n{:?}", pool.report()))
             .unwrap();
         tickets.extend(t);
         seen.add(&s);
         detached += d.len() as u64;
     }
 
-    let report: PoolReport = timeout(bound, async {
+    let ended = timeout(bound, async {
         match plan.end {
-            End::Drain | End::CancelAfter(_) => pool.shutdown().await,
-            End::Grace(g) => pool.shutdown_timeout(g).await,
+            End::Drain | End::CancelAfter(_) => pool.clone().join().await,
+            End::Grace(g) => pool.shutdown(g).await,
             End::Close => {
                 pool.close();
-                pool.shutdown().await
+                pool.clone().join().await
             }
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("shutdown hung: {plan:?}\n{:?}", pool.stats()));
+    .unwrap_or_else(|_| panic!("shutdown hung: {plan:?}\n{:?}", pool.report()));
 
     for (i, t) in tickets {
         let r = timeout(bound, t)
@@ -406,22 +409,39 @@ async fn run_one(plan: Plan, bound: Duration) -> Seen {
     seen.panicked += detached_seen.panicked;
     seen.cancelled += detached_seen.cancelled;
 
-    let stats = pool.stats();
+    let stats = pool.report();
     drop(pool);
     assert_no_leak(before, &format!("{plan:?}")).await;
-    check(&plan, &seen, &stats, &report);
+    check(&plan, &seen, &stats, &ended);
     seen
 }
 
 /// The pool's counters against what the tickets and the results stream said.
-fn check(plan: &Plan, seen: &Seen, stats: &PoolStats, report: &PoolReport) {
-    let ctx = || format!("{plan:?}\nseen {seen:?}\nstats {stats:?}\nreport {report:?}");
+fn check(
+    plan: &Plan,
+    seen: &Seen,
+    stats: &PoolReport,
+    ended: &Result<PoolReport, RunError<PoolError, PoolReport>>,
+) {
+    let report = match ended {
+        Ok(r) => r,
+        Err(e) => e.report(),
+    };
+    let ctx = || format!("{plan:?}\nseen {seen:?}\nstats {stats:?}\nended {ended:?}");
+    assert_eq!(stats, report, "the report moved after the end: {}", ctx());
     assert_eq!(
-        stats,
-        &report.stats,
-        "stats moved after shutdown: {}",
+        ended.is_err(),
+        stats.cancelled > 0,
+        "Err exactly when jobs were cancelled: {}",
         ctx()
     );
+    if let (End::Grace(_), Err(e)) = (plan.end, ended) {
+        assert!(
+            e.error().cause().downcast_ref::<GraceExpired>().is_some(),
+            "{}",
+            ctx()
+        );
+    }
     assert_eq!(stats.submitted, seen.accepted, "{}", ctx());
     assert_eq!(stats.rejected, seen.rejected, "{}", ctx());
     assert_eq!(stats.completed, seen.completed, "{}", ctx());
@@ -441,6 +461,7 @@ fn check(plan: &Plan, seen: &Seen, stats: &PoolStats, report: &PoolReport) {
         ctx()
     );
     assert_eq!(stats.finished(), stats.submitted, "{}", ctx());
+    assert!(stats.is_balanced(), "{}", ctx());
     if matches!(plan.end, End::Drain | End::Close) {
         assert_eq!(
             stats.cancelled,
@@ -448,7 +469,7 @@ fn check(plan: &Plan, seen: &Seen, stats: &PoolStats, report: &PoolReport) {
             "a drained pool cancelled jobs: {}",
             ctx()
         );
-        assert!(!report.timed_out);
+        assert!(ended.is_ok(), "{}", ctx());
     }
 }
 
@@ -522,10 +543,18 @@ async fn loaded_shutdown(seed: u64, grace: Duration, real_time: bool) -> (u64, u
     }
     // On a multi-thread runtime the workers started on the queue while it
     // filled; on the current-thread one nothing ran yet.
-    let finished_before = pool.stats().finished();
-    let report = timeout(Duration::from_secs(60), pool.shutdown_timeout(grace))
+    let finished_before = pool.report().finished();
+    let ended = timeout(Duration::from_secs(60), pool.shutdown(grace))
         .await
-        .unwrap_or_else(|_| panic!("shutdown_timeout({grace:?}) hung: {:?}", pool.stats()));
+        .unwrap_or_else(|_| panic!("shutdown({grace:?}) hung: {:?}", pool.report()));
+    let timed_out = ended.is_err();
+    let report = match ended {
+        Ok(r) => r,
+        Err(e) => {
+            assert!(e.error().cause().downcast_ref::<GraceExpired>().is_some());
+            e.into_report()
+        }
+    };
     let mut seen = Seen::default();
     for (i, t) in tickets {
         seen.result(i, t.await);
@@ -535,7 +564,7 @@ async fn loaded_shutdown(seed: u64, grace: Duration, real_time: bool) -> (u64, u
     );
     // Nothing lost: every ticket says completed, failed, panicked or
     // cancelled, and the counters say the same.
-    let s = &report.stats;
+    let s = &report;
     assert_eq!(
         [s.completed, s.failed, s.panicked, s.cancelled],
         [seen.completed, seen.failed, seen.panicked, seen.cancelled],
@@ -546,30 +575,23 @@ async fn loaded_shutdown(seed: u64, grace: Duration, real_time: bool) -> (u64, u
         LOADED,
         "jobs lost: {what}"
     );
-    // The shutdown's own split: drained + cancelled is what was left.
-    if real_time {
-        assert!(
-            finished_before + report.drained + report.cancelled <= LOADED,
-            "{what}"
-        );
-    } else {
+    if !real_time {
         assert_eq!(finished_before, 0, "{what}");
-        assert_eq!(
-            report.drained + report.cancelled,
-            LOADED,
-            "jobs lost: {what}"
-        );
     }
+    let drained = (report.finished() - report.cancelled).saturating_sub(finished_before);
     assert_eq!(seen.cancelled, report.cancelled, "{what}");
-    if report.cancelled > 0 {
-        assert!(report.timed_out, "jobs cancelled without a timeout: {what}");
-    }
-    assert_eq!(report.stats.submitted, LOADED, "{what}");
-    assert_eq!(report.stats.finished(), LOADED, "{what}");
-    assert_eq!(report.stats.workers, 0, "{what}");
+    assert_eq!(
+        timed_out,
+        report.cancelled > 0,
+        "Err exactly when jobs were cancelled: {what}"
+    );
+    assert_eq!(report.submitted, LOADED, "{what}");
+    assert_eq!(report.finished(), LOADED, "{what}");
+    assert!(report.is_balanced(), "{what}");
+    assert_eq!(report.workers, 0, "{what}");
     drop(pool);
     assert_no_leak(before, &what).await;
-    (finished_before, report.drained, report.cancelled)
+    (finished_before, drained, report.cancelled)
 }
 
 #[tokio::test(start_paused = true)]

@@ -559,7 +559,7 @@ async fn group_pipeline_pool_together() {
     }
     let results = timeout(Duration::from_secs(120), group.wait_all())
         .await
-        .unwrap_or_else(|_| panic!("the group never ended: {:?}", pool.stats()));
+        .unwrap_or_else(|_| panic!("the group never ended: {:?}", pool.report()));
     assert_eq!(results.len() as u64, producers);
     let mut total = Produced::default();
     for r in results {
@@ -570,10 +570,10 @@ async fn group_pipeline_pool_together() {
         total.cancelled += p.cancelled;
         total.submitted += p.submitted;
     }
-    let report = timeout(Duration::from_secs(60), pool.shutdown())
+    let stats = timeout(Duration::from_secs(60), pool.clone().join())
         .await
-        .unwrap_or_else(|_| panic!("pool shutdown hung: {:?}", pool.stats()));
-    let stats = report.stats;
+        .unwrap_or_else(|_| panic!("pool join hung: {:?}", pool.report()))
+        .expect("no pool job was cancelled");
     // Every job the pipelines put in the pool was counted by the pool and
     // ended there; no pool job was cancelled (the pool was never cancelled,
     // and a dropped ticket does not cancel its job).

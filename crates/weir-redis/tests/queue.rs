@@ -471,7 +471,7 @@ async fn a_pool_runs_the_jobs_and_its_results_decide_the_outcome() {
         "the handler's error, as itself"
     );
     assert!(errors[&77].contains("job 77 panics"), "{}", errors[&77]);
-    pool.shutdown().await;
+    pool.join().await.unwrap();
     // No task of the consumer outlives it (the client's connection tasks
     // end right after their connections drop).
     eventually(Duration::from_secs(5), "no task left", || async {

@@ -1,39 +1,45 @@
-//! [`PoolBuilder`]: the pool's settings and the two ways to start one.
+//! [`PoolBuilder`]: the pool's settings, checked when one of the two ways to
+//! start it runs.
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
-use weir_context::Context;
+use weir_context::__private::{check_capacity, check_workers};
+use weir_context::{ConfigError, Context, MAX_CAPACITY, MAX_WORKERS, Panic};
 
 use super::queue::queue;
-use super::worker::{FnWorker, Handler, Shared, SpawnFn, TraitWorker, run_worker};
-use super::{Pool, PoolError, PoolWorker};
+use super::worker::{FnHandler, OnPanic, Settings, Shared, SpawnFn, run_worker};
+use super::{JobHandler, Pool};
 
-/// The pool [`PoolBuilder::build_with`] makes for worker type `W`.
-type WorkerPool<W> =
-    Pool<<W as PoolWorker>::Job, <W as PoolWorker>::Output, <W as PoolWorker>::Error>;
-/// The pool the internal `start` makes for handler type `H`.
-type HandlerPool<H> = Pool<<H as Handler>::Job, <H as Handler>::Output, <H as Handler>::Error>;
+/// The pool a handler type `H` runs in.
+type HandlerPool<H> =
+    Pool<<H as JobHandler>::Job, <H as JobHandler>::Output, <H as JobHandler>::Error>;
 
 /// Settings for a [`Pool`]; start with [`Pool::builder`].
 ///
-/// | setting | default |
-/// |---|---|
-/// | [`workers`](Self::workers) | the number of CPUs ([`std::thread::available_parallelism`]) |
-/// | [`queue`](Self::queue) | twice the number of workers |
-/// | [`results`](Self::results) | the queue capacity (at least 1) |
-/// | [`name`](Self::name) | `"pool"` |
-/// | [`token`](Self::token) / [`context`](Self::context) | a fresh context |
+/// Setters only record; [`build`](Self::build) and
+/// [`build_with`](Self::build_with) check everything and return a
+/// [`ConfigError`] naming the pool and the setting.
+///
+/// | setting | default | checked at build |
+/// |---|---|---|
+/// | [`workers`](Self::workers) | the number of CPUs ([`std::thread::available_parallelism`]) | 0: [`Problem::Zero`](weir_context::Problem::Zero); above [`MAX_WORKERS`]: [`Problem::TooLarge`](weir_context::Problem::TooLarge) |
+/// | [`queue`](Self::queue) | twice the number of workers | 0 is the hand-off queue; above [`MAX_CAPACITY`]: lowered to it |
+/// | [`results`](Self::results) | the queue's capacity (at least 1) | 0: `Problem::Zero`; above `MAX_CAPACITY`: lowered to it |
+/// | [`max_waiting_submits`](Self::max_waiting_submits) | no limit | 0: `Problem::Zero` |
+/// | [`name`](Self::name) | `"pool"` | |
+/// | [`context`](Self::context) | a fresh [`Context::background`] | |
+/// | [`on_panic`](Self::on_panic) | none | |
 #[derive(Clone)]
 pub struct PoolBuilder {
     workers: Option<usize>,
     queue: Option<usize>,
     results: Option<usize>,
+    max_waiting: Option<usize>,
     name: Arc<str>,
     parent: Option<Context>,
+    on_panic: Option<OnPanic>,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -42,8 +48,10 @@ impl fmt::Debug for PoolBuilder {
             .field("workers", &self.workers)
             .field("queue", &self.queue)
             .field("results", &self.results)
+            .field("max_waiting_submits", &self.max_waiting)
             .field("name", &self.name)
-            .field("parent", &self.parent.is_some())
+            .field("context", &self.parent)
+            .field("on_panic", &self.on_panic.is_some())
             .finish()
     }
 }
@@ -54,8 +62,10 @@ impl Default for PoolBuilder {
             workers: None,
             queue: None,
             results: None,
+            max_waiting: None,
             name: Arc::from("pool"),
             parent: None,
+            on_panic: None,
         }
     }
 }
@@ -66,16 +76,16 @@ impl PoolBuilder {
         Self::default()
     }
 
-    /// The number of worker tasks. `0` makes [`build`](Self::build) fail
-    /// with [`PoolError::ZeroWorkers`].
+    /// The number of worker tasks, 1 to [`MAX_WORKERS`].
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
         self
     }
 
-    /// The queue's capacity: how many submitted jobs may wait for a worker.
-    /// When it is full, [`Pool::submit`] waits and [`Pool::try_submit`] hands
-    /// the job back.
+    /// The queue's capacity: how many submitted jobs may wait for a worker
+    /// (at most [`MAX_CAPACITY`]; more is lowered to it, and nothing is
+    /// allocated up front). When it is full, [`Pool::submit`] waits and
+    /// [`Pool::try_submit`] hands the job back.
     ///
     /// Workers take jobs in shares (`len / workers`, 1 to 64 jobs) and give
     /// back what they have not started as soon as one of their jobs waits;
@@ -90,36 +100,55 @@ impl PoolBuilder {
         self
     }
 
-    /// The capacity of the [`Results`](super::Results) stream of detached
-    /// jobs (`0` is taken as 1). When it is full, a worker with a detached
-    /// result waits for the reader.
+    /// The capacity of the [`PoolResults`](super::PoolResults) stream of
+    /// detached jobs, 1 to [`MAX_CAPACITY`] (more is lowered to it). When it
+    /// is full, a worker with a detached result waits for the reader.
     pub fn results(mut self, capacity: usize) -> Self {
         self.results = Some(capacity);
         self
     }
 
-    /// The pool's name, in its tracing spans (`pool` field) and events.
+    /// At most `n` callers wait for room in a full queue at once (ants'
+    /// `MaxBlockingTasks`): when `n` calls of [`submit`](Pool::submit),
+    /// [`submit_detached`](Pool::submit_detached) or the `_timeout` ones
+    /// already wait, the next one that would wait is refused at once with
+    /// [`SubmitError::Overloaded`](super::SubmitError::Overloaded) (or
+    /// [`SubmitTimeoutError::Overloaded`](super::SubmitTimeoutError::Overloaded)),
+    /// its job handed back and counted as rejected. A submit that finds room
+    /// never waits and is never refused by this. By default any number of
+    /// callers may wait.
+    pub fn max_waiting_submits(mut self, n: usize) -> Self {
+        self.max_waiting = Some(n);
+        self
+    }
+
+    /// The pool's name, in its tracing spans (`pool` field), its events and
+    /// its [`ConfigError`]s.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Arc::from(name.into());
         self
     }
 
-    /// Stops the pool when `token` is cancelled: intake closes, running jobs
-    /// are dropped at their next `.await` and queued ones are cancelled
-    /// (their tickets resolve to [`JobError::Cancelled`](super::JobError::Cancelled)).
-    /// The pool uses a child token, so [`Pool::cancel`] does not cancel
-    /// `token`.
-    pub fn token(mut self, token: CancellationToken) -> Self {
-        self.parent = Some(Context::from(token));
+    /// Runs the pool on a child of `ctx` (a [`Context`], a `&Context`, a
+    /// `CancellationToken` or a `&CancellationToken`): when `ctx` is
+    /// cancelled or its deadline passes, the pool stops as with
+    /// [`Pool::cancel`] (intake closes, running jobs are dropped at their
+    /// next `.await`, queued ones are cancelled; their tickets resolve to
+    /// [`JobError::Cancelled`](super::JobError::Cancelled) with the cause).
+    /// The pool's own cancel never cancels `ctx`.
+    pub fn context(mut self, ctx: impl Into<Context>) -> Self {
+        self.parent = Some(ctx.into());
         self
     }
 
-    /// Runs the pool under `ctx`: when `ctx` is cancelled or its deadline
-    /// passes, the pool stops as with [`token`](Self::token), and
-    /// [`PoolReport::cause`](super::PoolReport::cause) says why. The pool
-    /// uses a child context, so its own cancel does not cancel `ctx`.
-    pub fn context(mut self, ctx: &Context) -> Self {
-        self.parent = Some(ctx.clone());
+    /// Calls `handler` once for each job that panics, after the job's
+    /// ticket (or the results stream) got [`JobError::Panicked`](super::JobError::Panicked)
+    /// — pond's and ants' panic handler. It runs on the worker, so keep it
+    /// short; the [`Panic`] gives the message and the payload. A panic in
+    /// `handler` is caught and logged. Panics in a handler's `setup` or
+    /// the factory are not jobs and do not call it.
+    pub fn on_panic(mut self, handler: impl Fn(&Panic) + Send + Sync + 'static) -> Self {
+        self.on_panic = Some(Arc::new(handler));
         self
     }
 
@@ -128,9 +157,9 @@ impl PoolBuilder {
     ///
     /// # Errors
     ///
-    /// [`PoolError::ZeroWorkers`] for `workers(0)`; [`PoolError::NoRuntime`]
-    /// outside a tokio runtime (the pool spawns its workers on the current
-    /// runtime).
+    /// A [`ConfigError`] for a bad setting (see the table above), or
+    /// [`Problem::NoRuntime`](weir_context::Problem::NoRuntime) outside a
+    /// tokio runtime (the pool spawns its workers on the current runtime).
     ///
     /// # Examples
     ///
@@ -145,61 +174,107 @@ impl PoolBuilder {
     ///     .name("squares")
     ///     .build(|n: u64| async move { Ok::<_, anyhow::Error>(n * n) })?;
     /// assert_eq!(pool.submit(7).await?.await?, 49);
-    /// pool.shutdown().await;
+    /// let report = pool.join().await?;
+    /// assert_eq!(report.completed, 1);
+    ///
+    /// let err = Pool::builder()
+    ///     .workers(0)
+    ///     .name("none")
+    ///     .build(|n: u64| async move { Ok::<_, anyhow::Error>(n) })
+    ///     .unwrap_err();
+    /// assert_eq!(err.to_string(), "pool `none`: workers must be at least 1 (got 0)");
     /// # Ok(())
     /// # }
     /// ```
-    pub fn build<J, O, E, F, Fut>(self, handler: F) -> Result<Pool<J, O, E>, PoolError>
+    pub fn build<J, O, E, F, Fut>(self, handler: F) -> Result<Pool<J, O, E>, ConfigError>
     where
         F: Fn(J) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, E>> + Send + 'static,
         J: Send + 'static,
         O: Send + 'static,
-        E: Send + fmt::Debug + 'static,
+        E: fmt::Display + Send + 'static,
     {
         let handler = Arc::new(handler);
-        self.start(move |_index| FnWorker::new(handler.clone()))
+        self.start(move |_index| FnHandler::new(handler.clone()))
     }
 
-    /// Starts the pool with a [`PoolWorker`] per worker slot, made by
-    /// `factory(worker_index)`; see [`PoolWorker`] for setup, teardown and
+    /// Starts the pool with a [`JobHandler`] per worker slot, made by
+    /// `factory(worker_index)`; see [`JobHandler`] for setup, teardown and
     /// what happens after a panic.
     ///
     /// # Errors
     ///
     /// As [`build`](Self::build).
-    pub fn build_with<W, M>(self, factory: M) -> Result<WorkerPool<W>, PoolError>
+    // The pool's type is written out (not a private alias) so that the docs
+    // show what `build_with` returns.
+    #[allow(clippy::type_complexity)]
+    pub fn build_with<H, M>(
+        self,
+        factory: M,
+    ) -> Result<Pool<H::Job, H::Output, H::Error>, ConfigError>
     where
-        W: PoolWorker,
-        M: Fn(usize) -> W + Send + Sync + 'static,
-    {
-        self.start(move |index| TraitWorker(factory(index)))
-    }
-
-    fn start<H, M>(self, make: M) -> Result<HandlerPool<H>, PoolError>
-    where
-        H: Handler,
+        H: JobHandler,
         M: Fn(usize) -> H + Send + Sync + 'static,
     {
-        let workers = match self.workers {
-            Some(0) => return Err(PoolError::ZeroWorkers),
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| PoolError::NoRuntime)?;
-        let capacity = self.queue.unwrap_or(workers.saturating_mul(2));
-        let results = self.results.unwrap_or(capacity).max(1);
+        self.start(factory)
+    }
+
+    /// Checks the settings, then spawns the workers.
+    fn start<H, M>(self, make: M) -> Result<HandlerPool<H>, ConfigError>
+    where
+        H: JobHandler,
+        M: Fn(usize) -> H + Send + Sync + 'static,
+    {
+        let (settings, capacity) = self.check()?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| ConfigError::no_runtime(self.construct()))?;
         let ctx = self
             .parent
             .as_ref()
             .map_or_else(Context::background, Context::child);
-        let (tx, rx) = queue(capacity, workers);
+        let (tx, rx) = queue(capacity, settings.workers);
         let make = Arc::new(make);
         let spawn: SpawnFn<H::Job, H::Output, H::Error> =
             Box::new(move |shared, index, results| {
                 Box::pin(run_worker::<H, M>(shared, make.clone(), index, results))
             });
-        let shared = Shared::start(self.name, workers, rx, ctx, runtime, results, spawn);
+        let shared = Shared::start(settings, rx, ctx, runtime, spawn);
         Ok(Pool::from_parts(tx, shared))
+    }
+
+    /// The settings as the pool uses them, and the queue's capacity.
+    fn check(&self) -> Result<(Settings, usize), ConfigError> {
+        let construct = self.construct();
+        let workers = match self.workers {
+            Some(n) => check_workers(construct.clone(), "workers", n)?,
+            None => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_WORKERS),
+        };
+        // 0 is the hand-off queue, not an error.
+        let capacity = self
+            .queue
+            .unwrap_or(workers.saturating_mul(2))
+            .min(MAX_CAPACITY);
+        let results = match self.results {
+            Some(n) => check_capacity(construct.clone(), "results", n)?,
+            None => capacity.max(1),
+        };
+        if self.max_waiting == Some(0) {
+            return Err(ConfigError::zero(construct, "max_waiting_submits"));
+        }
+        let settings = Settings {
+            name: self.name.clone(),
+            workers,
+            results,
+            max_waiting: self.max_waiting,
+            on_panic: self.on_panic.clone(),
+        };
+        Ok((settings, capacity))
+    }
+
+    /// How a [`ConfigError`] names this pool: ``pool `name` ``.
+    fn construct(&self) -> String {
+        format!("pool `{}`", self.name)
     }
 }

@@ -4,20 +4,22 @@
 //!
 //! A [`Pool`] is a cheap, clonable handle: any task can submit jobs at any
 //! time. Each job comes back through a [`Ticket`] (a future of its result),
-//! or, for fire-and-forget submitters, on the pool's [`Results`] stream.
+//! or, for fire-and-forget submitters, on the pool's [`PoolResults`] stream.
 //!
 //! | you want to | call |
 //! |---|---|
 //! | wait for room (backpressure) | [`submit`](Pool::submit) |
 //! | never wait; get the job back if full | [`try_submit`](Pool::try_submit) |
 //! | wait at most `d` | [`submit_timeout`](Pool::submit_timeout) |
+//! | cap how many callers wait | [`max_waiting_submits`](PoolBuilder::max_waiting_submits) |
 //! | not hold a ticket | [`submit_detached`](Pool::submit_detached) + [`results`](Pool::results) |
 //! | change the worker count | [`resize`](Pool::resize) |
-//! | see what happened | [`stats`](Pool::stats) |
-//! | stop | [`shutdown`](Pool::shutdown), [`shutdown_timeout`](Pool::shutdown_timeout), [`cancel`](Pool::cancel) |
+//! | see what happened | [`report`](Pool::report) |
+//! | stop | [`close`](Pool::close), [`join`](Pool::join), [`shutdown`](Pool::shutdown), [`cancel`](Pool::cancel) |
 //!
-//! [`Pool::builder`] needs a tokio runtime: `build` spawns the workers on the
-//! current one (and returns [`PoolError::NoRuntime`] outside of one).
+//! [`Pool::builder`] checks its settings when it builds (a [`ConfigError`](weir_context::ConfigError)
+//! for zero or too many workers, a zero results capacity, no tokio runtime)
+//! and spawns the workers on the current runtime.
 //!
 //! # Examples
 //!
@@ -50,9 +52,8 @@
 //!         Err(other) => println!("{other}"),
 //!     }
 //! }
-//! let report = pool.shutdown().await;
-//! assert_eq!(report.stats.completed, 4);
-//! assert_eq!(report.stats.failed, 1);
+//! let report = pool.join().await?; // close, drain, wait for the workers
+//! assert_eq!((report.completed, report.failed), (4, 1));
 //! # Ok(())
 //! # }
 //! ```
@@ -60,30 +61,35 @@
 //! # What happens on error, panic, cancellation and drop
 //!
 //! * **Error**: the handler's `Err(e)` resolves the job's ticket to
-//!   [`JobError::Failed`]`(e)`, counts in `stats().failed` and logs a `warn`
-//!   event. The worker takes the next job.
-//! * **Panic**: caught. The ticket resolves to [`JobError::Panicked`] with the
-//!   panic's message, `stats().panicked` counts it, an `error` event is logged
-//!   and the worker slot carries on (a [`PoolWorker`] is replaced by a fresh
-//!   one from its factory).
+//!   [`JobError::Failed`]`(e)` and counts in the report's `failed`. The
+//!   worker takes the next job.
+//! * **Panic**: caught. The ticket resolves to [`JobError::Panicked`] with
+//!   the [`Panic`](weir_context::Panic) (message and payload), `panicked` counts it, the
+//!   builder's [`on_panic`](PoolBuilder::on_panic) handler is called, and
+//!   the worker slot carries on (a [`JobHandler`] is replaced by a fresh one
+//!   from its factory).
 //! * **Cancellation** ([`Pool::cancel`], the builder's
-//!   [`token`](PoolBuilder::token), the deadline of
-//!   [`shutdown_timeout`](Pool::shutdown_timeout)): intake closes, running
-//!   jobs are dropped at their next `.await`, queued jobs are dropped; all of
-//!   their tickets resolve to [`JobError::Cancelled`] and `stats().cancelled`
-//!   counts them.
+//!   [`context`](PoolBuilder::context) cancelled or past its deadline, the
+//!   grace period of [`shutdown`](Pool::shutdown)): intake closes, running
+//!   jobs are dropped at their next `.await`, queued jobs are dropped; their
+//!   tickets resolve to [`JobError::Cancelled`] with the [`Cause`](weir_context::Cause), the
+//!   report's `cancelled` counts them, and `join`/`shutdown` return
+//!   [`PoolError::Stopped`] with that cause.
 //! * **Dropping a ticket** does not cancel its job; the result is discarded.
 //! * **Dropping the last [`Pool`] handle** closes intake like
 //!   [`close`](Pool::close): the workers finish what is queued, then end. No
-//!   task outlives that (a [`WeakPool`] or the [`Results`] stream does not keep
-//!   the pool open). To bound the time, call `shutdown_timeout` instead.
+//!   task outlives that (a [`WeakPool`] or the [`PoolResults`] stream does
+//!   not keep the pool open). To bound the time, call `shutdown(grace)`.
 //! * **Rejections** (`try_submit` on a full queue, `submit_timeout` past its
-//!   deadline, any submit on a closed pool) hand the job back in the error,
-//!   count in `stats().rejected` and log a `debug` event (a drop pattern
-//!   rejects often; the count is the signal).
+//!   deadline, a submit beyond [`max_waiting_submits`](PoolBuilder::max_waiting_submits),
+//!   any submit on a closed pool) hand the job back in the error and count
+//!   in `rejected`.
 //!
-//! Each worker runs in a tracing span `worker` with the fields `pool` (the
-//! name) and `worker` (its index).
+//! Logs: each worker runs in a tracing span `worker` with the fields `pool`
+//! (the name) and `worker` (its index). A job that fails or panics logs one
+//! event, with the error's `Display` text: `DEBUG` when its ticket or a held
+//! results stream receives it, `WARN` for a detached job whose result nobody
+//! can receive. A successful job logs nothing.
 //!
 //! # How jobs reach the workers
 //!
@@ -95,7 +101,7 @@
 //! panic's fresh worker, a shrink, its end), and idle workers are woken for
 //! them: a slow job never holds quick ones while another worker is free.
 //! With one worker, jobs start in submission order. A share counts as
-//! queued in [`PoolStats`].
+//! queued in the [`PoolReport`].
 //!
 //! # A job that submits to its own pool
 //!
@@ -103,11 +109,12 @@
 //! jobs. With [`submit`](Pool::submit) that can deadlock: when every worker
 //! runs such a job and the queue is full, each waits for room only a worker
 //! could make. Nothing moves until the pool is closed ([`close`](Pool::close),
-//! `shutdown`, cancellation), which fails the waiting submits with
-//! [`SubmitError`] (handing their jobs back). Use
+//! `join`, `shutdown`, cancellation), which fails the waiting submits with
+//! [`SubmitError::Closed`] (handing their jobs back). Use
 //! [`try_submit`](Pool::try_submit) (and handle [`TrySubmitError::Full`]) or
-//! [`submit_timeout`](Pool::submit_timeout) inside jobs. A handler closure that captures a `Pool` keeps the pool open after
-//! its other handles are dropped; capture a [`WeakPool`] instead.
+//! [`submit_timeout`](Pool::submit_timeout) inside jobs. A handler closure
+//! that captures a `Pool` keeps the pool open after its other handles are
+//! dropped; capture a [`WeakPool`] instead.
 //!
 //! # Comparison to a hand-written pool
 //!
@@ -119,10 +126,11 @@
 //! beside the hand-written version.
 
 mod builder;
+mod counters;
 mod error;
 mod queue;
+mod report;
 mod results;
-mod stats;
 mod ticket;
 mod worker;
 
@@ -130,17 +138,19 @@ use std::fmt;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{SemaphorePermit, TryAcquireError, oneshot};
 
-use weir_context::Context;
+use weir_context::__private::{check_workers, deadline_after};
+use weir_context::{Context, GraceExpired, RunError};
 
 pub use builder::PoolBuilder;
-pub use error::{JobError, PoolError, SubmitError, SubmitTimeoutError, TrySubmitError};
-pub use results::Results;
-pub use stats::{PoolReport, PoolStats};
+pub use error::{
+    JobError, PoolError, ResizeError, SubmitError, SubmitTimeoutError, TrySubmitError,
+};
+pub use report::PoolReport;
+pub use results::PoolResults;
 pub use ticket::{JobId, JobResult, Ticket};
-pub use worker::PoolWorker;
+pub use worker::JobHandler;
 
 use queue::{PushTimeoutError, QueueTx, TryPushError, WeakQueueTx};
 use ticket::{Envelope, Reply};
@@ -150,7 +160,9 @@ use worker::Shared;
 ///
 /// Clones share the pool. The pool closes (and its workers end after
 /// draining the queue) when the last handle is dropped or on
-/// [`close`](Self::close), [`shutdown`](Self::shutdown) and friends.
+/// [`close`](Self::close), [`join`](Self::join) or
+/// [`shutdown`](Self::shutdown); it stops at once on
+/// [`cancel`](Self::cancel).
 pub struct Pool<J, O, E = anyhow::Error> {
     queue: QueueTx<Envelope<J, O, E>>,
     shared: Arc<Shared<J, O, E>>,
@@ -169,13 +181,13 @@ impl<J, O, E> fmt::Debug for Pool<J, O, E>
 where
     J: Send + 'static,
     O: Send + 'static,
-    E: Send + 'static,
+    E: fmt::Display + Send + 'static,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("name", &self.shared.name)
             .field("closed", &self.queue.is_closed())
-            .field("stats", &self.shared.stats())
+            .field("report", &self.shared.report())
             .finish()
     }
 }
@@ -183,7 +195,7 @@ where
 impl Pool<(), (), ()> {
     /// Starts configuring a pool. Finish with
     /// [`build`](PoolBuilder::build) (a closure handler) or
-    /// [`build_with`](PoolBuilder::build_with) (a [`PoolWorker`] per worker).
+    /// [`build_with`](PoolBuilder::build_with) (a [`JobHandler`] per worker).
     pub fn builder() -> PoolBuilder {
         PoolBuilder::new()
     }
@@ -193,7 +205,7 @@ impl<J, O, E> Pool<J, O, E>
 where
     J: Send + 'static,
     O: Send + 'static,
-    E: Send + 'static,
+    E: fmt::Display + Send + 'static,
 {
     pub(crate) fn from_parts(
         queue: QueueTx<Envelope<J, O, E>>,
@@ -207,8 +219,10 @@ where
     ///
     /// # Errors
     ///
-    /// [`SubmitError`] with the job if the pool is closed (or closes while
-    /// this waits).
+    /// [`SubmitError::Closed`] with the job if the pool is closed (or closes
+    /// while this waits); [`SubmitError::Overloaded`] with the job if the
+    /// queue is full and [`max_waiting_submits`](PoolBuilder::max_waiting_submits)
+    /// callers already wait. Either is counted in the report's `rejected`.
     ///
     /// # Cancel safety
     ///
@@ -234,19 +248,22 @@ where
     /// # Errors
     ///
     /// [`TrySubmitError::Full`] or [`TrySubmitError::Closed`], each with the
-    /// job, which is counted in `stats().rejected`.
+    /// job, which is counted in the report's `rejected`.
     pub fn try_submit(&self, job: J) -> Result<Ticket<O, E>, TrySubmitError<J>> {
         let (tx, rx) = oneshot::channel();
         let id = self.try_push(job, Reply::Ticket(tx))?;
         Ok(Ticket::new(id, rx))
     }
 
-    /// Submits a job, waiting at most `timeout` for room.
+    /// Submits a job, waiting at most `timeout` for room. `Duration::ZERO`
+    /// tries once without waiting; a timeout whose deadline is beyond the
+    /// clock's range (`Duration::MAX`) waits like [`submit`](Self::submit).
     ///
     /// # Errors
     ///
-    /// [`SubmitTimeoutError::Timeout`] or [`SubmitTimeoutError::Closed`], each
-    /// with the job, which is counted in `stats().rejected`.
+    /// [`SubmitTimeoutError::Timeout`], [`SubmitTimeoutError::Closed`] or
+    /// [`SubmitTimeoutError::Overloaded`], each with the job, which is
+    /// counted in the report's `rejected`.
     ///
     /// # Cancel safety
     ///
@@ -262,14 +279,14 @@ where
         Ok(Ticket::new(id, rx))
     }
 
-    /// Submits a job whose result goes to the [`Results`] stream instead of
-    /// a ticket, waiting while the queue is full. Take the stream with
+    /// Submits a job whose result goes to the [`PoolResults`] stream instead
+    /// of a ticket, waiting while the queue is full. Take the stream with
     /// [`results`](Self::results) first: results that end while nobody holds
     /// it are discarded (and still counted).
     ///
     /// # Errors
     ///
-    /// [`SubmitError`] with the job if the pool is closed.
+    /// As [`submit`](Self::submit).
     ///
     /// # Cancel safety
     ///
@@ -314,8 +331,12 @@ where
             Err(TryPushError::Full(env)) => env,
             Err(TryPushError::Closed(env)) => {
                 self.rejected(id, "closed");
-                return Err(SubmitError(env.job));
+                return Err(SubmitError::Closed(env.job));
             }
+        };
+        let Ok(_permit) = self.wait_permit() else {
+            self.rejected(id, "overloaded");
+            return Err(SubmitError::Overloaded(env.job));
         };
         let waiting = counters.waiting();
         let pushed = self.queue.push(env).await;
@@ -327,7 +348,7 @@ where
             Err(env) => {
                 self.rejected(id, "closed");
                 waiting.done();
-                Err(SubmitError(env.job))
+                Err(SubmitError::Closed(env.job))
             }
         }
     }
@@ -355,11 +376,24 @@ where
     ) -> Result<JobId, SubmitTimeoutError<J>> {
         let counters = &self.shared.counters;
         let id = JobId(counters.next_id());
+        let env = match self.queue.try_push(Envelope { id, job, reply }) {
+            Ok(()) => return Ok(id),
+            Err(TryPushError::Full(env)) if timeout.is_zero() => {
+                self.rejected(id, "timeout");
+                return Err(SubmitTimeoutError::Timeout(env.job));
+            }
+            Err(TryPushError::Full(env)) => env,
+            Err(TryPushError::Closed(env)) => {
+                self.rejected(id, "closed");
+                return Err(SubmitTimeoutError::Closed(env.job));
+            }
+        };
+        let Ok(_permit) = self.wait_permit() else {
+            self.rejected(id, "overloaded");
+            return Err(SubmitTimeoutError::Overloaded(env.job));
+        };
         let waiting = counters.waiting();
-        let pushed = self
-            .queue
-            .push_timeout(Envelope { id, job, reply }, timeout)
-            .await;
+        let pushed = self.queue.push_timeout(env, timeout).await;
         match pushed {
             Ok(()) => {
                 waiting.done();
@@ -378,15 +412,25 @@ where
         }
     }
 
+    /// Leave to wait for room, held for as long as the caller waits (a
+    /// permit when `max_waiting_submits` is set); `Err` when that many
+    /// callers already wait.
+    fn wait_permit(&self) -> Result<Option<SemaphorePermit<'_>>, TryAcquireError> {
+        match &self.shared.waiting_limit {
+            None => Ok(None),
+            Some(limit) => limit.try_acquire().map(Some),
+        }
+    }
+
     /// Counts a rejection and logs it.
     fn rejected(&self, id: JobId, reason: &'static str) {
         self.shared.counters.rejected();
         tracing::debug!(pool = %self.shared.name, job = %id, reason, "job rejected");
     }
 
-    /// Takes the [`Results`] stream of detached jobs. Only the first call
-    /// returns it; later calls return `None`.
-    pub fn results(&self) -> Option<Results<O, E>> {
+    /// Takes the [`PoolResults`] stream of detached jobs. Only the first
+    /// call returns it; later calls return `None`.
+    pub fn results(&self) -> Option<PoolResults<O, E>> {
         self.shared.take_results()
     }
 
@@ -397,14 +441,14 @@ where
     ///
     /// # Errors
     ///
-    /// [`PoolError::ZeroWorkers`] for `0`; [`PoolError::Closed`] once the
-    /// pool is closed.
-    pub fn resize(&self, workers: usize) -> Result<(), PoolError> {
-        if workers == 0 {
-            return Err(PoolError::ZeroWorkers);
-        }
+    /// [`ResizeError::Config`] for `0` ([`Problem::Zero`](weir_context::Problem::Zero))
+    /// or more than [`MAX_WORKERS`](weir_context::MAX_WORKERS)
+    /// ([`Problem::TooLarge`](weir_context::Problem::TooLarge)); nothing
+    /// changes. [`ResizeError::Closed`] once the pool is closed.
+    pub fn resize(&self, workers: usize) -> Result<(), ResizeError> {
+        let workers = check_workers(self.construct(), "workers", workers)?;
         if self.queue.is_closed() || self.shared.token.is_cancelled() {
-            return Err(PoolError::Closed);
+            return Err(ResizeError::Closed);
         }
         let leaving = self.shared.resize(workers);
         // Wake idle workers that should leave; busy ones look after their job.
@@ -414,9 +458,14 @@ where
         Ok(())
     }
 
-    /// A snapshot of the counters; see [`PoolStats`].
-    pub fn stats(&self) -> PoolStats {
-        self.shared.stats()
+    fn construct(&self) -> String {
+        format!("pool `{}`", self.shared.name)
+    }
+
+    /// A live snapshot of the counts; see [`PoolReport`]. After the pool
+    /// ended, the final report.
+    pub fn report(&self) -> PoolReport {
+        self.shared.report()
     }
 
     /// The pool's name.
@@ -429,9 +478,9 @@ where
         self.queue.is_closed()
     }
 
-    /// Stops intake without waiting: submits fail from now on, the workers
-    /// finish what is queued and end. [`shutdown`](Self::shutdown) does this
-    /// and waits.
+    /// Stops intake without waiting: submits fail from now on (a submit
+    /// waiting for room gets its job back), the workers finish what is
+    /// queued and end. [`join`](Self::join) does this and waits.
     pub fn close(&self) {
         self.queue.close();
         self.shared.tracker.close();
@@ -439,92 +488,103 @@ where
 
     /// Stops the pool now: intake closes, running jobs are dropped at their
     /// next `.await`, queued jobs are dropped; their tickets resolve to
-    /// [`JobError::Cancelled`]. Does not wait (call [`shutdown`](Self::shutdown)
-    /// afterwards to wait for the workers and get the report).
+    /// [`JobError::Cancelled`] with [`Cause::Cancelled`](weir_context::Cause::Cancelled). Does not wait
+    /// (call [`join`](Self::join) afterwards to wait for the workers and get
+    /// the report). The builder's context is not cancelled.
     pub fn cancel(&self) {
         self.close();
         self.shared.cancel_now();
     }
 
-    /// The pool's context (a child of the builder's
-    /// [`context`](PoolBuilder::context) or [`token`](PoolBuilder::token), if
-    /// any): cancelling it cancels the pool; [`Context::cause`] says why the
-    /// pool was stopped.
+    /// The pool's context: a child of the builder's
+    /// [`context`](PoolBuilder::context). Cancelling it (or
+    /// `cancel_with(cause)`) cancels the pool; [`Context::cause`] says why
+    /// the pool was stopped. `context().token()` gives it as a
+    /// `CancellationToken`.
     pub fn context(&self) -> &Context {
         &self.shared.ctx
     }
 
-    /// The pool's cancellation token (a child of the builder's
-    /// [`token`](PoolBuilder::token), if any): cancelling it is
-    /// [`cancel`](Self::cancel).
-    pub fn token(&self) -> CancellationToken {
-        self.shared.token.clone()
-    }
-
-    /// Stops intake, drains the queue (every queued job runs), waits for
-    /// every worker to end and reports. Calling it again, or from another
-    /// handle, waits for the same end.
+    /// Closes intake ([`close`](Self::close)), lets the workers finish every
+    /// queued job, waits until every worker task has ended and returns the
+    /// final report. Calling it from several handles waits for the same
+    /// end.
     ///
-    /// A [`Results`] stream that is held but not read can keep a worker
+    /// A [`PoolResults`] stream that is held but not read can keep a worker
     /// waiting (backpressure): read or drop it, or use
-    /// [`shutdown_timeout`](Self::shutdown_timeout).
+    /// [`shutdown`](Self::shutdown) to bound the wait.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Stopped`] with the cause, inside a [`RunError`] that
+    /// carries the final report, when the pool was cancelled ([`cancel`](Self::cancel),
+    /// its context) and at least one accepted job was cancelled with it.
+    /// `Ok` when every accepted job ran to its end (failed and panicked
+    /// jobs ran to their end: they are counted in the report).
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future does not undo the shutdown: intake stays closed
-    /// and the workers drain and end on their own.
-    pub async fn shutdown(&self) -> PoolReport {
-        self.shutdown_inner(None).await
+    /// Dropping the future does not undo the close: the workers drain and
+    /// end on their own.
+    pub async fn join(self) -> Result<PoolReport, RunError<PoolError, PoolReport>> {
+        self.close();
+        self.shared.tracker.wait().await;
+        self.ended()
     }
 
-    /// Like [`shutdown`](Self::shutdown), but drains only until `grace` has
-    /// passed; then it cancels the rest (running jobs dropped, queued jobs
-    /// dropped, their tickets [`JobError::Cancelled`]) and reports how many
-    /// jobs were drained and how many cancelled.
+    /// Closes intake, waits up to `grace` for the queued and running jobs to
+    /// finish, then cancels the rest with the cause [`GraceExpired`]
+    /// `{ grace }` (running jobs are dropped at their next `.await`, queued
+    /// ones are dropped, their tickets get [`JobError::Cancelled`]) and waits
+    /// for the workers to end. A `grace` whose deadline is beyond the clock's
+    /// range waits like [`join`](Self::join); `Duration::ZERO` cancels
+    /// whatever has not ended at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join): [`PoolError::Stopped`] with
+    /// [`GraceExpired`] as the cause when the grace period ran out with jobs
+    /// left, with the final report.
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future before the deadline leaves the pool draining, as
-    /// after [`close`](Self::close); nothing is cancelled.
-    pub async fn shutdown_timeout(&self, grace: Duration) -> PoolReport {
-        self.shutdown_inner(Some(grace)).await
-    }
-
-    async fn shutdown_inner(&self, grace: Option<Duration>) -> PoolReport {
-        let start = tokio::time::Instant::now();
-        let before = self.stats();
+    /// Dropping the future before the grace period ends leaves the pool
+    /// draining, as after [`close`](Self::close); nothing is cancelled.
+    pub async fn shutdown(
+        &self,
+        grace: Duration,
+    ) -> Result<PoolReport, RunError<PoolError, PoolReport>> {
         self.close();
         let tracker = &self.shared.tracker;
-        let timed_out = match grace {
+        let drained = match deadline_after(grace) {
             None => {
                 tracker.wait().await;
-                false
+                true
             }
-            Some(grace) => {
-                if tokio::time::timeout(grace, tracker.wait()).await.is_ok() {
-                    false
-                } else {
-                    let left = self.stats().in_flight();
-                    tracing::warn!(pool = %self.shared.name, jobs = left, ?grace, "shutdown grace period over; cancelling the rest");
-                    self.shared
-                        .ctx
-                        .cancel_with("pool shutdown grace period ended");
-                    self.shared.cancel_now();
-                    tracker.wait().await;
-                    true
-                }
-            }
+            Some(deadline) => tokio::time::timeout_at(deadline, tracker.wait())
+                .await
+                .is_ok(),
         };
-        let stats = self.stats();
-        PoolReport {
-            drained: (stats.completed + stats.failed + stats.panicked)
-                .saturating_sub(before.completed + before.failed + before.panicked),
-            cancelled: stats.cancelled.saturating_sub(before.cancelled),
-            timed_out,
-            elapsed: start.elapsed(),
-            stats,
-            cause: self.shared.ctx.cause(),
+        if !drained && !self.shared.has_ended() {
+            let left = self.report().in_flight();
+            tracing::debug!(pool = %self.shared.name, jobs = left, ?grace, "shutdown grace period over; cancelling the rest");
+            self.shared.ctx.cancel_with(GraceExpired { grace });
+            self.shared.cancel_now();
+            tracker.wait().await;
         }
+        self.ended()
+    }
+
+    /// The final report, and how the run ended.
+    fn ended(&self) -> Result<PoolReport, RunError<PoolError, PoolReport>> {
+        let report = self.report();
+        if report.cancelled == 0 {
+            return Ok(report);
+        }
+        Err(RunError::new(
+            PoolError::Stopped(self.shared.cause()),
+            report,
+        ))
     }
 
     /// A handle that does not keep the pool open: give it to a handler that

@@ -294,15 +294,17 @@ impl<T> QueueTx<T> {
         Ok(())
     }
 
-    /// Waits at most `d` for room; the item comes back on timeout. Dropping
-    /// the future before it completes drops `item` without enqueueing it.
+    /// Waits at most `d` for room; the item comes back on timeout. A `d`
+    /// whose deadline is beyond the clock's range waits without one.
+    /// Dropping the future before it completes drops `item` without
+    /// enqueueing it.
     pub(crate) async fn push_timeout(
         &self,
         item: T,
         d: Duration,
     ) -> Result<(), PushTimeoutError<T>> {
-        let deadline = tokio::time::Instant::now() + d;
-        self.wait_for_room(item, Some(deadline)).await
+        let deadline = weir_context::__private::deadline_after(d);
+        self.wait_for_room(item, deadline).await
     }
 
     /// Enqueues, waiting (until `deadline`, if any) on `room` while the

@@ -1,5 +1,5 @@
 //! The results stream of detached jobs: the workers' sending side and the
-//! public [`Results`] stream.
+//! public [`PoolResults`] stream.
 //!
 //! Results travel in *chunks*, as items do between pipeline stages (see
 //! `channel.rs`): each worker collects the results of the detached jobs it
@@ -11,17 +11,19 @@
 //! chunk; an idle pool still delivers each result at once.
 //!
 //! Bounds: a stream of capacity `cap` holds at most `cap` results in the
-//! channel (`cap / batch` chunks of `batch = min(cap, 32)`), plus one chunk
-//! being filled by each worker and one being read.
+//! channel, plus one chunk (of at most `batch = min(cap, 32)`) being filled
+//! by each worker and one being read. The bound counts results, not chunks
+//! (a semaphore of `cap` permits, one per result sent and not yet taken),
+//! so an idle pool's one-result chunks fill the stream no sooner than full
+//! ones do.
 
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, TryAcquireError, mpsc};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::JobResult;
@@ -34,21 +36,37 @@ const BATCH: usize = 32;
 /// One chunk of results.
 type Chunk<O, E> = Vec<(JobId, Boxed<O, E>)>;
 
+/// The bound of a results stream, in results.
+#[derive(Debug)]
+struct Room {
+    /// One permit per result the channel may still take; a sender takes a
+    /// chunk's worth before it sends, the reader gives them back as it
+    /// takes each chunk off. Closed when the reader is dropped, so that no
+    /// worker waits for room that will never come.
+    permits: Semaphore,
+    capacity: usize,
+}
+
 /// Makes the results channel for a stream of `capacity` results
-/// (`capacity > 0`).
-pub(crate) fn channel<O, E>(capacity: usize) -> (ResultTx<O, E>, Results<O, E>) {
+/// (`0 < capacity <= MAX_CAPACITY`).
+pub(crate) fn channel<O, E>(capacity: usize) -> (ResultTx<O, E>, PoolResults<O, E>) {
     let batch = capacity.clamp(1, BATCH);
-    let (tx, rx) = mpsc::channel((capacity / batch).max(1));
-    let buffered = Arc::new(AtomicUsize::new(0));
+    // Every chunk holds at least one result, so the permits bound the
+    // chunks too: the channel's own bound is never the one that waits.
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let room = Arc::new(Room {
+        permits: Semaphore::new(capacity),
+        capacity,
+    });
     (
         ResultTx {
             tx,
             batch,
-            buffered: buffered.clone(),
+            room: room.clone(),
         },
-        Results {
+        PoolResults {
             rx: ChunkRx::new(rx),
-            buffered,
+            room,
         },
     )
 }
@@ -59,8 +77,7 @@ pub(crate) fn channel<O, E>(capacity: usize) -> (ResultTx<O, E>, Results<O, E>) 
 pub(crate) struct ResultTx<O, E> {
     tx: mpsc::Sender<Chunk<O, E>>,
     batch: usize,
-    /// Results sent and not yet taken by the reader (for `Results::len`).
-    buffered: Arc<AtomicUsize>,
+    room: Arc<Room>,
 }
 
 impl<O, E> ResultTx<O, E> {
@@ -69,7 +86,7 @@ impl<O, E> ResultTx<O, E> {
         WeakResultTx {
             tx: self.tx.downgrade(),
             batch: self.batch,
-            buffered: self.buffered.clone(),
+            room: self.room.clone(),
         }
     }
 
@@ -88,7 +105,7 @@ impl<O, E> ResultTx<O, E> {
 pub(crate) struct WeakResultTx<O, E> {
     tx: mpsc::WeakSender<Chunk<O, E>>,
     batch: usize,
-    buffered: Arc<AtomicUsize>,
+    room: Arc<Room>,
 }
 
 impl<O, E> WeakResultTx<O, E> {
@@ -97,7 +114,7 @@ impl<O, E> WeakResultTx<O, E> {
         Some(ResultTx {
             tx: self.tx.upgrade()?,
             batch: self.batch,
-            buffered: self.buffered.clone(),
+            room: self.room.clone(),
         })
     }
 }
@@ -121,6 +138,11 @@ impl<O, E> ResultSink<O, E> {
         self.chunk.len() >= self.tx.batch
     }
 
+    /// Whether the stream is still there (not dropped by its reader).
+    pub(crate) fn is_open(&self) -> bool {
+        !self.tx.tx.is_closed()
+    }
+
     /// Whether results wait in the chunk.
     pub(crate) fn is_pending(&self) -> bool {
         !self.chunk.is_empty()
@@ -137,22 +159,28 @@ impl<O, E> ResultSink<O, E> {
     ) {
         let Some(chunk) = self.take() else { return };
         let n = chunk.len();
-        // Counted before the send, so the reader never subtracts first.
-        self.tx.buffered.fetch_add(n, Ordering::Relaxed);
-        let chunk = match self.tx.tx.try_send(chunk) {
-            Ok(()) => return,
-            Err(mpsc::error::TrySendError::Closed(_)) => return self.unsent(n),
-            Err(mpsc::error::TrySendError::Full(chunk)) => chunk,
-        };
-        on_wait();
-        tokio::select! {
-            biased;
-            sent = self.tx.tx.send(chunk) => if sent.is_err() { self.unsent(n) },
-            () = cancelled => {
-                self.unsent(n);
-                tracing::debug!(results = n, "pool cancelled while waiting for room in the results stream; results discarded");
+        // A chunk holds at most `batch <= capacity` results: it always fits.
+        let permits = &self.tx.room.permits;
+        match permits.try_acquire_many(n as u32) {
+            Ok(permit) => permit.forget(),
+            // The reader is gone: discarded.
+            Err(TryAcquireError::Closed) => return,
+            Err(TryAcquireError::NoPermits) => {
+                on_wait();
+                tokio::select! {
+                    biased;
+                    permit = permits.acquire_many(n as u32) => match permit {
+                        Ok(permit) => permit.forget(),
+                        Err(_closed) => return,
+                    },
+                    () = cancelled => {
+                        tracing::debug!(results = n, "pool cancelled while waiting for room in the results stream; results discarded");
+                        return;
+                    }
+                }
             }
         }
+        self.send(chunk);
     }
 
     /// Sends the chunk if there is room now; otherwise it is discarded
@@ -160,17 +188,26 @@ impl<O, E> ResultSink<O, E> {
     pub(crate) fn try_flush(&mut self) {
         let Some(chunk) = self.take() else { return };
         let n = chunk.len();
-        self.tx.buffered.fetch_add(n, Ordering::Relaxed);
-        match self.tx.tx.try_send(chunk) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.unsent(n);
-                tracing::debug!(
-                    results = n,
-                    "results stream full while cancelling; results discarded"
-                );
+        match self.tx.room.permits.try_acquire_many(n as u32) {
+            Ok(permit) => {
+                permit.forget();
+                self.send(chunk);
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => self.unsent(n),
+            Err(TryAcquireError::NoPermits) => tracing::debug!(
+                results = n,
+                "results stream full while cancelling; results discarded"
+            ),
+            Err(TryAcquireError::Closed) => {}
+        }
+    }
+
+    /// Sends a chunk whose permits are taken.
+    fn send(&self, chunk: Chunk<O, E>) {
+        let n = chunk.len();
+        // Never full (see `channel`); closed means the reader is gone and
+        // the permits no longer matter.
+        if self.tx.tx.try_send(chunk).is_err() {
+            self.tx.room.permits.add_permits(n);
         }
     }
 
@@ -183,10 +220,6 @@ impl<O, E> ResultSink<O, E> {
             Vec::with_capacity(self.tx.batch),
         ))
     }
-
-    fn unsent(&self, n: usize) {
-        self.tx.buffered.fetch_sub(n, Ordering::Relaxed);
-    }
 }
 
 /// The results of detached jobs ([`Pool::submit_detached`](super::Pool::submit_detached)),
@@ -198,9 +231,9 @@ impl<O, E> ResultSink<O, E> {
 /// pool. It never blocks the workers forever:
 ///
 /// * detached results that finish before the stream is taken, or after it
-///   is dropped, are discarded (still counted in `stats()`, and a failure
-///   or panic still logs its event);
-/// * cancelling the pool (token, `cancel`, `shutdown_timeout`'s deadline)
+///   is dropped, are discarded (still counted in the report; a failure or
+///   panic nobody can receive is logged at `WARN`);
+/// * cancelling the pool (`cancel`, its context, `shutdown`'s grace period)
 ///   frees a worker waiting for room; its unsent results are discarded.
 ///
 /// Under load a worker hands its results over in chunks of up to
@@ -209,16 +242,17 @@ impl<O, E> ResultSink<O, E> {
 /// never sits in a worker while the stream could read it. The stream holds
 /// at most `cap` results plus one chunk per worker.
 ///
-/// The stream ends when the pool has shut down and every worker has ended.
+/// The stream ends when the pool has ended (closed and drained, or
+/// cancelled) and every worker with it.
 /// Results of jobs submitted with a [`Ticket`](super::Ticket) never appear
 /// here.
 #[must_use = "streams do nothing unless polled"]
-pub struct Results<O, E> {
+pub struct PoolResults<O, E> {
     rx: ChunkRx<(JobId, Boxed<O, E>)>,
-    buffered: Arc<AtomicUsize>,
+    room: Arc<Room>,
 }
 
-impl<O, E> Results<O, E> {
+impl<O, E> PoolResults<O, E> {
     /// Waits for the next result; `None` once the pool has shut down and
     /// every result was read.
     ///
@@ -232,7 +266,8 @@ impl<O, E> Results<O, E> {
 
     /// Results waiting to be read.
     pub fn len(&self) -> usize {
-        self.rx.in_hand() + self.buffered.load(Ordering::Relaxed)
+        let sent = self.room.capacity - self.room.permits.available_permits();
+        self.rx.in_hand() + sent
     }
 
     /// Whether no result is waiting to be read.
@@ -241,19 +276,24 @@ impl<O, E> Results<O, E> {
     }
 
     fn poll_result(&mut self, cx: &mut Context<'_>) -> Poll<Option<(JobId, JobResult<O, E>)>> {
-        let buffered = &self.buffered;
+        let room = &self.room;
         self.rx
-            .poll_next(cx, |n| {
-                buffered.fetch_sub(n, Ordering::Relaxed);
-            })
+            .poll_next(cx, |n| room.permits.add_permits(n))
             .map(|item| item.map(|(id, result)| (id, result.map_err(|e| *e))))
     }
 }
 
-// Nothing in `Results` is ever pinned in place.
-impl<O, E> Unpin for Results<O, E> {}
+impl<O, E> Drop for PoolResults<O, E> {
+    fn drop(&mut self) {
+        // A worker waiting for room stops waiting: nobody will read.
+        self.room.permits.close();
+    }
+}
 
-impl<O, E> Stream for Results<O, E> {
+// Nothing in `PoolResults` is ever pinned in place.
+impl<O, E> Unpin for PoolResults<O, E> {}
+
+impl<O, E> Stream for PoolResults<O, E> {
     type Item = (JobId, JobResult<O, E>);
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -265,9 +305,9 @@ impl<O, E> Stream for Results<O, E> {
     }
 }
 
-impl<O, E> fmt::Debug for Results<O, E> {
+impl<O, E> fmt::Debug for PoolResults<O, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Results")
+        f.debug_struct("PoolResults")
             .field("waiting", &self.len())
             .finish_non_exhaustive()
     }

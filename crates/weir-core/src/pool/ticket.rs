@@ -1,5 +1,5 @@
 //! How a job's result comes back to its submitter: a [`Ticket`] per job
-//! (detached jobs use the pool's [`Results`](super::Results) stream, in
+//! (detached jobs use the pool's [`PoolResults`](super::PoolResults) stream, in
 //! `results.rs`).
 
 use std::fmt;
@@ -9,6 +9,8 @@ use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
+use weir_context::Cause;
+
 use super::JobError;
 
 /// What a job ends with: its output, or why there is none.
@@ -16,7 +18,7 @@ pub type JobResult<O, E> = Result<O, JobError<E>>;
 
 /// A job's number within its pool, in submission order (starting at 0).
 /// Detached jobs are matched to their result on the
-/// [`Results`](super::Results) stream by it.
+/// [`PoolResults`](super::PoolResults) stream by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct JobId(pub(crate) u64);
 
@@ -46,7 +48,7 @@ pub(crate) fn boxed<O, E>(result: JobResult<O, E>) -> Boxed<O, E> {
 pub(crate) enum Reply<O, E> {
     /// To the submitter's [`Ticket`].
     Ticket(oneshot::Sender<Boxed<O, E>>),
-    /// To the pool's [`Results`](super::Results) stream.
+    /// To the pool's [`PoolResults`](super::PoolResults) stream.
     Detached,
 }
 
@@ -61,10 +63,11 @@ pub(crate) struct Envelope<J, O, E> {
 /// `Result<O, JobError<E>>` when the job ends.
 ///
 /// Dropping a ticket does not cancel the job: it still runs and is counted in
-/// [`Pool::stats`](super::Pool::stats); only its result is discarded. If the
-/// job is cancelled (pool token, [`Pool::cancel`](super::Pool::cancel),
-/// `shutdown_timeout`'s deadline) the ticket resolves to
-/// [`JobError::Cancelled`].
+/// [`Pool::report`](super::Pool::report); only its result is discarded. If
+/// the job is cancelled ([`Pool::cancel`](super::Pool::cancel), the pool's
+/// context, [`Pool::shutdown`](super::Pool::shutdown)'s grace period) the
+/// ticket resolves to [`JobError::Cancelled`] with the cause. A job that
+/// panics resolves it to [`JobError::Panicked`].
 ///
 /// # Cancel safety
 ///
@@ -92,7 +95,7 @@ impl<O, E> Ticket<O, E> {
         match self.rx.try_recv() {
             Ok(result) => Some(result.map_err(|e| *e)),
             Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(JobError::Cancelled)),
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(dropped())),
         }
     }
 }
@@ -103,10 +106,15 @@ impl<O, E> Future for Ticket<O, E> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.rx).poll(cx).map(|r| match r {
             Ok(result) => result.map_err(|e| *e),
-            // The job was dropped without a result: only cancellation does that.
-            Err(_) => Err(JobError::Cancelled),
+            Err(_) => Err(dropped()),
         })
     }
+}
+
+/// The job was dropped without a result: only a cancellation does that (the
+/// worker tasks dropped with their runtime, say).
+fn dropped<E>() -> JobError<E> {
+    JobError::Cancelled(Cause::Cancelled)
 }
 
 impl<O, E> fmt::Debug for Ticket<O, E> {

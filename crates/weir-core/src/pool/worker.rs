@@ -1,5 +1,5 @@
-//! The workers: the [`PoolWorker`] trait for stateful workers, the closure
-//! adapter, the state all workers share and the worker loop.
+//! The workers: the [`JobHandler`] trait for stateful handlers, the
+//! closure adapter, the state all workers share and the worker loop.
 
 use std::fmt;
 use std::future::Future;
@@ -7,55 +7,61 @@ use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Poll;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::counters::{Counters, Outcome, WorkerCounters};
 use super::queue::{Msg, QueueCtl, QueueRx};
-use super::results::{ResultSink, ResultTx, Results, WeakResultTx};
-use super::stats::{Counters, Outcome, WorkerCounters};
+use super::results::{PoolResults, ResultSink, ResultTx, WeakResultTx};
 use super::ticket::{Envelope, JobId, JobResult, Reply, boxed};
-use super::{JobError, PoolStats};
-use weir_context::__private::panic_message;
-use weir_context::Context;
+use super::{JobError, PoolReport};
+use weir_context::__private::{catch, catch_call};
+use weir_context::{Cause, Context, Panic};
 
-/// A pool worker with its own state, for [`PoolBuilder::build_with`](super::PoolBuilder::build_with).
+/// A job handler with its own state, for
+/// [`PoolBuilder::build_with`](super::PoolBuilder::build_with).
 ///
 /// The pool makes one value per worker slot with the factory given to
 /// `build_with` (it gets the worker's index), runs [`setup`](Self::setup)
 /// once, then [`handle`](Self::handle) for each job the worker takes, and
-/// [`teardown`](Self::teardown) when the worker leaves (shutdown, shrink,
-/// cancellation). Use it for a per-worker connection, buffer or client.
+/// [`teardown`](Self::teardown) when the worker leaves (the pool ended, a
+/// shrink, cancellation). Use it for a per-worker connection, buffer or
+/// client. The methods are plain `async fn`s in the impl (no macro); their
+/// futures must be `Send`.
 ///
 /// * **Error** from `handle`: the job's ticket gets [`JobError::Failed`]; the
 ///   worker carries on.
 /// * **Panic** in `handle`: the job's ticket gets [`JobError::Panicked`]; the
-///   worker value (whose state the panic may have left half-updated) is
+///   handler value (whose state the panic may have left half-updated) is
 ///   dropped without `teardown` and the slot gets a fresh one from the
 ///   factory, which runs `setup` again.
-/// * **Error or panic in `setup`**: logged at `error`; the slot stays empty
-///   (see [`PoolStats::workers`]). If no worker is left, the pool closes and
-///   cancels what is queued, so no submitter waits forever.
+/// * **Error or panic in `setup`** (or a panic in the factory): logged at
+///   `WARN`; the slot stays empty (see [`PoolReport::workers`]). If no
+///   worker is left, the pool cancels its context with a `String` cause
+///   ``pool `<name>`: no worker could start``, so queued jobs are cancelled
+///   and no submitter waits forever.
 /// * **Cancellation**: the running `handle` future is dropped at its next
-///   `.await`, then `teardown` runs. Keep `teardown` short: `shutdown_timeout`
-///   waits for it.
+///   `.await`, then `teardown` runs. Keep `teardown` short:
+///   [`Pool::shutdown`](super::Pool::shutdown) waits for it.
 ///
 /// # Examples
 ///
 /// ```
-/// use weir_core::pool::{Pool, PoolWorker};
+/// use weir_core::pool::{JobHandler, Pool};
 ///
 /// struct Summer {
 ///     seen: u64,
 /// }
 ///
-/// #[async_trait::async_trait]
-/// impl PoolWorker for Summer {
+/// impl JobHandler for Summer {
 ///     type Job = u64;
 ///     type Output = u64;
 ///     type Error = std::convert::Infallible;
@@ -73,54 +79,44 @@ use weir_context::Context;
 /// let b = pool.submit(2).await?;
 /// assert_eq!(a.await?, 1);
 /// assert_eq!(b.await?, 3);
-/// pool.shutdown().await;
+/// pool.join().await?;
 /// # Ok(())
 /// # }
 /// ```
-#[async_trait::async_trait]
-pub trait PoolWorker: Send + 'static {
+pub trait JobHandler: Send + 'static {
     /// What a worker takes.
     type Job: Send + 'static;
     /// What a job produces.
     type Output: Send + 'static;
-    /// How a job fails.
-    type Error: Send + fmt::Debug + 'static;
+    /// How a job (or `setup`) fails.
+    type Error: fmt::Display + Send + 'static;
 
     /// Runs once before the worker takes its first job. An error keeps the
-    /// slot empty (logged at `error`).
-    async fn setup(&mut self) -> Result<(), Self::Error> {
-        Ok(())
+    /// slot empty (logged at `WARN`).
+    fn setup(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        std::future::ready(Ok(()))
     }
 
     /// Runs one job.
-    async fn handle(&mut self, job: Self::Job) -> Result<Self::Output, Self::Error>;
-
-    /// Runs once when the worker leaves the pool (not after a panic).
-    async fn teardown(&mut self) {}
-}
-
-/// What the worker loop runs: a [`PoolWorker`] or a closure, without boxing
-/// the closure's futures.
-pub(crate) trait Handler: Send + 'static {
-    type Job: Send + 'static;
-    type Output: Send + 'static;
-    type Error: Send + fmt::Debug + 'static;
-
-    fn setup(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send + '_;
     fn handle(
         &mut self,
         job: Self::Job,
-    ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send + '_;
-    fn teardown(&mut self) -> impl Future<Output = ()> + Send + '_;
+    ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send;
+
+    /// Runs once when the worker leaves the pool (not after a panic).
+    fn teardown(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }
 
-/// A closure `Fn(J) -> Future<Output = Result<O, E>>` as a worker.
-pub(crate) struct FnWorker<F, J> {
+/// A closure `Fn(J) -> Future<Output = Result<O, E>>` as a handler, without
+/// boxing its futures.
+pub(crate) struct FnHandler<F, J> {
     f: Arc<F>,
     _job: PhantomData<fn(J)>,
 }
 
-impl<F, J> FnWorker<F, J> {
+impl<F, J> FnHandler<F, J> {
     pub(crate) fn new(f: Arc<F>) -> Self {
         Self {
             f,
@@ -129,52 +125,33 @@ impl<F, J> FnWorker<F, J> {
     }
 }
 
-impl<F, J, Fut, O, E> Handler for FnWorker<F, J>
+impl<F, J, Fut, O, E> JobHandler for FnHandler<F, J>
 where
     F: Fn(J) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<O, E>> + Send + 'static,
     J: Send + 'static,
     O: Send + 'static,
-    E: Send + fmt::Debug + 'static,
+    E: fmt::Display + Send + 'static,
 {
     type Job = J;
     type Output = O;
     type Error = E;
 
-    fn setup(&mut self) -> impl Future<Output = Result<(), E>> + Send + '_ {
-        std::future::ready(Ok(()))
-    }
-
-    fn handle(&mut self, job: J) -> impl Future<Output = Result<O, E>> + Send + '_ {
+    fn handle(&mut self, job: J) -> impl Future<Output = Result<O, E>> + Send {
         (self.f)(job)
-    }
-
-    fn teardown(&mut self) -> impl Future<Output = ()> + Send + '_ {
-        std::future::ready(())
     }
 }
 
-/// A [`PoolWorker`] as a worker.
-pub(crate) struct TraitWorker<W>(pub(crate) W);
+/// The pool's panic handler ([`PoolBuilder::on_panic`](super::PoolBuilder::on_panic)).
+pub(crate) type OnPanic = Arc<dyn Fn(&Panic) + Send + Sync>;
 
-impl<W: PoolWorker> Handler for TraitWorker<W> {
-    type Job = W::Job;
-    type Output = W::Output;
-    type Error = W::Error;
+/// Shows a user's error with `{:#}`, which prints an `anyhow::Error` with
+/// its causes (and never its backtrace, which only `Debug` prints).
+struct Chain<'a, E>(&'a E);
 
-    fn setup(&mut self) -> impl Future<Output = Result<(), W::Error>> + Send + '_ {
-        self.0.setup()
-    }
-
-    fn handle(
-        &mut self,
-        job: W::Job,
-    ) -> impl Future<Output = Result<W::Output, W::Error>> + Send + '_ {
-        self.0.handle(job)
-    }
-
-    fn teardown(&mut self) -> impl Future<Output = ()> + Send + '_ {
-        self.0.teardown()
+impl<E: fmt::Display> fmt::Display for Chain<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.0)
     }
 }
 
@@ -212,7 +189,13 @@ pub(crate) struct Shared<J, O, E> {
     cancelled: AtomicBool,
     /// Cancelled when the last worker has ended; ends the token watcher.
     ended: CancellationToken,
-    results_rx: Mutex<Option<Results<O, E>>>,
+    /// When the pool was built, and when its last worker ended.
+    started: Instant,
+    ended_at: OnceLock<Instant>,
+    /// Permits for submits that wait for room (`max_waiting_submits`).
+    pub(crate) waiting_limit: Option<Semaphore>,
+    on_panic: Option<OnPanic>,
+    results_rx: Mutex<Option<PoolResults<O, E>>>,
     results_taken: AtomicBool,
     results_tx: WeakResultTx<O, E>,
     spawn: SpawnFn<J, O, E>,
@@ -228,28 +211,52 @@ impl<J, O, E> fmt::Debug for Shared<J, O, E> {
     }
 }
 
+impl<J, O, E> Shared<J, O, E> {
+    /// Why the pool was cancelled ([`Cause::Cancelled`] if it was not).
+    pub(crate) fn cause(&self) -> Cause {
+        self.ctx.cause().unwrap_or(Cause::Cancelled)
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing panics while holding these locks; recover anyway.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The checked settings a pool starts with.
+pub(crate) struct Settings {
+    pub(crate) name: Arc<str>,
+    pub(crate) workers: usize,
+    /// The results stream's capacity, at least 1.
+    pub(crate) results: usize,
+    pub(crate) max_waiting: Option<usize>,
+    pub(crate) on_panic: Option<OnPanic>,
 }
 
 impl<J, O, E> Shared<J, O, E>
 where
     J: Send + 'static,
     O: Send + 'static,
-    E: Send + 'static,
+    E: fmt::Display + Send + 'static,
 {
-    /// Builds the shared state and spawns `workers` workers.
+    /// Builds the shared state and spawns the workers.
     pub(crate) fn start(
-        name: Arc<str>,
-        workers: usize,
+        settings: Settings,
         queue: QueueCtl<Envelope<J, O, E>>,
         ctx: Context,
         runtime: tokio::runtime::Handle,
-        results_cap: usize,
         spawn: SpawnFn<J, O, E>,
     ) -> Arc<Self> {
-        let (results_tx, results_rx) = super::results::channel(results_cap.max(1));
+        let Settings {
+            name,
+            workers,
+            results,
+            max_waiting,
+            on_panic,
+        } = settings;
+        let (results_tx, results_rx) = super::results::channel(results);
+        // A limit above what a semaphore holds means no limit.
+        let waiting_limit = max_waiting.map(|n| Semaphore::new(n.min(Semaphore::MAX_PERMITS)));
         let shared = Arc::new(Self {
             name,
             queue,
@@ -267,6 +274,10 @@ where
             live: AtomicUsize::new(0),
             cancelled: AtomicBool::new(false),
             ended: CancellationToken::new(),
+            started: Instant::now(),
+            ended_at: OnceLock::new(),
+            waiting_limit,
+            on_panic,
             results_rx: Mutex::new(Some(results_rx)),
             results_taken: AtomicBool::new(false),
             results_tx: results_tx.downgrade(),
@@ -279,8 +290,8 @@ where
         // The workers hold the only strong senders from here on, so the
         // results stream ends when the last worker does.
         drop(results_tx);
-        // Idle workers wait on the queue alone; when the token fires (from
-        // the builder's parent, `Pool::cancel` or a shutdown deadline) this
+        // Idle workers wait on the queue alone; when the token fires (the
+        // builder's context, `Pool::cancel`, a shutdown's grace period) this
         // watcher closes the queue, which wakes them.
         let watcher = shared.clone();
         let span = tracing::info_span!("watcher", pool = %shared.name);
@@ -331,15 +342,24 @@ where
     }
 
     /// Takes the results stream's receiver, once.
-    pub(crate) fn take_results(&self) -> Option<Results<O, E>> {
+    pub(crate) fn take_results(&self) -> Option<PoolResults<O, E>> {
         let rx = lock(&self.results_rx).take()?;
         self.results_taken.store(true, Ordering::Release);
         Some(rx)
     }
 
-    /// A snapshot of the counters.
-    pub(crate) fn stats(&self) -> PoolStats {
-        self.counters.snapshot(self.live.load(Ordering::Relaxed))
+    /// A snapshot of the counters, timed up to now or to the pool's end.
+    pub(crate) fn report(&self) -> PoolReport {
+        let end = self.ended_at.get().copied().unwrap_or_else(Instant::now);
+        self.counters.snapshot(
+            self.live.load(Ordering::Relaxed),
+            end.saturating_duration_since(self.started),
+        )
+    }
+
+    /// Whether every worker has ended.
+    pub(crate) fn has_ended(&self) -> bool {
+        self.ended_at.get().is_some()
     }
 
     /// Whether this worker should leave because the pool shrank; if so it is
@@ -367,27 +387,27 @@ where
     }
 }
 
-/// Makes and sets up a worker; `None` (logged) when that fails or panics.
+/// Makes and sets up a handler; `None` (logged) when that fails or panics.
 async fn start_worker<H, M>(make: &M, index: usize) -> Option<H>
 where
-    H: Handler,
+    H: JobHandler,
     M: Fn(usize) -> H,
 {
-    let mut worker = match std::panic::catch_unwind(AssertUnwindSafe(|| make(index))) {
-        Ok(worker) => worker,
-        Err(payload) => {
-            tracing::error!(panic = %panic_message(&*payload), "worker factory panicked; slot left empty");
+    let mut handler = match catch_call(|| make(index)) {
+        Ok(handler) => handler,
+        Err(panic) => {
+            tracing::warn!(%panic, "worker factory panicked; slot left empty");
             return None;
         }
     };
-    match AssertUnwindSafe(worker.setup()).catch_unwind().await {
-        Ok(Ok(())) => Some(worker),
+    match catch(handler.setup()).await {
+        Ok(Ok(())) => Some(handler),
         Ok(Err(error)) => {
-            tracing::error!(?error, "worker setup failed; slot left empty");
+            tracing::warn!(error = %Chain(&error), "worker setup failed; slot left empty");
             None
         }
-        Err(payload) => {
-            tracing::error!(panic = %panic_message(&*payload), "worker setup panicked; slot left empty");
+        Err(panic) => {
+            tracing::warn!(%panic, "worker setup panicked; slot left empty");
             None
         }
     }
@@ -405,7 +425,7 @@ pub(crate) async fn run_worker<H, M>(
     index: usize,
     results: Option<ResultTx<H::Output, H::Error>>,
 ) where
-    H: Handler,
+    H: JobHandler,
     M: Fn(usize) -> H + Send + Sync + 'static,
 {
     let mut queue = shared.queue.receiver();
@@ -422,9 +442,9 @@ pub(crate) async fn run_worker<H, M>(
             break;
         }
         // The idle wait is the queue alone: a shrink sends `Wake`,
-        // cancellation and shutdown close the queue. Results wait in the
-        // sink only while the next job is already there.
-        let msg = {
+        // cancellation and the pool's end close the queue. Results wait in
+        // the sink only while the next job is already there.
+        let msg = if sink.as_ref().is_some_and(ResultSink::is_pending) {
             let pop = queue.pop();
             tokio::pin!(pop);
             match futures::poll!(pop.as_mut()) {
@@ -435,6 +455,11 @@ pub(crate) async fn run_worker<H, M>(
                     pop.await
                 }
             }
+        } else {
+            // Nothing to send first: one poll, not a look that registers
+            // this worker as a sleeper and a second one that takes it out
+            // of the sleepers' list again.
+            queue.pop().await
         };
         let Envelope { id, job, reply } = match msg {
             Some(Msg::Item(env)) => env,
@@ -444,10 +469,12 @@ pub(crate) async fn run_worker<H, M>(
         counters.dequeued();
         if shared.cancelled.load(Ordering::Acquire) {
             counters.finished(Outcome::Cancelled);
-            cancel_reply(&shared, &mut sink, id, reply);
+            cancel_reply(&shared, &mut sink, id, reply, shared.cause());
             break;
         }
         let ended = {
+            // `catch_unwind` inline, not `weir_context`'s `catch`: one more
+            // future around every job is a measurable cost per job.
             let run = AssertUnwindSafe(async { w.handle(job).await }).catch_unwind();
             tokio::pin!(run);
             // A job that is done at its first poll needs no race with the
@@ -467,25 +494,26 @@ pub(crate) async fn run_worker<H, M>(
                 }
             }
         };
-        let mut panicked = false;
+        let mut panicked = None;
         let (outcome, result) = match ended {
             Some(Ok(Ok(output))) => (Outcome::Completed, Ok(output)),
-            Some(Ok(Err(error))) => {
-                tracing::warn!(job = %id, ?error, "job failed");
-                (Outcome::Failed, Err(JobError::Failed(error)))
-            }
+            Some(Ok(Err(error))) => (Outcome::Failed, Err(JobError::Failed(error))),
             Some(Err(payload)) => {
-                let message = panic_message(&*payload);
-                tracing::error!(job = %id, panic = %message, "job panicked; replacing the worker");
-                panicked = true;
-                (Outcome::Panicked, Err(JobError::Panicked { message }))
+                let panic = Panic::from_payload(payload);
+                panicked = Some(panic.clone());
+                (Outcome::Panicked, Err(JobError::Panicked(panic)))
             }
             None => {
                 tracing::debug!(job = %id, "job cancelled while running");
-                (Outcome::Cancelled, Err(JobError::Cancelled))
+                (Outcome::Cancelled, Err(JobError::Cancelled(shared.cause())))
             }
         };
         counters.finished(outcome);
+        if let Err(error) = &result
+            && !error.is_cancelled()
+        {
+            log_failure(id, error, shared.is_heard(&reply, &sink));
+        }
         if deliver(&shared, &mut sink, id, reply, result) {
             // Sending a full chunk may wait for the reader: if it must, the
             // rest of the batch goes back to the queue first.
@@ -494,8 +522,9 @@ pub(crate) async fn run_worker<H, M>(
         if outcome == Outcome::Cancelled {
             break;
         }
-        if panicked {
-            // The panic may have left the worker's state half-updated: drop
+        if let Some(panic) = panicked {
+            shared.panicked(&panic);
+            // The panic may have left the handler's state half-updated: drop
             // it (no teardown) and start a fresh one in this slot, after
             // sending what is done (setup may take a while).
             queue.step_away();
@@ -509,8 +538,8 @@ pub(crate) async fn run_worker<H, M>(
         // batch first) is cancelled.
         drain_cancelled(&shared, &counters, &mut queue, &mut sink);
     }
-    // Leaving (shutdown drained the queue, a shrink, an empty slot): what is
-    // left of the batch goes to the other workers.
+    // Leaving (the queue closed and drained, a shrink, an empty slot): what
+    // is left of the batch goes to the other workers.
     queue.step_away();
     if let Some(sink) = sink.as_mut() {
         if shared.token.is_cancelled() {
@@ -520,14 +549,21 @@ pub(crate) async fn run_worker<H, M>(
         }
     }
     if let Some(w) = worker.as_mut()
-        && AssertUnwindSafe(w.teardown()).catch_unwind().await.is_err()
+        && catch(w.teardown()).await.is_err()
     {
-        tracing::error!("worker teardown panicked");
+        tracing::warn!("worker teardown panicked");
     }
     let last = !retired && shared.exited() == 0;
     if last {
-        // The last worker is gone (shutdown, cancellation, or every setup
-        // failed): make sure nobody waits on a queue that no one reads.
+        if worker.is_none() && !shared.token.is_cancelled() {
+            // No worker could start (every setup failed): stop the pool so
+            // that what is queued is cancelled with a cause that says so,
+            // and nobody waits on a queue that no one reads.
+            let cause = format!("pool `{}`: no worker could start", shared.name);
+            tracing::warn!("{cause}; cancelling the pool");
+            shared.ctx.cancel_with(cause);
+            shared.cancel_now();
+        }
         queue.close();
         drain_cancelled(&shared, &counters, &mut queue, &mut sink);
         if let Some(sink) = sink.as_mut() {
@@ -539,9 +575,31 @@ pub(crate) async fn run_worker<H, M>(
     drop(sink);
     shared.counters.unregister(&counters);
     if last {
+        let _ = shared.ended_at.set(Instant::now());
         shared.ended.cancel();
     }
     tracing::trace!(retired, "worker ended");
+}
+
+/// Logs a job's failure or panic once: `DEBUG` when its ticket or a held
+/// results stream receives it, `WARN` when nobody can.
+#[cold]
+fn log_failure<E: fmt::Display>(id: JobId, error: &JobError<E>, heard: bool) {
+    match (error, heard) {
+        (JobError::Failed(e), true) => tracing::debug!(job = %id, error = %Chain(e), "job failed"),
+        (JobError::Failed(e), false) => tracing::warn!(
+            job = %id,
+            error = %Chain(e),
+            "detached job failed and nobody holds the results stream"
+        ),
+        (JobError::Panicked(panic), true) => tracing::debug!(job = %id, %panic, "job panicked"),
+        (JobError::Panicked(panic), false) => tracing::warn!(
+            job = %id,
+            %panic,
+            "detached job panicked and nobody holds the results stream"
+        ),
+        (JobError::Cancelled(_), _) => {}
+    }
 }
 
 /// Sends the worker's finished detached results, if any (see
@@ -563,7 +621,7 @@ impl<J, O, E> Shared<J, O, E>
 where
     J: Send + 'static,
     O: Send + 'static,
-    E: Send + 'static,
+    E: fmt::Display + Send + 'static,
 {
     /// The shrink check, including the hand-off queue's idle offer.
     fn try_retire_with(&self, queue: &mut QueueRx<Envelope<J, O, E>>) -> bool {
@@ -572,6 +630,28 @@ where
         }
         // A claimed idle offer means a job is on its way to this worker.
         queue.withdraw() && self.try_retire()
+    }
+
+    /// Whether a job's result reaches someone: its ticket, or a results
+    /// stream that was taken and is still held.
+    fn is_heard(&self, reply: &Reply<O, E>, sink: &Option<ResultSink<O, E>>) -> bool {
+        match reply {
+            Reply::Ticket(_) => true,
+            Reply::Detached => {
+                self.results_taken.load(Ordering::Acquire)
+                    && sink.as_ref().is_some_and(ResultSink::is_open)
+            }
+        }
+    }
+
+    /// Calls the builder's `on_panic` handler, if any; a panic in it is
+    /// caught and logged.
+    fn panicked(&self, panic: &Panic) {
+        if let Some(on_panic) = &self.on_panic
+            && let Err(again) = catch_call(|| on_panic(panic))
+        {
+            tracing::warn!(panic = %again, "the pool's on_panic handler panicked");
+        }
     }
 }
 
@@ -609,15 +689,17 @@ fn cancel_reply<J, O, E>(
     sink: &mut Option<ResultSink<O, E>>,
     id: JobId,
     reply: Reply<O, E>,
+    cause: Cause,
 ) {
+    let cancelled = || Err(Box::new(JobError::Cancelled(cause)));
     match reply {
         Reply::Ticket(tx) => {
-            let _ = tx.send(Err(Box::new(JobError::Cancelled)));
+            let _ = tx.send(cancelled());
         }
         Reply::Detached => {
             if let Some(sink) = sink.as_mut()
                 && shared.results_taken.load(Ordering::Acquire)
-                && sink.push(id, Err(Box::new(JobError::Cancelled)))
+                && sink.push(id, cancelled())
             {
                 sink.try_flush();
             }
@@ -625,7 +707,8 @@ fn cancel_reply<J, O, E>(
     }
 }
 
-/// Cancels every job still queued (their tickets resolve to `Cancelled`).
+/// Cancels every job still queued (their tickets resolve to `Cancelled`
+/// with the pool's cause).
 fn drain_cancelled<J, O, E>(
     shared: &Shared<J, O, E>,
     counters: &WorkerCounters,
@@ -634,13 +717,15 @@ fn drain_cancelled<J, O, E>(
 ) {
     queue.close();
     let mut n = 0_u64;
+    let mut cause = None;
     while let Some(Envelope { id, reply, .. }) = queue.try_pop() {
         counters.dequeued();
         counters.finished(Outcome::Cancelled);
         n += 1;
-        cancel_reply(shared, sink, id, reply);
+        let cause = cause.get_or_insert_with(|| shared.cause()).clone();
+        cancel_reply(shared, sink, id, reply, cause);
     }
     if n > 0 {
-        tracing::warn!(cancelled = n, "pool cancelled; queued jobs dropped");
+        tracing::debug!(cancelled = n, "pool stopped; queued jobs cancelled");
     }
 }

@@ -1,10 +1,10 @@
-//! The pool's counters and its shutdown report.
+//! The pool's live counters, read into a [`PoolReport`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use weir_context::Cause;
+use super::PoolReport;
 
 /// A counter on its own cache line, so submitters and workers do not
 /// invalidate each other's lines.
@@ -89,14 +89,39 @@ impl Totals {
     }
 }
 
-/// The live workers' counters and the sums of the ended ones.
+/// The live workers' counters and the sums of the ended ones. A worker
+/// keeps its slot, so that leaving is O(1): 65,536 workers that end
+/// together do not search the list 65,536 times.
 #[derive(Debug, Default)]
 struct Registry {
-    live: Vec<Arc<WorkerCounters>>,
+    slots: Vec<Option<Arc<WorkerCounters>>>,
+    /// Slots of ended workers, for reuse.
+    free: Vec<usize>,
     ended: Totals,
 }
 
-/// The live counters behind [`PoolStats`]. `queued` and `running` are derived
+impl Registry {
+    fn live(&self) -> impl Iterator<Item = &WorkerCounters> {
+        self.slots.iter().flatten().map(|w| &**w)
+    }
+}
+
+/// A worker's counters, registered in its pool's [`Counters`].
+#[derive(Debug)]
+pub(crate) struct Registered {
+    counters: Arc<WorkerCounters>,
+    slot: usize,
+}
+
+impl std::ops::Deref for Registered {
+    type Target = WorkerCounters;
+
+    fn deref(&self) -> &WorkerCounters {
+        &self.counters
+    }
+}
+
+/// The live counters behind [`PoolReport`]. `queued` and `running` are derived
 /// (`submitted - dequeued`, `dequeued - finished`); the tests check every
 /// counter against what the tickets say.
 #[derive(Debug, Default)]
@@ -145,19 +170,27 @@ impl Counters {
     }
 
     /// Counters for a new worker.
-    pub(crate) fn register(&self) -> Arc<WorkerCounters> {
-        let w = Arc::new(WorkerCounters::default());
-        lock(&self.workers).live.push(w.clone());
-        w
+    pub(crate) fn register(&self) -> Registered {
+        let counters = Arc::new(WorkerCounters::default());
+        let mut reg = lock(&self.workers);
+        let slot = match reg.free.pop() {
+            Some(slot) => slot,
+            None => {
+                reg.slots.push(None);
+                reg.slots.len() - 1
+            }
+        };
+        reg.slots[slot] = Some(counters.clone());
+        Registered { counters, slot }
     }
 
-    /// A worker ended: keep its counts, drop its slot.
-    pub(crate) fn unregister(&self, w: &Arc<WorkerCounters>) {
+    /// A worker ended: keep its counts, free its slot.
+    pub(crate) fn unregister(&self, w: &Registered) {
         let mut reg = lock(&self.workers);
-        if let Some(i) = reg.live.iter().position(|x| Arc::ptr_eq(x, w)) {
-            reg.live.swap_remove(i);
+        if reg.slots[w.slot].take().is_some() {
             reg.ended.add_finished(w);
             reg.ended.dequeued += w.dequeued.load(Ordering::Acquire);
+            reg.free.push(w.slot);
         }
     }
 
@@ -168,14 +201,14 @@ impl Counters {
     /// as submitted a moment early, and workers count on their own lines, so
     /// a snapshot taken while jobs move is clamped to
     /// `finished <= dequeued <= submitted`.
-    pub(crate) fn snapshot(&self, workers: usize) -> PoolStats {
+    pub(crate) fn snapshot(&self, workers: usize, elapsed: Duration) -> PoolReport {
         let t = {
             let reg = lock(&self.workers);
             let mut t = reg.ended;
-            for w in &reg.live {
+            for w in reg.live() {
                 t.add_finished(w);
             }
-            for w in &reg.live {
+            for w in reg.live() {
                 t.dequeued += w.dequeued.load(Ordering::Acquire);
             }
             t
@@ -188,7 +221,7 @@ impl Counters {
         let finished = t.finished();
         let dequeued = t.dequeued.max(finished);
         let submitted = submitted.max(dequeued);
-        PoolStats {
+        PoolReport {
             submitted,
             queued: submitted - dequeued,
             running: dequeued - finished,
@@ -198,6 +231,7 @@ impl Counters {
             cancelled: t.cancelled,
             rejected,
             workers,
+            elapsed,
         }
     }
 }
@@ -228,76 +262,4 @@ impl Drop for Waiting<'_> {
             w.waiting.fetch_sub(1, Ordering::AcqRel);
         }
     }
-}
-
-/// A snapshot of a pool's counters, from [`Pool::stats`](super::Pool::stats).
-///
-/// The counters are read one after another while jobs move, so a snapshot
-/// taken while the pool is busy is only approximately simultaneous; it always
-/// satisfies the accounting law
-///
-/// ```text
-/// submitted = queued + running + completed + failed + panicked + cancelled
-/// ```
-///
-/// and once the pool is quiet (no submit in progress, every ticket resolved)
-/// every counter is exact. `rejected` counts jobs handed back by `try_submit`,
-/// `submit_timeout` and `submit` on a closed pool: they were never submitted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PoolStats {
-    /// Jobs accepted into the queue.
-    pub submitted: u64,
-    /// Jobs waiting in the queue.
-    pub queued: u64,
-    /// Jobs a worker is running now.
-    pub running: u64,
-    /// Jobs whose handler returned `Ok`.
-    pub completed: u64,
-    /// Jobs whose handler returned `Err`.
-    pub failed: u64,
-    /// Jobs whose handler panicked.
-    pub panicked: u64,
-    /// Jobs cancelled while queued or running.
-    pub cancelled: u64,
-    /// Jobs refused and handed back (full queue, timeout, closed pool).
-    pub rejected: u64,
-    /// Worker tasks alive now (it lags a `resize` that shrinks the pool until
-    /// the extra workers finish their current job).
-    pub workers: usize,
-}
-
-impl PoolStats {
-    /// Jobs that ended: `completed + failed + panicked + cancelled`.
-    pub fn finished(&self) -> u64 {
-        self.completed + self.failed + self.panicked + self.cancelled
-    }
-
-    /// Jobs accepted but not yet ended: `queued + running`.
-    pub fn in_flight(&self) -> u64 {
-        self.queued + self.running
-    }
-}
-
-/// What [`Pool::shutdown`](super::Pool::shutdown) and
-/// [`Pool::shutdown_timeout`](super::Pool::shutdown_timeout) report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolReport {
-    /// Jobs that ran to their end (completed, failed or panicked) while the
-    /// pool shut down: the queued and running jobs it drained.
-    pub drained: u64,
-    /// Jobs cancelled while the pool shut down: still queued or running at
-    /// the deadline of `shutdown_timeout` (always 0 for `shutdown`, unless
-    /// the pool's token fired meanwhile).
-    pub cancelled: u64,
-    /// Whether `shutdown_timeout`'s deadline passed and the rest was cancelled.
-    pub timed_out: bool,
-    /// How long the shutdown took.
-    pub elapsed: Duration,
-    /// The counters once every worker had ended.
-    pub stats: PoolStats,
-    /// Why the pool was cancelled, if it was: `"pool shutdown grace period
-    /// ended"` after `shutdown_timeout`'s deadline, the cause of the
-    /// builder's context (a deadline, say), or [`Cause::Cancelled`] for
-    /// [`Pool::cancel`](super::Pool::cancel). `None` after a plain drain.
-    pub cause: Option<Cause>,
 }
