@@ -2,13 +2,14 @@
 //!
 //! Each task is a plain `tokio::spawn` of the user's future in a small
 //! wrapper. When the future returns (or panics), the wrapper catches the
-//! panic, cancels the group on a failure (the moment it happens), and
-//! *delivers* the outcome, keyed by the tokio task id, into the group's
+//! panic, cancels the group on a failure (the moment it happens, with the
+//! failure as the cause of the group's context), and *delivers* the
+//! outcome, tagged with the task's spawn index and name, into the group's
 //! completion queue ([`Shared::deliver`]), all inside the task's last poll.
-//! The group reads results from the queue; it keeps the tasks' `JoinHandle`s
-//! to abort them, to see them end (tokio drops a task's future just after
-//! its last poll, so a result can arrive a moment before its task has
-//! ended), and to hear of a panic in the destructor of a future that had
+//! The group reads results from the queue; it keeps the tasks'
+//! `JoinHandle`s to abort them, to see them end (tokio drops a task's future
+//! just after its last poll, so a result can arrive a moment before its task
+//! has ended), and to hear of a panic in the destructor of a future that had
 //! already returned. This replaces a `JoinSet`, whose per-task linked-list
 //! bookkeeping (an `Arc` per task, a mutex on spawn, on completion and on
 //! join) cost as much as the spawn itself.
@@ -24,33 +25,77 @@
 //! failed: no runtime) delivers nothing, and the group never counted it.
 //!
 //! **The queue is bounded by the tasks.** It holds at most one entry per
-//! spawned task that the group has not taken yet, so it never holds more
-//! entries than the group has tasks; the group takes a whole batch per lock.
+//! spawned task that the group has not taken yet; the group takes a whole
+//! batch per lock.
 //!
 //! **Small tasks.** tokio allocates each task in a cell sized by its future
 //! and its output (in steps of 128 bytes on x86-64): a task that is spawned
-//! unlimited, unnamed and untraced carries only one pointer besides the
-//! user's future ([`PlainTask`]), and its output is that pointer
-//! ([`Returned`]). Everything else a group knows about a task (its index,
-//! its name) is kept by the group, keyed by the tokio task id.
+//! unlimited, unnamed and untraced carries only a pointer and its index
+//! besides the user's future ([`PlainTask`] with a `u64` label), and its
+//! output is that pointer ([`Returned`]).
 
-use std::any::Any;
 use std::collections::VecDeque;
-use std::fmt::Display;
+use std::fmt::{Debug, Display};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::task::Id;
-use tokio_util::sync::CancellationToken;
-use weir_context::Context as WeirContext;
+use weir_context::{CauseValue, Context as WeirContext, ErrorPolicy, Panic};
 
-/// One delivered task: its tokio id and how it ended.
-pub(crate) type Delivered<T, E> = (Id, Outcome<T, E>);
+use crate::error::GroupError;
+
+/// Who a task is: its spawn index in its group (from 0) and its name, if
+/// it was given one.
+pub(crate) struct Tag {
+    pub(crate) index: u64,
+    pub(crate) name: Option<Arc<str>>,
+}
+
+impl Tag {
+    /// The task's name, or `#<index>`.
+    pub(crate) fn label(&self) -> String {
+        match &self.name {
+            Some(name) => name.to_string(),
+            None => format!("#{}", self.index),
+        }
+    }
+}
+
+/// What a task carries to say who it is: an unnamed task only its index
+/// (a `u64`, so that it stays small), a named one a whole [`Tag`].
+pub(crate) trait Label: Send + 'static {
+    fn into_tag(self) -> Tag;
+    fn label(&self) -> String;
+}
+
+impl Label for u64 {
+    fn into_tag(self) -> Tag {
+        Tag {
+            index: self,
+            name: None,
+        }
+    }
+
+    fn label(&self) -> String {
+        format!("#{self}")
+    }
+}
+
+impl Label for Tag {
+    fn into_tag(self) -> Tag {
+        self
+    }
+
+    fn label(&self) -> String {
+        Tag::label(self)
+    }
+}
+
+/// One delivered task: who it is and how it ended.
+pub(crate) type Delivered<T, E> = (Tag, Outcome<T, E>);
 
 /// What a task returns to tokio: its clone of the group's `Arc`, which the
 /// group drops when it reads the task's `JoinHandle`. So the `Arc`'s count
@@ -58,17 +103,15 @@ pub(crate) type Delivered<T, E> = (Id, Outcome<T, E>);
 /// its cache, instead of bouncing to every thread that completes a task.
 pub(crate) type Returned<T, E> = Option<Arc<Shared<T, E>>>;
 
-/// State shared by a group and its tasks (one `Arc` clone per task, until the
-/// group reads the task's `JoinHandle`).
+/// State shared by a group and its tasks (one `Arc` clone per task, until
+/// the group reads the task's `JoinHandle`).
 pub(crate) struct Shared<T, E> {
     /// The group's context: cancelled on the first failure (fail-fast, with
     /// that failure as its cause), on `cancel()`, and when the group is
     /// dropped.
     pub(crate) ctx: WeirContext,
-    /// `ctx`'s token.
-    pub(crate) token: CancellationToken,
-    /// Whether a failure cancels the token.
-    fail_fast: AtomicBool,
+    /// Whether a failure cancels `ctx`.
+    policy: ErrorPolicy,
     /// The completion queue.
     done: Mutex<Done<T, E>>,
 }
@@ -96,11 +139,10 @@ impl<T, E> Done<T, E> {
 }
 
 impl<T, E> Shared<T, E> {
-    pub(crate) fn new(ctx: WeirContext) -> Self {
-        Shared {
-            token: ctx.token(),
+    pub(crate) fn new(ctx: WeirContext, policy: ErrorPolicy) -> Self {
+        Self {
             ctx,
-            fail_fast: AtomicBool::new(true),
+            policy,
             done: Mutex::new(Done {
                 outcomes: VecDeque::new(),
                 waker: None,
@@ -109,20 +151,13 @@ impl<T, E> Shared<T, E> {
         }
     }
 
-    pub(crate) fn set_fail_fast(&self, yes: bool) {
-        self.fail_fast.store(yes, Ordering::Relaxed);
+    pub(crate) fn policy(&self) -> ErrorPolicy {
+        self.policy
     }
 
-    pub(crate) fn fail_fast(&self) -> bool {
-        self.fail_fast.load(Ordering::Relaxed)
-    }
-
-    /// Cancels the group, with the failure as the cause of its context, if
-    /// the group is fail-fast.
-    fn failed(&self, cause: impl FnOnce() -> String) {
-        if self.fail_fast() {
-            self.ctx.cancel_with(cause());
-        }
+    /// Whether a failure now would become the cause of the group's context.
+    fn cancels(&self) -> bool {
+        self.policy == ErrorPolicy::FailFast && !self.ctx.is_cancelled()
     }
 
     fn done(&self) -> MutexGuard<'_, Done<T, E>> {
@@ -130,25 +165,28 @@ impl<T, E> Shared<T, E> {
     }
 
     /// Puts a task's outcome in the queue and wakes the group if it waits.
-    fn deliver(&self, id: Id, outcome: Outcome<T, E>) {
+    ///
+    /// A failure's `cause` cancels the group's context under the queue's
+    /// lock, so that when failures race, the one that cancelled is the one
+    /// queued first: the cause is `join`'s first error.
+    fn deliver(&self, tag: Tag, outcome: Outcome<T, E>, cause: Option<CauseValue>) {
         let mut done = self.done();
+        if let Some(cause) = cause {
+            // A no-op if something else cancelled the context first.
+            self.ctx.cancel_with_value(cause);
+        }
         if done.closed {
             drop(done);
             // Dropped here, outside the lock.
-            drop(outcome);
+            drop((tag, outcome));
             return;
         }
-        done.outcomes.push_back((id, outcome));
+        done.outcomes.push_back((tag, outcome));
         let waker = done.waker.take();
         drop(done);
         if let Some(waker) = waker {
             waker.wake();
         }
-    }
-
-    /// Moves every delivered outcome to the end of `into`.
-    pub(crate) fn take(&self, into: &mut VecDeque<Delivered<T, E>>) {
-        self.done().move_into(into);
     }
 
     /// [`take`](Shared::take), or, when nothing was delivered, registers the
@@ -183,25 +221,38 @@ impl<T, E> Shared<T, E> {
     }
 }
 
-/// A caught panic. The payload sits in a `Mutex` only so that a group holding
-/// it stays `Sync`, and in a `Box` so that the outcome stays small.
-pub(crate) struct Payload(Mutex<Box<dyn Any + Send>>);
-
-impl Payload {
-    pub(crate) fn new(payload: Box<dyn Any + Send>) -> Self {
-        Payload(Mutex::new(payload))
-    }
-
-    pub(crate) fn into_inner(self) -> Box<dyn Any + Send> {
-        self.0.into_inner().unwrap_or_else(PoisonError::into_inner)
+impl<T, E> Shared<T, E>
+where
+    E: Display + Debug + Send + Sync + 'static,
+{
+    /// The cause a failure gives the group's context under fail-fast, if
+    /// the context is not cancelled yet: a task's error is the cause as
+    /// that very value (shared with the outcome); a panic is
+    /// `task <label> panicked: <message>` (a [`GroupError::Panicked`] that
+    /// shares the panic's payload).
+    fn cause_of(&self, label: &impl Label, outcome: &Outcome<T, E>) -> Option<CauseValue> {
+        if !self.cancels() {
+            return None;
+        }
+        match outcome {
+            Outcome::Err(error) => Some(CauseValue::shared(Arc::clone(error))),
+            Outcome::Panicked(panic) => Some(CauseValue::new(GroupError::<E>::Panicked {
+                task: label.label(),
+                panic: Panic::clone(panic),
+            })),
+            Outcome::Ok(_) | Outcome::Aborted => None,
+        }
     }
 }
 
 /// How a task ended, as it delivers it to its group.
 pub(crate) enum Outcome<T, E> {
     Ok(T),
-    Err(E),
-    Panicked(Box<Payload>),
+    /// In an `Arc`: the first failure is also the cause of the group's
+    /// context.
+    Err(Arc<E>),
+    /// Boxed, so that the outcome stays small.
+    Panicked(Box<Panic>),
     /// The task's future was dropped before it finished: aborted, or its
     /// runtime shut down.
     Aborted,
@@ -209,102 +260,90 @@ pub(crate) enum Outcome<T, E> {
 
 /// The task's way to its group's queue; delivers [`Outcome::Aborted`] if it
 /// is dropped before the task delivered its outcome.
-pub(crate) struct Delivery<T, E> {
+pub(crate) struct Delivery<T, E, L: Label> {
     /// `None` once delivered.
-    shared: Option<Arc<Shared<T, E>>>,
+    to: Option<(Arc<Shared<T, E>>, L)>,
 }
 
-impl<T, E> Delivery<T, E> {
-    pub(crate) fn new(shared: Arc<Shared<T, E>>) -> Self {
-        Delivery {
-            shared: Some(shared),
+impl<T, E, L: Label> Delivery<T, E, L> {
+    pub(crate) fn new(shared: Arc<Shared<T, E>>, label: L) -> Self {
+        Self {
+            to: Some((shared, label)),
         }
     }
+}
 
-    /// Delivers the outcome; returns the `Arc`, for the task to return.
+impl<T, E, L> Delivery<T, E, L>
+where
+    E: Display + Debug + Send + Sync + 'static,
+    L: Label,
+{
+    /// Delivers the outcome (under fail-fast, a failure cancels the group
+    /// first); returns the `Arc`, for the task to return.
     fn deliver(&mut self, outcome: Outcome<T, E>) -> Returned<T, E> {
-        let shared = self.shared.take()?;
-        // Polled by tokio, so inside the task: it has an id.
-        if let Some(id) = tokio::task::try_id() {
-            shared.deliver(id, outcome);
-        }
+        let (shared, label) = self.to.take()?;
+        let cause = shared.cause_of(&label, &outcome);
+        shared.deliver(label.into_tag(), outcome, cause);
         Some(shared)
     }
 }
 
-impl<T, E> Drop for Delivery<T, E> {
+impl<T, E, L: Label> Drop for Delivery<T, E, L> {
     fn drop(&mut self) {
-        if let Some(shared) = self.shared.take() {
-            // Inside the task when tokio drops it (abort, runtime shutdown);
-            // outside any task when the spawn itself failed, and then the
-            // group does not wait for this task.
-            if let Some(id) = tokio::task::try_id() {
-                shared.deliver(id, Outcome::Aborted);
-            }
+        // Inside the task when tokio drops it (abort, runtime shutdown);
+        // outside any task when the spawn itself failed, and then the group
+        // does not wait for this task.
+        if let Some((shared, label)) = self.to.take()
+            && tokio::task::try_id().is_some()
+        {
+            shared.deliver(label.into_tag(), Outcome::Aborted, None);
         }
     }
 }
 
-/// Polls the user's future, catching a panic; on failure cancels the group.
-fn poll_outcome<F, T, E>(
-    fut: Pin<&mut F>,
-    delivery: &Delivery<T, E>,
-    cx: &mut Context<'_>,
-) -> Poll<Outcome<T, E>>
+/// Polls the user's future, catching a panic.
+fn poll_outcome<F, T, E>(fut: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<Outcome<T, E>>
 where
     F: Future<Output = Result<T, E>>,
-    E: Display,
 {
-    let shared = delivery.shared.as_deref();
     match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
         Ok(Poll::Pending) => Poll::Pending,
         Ok(Poll::Ready(Ok(value))) => Poll::Ready(Outcome::Ok(value)),
-        Ok(Poll::Ready(Err(error))) => {
-            tracing::warn!(task.id = ?tokio::task::try_id(), %error, "task failed");
-            if let Some(shared) = shared {
-                shared.failed(|| format!("task failed: {error}"));
-            }
-            Poll::Ready(Outcome::Err(error))
-        }
-        Err(payload) => {
-            let message = weir_context::__private::panic_message(&*payload);
-            tracing::error!(task.id = ?tokio::task::try_id(), %message, "task panicked");
-            if let Some(shared) = shared {
-                shared.failed(|| format!("task panicked: {message}"));
-            }
-            Poll::Ready(Outcome::Panicked(Box::new(Payload::new(payload))))
-        }
+        Ok(Poll::Ready(Err(error))) => Poll::Ready(Outcome::Err(Arc::new(error))),
+        Err(payload) => Poll::Ready(Outcome::Panicked(Box::new(Panic::from_payload(payload)))),
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A task of an unlimited group with no tracing span enabled: the user's
-    /// future and one pointer.
-    pub(crate) struct PlainTask<F, T, E> {
+    /// A task of an unlimited group with no tracing span enabled: the
+    /// user's future, one pointer and the task's label (its index, or its
+    /// index and name).
+    pub(crate) struct PlainTask<F, T, E, L: Label> {
         #[pin]
         fut: F,
         // Dropped after `fut`: an aborted task's future is gone by the time
         // the group hears of it.
-        delivery: Delivery<T, E>,
+        delivery: Delivery<T, E, L>,
     }
 }
 
-impl<F, T, E> PlainTask<F, T, E> {
-    pub(crate) fn new(fut: F, delivery: Delivery<T, E>) -> Self {
-        PlainTask { fut, delivery }
+impl<F, T, E, L: Label> PlainTask<F, T, E, L> {
+    pub(crate) fn new(fut: F, delivery: Delivery<T, E, L>) -> Self {
+        Self { fut, delivery }
     }
 }
 
-impl<F, T, E> Future for PlainTask<F, T, E>
+impl<F, T, E, L> Future for PlainTask<F, T, E, L>
 where
     F: Future<Output = Result<T, E>>,
-    E: Display,
+    E: Display + Debug + Send + Sync + 'static,
+    L: Label,
 {
     type Output = Returned<T, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        match poll_outcome(this.fut, this.delivery, cx) {
+        match poll_outcome(this.fut, cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(outcome) => Poll::Ready(this.delivery.deliver(outcome)),
         }
@@ -319,18 +358,18 @@ pin_project_lite::pin_project! {
         fut: F,
         permit: Option<OwnedSemaphorePermit>,
         span: tracing::Span,
-        delivery: Delivery<T, E>,
+        delivery: Delivery<T, E, Tag>,
     }
 }
 
 impl<F, T, E> RichTask<F, T, E> {
     pub(crate) fn new(
         fut: F,
-        delivery: Delivery<T, E>,
+        delivery: Delivery<T, E, Tag>,
         permit: Option<OwnedSemaphorePermit>,
         span: tracing::Span,
     ) -> Self {
-        RichTask {
+        Self {
             fut,
             permit,
             span,
@@ -342,14 +381,14 @@ impl<F, T, E> RichTask<F, T, E> {
 impl<F, T, E> Future for RichTask<F, T, E>
 where
     F: Future<Output = Result<T, E>>,
-    E: Display,
+    E: Display + Debug + Send + Sync + 'static,
 {
     type Output = Returned<T, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let _entered = this.span.enter();
-        match poll_outcome(this.fut, this.delivery, cx) {
+        match poll_outcome(this.fut, cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(outcome) => {
                 // The slot frees the moment the work ends, before the group
