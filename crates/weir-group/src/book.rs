@@ -1,69 +1,105 @@
-//! The group's book of its tasks' `JoinHandle`s, by spawn index.
+//! The group's book of its tasks: their `JoinHandle`s, spawn indexes and
+//! names, keyed by tokio task id.
 //!
 //! The group keeps a task's handle to abort it, to see that it has ended
 //! (a task delivers its outcome from inside its last poll; tokio drops its
 //! future a moment later), and to hear of a panic in the destructor of a
-//! future that had already returned. The outcome a task delivers carries its
-//! spawn index, so the book is a `Vec` by index: the common case costs a
-//! push per spawn.
+//! future that had already returned. What the group knows of a task (its
+//! index, its name) is kept here rather than in the task, so that tasks stay
+//! small: a task delivers only its tokio id with its outcome. (tokio draws
+//! task ids from one 64-bit counter, so an id is not reused while the group
+//! may still name its task; tokio-util's `JoinMap` keys its tasks by id too.)
 //!
-//! A long-lived group must not keep a slot per task it ever ran: now and
-//! then, as it spawns, the book lets go of the handles of the tasks that
-//! have ended (which frees their task memory), and when most of its slots
-//! are empty it moves the few handles still held to a map and starts a new
-//! `Vec`. So what it keeps stays proportional to the tasks still running.
+//! The common case costs a `Vec` push per task. As it spawns, the book now
+//! and then lets go of the handles of tasks that have ended (which frees
+//! their task memory); a long-lived group that is joined one task at a time
+//! and is never empty is compacted now and then, so that what it keeps stays
+//! proportional to the tasks not yet joined.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 
-use tokio::task::{JoinError, JoinHandle};
+use tokio::task::{Id, JoinError, JoinHandle};
 use weir_context::Panic;
 
-/// `after_spawn` looks for ended tasks, to let go of their handles (and so
-/// of their memory), after this many spawns, or after twice as many as the
+/// `join_next` compacts the book after this many joins, if they are at
+/// least half of what it holds.
+pub(crate) const COMPACT_AFTER: usize = 1024;
+
+/// `spawn` looks for ended tasks, to let go of their handles (and so of
+/// their memory), after this many spawns, or after twice as many as the
 /// handles the last look kept, if more. So a look examines at most 1.5
-/// handles per spawn since the last, and the book holds at most three times
-/// as many handles as there are running tasks, plus this many.
+/// handles per spawn since the last, and the group holds at most three
+/// times as many handles as it has running tasks, plus this many.
 pub(crate) const SWEEP_EVERY: usize = 64;
 
-/// The `Vec` of slots is replaced when it is at least this long and at
-/// most half of its slots still hold a handle.
-pub(crate) const COMPACT_AT: usize = 1024;
-
 /// Panics that tokio caught after a task had delivered its outcome (in the
-/// destructor of its future), by spawn index: they replace that outcome.
-pub(crate) type Late = Vec<(u64, Panic)>;
+/// destructor of its future), by task: they replace that outcome.
+pub(crate) type Late = Vec<(Id, Panic)>;
 
 pub(crate) struct Book<R> {
-    /// Spawn index of `slots[0]`.
+    /// Spawn index of `tasks[0]`.
     base: u64,
-    /// A slot per task spawned since the last compaction, in spawn order;
-    /// `None` once the task is seen to have ended.
-    slots: Vec<Option<JoinHandle<R>>>,
-    /// Handles still held at the last compaction, by spawn index.
-    older: HashMap<u64, JoinHandle<R>>,
-    /// Where in `slots` the handles are that may still be held (the others
+    /// The tasks spawned since the last compaction, in spawn order.
+    tasks: Vec<Record<R>>,
+    /// Whether every task's id is above the id of the task spawned before
+    /// it. tokio draws ids from one counter, so a group, which spawns from
+    /// one place at a time, sees them rise; tokio does not promise it, so
+    /// the book checks. While it holds, an id is found in `tasks` by binary
+    /// search, and sorting by id is sorting by spawn order.
+    rising: bool,
+    /// The id of the last task spawned.
+    last_id: Option<Id>,
+    /// `tasks` as a map from id to spawn index; built when first needed,
+    /// and only if ids did not rise.
+    positions: Option<HashMap<Id, u64>>,
+    /// Tasks not yet joined at the last compaction.
+    older: HashMap<Id, Older<R>>,
+    /// Tasks handed out one by one by `join_next` since the last compaction.
+    joined: Vec<Id>,
+    /// Names given to `spawn_named`, until the task is joined.
+    names: HashMap<Id, Arc<str>>,
+    /// Where in `tasks` the handles are that may still be held (the others
     /// are gone), so that sweeping costs what is held, not what was spawned.
     pending: Vec<usize>,
-    /// Spawns since the last sweep.
-    since_sweep: usize,
-    /// `after_spawn` sweeps when `since_sweep` reaches this.
-    sweep_after: usize,
+    /// `record` sweeps when `tasks` reaches this length.
+    sweep_at: usize,
+    /// Where in `tasks` `handle_mut` last found a task.
+    finger: usize,
 }
 
 impl<R> Default for Book<R> {
     fn default() -> Self {
         Self {
             base: 0,
-            slots: Vec::new(),
+            tasks: Vec::new(),
+            rising: true,
+            last_id: None,
+            positions: None,
             older: HashMap::new(),
+            joined: Vec::new(),
+            names: HashMap::new(),
             pending: Vec::new(),
-            since_sweep: 0,
-            sweep_after: 0,
+            sweep_at: 0,
+            finger: 0,
         }
     }
+}
+
+/// One task spawned since the last compaction.
+struct Record<R> {
+    id: Id,
+    /// `None` once the task is seen to have ended.
+    handle: Option<JoinHandle<R>>,
+}
+
+/// A task that was not joined yet when the book was compacted.
+struct Older<R> {
+    index: u64,
+    handle: Option<JoinHandle<R>>,
 }
 
 /// What tokio says of a task that has ended, without waiting; `None` while
@@ -83,92 +119,179 @@ fn try_join<R>(handle: &mut JoinHandle<R>) -> Option<Result<R, JoinError>> {
 /// Notes a panic that tokio caught after the task delivered its outcome: in
 /// the destructor of its future (or, for an aborted task, while dropping
 /// it). The task's wrapper catches every other panic itself.
-fn note_late<R>(late: &mut Late, index: u64, ended: Result<R, JoinError>) {
+fn note_late<R>(late: &mut Late, id: Id, ended: Result<R, JoinError>) {
     if let Err(join_error) = ended
         && join_error.is_panic()
     {
-        late.push((index, Panic::from_payload(join_error.into_panic())));
+        late.push((id, Panic::from_payload(join_error.into_panic())));
+    }
+}
+
+/// Reads the handle of an ended task, letting go of it; leaves it while the
+/// task runs.
+fn sweep_one<R>(handle: &mut Option<JoinHandle<R>>, id: Id, late: &mut Late) {
+    if let Some(running) = handle
+        && let Some(ended) = try_join(running)
+    {
+        *handle = None;
+        note_late(late, id, ended);
     }
 }
 
 impl<R> Book<R> {
     /// The spawn index the next task gets.
     pub(crate) fn next_index(&self) -> u64 {
-        self.base + self.slots.len() as u64
+        self.base + self.tasks.len() as u64
     }
 
-    /// Keeps the handle of the task just spawned (index
-    /// [`next_index`](Self::next_index)); now and then lets go of the
-    /// handles of tasks that have ended.
-    pub(crate) fn record(&mut self, handle: JoinHandle<R>, late: &mut Late) {
-        self.pending.push(self.slots.len());
-        self.slots.push(Some(handle));
-        self.since_sweep += 1;
-        if self.since_sweep >= self.sweep_after {
+    /// Whether sorting the group's tasks by tokio id sorts them by spawn
+    /// order (see `rising`).
+    pub(crate) fn ids_in_spawn_order(&self) -> bool {
+        self.rising
+    }
+
+    /// Keeps the handle (and the name) of the task just spawned; now and
+    /// then lets go of the handles of tasks that have ended.
+    pub(crate) fn record(
+        &mut self,
+        handle: JoinHandle<R>,
+        name: Option<Arc<str>>,
+        late: &mut Late,
+    ) {
+        let id = handle.id();
+        let index = self.next_index();
+        if self.last_id.is_some_and(|last| last >= id) {
+            self.rising = false;
+        }
+        self.last_id = Some(id);
+        self.pending.push(self.tasks.len());
+        self.tasks.push(Record {
+            id,
+            handle: Some(handle),
+        });
+        if let Some(positions) = &mut self.positions {
+            positions.insert(id, index);
+        }
+        if let Some(name) = name {
+            self.names.insert(id, name);
+        }
+        if self.tasks.len() >= self.sweep_at {
             self.sweep(late);
-            if self.slots.len() >= COMPACT_AT && 2 * self.pending.len() <= self.slots.len() {
-                self.compact();
-            }
             let kept = self.pending.len() + self.older.len();
-            self.sweep_after = (2 * kept).max(SWEEP_EVERY);
-            self.since_sweep = 0;
+            self.sweep_at = self.tasks.len() + (2 * kept).max(SWEEP_EVERY);
         }
     }
 
-    /// Moves the handles still held to `older` and starts a new `Vec`.
-    fn compact(&mut self) {
+    /// The task's spawn index, if the book knows the task.
+    pub(crate) fn index(&mut self, id: Id) -> Option<u64> {
+        if let Some(older) = self.older.get(&id) {
+            return Some(older.index);
+        }
+        if self.rising {
+            let i = self.tasks.binary_search_by_key(&id, |r| r.id).ok()?;
+            return Some(self.base + i as u64);
+        }
+        let (base, tasks) = (self.base, &self.tasks);
+        let positions = self.positions.get_or_insert_with(|| {
+            tasks
+                .iter()
+                .enumerate()
+                .map(|(i, record)| (record.id, base + i as u64))
+                .collect()
+        });
+        positions.get(&id).copied()
+    }
+
+    /// Where the task's handle is kept.
+    fn handle_mut(&mut self, id: Id) -> Option<&mut Option<JoinHandle<R>>> {
+        // Tasks mostly end in the order they were spawned: the one after the
+        // last found is a good first guess.
+        let guess = self.finger + 1;
+        let i = if self.tasks.get(guess).is_some_and(|record| record.id == id) {
+            guess
+        } else if self.older.contains_key(&id) {
+            return self.older.get_mut(&id).map(|older| &mut older.handle);
+        } else {
+            let index = self.index(id)?;
+            usize::try_from(index.checked_sub(self.base)?).ok()?
+        };
+        self.finger = i;
+        self.tasks.get_mut(i).map(|record| &mut record.handle)
+    }
+
+    /// Waits until the task has ended, letting go of its handle. Cancel
+    /// safe: the handle stays in the book until the task has ended.
+    pub(crate) async fn wait_ended(&mut self, id: Id, late: &mut Late) {
+        if let Some(slot) = self.handle_mut(id)
+            && let Some(handle) = slot
+        {
+            let ended = handle.await;
+            *slot = None;
+            note_late(late, id, ended);
+        }
+    }
+
+    /// The task's name, or `#<index>`; forgets the name (the task is being
+    /// handed out).
+    pub(crate) fn take_label(&mut self, id: Id) -> String {
+        if !self.names.is_empty()
+            && let Some(name) = self.names.remove(&id)
+        {
+            return name.to_string();
+        }
+        match self.index(id) {
+            Some(index) => format!("#{index}"),
+            None => format!("#? (tokio task {id})"),
+        }
+    }
+
+    /// Forgets the name of a task handed out without an error.
+    pub(crate) fn forget_name(&mut self, id: Id) {
+        if !self.names.is_empty() {
+            self.names.remove(&id);
+        }
+    }
+
+    /// Notes a task that `join_next` handed out (its handle is gone), and
+    /// compacts the book when such tasks are most of what it holds.
+    pub(crate) fn joined_one(&mut self, id: Id) {
+        self.joined.push(id);
+        let held = self.tasks.len() + self.older.len();
+        if self.joined.len() < COMPACT_AFTER || self.joined.len() * 2 < held {
+            return;
+        }
+        let joined: HashSet<Id> = self.joined.drain(..).collect();
+        self.older.retain(|id, _| !joined.contains(id));
         let base = self.base;
         self.base = self.next_index();
-        for (i, slot) in self.slots.drain(..).enumerate() {
-            if let Some(handle) = slot {
-                self.older.insert(base + i as u64, handle);
+        for (i, record) in self.tasks.drain(..).enumerate() {
+            if !joined.contains(&record.id) {
+                let older = Older {
+                    index: base + i as u64,
+                    handle: record.handle,
+                };
+                self.older.insert(record.id, older);
             }
         }
+        self.positions = None;
         self.pending.clear();
-    }
-
-    /// Waits until the task with this index has ended, letting go of its
-    /// handle. Cancel safe: the handle stays in the book until the task has
-    /// ended.
-    pub(crate) async fn wait_ended(&mut self, index: u64, late: &mut Late) {
-        if let Some(i) = index.checked_sub(self.base) {
-            let slot = usize::try_from(i).ok().and_then(|i| self.slots.get_mut(i));
-            if let Some(slot) = slot
-                && let Some(handle) = slot
-            {
-                let ended = handle.await;
-                *slot = None;
-                note_late(late, index, ended);
-            }
-        } else if let Some(handle) = self.older.get_mut(&index) {
-            let ended = handle.await;
-            self.older.remove(&index);
-            note_late(late, index, ended);
-        }
+        self.sweep_at = 0;
+        self.finger = 0;
     }
 
     /// Lets go of the handles of every task that has ended.
     fn sweep(&mut self, late: &mut Late) {
-        let (slots, base) = (&mut self.slots, self.base);
+        let tasks = &mut self.tasks;
         self.pending.retain(|&i| {
-            let Some(slot) = slots.get_mut(i) else {
+            let Some(record) = tasks.get_mut(i) else {
                 return false;
             };
-            if let Some(handle) = slot
-                && let Some(ended) = try_join(handle)
-            {
-                *slot = None;
-                note_late(late, base + i as u64, ended);
-            }
-            slot.is_some()
+            sweep_one(&mut record.handle, record.id, late);
+            record.handle.is_some()
         });
-        self.older.retain(|&index, handle| match try_join(handle) {
-            Some(ended) => {
-                note_late(late, index, ended);
-                false
-            }
-            None => true,
-        });
+        for (id, older) in &mut self.older {
+            sweep_one(&mut older.handle, *id, late);
+        }
     }
 
     /// Waits until every task has ended (each has delivered its outcome
@@ -177,27 +300,30 @@ impl<R> Book<R> {
         // The ended ones first, without waiting (nor yielding every 128).
         self.sweep(late);
         for &i in &self.pending {
-            let index = self.base + i as u64;
-            if let Some(slot) = self.slots.get_mut(i)
-                && let Some(handle) = slot
+            if let Some(record) = self.tasks.get_mut(i)
+                && let Some(handle) = &mut record.handle
             {
                 let ended = handle.await;
-                *slot = None;
-                note_late(late, index, ended);
+                record.handle = None;
+                note_late(late, record.id, ended);
             }
         }
         self.pending.clear();
-        for (&index, handle) in &mut self.older {
-            let ended = handle.await;
-            note_late(late, index, ended);
+        for (id, older) in &mut self.older {
+            if let Some(handle) = &mut older.handle {
+                let ended = handle.await;
+                older.handle = None;
+                note_late(late, *id, ended);
+            }
         }
-        self.older.clear();
     }
 
     /// Aborts every task that may still run.
     pub(crate) fn abort_all(&self) {
-        let slots = self.pending.iter().filter_map(|&i| self.slots.get(i));
-        for handle in slots.flatten().chain(self.older.values()) {
+        let tasks = self.pending.iter().filter_map(|&i| self.tasks.get(i));
+        let handles = tasks.map(|r| &r.handle);
+        let older = self.older.values().map(|o| &o.handle);
+        for handle in handles.chain(older).flatten() {
             handle.abort();
         }
     }
@@ -205,22 +331,27 @@ impl<R> Book<R> {
     /// Forgets every task: the group is empty. Indexes go on counting.
     pub(crate) fn clear(&mut self) {
         self.base = self.next_index();
-        self.slots.clear();
+        self.tasks.clear();
+        self.positions = None;
         self.older.clear();
+        self.joined.clear();
+        self.names.clear();
         self.pending.clear();
-        self.since_sweep = 0;
-        self.sweep_after = 0;
+        self.sweep_at = 0;
+        self.finger = 0;
     }
 
     /// Handles the book still holds (tasks not seen to have ended).
     #[cfg(test)]
     pub(crate) fn held(&self) -> usize {
-        self.slots.iter().flatten().count() + self.older.len()
+        let tasks = self.tasks.iter().filter(|r| r.handle.is_some()).count();
+        let older = self.older.values().filter(|o| o.handle.is_some()).count();
+        tasks + older
     }
 
-    /// Slots and map entries the book keeps, held or not.
+    /// Records the book keeps, held or not.
     #[cfg(test)]
     pub(crate) fn kept(&self) -> usize {
-        self.slots.len() + self.older.len()
+        self.tasks.len() + self.older.len()
     }
 }

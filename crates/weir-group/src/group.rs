@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::Id;
 use tokio::time::Instant;
 use weir_context::{Context, ErrorPolicy, Panic, RunError};
 
 use crate::book::{Book, Late};
 use crate::builder::GroupBuilder;
 use crate::error::{GroupError, GroupErrors, TrySpawnError};
+use crate::report::Order;
 use crate::report::{Counts, GroupReport};
-use crate::task::{Delivered, Delivery, Outcome, PlainTask, Returned, RichTask, Shared, Tag};
+use crate::task::{Delivered, Delivery, Outcome, PlainTask, Returned, RichTask, Shared};
 
 /// What [`Group::join`] and [`Group::shutdown`] return: the report, or every
 /// failure together with the report.
@@ -76,7 +78,9 @@ type Joined<T, E> = Result<GroupReport<T>, RunError<GroupErrors<E>, GroupReport<
 /// A panic inside a task is caught in that task and reported as
 /// [`GroupError::Panicked`], with the task's name and the [`Panic`] (its
 /// message and its payload); under fail-fast it cancels the group like an
-/// error, with the cause `task <name> panicked: <message>`. With
+/// error, with the cause `task <name> panicked: <message>` (a task spawned
+/// without a name is named there by its tokio task id: only the group knows
+/// its spawn index). With
 /// [`resume_panics(true)`](GroupBuilder::resume_panics) the code that joins
 /// the group re-raises it instead, with its original payload.
 ///
@@ -139,13 +143,13 @@ type Joined<T, E> = Result<GroupReport<T>, RunError<GroupErrors<E>, GroupReport<
 /// # Cost
 ///
 /// A task is a plain [`tokio::spawn`] of your future in a wrapper that
-/// carries a pointer and the task's spawn index more (and its name, a
-/// tracing span when a subscriber wants it, and its permit when the group is
-/// limited). When your future returns, the wrapper puts its result in the
-/// group's completion queue: a `Mutex`ed `VecDeque` that holds at most one
-/// entry per task not yet joined and that the group takes a whole batch at
-/// a time. The group keeps each task's `JoinHandle` in a `Vec` by spawn
-/// index, to abort the task and to see that it has ended, and now and then
+/// carries one pointer more (and its name, a tracing span when a subscriber
+/// wants it, and its permit when the group is limited), so a small future
+/// takes a task cell no larger than in a `JoinSet`. When your future
+/// returns, the wrapper puts its result in the group's completion queue: a
+/// `Mutex`ed `VecDeque` that holds at most one entry per task not yet joined
+/// and that the group takes a whole batch at a time. The group keeps each task's `JoinHandle` in a `Vec` in spawn
+/// order, to abort the task and to see that it has ended, and now and then
 /// lets go of the handles of tasks that have ended, which frees their task
 /// memory before the final `join`. So spawning and joining costs about what
 /// `tokio::spawn` and a `Vec` of handles cost, well under what a `JoinSet`
@@ -237,7 +241,7 @@ impl<T, E> Group<T, E> {
     /// or `shutdown` returns, as Go cancels a `WithContext` context when
     /// `Wait` returns). Its [`cause`](Context::cause) says why: the first
     /// failing task's error itself (`cause.downcast_ref::<E>()`), a
-    /// [`GroupError::Panicked`] (`task x panicked: ..`, downcast to
+    /// [`GroupError::Panicked`] (`task <name> panicked: ..`, downcast to
     /// `GroupError<E>`), [`Cause::Cancelled`](weir_context::Cause::Cancelled),
     /// or the parent's cause.
     ///
@@ -307,11 +311,11 @@ impl<T, E> Group<T, E> {
     }
 
     /// A late panic noted for this task, if any.
-    fn take_late(&mut self, index: u64) -> Option<Panic> {
+    fn take_late(&mut self, id: Id) -> Option<Panic> {
         if self.late.is_empty() {
             return None;
         }
-        let at = self.late.iter().position(|(late, _)| *late == index)?;
+        let at = self.late.iter().position(|(late, _)| *late == id)?;
         Some(self.late.swap_remove(at).1)
     }
 }
@@ -452,16 +456,18 @@ where
         if self.delivered.is_empty() {
             self.deliveries().await;
         }
-        let index = self.delivered.front()?.0.index;
+        let id = self.delivered.front()?.0;
         // The task delivered its outcome from inside its last poll; tokio
         // drops its future right after (on another thread, it may not have
         // yet). Nothing is taken out until that is done.
-        self.book.wait_ended(index, &mut self.late).await;
+        self.book.wait_ended(id, &mut self.late).await;
         let delivered = self.delivered.pop_front()?;
         let result = self.settle(delivered);
         if self.is_empty() {
             // Everything is joined: what the group knew of its tasks can go.
             self.book.clear();
+        } else {
+            self.book.joined_one(id);
         }
         match result {
             Ok((_, value)) => Some(Ok(value)),
@@ -593,59 +599,58 @@ where
         // slot to hold, no span to enter, no name) spawns the smallest
         // wrapper. If this panics (no runtime), the wrapper is dropped
         // outside any task and delivers nothing: the group is as it was.
-        let handle = match (permit, span.is_disabled(), name) {
-            (None, true, None) => tokio::spawn(PlainTask::new(fut, Delivery::new(shared, index))),
-            (None, true, Some(name)) => {
-                let tag = Tag {
-                    index,
-                    name: Some(name),
-                };
-                tokio::spawn(PlainTask::new(fut, Delivery::new(shared, tag)))
+        let handle = match (permit, span.is_disabled(), &name) {
+            (None, true, None) => tokio::spawn(PlainTask::new(fut, Delivery::new(shared, ()))),
+            (None, true, Some(_)) => {
+                tokio::spawn(PlainTask::new(fut, Delivery::new(shared, name.clone())))
             }
-            (permit, _, name) => {
-                let delivery = Delivery::new(shared, Tag { index, name });
+            (permit, _, _) => {
+                let delivery = Delivery::new(shared, name.clone());
                 tokio::spawn(RichTask::new(fut, delivery, permit, span))
             }
         };
         self.live += 1;
         self.counts.spawned += 1;
-        self.book.record(handle, &mut self.late);
+        self.book.record(handle, name, &mut self.late);
     }
 
     /// Turns a delivered outcome into the task's value and spawn index, or
     /// an error that names the task; counts it, and logs a failure.
-    fn settle(&mut self, (tag, outcome): Delivered<T, E>) -> Result<(u64, T), GroupError<E>> {
+    fn settle(&mut self, (id, outcome): Delivered<T, E>) -> Result<(Id, T), GroupError<E>> {
         self.live -= 1;
-        let outcome = match self.take_late(tag.index) {
+        let outcome = match self.take_late(id) {
             Some(panic) => Outcome::Panicked(Box::new(panic)),
             None => outcome,
         };
         let error = match outcome {
             Outcome::Ok(value) => {
                 self.counts.succeeded += 1;
-                return Ok((tag.index, value));
+                self.book.forget_name(id);
+                return Ok((id, value));
             }
             Outcome::Err(error) => {
                 self.counts.failed += 1;
                 GroupError::Failed {
-                    task: tag.label(),
+                    task: self.book.take_label(id),
                     error,
                 }
             }
             Outcome::Panicked(panic) => {
                 self.counts.panicked += 1;
                 GroupError::Panicked {
-                    task: tag.label(),
+                    task: self.book.take_label(id),
                     panic: *panic,
                 }
             }
             Outcome::Aborted => {
                 self.counts.aborted += 1;
-                GroupError::Aborted { task: tag.label() }
+                GroupError::Aborted {
+                    task: self.book.take_label(id),
+                }
             }
         };
         // Handed to the caller as a value: a DEBUG event, once.
-        tracing::debug!(index = tag.index, %error, "task group: task did not succeed");
+        tracing::debug!(%error, "task group: task did not succeed");
         Err(error)
     }
 
@@ -654,12 +659,12 @@ where
     /// if asked to.
     fn conclude(&mut self, resume: bool) -> Joined<T, E> {
         let mut values = Vec::with_capacity(self.delivered.len());
-        let mut indexes = Vec::with_capacity(self.delivered.len());
+        let mut ids = Vec::with_capacity(self.delivered.len());
         let mut errors = Vec::new();
         while let Some(delivered) = self.delivered.pop_front() {
             match self.settle(delivered) {
-                Ok((index, value)) => {
-                    indexes.push(index);
+                Ok((id, value)) => {
+                    ids.push(id);
                     values.push(value);
                 }
                 Err(error) => errors.push(error),
@@ -668,7 +673,17 @@ where
         if resume && let Some(panic) = errors.iter().find_map(GroupError::panic) {
             panic.clone().resume();
         }
-        let report = GroupReport::new(self.counts, self.started.elapsed(), values, indexes);
+        let order = if self.book.ids_in_spawn_order() {
+            Order::Ids(ids)
+        } else {
+            // Never with today's tokio; spawn indexes then, from the book.
+            Order::Indexes(
+                ids.into_iter()
+                    .map(|id| self.book.index(id).unwrap_or(u64::MAX))
+                    .collect(),
+            )
+        };
+        let report = GroupReport::new(self.counts, self.started.elapsed(), values, order);
         match GroupErrors::new(errors) {
             None => Ok(report),
             Some(errors) => Err(RunError::new(errors, report)),
@@ -711,7 +726,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::book::{COMPACT_AT, SWEEP_EVERY};
+    use crate::book::{COMPACT_AFTER, SWEEP_EVERY};
 
     /// A long-lived group joined one task at a time, with a task that lives
     /// through all the others: what the book keeps stays bounded.
@@ -742,10 +757,7 @@ mod tests {
             );
             assert!(group.delivered.len() <= group.len());
         }
-        assert!(
-            most <= COMPACT_AT + 2 * SWEEP_EVERY,
-            "the book grew to {most}"
-        );
+        assert!(most <= 3 * COMPACT_AFTER, "the book grew to {most}");
         let report = group.join().await.unwrap();
         assert_eq!(report.into_values().len(), 4);
     }
@@ -774,11 +786,6 @@ mod tests {
             let bound = 3 * 4 + SWEEP_EVERY;
             let held = group.book.held();
             assert!(held <= bound, "{held} handles held");
-            assert!(
-                group.book.kept() <= COMPACT_AT + 2 * SWEEP_EVERY,
-                "{} slots kept",
-                group.book.kept()
-            );
         }
         assert_eq!(group.len(), 10_000);
         let values = group.join().await.unwrap().into_values_ordered();

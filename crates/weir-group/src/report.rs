@@ -44,9 +44,17 @@ pub struct GroupReport<T = ()> {
     pub elapsed: Duration,
     /// The successful values, in completion order.
     values: Vec<T>,
-    /// `indexes[i]` is the spawn index of the task that returned
-    /// `values[i]`.
-    indexes: Vec<u64>,
+    /// What puts `values` in spawn order.
+    order: Order,
+}
+
+/// A key per value that sorts the values into spawn order: the tokio ids
+/// of their tasks (which rise in spawn order, as the group checked), or
+/// their spawn indexes (should ids ever not rise).
+#[derive(Debug, Clone)]
+pub(crate) enum Order {
+    Ids(Vec<tokio::task::Id>),
+    Indexes(Vec<u64>),
 }
 
 /// How many tasks ended each way.
@@ -60,12 +68,7 @@ pub(crate) struct Counts {
 }
 
 impl<T> GroupReport<T> {
-    pub(crate) fn new(
-        counts: Counts,
-        elapsed: Duration,
-        values: Vec<T>,
-        indexes: Vec<u64>,
-    ) -> Self {
+    pub(crate) fn new(counts: Counts, elapsed: Duration, values: Vec<T>, order: Order) -> Self {
         Self {
             spawned: counts.spawned,
             succeeded: counts.succeeded,
@@ -74,7 +77,7 @@ impl<T> GroupReport<T> {
             aborted: counts.aborted,
             elapsed,
             values,
-            indexes,
+            order,
         }
     }
 
@@ -105,9 +108,15 @@ impl<T> GroupReport<T> {
     /// Takes the values of the tasks that succeeded, in the order the tasks
     /// were spawned.
     pub fn into_values_ordered(self) -> Vec<T> {
-        let mut indexed: Vec<(u64, T)> = self.indexes.into_iter().zip(self.values).collect();
-        indexed.sort_unstable_by_key(|(index, _)| *index);
-        indexed.into_iter().map(|(_, value)| value).collect()
+        fn sorted<K: Ord, T>(keys: Vec<K>, values: Vec<T>) -> Vec<T> {
+            let mut keyed: Vec<(K, T)> = keys.into_iter().zip(values).collect();
+            keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            keyed.into_iter().map(|(_, value)| value).collect()
+        }
+        match self.order {
+            Order::Ids(ids) => sorted(ids, self.values),
+            Order::Indexes(indexes) => sorted(indexes, self.values),
+        }
     }
 }
 
@@ -165,7 +174,7 @@ mod tests {
             counts,
             Duration::from_millis(50),
             vec!["c", "a", "b"],
-            vec![4, 0, 2],
+            Order::Indexes(vec![4, 0, 2]),
         )
     }
 
@@ -181,7 +190,12 @@ mod tests {
     #[test]
     fn debug_needs_nothing_of_the_values() {
         struct Opaque;
-        let r = GroupReport::new(Counts::default(), Duration::ZERO, vec![Opaque], vec![0]);
+        let r = GroupReport::new(
+            Counts::default(),
+            Duration::ZERO,
+            vec![Opaque],
+            Order::Indexes(vec![0]),
+        );
         assert_eq!(
             format!("{r:?}"),
             "GroupReport { spawned: 0, succeeded: 0, failed: 0, panicked: 0, aborted: 0, \

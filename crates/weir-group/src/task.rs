@@ -4,8 +4,8 @@
 //! wrapper. When the future returns (or panics), the wrapper catches the
 //! panic, cancels the group on a failure (the moment it happens, with the
 //! failure as the cause of the group's context), and *delivers* the
-//! outcome, tagged with the task's spawn index and name, into the group's
-//! completion queue ([`Shared::deliver`]), all inside the task's last poll.
+//! outcome, keyed by the tokio task id, into the group's completion queue
+//! ([`Shared::deliver`]), all inside the task's last poll.
 //! The group reads results from the queue; it keeps the tasks'
 //! `JoinHandle`s to abort them, to see them end (tokio drops a task's future
 //! just after its last poll, so a result can arrive a moment before its task
@@ -30,9 +30,11 @@
 //!
 //! **Small tasks.** tokio allocates each task in a cell sized by its future
 //! and its output (in steps of 128 bytes on x86-64): a task that is spawned
-//! unlimited, unnamed and untraced carries only a pointer and its index
-//! besides the user's future ([`PlainTask`] with a `u64` label), and its
-//! output is that pointer ([`Returned`]).
+//! unlimited, unnamed and untraced carries only one pointer besides the
+//! user's future ([`PlainTask`]), and its output is that pointer
+//! ([`Returned`]). Everything else a group knows about a task (its index,
+//! its name) is kept by the group, keyed by the tokio task id; a named task
+//! also carries its name, for the cause of its panic.
 
 use std::collections::VecDeque;
 use std::fmt::{Debug, Display};
@@ -43,59 +45,33 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::Id;
 use weir_context::{CauseValue, Context as WeirContext, ErrorPolicy, Panic};
 
 use crate::error::GroupError;
 
-/// Who a task is: its spawn index in its group (from 0) and its name, if
-/// it was given one.
-pub(crate) struct Tag {
-    pub(crate) index: u64,
-    pub(crate) name: Option<Arc<str>>,
+/// What a task carries of its name, for the cause of its panic: nothing
+/// for an unnamed task (`()`, so that the smallest task stays as small as a
+/// `JoinSet`'s: tokio keeps a task's future in a cell sized in steps of 128
+/// bytes), the name for a named one.
+pub(crate) trait Name {
+    fn name(&self) -> Option<&str>;
 }
 
-impl Tag {
-    /// The task's name, or `#<index>`.
-    pub(crate) fn label(&self) -> String {
-        match &self.name {
-            Some(name) => name.to_string(),
-            None => format!("#{}", self.index),
-        }
+impl Name for () {
+    fn name(&self) -> Option<&str> {
+        None
     }
 }
 
-/// What a task carries to say who it is: an unnamed task only its index
-/// (a `u64`, so that it stays small), a named one a whole [`Tag`].
-pub(crate) trait Label: Send + 'static {
-    fn into_tag(self) -> Tag;
-    fn label(&self) -> String;
-}
-
-impl Label for u64 {
-    fn into_tag(self) -> Tag {
-        Tag {
-            index: self,
-            name: None,
-        }
-    }
-
-    fn label(&self) -> String {
-        format!("#{self}")
+impl Name for Option<Arc<str>> {
+    fn name(&self) -> Option<&str> {
+        self.as_deref()
     }
 }
 
-impl Label for Tag {
-    fn into_tag(self) -> Tag {
-        self
-    }
-
-    fn label(&self) -> String {
-        Tag::label(self)
-    }
-}
-
-/// One delivered task: who it is and how it ended.
-pub(crate) type Delivered<T, E> = (Tag, Outcome<T, E>);
+/// One delivered task: its tokio id and how it ended.
+pub(crate) type Delivered<T, E> = (Id, Outcome<T, E>);
 
 /// What a task returns to tokio: its clone of the group's `Arc`, which the
 /// group drops when it reads the task's `JoinHandle`. So the `Arc`'s count
@@ -155,11 +131,6 @@ impl<T, E> Shared<T, E> {
         self.policy
     }
 
-    /// Whether a failure now would become the cause of the group's context.
-    fn cancels(&self) -> bool {
-        self.policy == ErrorPolicy::FailFast && !self.ctx.is_cancelled()
-    }
-
     fn done(&self) -> MutexGuard<'_, Done<T, E>> {
         self.done.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -169,7 +140,7 @@ impl<T, E> Shared<T, E> {
     /// A failure's `cause` cancels the group's context under the queue's
     /// lock, so that when failures race, the one that cancelled is the one
     /// queued first: the cause is `join`'s first error.
-    fn deliver(&self, tag: Tag, outcome: Outcome<T, E>, cause: Option<CauseValue>) {
+    fn deliver(&self, id: Id, outcome: Outcome<T, E>, cause: Option<CauseValue>) {
         let mut done = self.done();
         if let Some(cause) = cause {
             // A no-op if something else cancelled the context first.
@@ -178,10 +149,10 @@ impl<T, E> Shared<T, E> {
         if done.closed {
             drop(done);
             // Dropped here, outside the lock.
-            drop((tag, outcome));
+            drop(outcome);
             return;
         }
-        done.outcomes.push_back((tag, outcome));
+        done.outcomes.push_back((id, outcome));
         let waker = done.waker.take();
         drop(done);
         if let Some(waker) = waker {
@@ -221,30 +192,6 @@ impl<T, E> Shared<T, E> {
     }
 }
 
-impl<T, E> Shared<T, E>
-where
-    E: Display + Debug + Send + Sync + 'static,
-{
-    /// The cause a failure gives the group's context under fail-fast, if
-    /// the context is not cancelled yet: a task's error is the cause as
-    /// that very value (shared with the outcome); a panic is
-    /// `task <label> panicked: <message>` (a [`GroupError::Panicked`] that
-    /// shares the panic's payload).
-    fn cause_of(&self, label: &impl Label, outcome: &Outcome<T, E>) -> Option<CauseValue> {
-        if !self.cancels() {
-            return None;
-        }
-        match outcome {
-            Outcome::Err(error) => Some(CauseValue::shared(Arc::clone(error))),
-            Outcome::Panicked(panic) => Some(CauseValue::new(GroupError::<E>::Panicked {
-                task: label.label(),
-                panic: Panic::clone(panic),
-            })),
-            Outcome::Ok(_) | Outcome::Aborted => None,
-        }
-    }
-}
-
 /// How a task ended, as it delivers it to its group.
 pub(crate) enum Outcome<T, E> {
     Ok(T),
@@ -260,43 +207,83 @@ pub(crate) enum Outcome<T, E> {
 
 /// The task's way to its group's queue; delivers [`Outcome::Aborted`] if it
 /// is dropped before the task delivered its outcome.
-pub(crate) struct Delivery<T, E, L: Label> {
+pub(crate) struct Delivery<T, E, N: Name> {
     /// `None` once delivered.
-    to: Option<(Arc<Shared<T, E>>, L)>,
+    shared: Option<Arc<Shared<T, E>>>,
+    name: N,
 }
 
-impl<T, E, L: Label> Delivery<T, E, L> {
-    pub(crate) fn new(shared: Arc<Shared<T, E>>, label: L) -> Self {
+impl<T, E, N: Name> Delivery<T, E, N> {
+    pub(crate) fn new(shared: Arc<Shared<T, E>>, name: N) -> Self {
         Self {
-            to: Some((shared, label)),
+            shared: Some(shared),
+            name,
         }
     }
 }
 
-impl<T, E, L> Delivery<T, E, L>
+impl<T, E, N> Delivery<T, E, N>
 where
     E: Display + Debug + Send + Sync + 'static,
-    L: Label,
+    N: Name,
 {
     /// Delivers the outcome (under fail-fast, a failure cancels the group
     /// first); returns the `Arc`, for the task to return.
     fn deliver(&mut self, outcome: Outcome<T, E>) -> Returned<T, E> {
-        let (shared, label) = self.to.take()?;
-        let cause = shared.cause_of(&label, &outcome);
-        shared.deliver(label.into_tag(), outcome, cause);
+        let shared = self.shared.take()?;
+        // Polled by tokio, so inside the task: it has an id.
+        if let Some(id) = tokio::task::try_id() {
+            let cause = self.cause_of(&shared, id, &outcome);
+            shared.deliver(id, outcome, cause);
+        }
         Some(shared)
+    }
+
+    /// The cause a failure gives the group's context under fail-fast, if
+    /// the context is not cancelled yet: a task's error is the cause as
+    /// that very value (shared with the outcome); a panic is
+    /// `task <name> panicked: <message>` (a [`GroupError::Panicked`] that
+    /// shares the panic's payload). The task does not know its spawn index
+    /// (the group keeps it), so an unnamed task is named by its tokio id.
+    fn cause_of(
+        &self,
+        shared: &Shared<T, E>,
+        id: Id,
+        outcome: &Outcome<T, E>,
+    ) -> Option<CauseValue> {
+        // A success asks nothing more (a token's `is_cancelled` takes a lock).
+        if matches!(outcome, Outcome::Ok(_) | Outcome::Aborted)
+            || shared.policy != ErrorPolicy::FailFast
+            || shared.ctx.is_cancelled()
+        {
+            return None;
+        }
+        match outcome {
+            Outcome::Err(error) => Some(CauseValue::shared(Arc::clone(error))),
+            Outcome::Panicked(panic) => {
+                let task = match self.name.name() {
+                    Some(name) => name.to_owned(),
+                    None => format!("#? (tokio task {id})"),
+                };
+                Some(CauseValue::new(GroupError::<E>::Panicked {
+                    task,
+                    panic: Panic::clone(panic),
+                }))
+            }
+            Outcome::Ok(_) | Outcome::Aborted => None,
+        }
     }
 }
 
-impl<T, E, L: Label> Drop for Delivery<T, E, L> {
+impl<T, E, N: Name> Drop for Delivery<T, E, N> {
     fn drop(&mut self) {
         // Inside the task when tokio drops it (abort, runtime shutdown);
         // outside any task when the spawn itself failed, and then the group
         // does not wait for this task.
-        if let Some((shared, label)) = self.to.take()
-            && tokio::task::try_id().is_some()
+        if let Some(shared) = self.shared.take()
+            && let Some(id) = tokio::task::try_id()
         {
-            shared.deliver(label.into_tag(), Outcome::Aborted, None);
+            shared.deliver(id, Outcome::Aborted, None);
         }
     }
 }
@@ -318,26 +305,26 @@ pin_project_lite::pin_project! {
     /// A task of an unlimited group with no tracing span enabled: the
     /// user's future, one pointer and the task's label (its index, or its
     /// index and name).
-    pub(crate) struct PlainTask<F, T, E, L: Label> {
+    pub(crate) struct PlainTask<F, T, E, N: Name> {
         #[pin]
         fut: F,
         // Dropped after `fut`: an aborted task's future is gone by the time
         // the group hears of it.
-        delivery: Delivery<T, E, L>,
+        delivery: Delivery<T, E, N>,
     }
 }
 
-impl<F, T, E, L: Label> PlainTask<F, T, E, L> {
-    pub(crate) fn new(fut: F, delivery: Delivery<T, E, L>) -> Self {
+impl<F, T, E, N: Name> PlainTask<F, T, E, N> {
+    pub(crate) fn new(fut: F, delivery: Delivery<T, E, N>) -> Self {
         Self { fut, delivery }
     }
 }
 
-impl<F, T, E, L> Future for PlainTask<F, T, E, L>
+impl<F, T, E, N> Future for PlainTask<F, T, E, N>
 where
     F: Future<Output = Result<T, E>>,
     E: Display + Debug + Send + Sync + 'static,
-    L: Label,
+    N: Name,
 {
     type Output = Returned<T, E>;
 
@@ -358,14 +345,14 @@ pin_project_lite::pin_project! {
         fut: F,
         permit: Option<OwnedSemaphorePermit>,
         span: tracing::Span,
-        delivery: Delivery<T, E, Tag>,
+        delivery: Delivery<T, E, Option<Arc<str>>>,
     }
 }
 
 impl<F, T, E> RichTask<F, T, E> {
     pub(crate) fn new(
         fut: F,
-        delivery: Delivery<T, E, Tag>,
+        delivery: Delivery<T, E, Option<Arc<str>>>,
         permit: Option<OwnedSemaphorePermit>,
         span: tracing::Span,
     ) -> Self {
@@ -397,5 +384,36 @@ where
                 Poll::Ready(this.delivery.deliver(outcome))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+
+    /// tokio keeps a task's future, then its output, in a `#[repr(C)]`
+    /// enum (`Stage` in its `runtime/task/core.rs`): a tag beside the
+    /// larger of the two. For a small future, a task cell stays at 128
+    /// bytes only while the wrapper adds no more than the output does, one
+    /// pointer: an unnamed task's wrapper adds exactly that.
+    #[test]
+    fn an_unnamed_task_adds_one_pointer_to_its_future() {
+        let shared: Arc<Shared<u64, Infallible>> = Arc::new(Shared::new(
+            WeirContext::background(),
+            ErrorPolicy::FailFast,
+        ));
+        let i: u64 = 1;
+        let fut = async move { Ok::<u64, Infallible>(std::hint::black_box(i)) };
+        let bare = std::mem::size_of_val(&fut);
+        let task = PlainTask::new(fut, Delivery::new(shared, ()));
+        assert_eq!(
+            std::mem::size_of_val(&task),
+            bare + std::mem::size_of::<usize>()
+        );
+        assert_eq!(
+            std::mem::size_of::<Returned<u64, Infallible>>(),
+            std::mem::size_of::<usize>()
+        );
     }
 }

@@ -104,13 +104,19 @@ async fn a_panic_is_the_cause_with_the_task_named() {
     let as_error = cause.downcast_ref::<GroupError<anyhow::Error>>().unwrap();
     assert_eq!(as_error.panic().unwrap().message(), "bad state");
 
-    // An unnamed task is named by its spawn index.
+    // An unnamed task does not know its spawn index (the group keeps it):
+    // the cause names it by its tokio task id; `join` by its index.
     let mut group: Group<(), anyhow::Error> = Group::new();
     let ctx = group.context().clone();
     group.spawn(async { Ok(()) }).await;
     group.spawn(async { panic!("second") }).await;
-    let _ = group.join().await;
-    assert_eq!(ctx.cause().unwrap().to_string(), "task #1 panicked: second");
+    let err = group.join().await.unwrap_err();
+    assert_eq!(err.to_string(), "task #1 panicked: second");
+    let cause = ctx.cause().unwrap().to_string();
+    assert!(
+        cause.starts_with("task #? (tokio task ") && cause.ends_with(") panicked: second"),
+        "{cause}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
