@@ -695,6 +695,10 @@ fn public_types_are_send_and_sync() {
     error::<GroupErrors<anyhow::Error>>();
     error::<RunError<GroupErrors<anyhow::Error>, GroupReport<String>>>();
     error::<TrySpawnError<std::future::Ready<Result<(), ()>>>>();
+    fn unpin<T: Unpin>() {}
+    unpin::<Group<u32, anyhow::Error>>();
+    unpin::<GroupReport<u32>>();
+    unpin::<GroupErrors<anyhow::Error>>();
     // A group (and its futures) can move to another thread.
     fn send<T: Send>(_: &T) {}
     let mut group: Group<u32, String> = Group::new();
