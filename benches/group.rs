@@ -1,11 +1,11 @@
 //! weir's `Group` against the same work hand-written on tokio's `JoinSet`.
 //!
 //! - `spawn_wait_100k`: spawn 100 000 trivial tasks, then wait for all of
-//!   them and collect their values (`Group::wait` vs a `JoinSet::join_next`
+//!   them and collect their values (`Group::join` vs a `JoinSet::join_next`
 //!   loop, and vs `tokio::spawn` into a `Vec` of `JoinHandle`s awaited in
 //!   order, the cheapest way to run them that tokio offers).
 //! - `limited_64_100k`: the same through a limit of 64 tasks at once
-//!   (`Group::limit(64)` vs a `Semaphore` permit taken before
+//!   (`Group::builder().limit(64)` vs a `Semaphore` permit taken before
 //!   `JoinSet::spawn` and moved into the task).
 //!
 //! Run: `cargo bench --bench group -- --warm-up-time 1 --measurement-time 3`
@@ -69,7 +69,7 @@ async fn group(n: u64) -> Vec<u64> {
     for i in 0..n {
         group.spawn(async move { Ok(black_box(i)) }).await;
     }
-    group.wait().await.expect("no task fails")
+    group.join().await.expect("no task fails").into_values()
 }
 
 async fn joinset_limited(n: u64, limit: usize) -> Vec<u64> {
@@ -96,11 +96,12 @@ async fn joinset_limited(n: u64, limit: usize) -> Vec<u64> {
 }
 
 async fn group_limited(n: u64, limit: usize) -> Vec<u64> {
-    let mut group: Group<u64, Infallible> = Group::new().limit(limit).expect("limit > 0");
+    let mut group: Group<u64, Infallible> =
+        Group::builder().limit(limit).build().expect("limit > 0");
     for i in 0..n {
         group.spawn(async move { Ok(black_box(i)) }).await;
     }
-    group.wait().await.expect("no task fails")
+    group.join().await.expect("no task fails").into_values()
 }
 
 fn bench(c: &mut Criterion) {

@@ -167,9 +167,10 @@ async fn weir_spawn() -> u64 {
         group.spawn(async move { Ok(i) }).await;
     }
     group
-        .wait()
+        .join()
         .await
         .expect("group")
+        .into_values()
         .into_iter()
         .fold(0u64, u64::wrapping_add)
 }

@@ -1,15 +1,16 @@
 //! errgroup: fetch several "URLs" at most three at a time; one fails, which
-//! cancels the others, and `wait` reports that first failure.
+//! cancels the others (the failure is the cause of the group's context), and
+//! `join` reports every failure, the first first, with the report.
 //!
 //! The fetches are simulated with sleeps. Run with
 //! `cargo run --example errgroup`.
 
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use tokio::time::{Instant, sleep};
-use tokio_util::sync::CancellationToken;
-use weir::group::{Group, GroupError};
+use weir::Context;
+use weir::group::{ErrorPolicy, Group};
 
 /// A "URL", how long fetching it takes, and whether the server fails.
 const SITES: [(&str, u64, bool); 6] = [
@@ -21,30 +22,29 @@ const SITES: [(&str, u64, bool); 6] = [
     ("https://late.example/", 150, true),
 ];
 
-/// Fetches `url`, stopping early if the group's token is cancelled.
+/// Fetches `url`, stopping early if the group's context is cancelled.
 async fn fetch(
     url: &'static str,
     ms: u64,
     healthy: bool,
-    token: CancellationToken,
+    ctx: Context,
     start: Instant,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<(&'static str, usize)> {
     let at = || start.elapsed().as_millis();
     println!("{:>5} ms  start   {url}", at());
-    tokio::select! {
-        _ = token.cancelled() => {
-            println!("{:>5} ms  stop    {url} (cancelled)", at());
-            Err(anyhow!("cancelled"))
+    match ctx.run(sleep(Duration::from_millis(ms))).await {
+        Err(stopped) => {
+            println!("{:>5} ms  stop    {url} ({stopped})", at());
+            Err(anyhow!(stopped))
         }
-        _ = sleep(Duration::from_millis(ms)) => {
-            if healthy {
-                let bytes = url.len() * 1_000;
-                println!("{:>5} ms  done    {url} ({bytes} bytes)", at());
-                Ok(bytes)
-            } else {
-                println!("{:>5} ms  FAIL    {url} (HTTP 503)", at());
-                Err(anyhow!("HTTP 503 Service Unavailable"))
-            }
+        Ok(()) if healthy => {
+            let bytes = url.len() * 1_000;
+            println!("{:>5} ms  done    {url} ({bytes} bytes)", at());
+            Ok((url, bytes))
+        }
+        Ok(()) => {
+            println!("{:>5} ms  FAIL    {url} (HTTP 503)", at());
+            Err(anyhow!("HTTP 503 Service Unavailable"))
         }
     }
 }
@@ -53,40 +53,54 @@ async fn fetch(
 async fn main() -> anyhow::Result<()> {
     println!("fail fast: {} URLs, at most 3 at a time", SITES.len());
     let start = Instant::now();
-    let mut group: Group<usize> = Group::new().limit(3)?;
+    let mut group: Group<(&str, usize)> = Group::builder().limit(3).build()?;
+    let ctx = group.context().clone();
     for (url, ms, healthy) in SITES {
         // Waits here while three fetches are running.
-        let token = group.token().clone();
         group
-            .spawn_named(url, fetch(url, ms, healthy, token, start))
+            .spawn_named(url, fetch(url, ms, healthy, ctx.clone(), start))
             .await;
     }
-    match group.wait().await {
-        Ok(sizes) => println!("all fetched: {sizes:?}"),
-        Err(GroupError::Failed { task, error }) => {
+    match group.join().await {
+        Ok(report) => println!("all fetched: {:?}", report.into_values()),
+        Err(err) => {
             println!(
-                "{:>5} ms  wait    returned the first error: {task}: {error}",
-                start.elapsed().as_millis()
+                "{:>5} ms  join    returned the first error: {}",
+                start.elapsed().as_millis(),
+                err.error().first()
             );
+            if let Some(cause) = ctx.cause() {
+                println!("          the group's context was cancelled by: {cause}");
+            }
+            print!("{}", err.report());
         }
-        Err(other) => return Err(other).context("unexpected failure"),
     }
     println!("every task has ended; nothing is left running\n");
 
-    println!("collect everything: fail_fast(false) + wait_all, one entry per URL");
+    println!("collect everything: ErrorPolicy::Continue, every failure and every value");
     let start = Instant::now();
-    let mut group: Group<usize> = Group::new().limit(3)?.fail_fast(false);
+    let mut group: Group<(&str, usize)> = Group::builder()
+        .limit(3)
+        .error_policy(ErrorPolicy::Continue)
+        .build()?;
     for (url, ms, healthy) in SITES {
-        let token = group.token().clone();
+        let ctx = group.context().clone();
         group
-            .spawn_named(url, fetch(url, ms / 4, healthy, token, start))
+            .spawn_named(url, fetch(url, ms / 4, healthy, ctx, start))
             .await;
     }
-    for (result, (url, _, _)) in group.wait_all_ordered().await.iter().zip(SITES) {
-        match result {
-            Ok(bytes) => println!("  ok      {url}: {bytes} bytes"),
-            Err(error) => println!("  failed  {error}"),
+    let (errors, report) = match group.join().await {
+        Ok(report) => (Vec::new(), report),
+        Err(err) => {
+            let (errors, report) = err.into_parts();
+            (errors.into_vec(), report)
         }
+    };
+    for (url, bytes) in report.into_values_ordered() {
+        println!("  ok      {url}: {bytes} bytes");
+    }
+    for error in errors {
+        println!("  failed  {error}");
     }
     Ok(())
 }

@@ -115,18 +115,21 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // A group can collect every error instead of only the first.
-    println!("\n5. group: wait_joined gathers every error (Go's errors.Join):");
-    let mut group: Group<usize> = Group::new().fail_fast(false);
+    println!("\n5. group: ErrorPolicy::Continue gathers every error (Go's errors.Join):");
+    let mut group: Group<usize> = Group::builder()
+        .error_policy(ErrorPolicy::Continue)
+        .build()?;
     for url in URLS {
         group.spawn_named(url, fetch(url)).await;
     }
-    match group.wait_joined().await {
-        Ok(sizes) => println!("   all ok: {sizes:?}"),
-        Err(all) => {
-            println!("   {} tasks failed:", all.len());
-            for e in all.iter() {
+    match group.join().await {
+        Ok(report) => println!("   all ok: {:?}", report.into_values()),
+        Err(err) => {
+            println!("   {} tasks failed:", err.error().len());
+            for e in err.error() {
                 println!("   - {e}");
             }
+            println!("   and {} succeeded", err.report().succeeded);
         }
     }
     Ok(())

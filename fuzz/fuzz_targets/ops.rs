@@ -25,7 +25,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use tokio::time::{Instant, sleep};
 use weir_core::pool::{JobError, Pool, Ticket};
-use weir_group::{Group, GroupError};
+use weir_group::{ErrorPolicy, Group, GroupError};
 use weir_rate::{Rate, RateLimiter, Reservation};
 
 const INJECTED: &str = "fuzz: injected panic";
@@ -181,12 +181,11 @@ async fn run(input: Input) {
     let (mut accepted, mut rejected) = (0u64, 0u64);
 
     let limit = usize::from(input.group_limit % 8);
-    let mut group: Group<u8, String> = Group::new().fail_fast(false);
+    let mut builder = Group::builder().error_policy(ErrorPolicy::Continue);
     if limit > 0 {
-        group = group
-            .limit(limit)
-            .expect("non-zero limit on an empty group");
+        builder = builder.limit(limit);
     }
+    let mut group: Group<u8, String> = builder.build().expect("non-zero limit");
     let gauge = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
     let (mut spawned, mut joined) = (0u64, 0u64);
     let task = |b: u8, gauge: &Arc<(AtomicUsize, AtomicUsize)>| {
@@ -416,14 +415,22 @@ async fn run(input: Input) {
     assert_eq!(s.finished(), s.submitted, "{report:?}");
     assert_eq!((s.queued, s.running, s.workers), (0, 0, 0), "{report:?}");
 
-    let shut = group.shutdown(grace).await;
-    let ended = shut.values.len() + shut.errors.len() + shut.aborted.len();
+    let (errors, report) = match group.shutdown(grace).await {
+        Ok(report) => (Vec::new(), report),
+        Err(err) => {
+            let (errors, report) = err.into_parts();
+            (errors.into_vec(), report)
+        }
+    };
+    let ended = report.values().count() + errors.len();
     assert_eq!(ended as u64 + joined, spawned, "a group task is missing");
-    assert!(
-        shut.errors
-            .iter()
-            .all(|e| !matches!(e, GroupError::Aborted { .. }))
-    );
+    assert_eq!(report.spawned, spawned, "{report:?}");
+    assert!(report.is_balanced(), "{report:?}");
+    let aborted = errors
+        .iter()
+        .filter(|e| matches!(e, GroupError::Aborted { .. }))
+        .count();
+    assert_eq!(aborted as u64, report.aborted, "{report:?}");
     assert_eq!(gauge.0.load(SeqCst), 0, "a group task still runs");
     drop(pool);
     drop(reservations);

@@ -2,10 +2,12 @@
 //! (`errgroup_test.go`: TestZeroGroup, TestWithContext, TestTryGo,
 //! TestGoLimit, TestCancelCause), ported to weir's `Group`.
 //!
-//! Where weir differs on purpose, the test says so: waiting consumes the
+//! Where weir differs on purpose, the test says so: `join` consumes the
 //! group (Go's `Wait` may be called again), so "reuse after Wait" becomes
-//! "join every task with `join_next`, then go on"; `SetLimit(0)` and changing
-//! the limit of a busy group are errors instead of a hang and a panic.
+//! "join every task with `join_next`, then go on"; the limit is fixed when
+//! the group is built (Go's `SetLimit` may change it between waits), so
+//! "switch limit" builds a new group; `SetLimit(0)` is a `ConfigError`
+//! instead of a hang.
 #![allow(clippy::unwrap_used)]
 
 use std::pin::pin;
@@ -15,16 +17,27 @@ use std::time::Duration;
 
 use futures::poll;
 use tokio::sync::Semaphore;
-use weir_group::{Group, GroupError, LimitError};
+use weir_context::{Cause, Context, Problem};
+use weir_group::{Group, GroupError};
 
 const ERR1: &str = "errgroup_test: 1";
 const ERR2: &str = "errgroup_test: 2";
-const DOOM: &str = "group_test: doomed";
+
+/// Go's `errDoom := errors.New("group_test: doomed")`: an error value that
+/// the group's context must give back as its cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Doom;
+
+impl std::fmt::Display for Doom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("group_test: doomed")
+    }
+}
 
 /// A task that returns `err` (or `Ok`) after `at` ms of paused time, so that
 /// the order of completion is the order of spawning, as in Go's tests where
 /// each `Go` is followed by a `Wait`.
-async fn outcome(err: Option<&'static str>, at: u64) -> Result<(), &'static str> {
+async fn outcome<E>(err: Option<E>, at: u64) -> Result<(), E> {
     tokio::time::sleep(Duration::from_millis(at)).await;
     match err {
         Some(e) => Err(e),
@@ -32,15 +45,27 @@ async fn outcome(err: Option<&'static str>, at: u64) -> Result<(), &'static str>
     }
 }
 
-fn failed_with(result: Result<Vec<()>, GroupError<&'static str>>) -> Option<&'static str> {
-    match result {
-        Ok(_) => None,
-        Err(GroupError::Failed { error, .. }) => Some(error),
-        Err(other) => panic!("unexpected error: {other}"),
+/// The first error `join` reports, or `None` when it returned `Ok`.
+async fn join_first<E>(group: Group<(), E>) -> Option<E>
+where
+    E: Copy + std::fmt::Display + std::fmt::Debug + Send + Sync + 'static,
+{
+    match group.join().await {
+        Ok(report) => {
+            assert!(report.is_balanced(), "{report}");
+            None
+        }
+        Err(err) => {
+            assert!(err.report().is_balanced(), "{}", err.report());
+            match err.error().first() {
+                GroupError::Failed { error, .. } => Some(**error),
+                other => panic!("unexpected error: {other}"),
+            }
+        }
     }
 }
 
-/// TestZeroGroup: a group needs no setup; `wait` returns the first error.
+/// TestZeroGroup: a group needs no setup; `join` returns the first error.
 #[tokio::test(start_paused = true)]
 async fn zero_group_returns_first_error() {
     let cases: [&[Option<&'static str>]; 5] = [
@@ -59,52 +84,62 @@ async fn zero_group_returns_first_error() {
                 group.spawn(outcome(*err, i as u64)).await;
             }
             let want = prefix.iter().flatten().next().copied();
-            assert_eq!(failed_with(group.wait().await), want, "errs {prefix:?}");
+            assert_eq!(join_first(group).await, want, "errs {prefix:?}");
         }
     }
 }
 
-/// TestWithContext: the first error is returned and the derived token is
-/// cancelled once the group has been waited for, error or not.
+/// TestWithContext: the first error is returned and the derived context is
+/// cancelled once the group has been joined, error or not; the parent never
+/// is.
 #[tokio::test(start_paused = true)]
-async fn with_token_cancels_on_error_and_after_wait() {
-    let cases: [(&[Option<&'static str>], Option<&'static str>); 4] = [
+async fn with_context_cancels_on_error_and_after_join() {
+    let cases: [(&[Option<Doom>], Option<Doom>); 4] = [
         (&[], None),
         (&[None], None),
-        (&[Some(DOOM)], Some(DOOM)),
-        (&[Some(DOOM), None], Some(DOOM)),
+        (&[Some(Doom)], Some(Doom)),
+        (&[Some(Doom), None], Some(Doom)),
     ];
     for (errs, want) in cases {
-        let parent = tokio_util::sync::CancellationToken::new();
-        let mut group: Group<(), &'static str> = Group::with_token(parent.clone());
-        let token = group.token().clone();
+        let parent = Context::background();
+        let mut group: Group<(), Doom> = Group::builder().context(&parent).build().unwrap();
+        let ctx = group.context().clone();
         for err in errs {
             group.spawn(outcome(*err, 0)).await;
         }
-        assert_eq!(failed_with(group.wait().await), want, "errs {errs:?}");
-        assert!(token.is_cancelled(), "token not cancelled for {errs:?}");
+        assert_eq!(join_first(group).await, want, "errs {errs:?}");
+        assert!(ctx.is_cancelled(), "context not cancelled for {errs:?}");
         assert!(!parent.is_cancelled(), "the parent must not be cancelled");
     }
 }
 
-/// TestCancelCause, without the cause: the same cases spawned with
-/// `try_spawn` on an unlimited group.
+/// TestCancelCause: the same cases spawned with `try_spawn`; the cause of
+/// the group's context is the first error *itself* (Go's
+/// `errors.Is(context.Cause(ctx), errDoom)`), or a plain cancellation once
+/// the group is joined without an error.
 #[tokio::test(start_paused = true)]
-async fn try_spawn_cases_return_the_error_and_cancel() {
-    let cases: [(&[Option<&'static str>], Option<&'static str>); 4] = [
+async fn cancel_cause_is_the_first_error_itself() {
+    let cases: [(&[Option<Doom>], Option<Doom>); 4] = [
         (&[], None),
         (&[None], None),
-        (&[Some(DOOM)], Some(DOOM)),
-        (&[Some(DOOM), None], Some(DOOM)),
+        (&[Some(Doom)], Some(Doom)),
+        (&[Some(Doom), None], Some(Doom)),
     ];
     for (errs, want) in cases {
-        let mut group: Group<(), &'static str> = Group::new();
-        let token = group.token().clone();
+        let mut group: Group<(), Doom> = Group::builder()
+            .context(Context::background())
+            .build()
+            .unwrap();
+        let ctx = group.context().clone();
         for err in errs {
             assert!(group.try_spawn(outcome(*err, 0)).is_ok());
         }
-        assert_eq!(failed_with(group.wait().await), want, "errs {errs:?}");
-        assert!(token.is_cancelled());
+        assert_eq!(join_first(group).await, want, "errs {errs:?}");
+        let cause = ctx.cause().unwrap();
+        match want {
+            Some(doom) => assert_eq!(cause.downcast_ref::<Doom>(), Some(&doom), "{cause:?}"),
+            None => assert_eq!(cause, Cause::Cancelled),
+        }
     }
 }
 
@@ -126,13 +161,14 @@ async fn join_all(group: &mut Group<(), &'static str>) -> usize {
     joined
 }
 
-/// TestTryGo: refuses at the limit, succeeds after slots free, follows limit
-/// changes; `SetLimit(0)` is refused instead of blocking every call.
+/// TestTryGo: refuses at the limit, succeeds after slots free, and with a
+/// limit of 1 refuses the second; `SetLimit(0)` is refused at build instead
+/// of blocking every call.
 #[tokio::test]
-async fn try_spawn_refuses_at_limit_and_follows_limit_changes() {
+async fn try_spawn_refuses_at_limit_and_follows_the_limit() {
     let gate = Arc::new(Semaphore::new(0));
     let n = 42;
-    let mut group: Group<(), &'static str> = Group::new().limit(n).unwrap();
+    let mut group: Group<(), &'static str> = Group::builder().limit(n).build().unwrap();
     for i in 0..n {
         assert!(
             group.try_spawn(blocked(&gate)).is_ok(),
@@ -149,25 +185,26 @@ async fn try_spawn_refuses_at_limit_and_follows_limit_changes() {
     );
     gate.add_permits(1);
     assert_eq!(join_all(&mut group).await, 1);
+    assert!(group.join().await.is_ok());
 
-    // Switch limit.
-    group.set_limit(1).unwrap();
+    // Switch limit: weir fixes the limit when the group is built.
+    let mut group: Group<(), &'static str> = Group::builder().limit(1).build().unwrap();
     assert_eq!(group.max_tasks(), Some(1));
     assert!(group.try_spawn(blocked(&gate)).is_ok());
     assert!(group.try_spawn(blocked(&gate)).is_err());
     gate.add_permits(1);
     assert_eq!(join_all(&mut group).await, 1);
+    let report = group.join().await.unwrap();
+    assert_eq!((report.spawned, report.succeeded), (1, 1));
 
-    // Go blocks all calls with SetLimit(0); weir refuses the limit.
-    assert_eq!(group.set_limit(0), Err(LimitError::Zero));
-    assert_eq!(
-        group.max_tasks(),
-        Some(1),
-        "a refused limit changes nothing"
-    );
-    assert!(group.try_spawn(blocked(&gate)).is_ok());
-    gate.add_permits(1);
-    assert!(group.wait().await.is_ok());
+    // Block all calls: Go's SetLimit(0) makes every TryGo fail forever;
+    // weir refuses the limit.
+    let refused = Group::<(), &'static str>::builder()
+        .limit(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(refused.problem(), &Problem::Zero);
+    assert_eq!((refused.construct(), refused.setting()), ("group", "limit"));
 }
 
 /// TestGoLimit: with a limit of 10, no more than 10 tasks are ever active,
@@ -175,7 +212,7 @@ async fn try_spawn_refuses_at_limit_and_follows_limit_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_never_exceeds_the_limit() {
     const LIMIT: usize = 10;
-    let mut group: Group<(), String> = Group::new().limit(LIMIT).unwrap();
+    let mut group: Group<(), String> = Group::builder().limit(LIMIT).build().unwrap();
     let active = Arc::new(AtomicUsize::new(0));
     for _ in 0..=1 << 10 {
         let active = Arc::clone(&active);
@@ -192,8 +229,8 @@ async fn spawn_never_exceeds_the_limit() {
             })
             .await;
     }
-    let done = group.wait().await.unwrap();
-    assert_eq!(done.len(), (1 << 10) + 1);
+    let report = group.join().await.unwrap();
+    assert_eq!(report.succeeded, (1 << 10) + 1);
 }
 
 /// Go's `Go` blocks while the group is at its limit, and returns once a
@@ -201,7 +238,7 @@ async fn spawn_never_exceeds_the_limit() {
 #[tokio::test]
 async fn spawn_blocks_at_the_limit_until_a_slot_frees() {
     let gate = Arc::new(Semaphore::new(0));
-    let mut group: Group<(), &'static str> = Group::new().limit(1).unwrap();
+    let mut group: Group<(), &'static str> = Group::builder().limit(1).build().unwrap();
     group.spawn(blocked(&gate)).await;
     {
         let mut second = pin!(group.spawn(async { Ok(()) }));
@@ -212,41 +249,5 @@ async fn spawn_blocks_at_the_limit_until_a_slot_frees() {
         gate.add_permits(1);
         second.await;
     }
-    assert_eq!(group.wait().await.unwrap().len(), 2);
-}
-
-/// Go panics when SetLimit is called with goroutines active; weir returns
-/// `LimitError::Busy` and keeps the old limit, and accepts the change once
-/// the tasks are joined.
-#[tokio::test]
-async fn changing_the_limit_of_a_busy_group_is_an_error() {
-    let gate = Arc::new(Semaphore::new(0));
-    let mut group: Group<(), &'static str> = Group::new().limit(2).unwrap();
-    group.spawn(blocked(&gate)).await;
-    group.spawn(blocked(&gate)).await;
-    assert_eq!(group.set_limit(5), Err(LimitError::Busy { running: 2 }));
-    assert_eq!(group.clear_limit(), Err(LimitError::Busy { running: 2 }));
-    assert_eq!(group.max_tasks(), Some(2));
-    assert!(
-        group.try_spawn(blocked(&gate)).is_err(),
-        "still limited to 2"
-    );
-
-    gate.add_permits(2);
-    assert_eq!(join_all(&mut group).await, 2);
-    group.set_limit(3).unwrap();
-    for _ in 0..3 {
-        assert!(group.try_spawn(blocked(&gate)).is_ok());
-    }
-    assert!(group.try_spawn(blocked(&gate)).is_err());
-    gate.add_permits(3);
-    assert_eq!(join_all(&mut group).await, 3);
-
-    group.clear_limit().unwrap();
-    assert_eq!(group.max_tasks(), None);
-    for _ in 0..100 {
-        assert!(group.try_spawn(blocked(&gate)).is_ok(), "unlimited");
-    }
-    gate.add_permits(100);
-    assert_eq!(group.wait().await.unwrap().len(), 100);
+    assert_eq!(group.join().await.unwrap().succeeded, 2);
 }

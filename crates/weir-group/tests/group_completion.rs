@@ -76,7 +76,7 @@ async fn settle_to(before: usize) {
 }
 
 /// Thousands of tasks end on two worker threads while nobody polls the
-/// group; `wait` then has every value, and returns only once every task's
+/// group; `join` then has every value, and returns only once every task's
 /// future is gone (one of them takes a while to drop).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_that_end_while_the_group_is_not_polled_are_all_waited_for() {
@@ -97,7 +97,7 @@ async fn tasks_that_end_while_the_group_is_not_polled_are_all_waited_for() {
             })
             .await;
     }
-    // The last to end, and slow to drop: `wait` starts while its future's
+    // The last to end, and slow to drop: `join` starts while its future's
     // destructor runs.
     let (gate_, ended_, all_ended_) = (gate.clone(), Arc::clone(&ended), Arc::clone(&all_ended));
     let fut = Box::pin(async move {
@@ -123,12 +123,11 @@ async fn tasks_that_end_while_the_group_is_not_polled_are_all_waited_for() {
         .await
         .unwrap_or_else(|_| panic!("{} of {N} tasks ended", ended.load(Ordering::SeqCst)));
     start.store(true, Ordering::SeqCst);
-    let mut values = group.wait().await.unwrap();
+    let values = group.join().await.unwrap().into_values_ordered();
     assert!(
         slow_dropped.load(Ordering::SeqCst),
-        "wait returned before every task's future was dropped"
+        "join returned before every task's future was dropped"
     );
-    values.sort_unstable();
     assert_eq!(values, (0..N).collect::<Vec<_>>());
     settle_to(before).await;
 }
@@ -230,17 +229,21 @@ async fn a_panic_in_a_finished_futures_destructor_is_the_tasks_result() {
     let mut group: Group<u32, &'static str> = Group::new();
     group.spawn_named("bad-drop", PanicsOnDrop(1)).await;
     group.spawn(async { Ok(2) }).await;
-    let results = group.wait_all_ordered().await;
-    match &results[0] {
-        Err(GroupError::Panicked { task, message }) => {
+    let err = group.join().await.unwrap_err();
+    assert_eq!(err.error().len(), 1);
+    match err.error().first() {
+        GroupError::Panicked { task, panic } => {
             assert_eq!(
-                (task.as_str(), message.as_str()),
+                (task.as_str(), panic.message()),
                 ("bad-drop", "destructor of 1")
             );
         }
         other => panic!("unexpected: {other:?}"),
     }
-    assert_eq!(results[1].as_ref().unwrap(), &2);
+    let report = err.report();
+    assert_eq!((report.succeeded, report.panicked), (1, 1));
+    assert!(report.is_balanced());
+    assert_eq!(report.values().copied().collect::<Vec<_>>(), [2]);
 
     // join_next reads it too.
     let mut group: Group<u32, &'static str> = Group::new();
@@ -277,15 +280,21 @@ fn tasks_stopped_by_their_runtimes_shutdown_are_reported_aborted() {
         .start_paused(true)
         .build()
         .unwrap();
-    let results = second
-        .block_on(async { timeout(Duration::from_secs(60), group.wait_all()).await })
-        .expect("wait_all hung on tasks of a runtime that is gone");
-    assert_eq!(results.len(), 2);
-    assert_eq!(results[0].as_ref().unwrap(), &1);
-    match &results[1] {
-        Err(GroupError::Aborted { task }) => assert_eq!(task, "sleeper"),
+    let err = second
+        .block_on(async { timeout(Duration::from_secs(60), group.join()).await })
+        .expect("join hung on tasks of a runtime that is gone")
+        .unwrap_err();
+    assert_eq!(err.error().len(), 1);
+    match err.error().first() {
+        GroupError::Aborted { task } => assert_eq!(task, "sleeper"),
         other => panic!("unexpected: {other:?}"),
     }
+    let report = err.report();
+    assert_eq!(
+        (report.spawned, report.succeeded, report.aborted),
+        (2, 1, 1)
+    );
+    assert_eq!(report.values().copied().collect::<Vec<_>>(), [1]);
 }
 
 /// `spawn` outside a runtime panics, like `tokio::spawn`, and leaves the
@@ -303,7 +312,48 @@ fn a_spawn_outside_a_runtime_panics_and_leaves_the_group_as_it_was() {
     assert!(spawned.is_err(), "spawning outside a runtime panics");
     assert_eq!(group.len(), 1);
     rt.block_on(group.spawn(async { Ok(3) }));
-    let mut values = rt.block_on(group.wait_ordered()).unwrap();
-    values.sort_unstable();
-    assert_eq!(values, [1, 3]);
+    let report = rt.block_on(group.join()).unwrap();
+    assert_eq!(report.spawned, 2, "the failed spawn is not counted");
+    assert_eq!(report.into_values_ordered(), [1, 3]);
+}
+
+/// A failure of the user's, numbered, to tell racing failures apart.
+#[derive(Debug)]
+struct Failure(usize);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "failure {}", self.0)
+    }
+}
+
+/// On two worker threads many tasks fail at once: the failure that
+/// cancelled the group (the cause of its context) is the very value that
+/// `join` reports first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_failures_race_the_cause_is_the_first_error_of_join() {
+    for round in 0..100 {
+        let gate = CancellationToken::new();
+        let mut group: Group<(), Failure> = Group::new();
+        let ctx = group.context().clone();
+        for i in 0..16 {
+            let gate = gate.clone();
+            group
+                .spawn(async move {
+                    gate.cancelled().await;
+                    Err(Failure(i))
+                })
+                .await;
+        }
+        gate.cancel();
+        let err = group.join().await.unwrap_err();
+        assert_eq!(err.error().len(), 16);
+        let first = err.error().first().error().unwrap();
+        let cause = ctx.cause().unwrap();
+        let cause = cause.downcast_ref::<Failure>().unwrap();
+        assert!(
+            std::ptr::eq(first, cause),
+            "round {round}: the cause is {cause} but join's first error is {first}"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use weir_group::{Group, GroupError};
+use weir_group::{ErrorPolicy, Group, GroupError};
 
 const PLANNED: &str = "planned panic";
 
@@ -43,13 +43,19 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Spawns task `i` as `t{i}` (through `limit`, if any): after `delay` ms it returns `Ok(i)`, `Err(i)` or
-/// panics. The tasks ignore the token, so every one of them runs to its end.
-async fn spawn_all(tasks: &[(Kind, u64)], limit: Option<usize>) -> Group<usize, usize> {
-    let mut group = Group::new();
+/// Spawns task `i` as `t{i}` (through `limit`, if any): after `delay` ms it
+/// returns `Ok(i)`, `Err(i)` or panics. The tasks ignore the context, so
+/// every one of them runs to its end, under either policy.
+async fn spawn_all(
+    tasks: &[(Kind, u64)],
+    limit: Option<usize>,
+    policy: ErrorPolicy,
+) -> Group<usize, usize> {
+    let mut builder = Group::builder().error_policy(policy);
     if let Some(limit) = limit {
-        group.set_limit(limit).unwrap();
+        builder = builder.limit(limit);
     }
+    let mut group = builder.build().unwrap();
     for (i, &(kind, delay)) in tasks.iter().enumerate() {
         group
             .spawn_named(format!("t{i}"), async move {
@@ -69,82 +75,107 @@ fn index_of(task: &str) -> usize {
     task.strip_prefix('t').unwrap().parse().unwrap()
 }
 
+fn policy() -> impl Strategy<Value = ErrorPolicy> {
+    prop_oneof![Just(ErrorPolicy::FailFast), Just(ErrorPolicy::Continue)]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
     #[test]
-    fn wait_all_returns_exactly_one_entry_per_task(
+    fn join_accounts_for_every_task_exactly_once(
         tasks in prop::collection::vec((kind(), 0u64..50), 0..16),
         limit in prop::option::of(1usize..4),
+        policy in policy(),
     ) {
         quiet_planned_panics();
-        let (completion, ordered) = runtime().block_on(async {
-            let completion = spawn_all(&tasks, limit).await.wait_all().await;
-            let ordered = spawn_all(&tasks, limit).await.wait_all_ordered().await;
-            (completion, ordered)
+        let (completion, report, errors) = runtime().block_on(async {
+            match spawn_all(&tasks, limit, policy).await.join().await {
+                Ok(report) => (report.values().copied().collect::<Vec<_>>(), report, Vec::new()),
+                Err(err) => {
+                    let (errors, report) = err.into_parts();
+                    let completion = report.values().copied().collect();
+                    (completion, report, errors.into_vec())
+                }
+            }
         });
-        prop_assert_eq!(completion.len(), tasks.len());
-        prop_assert_eq!(ordered.len(), tasks.len());
+        let count = |k: Kind| tasks.iter().filter(|(kind, _)| *kind == k).count() as u64;
+        prop_assert!(report.is_balanced(), "{}", report);
+        prop_assert_eq!(report.spawned, tasks.len() as u64);
+        prop_assert_eq!(report.succeeded, count(Kind::Ok));
+        prop_assert_eq!(report.failed, count(Kind::Err));
+        prop_assert_eq!(report.panicked, count(Kind::Panic));
+        prop_assert_eq!(report.aborted, 0);
+        prop_assert_eq!(errors.len() as u64, count(Kind::Err) + count(Kind::Panic));
 
-        // Each task appears exactly once in the completion-order results.
+        // Each task appears exactly once: as a value or as an error.
         let mut seen = BTreeSet::new();
-        for result in &completion {
-            let i = match result {
-                Ok(i) => *i,
-                Err(e) => index_of(e.task()),
-            };
+        for &i in &completion {
+            prop_assert_eq!(tasks[i].0, Kind::Ok);
             prop_assert!(seen.insert(i), "task {} reported twice", i);
+        }
+        for error in &errors {
+            let i = index_of(error.task());
+            prop_assert!(seen.insert(i), "task {} reported twice", i);
+            match (tasks[i].0, error) {
+                (Kind::Err, GroupError::Failed { error, .. }) => prop_assert_eq!(**error, i),
+                (Kind::Panic, GroupError::Panicked { panic, .. }) => {
+                    prop_assert_eq!(panic.message(), PLANNED);
+                }
+                (kind, error) => prop_assert!(false, "task {i}: {kind:?} gave {error:?}"),
+            }
         }
         prop_assert_eq!(seen.len(), tasks.len());
 
-        // In spawn order, entry i is task i with the outcome it was given.
-        for (i, (result, &(kind, _))) in ordered.iter().zip(&tasks).enumerate() {
-            match (kind, result) {
-                (Kind::Ok, Ok(v)) => prop_assert_eq!(*v, i),
-                (Kind::Err, Err(GroupError::Failed { task, error })) => {
-                    prop_assert_eq!(index_of(task), i);
-                    prop_assert_eq!(*error, i);
-                }
-                (Kind::Panic, Err(GroupError::Panicked { task, message })) => {
-                    prop_assert_eq!(index_of(task), i);
-                    prop_assert_eq!(message.as_str(), PLANNED);
-                }
-                (kind, result) => prop_assert!(false, "task {i}: {kind:?} gave {result:?}"),
-            }
+        // Spawn order is index order.
+        let ordered = report.into_values_ordered();
+        let oks: Vec<usize> = (0..tasks.len()).filter(|&i| tasks[i].0 == Kind::Ok).collect();
+        prop_assert_eq!(ordered, oks);
+
+        // Without a limit every task starts at once, so the order things
+        // happened in is the order of the delays: values and failures each
+        // come in completion order, the earliest failure first.
+        if limit.is_none() {
+            let delays = |is: &[usize]| is.iter().map(|&i| tasks[i].1).collect::<Vec<_>>();
+            let done = delays(&completion);
+            prop_assert!(done.windows(2).all(|w| w[0] <= w[1]), "values out of order: {:?}", done);
+            let failed: Vec<usize> = errors.iter().map(|e| index_of(e.task())).collect();
+            let failed = delays(&failed);
+            prop_assert!(failed.windows(2).all(|w| w[0] <= w[1]), "failures out of order: {:?}", failed);
         }
     }
 
     #[test]
-    fn wait_returns_the_earliest_failure_by_paused_time(
+    fn join_puts_the_earliest_failure_first(
         tasks in prop::collection::vec((kind(), 0u64..50), 0..16)
     ) {
         quiet_planned_panics();
-        let result = runtime().block_on(async { spawn_all(&tasks, None).await.wait().await });
+        let result = runtime()
+            .block_on(async { spawn_all(&tasks, None, ErrorPolicy::FailFast).await.join().await });
         let earliest = tasks
             .iter()
             .filter(|(kind, _)| *kind != Kind::Ok)
             .map(|(_, delay)| *delay)
             .min();
         match (earliest, result) {
-            (None, Ok(values)) => {
-                let mut values = values;
-                values.sort_unstable();
-                prop_assert_eq!(values, (0..tasks.len()).collect::<Vec<_>>());
+            (None, Ok(report)) => {
+                prop_assert_eq!(report.into_values_ordered(), (0..tasks.len()).collect::<Vec<_>>());
             }
-            (Some(earliest), Err(error)) => {
-                let i = index_of(error.task());
+            (Some(earliest), Err(err)) => {
+                let first = err.error().first();
+                let i = index_of(first.task());
                 let (kind, delay) = tasks[i];
                 // Several tasks may fail at the same instant; any of them is
                 // the first.
                 prop_assert_eq!(delay, earliest);
                 match kind {
-                    Kind::Err => prop_assert_eq!(error.into_error(), Some(i)),
-                    Kind::Panic => prop_assert!(error.is_panic()),
-                    Kind::Ok => prop_assert!(false, "an Ok task reported {error}"),
+                    Kind::Err => prop_assert_eq!(first.error(), Some(&i)),
+                    Kind::Panic => prop_assert!(first.is_panic()),
+                    Kind::Ok => prop_assert!(false, "an Ok task reported {first}"),
                 }
             }
             (earliest, result) => {
-                prop_assert!(false, "earliest failure {earliest:?} but wait gave {result:?}")
+                prop_assert!(false, "earliest failure {earliest:?} but join gave {result:?}")
             }
         }
     }

@@ -1,12 +1,13 @@
-//! Each task runs in a `task` span with its index and name; failures and
-//! panics are events inside it. Alone in its own test binary: tracing's
+//! Each task runs in a `task` span with its index and name; a failure handed
+//! back by `join` is one DEBUG event; dropping a group with tasks not joined
+//! is a WARN event. Alone in its own test binary: tracing's
 //! per-callsite interest cache is global, so a thread-local subscriber is
 //! only reliable when no other test thread touches the same callsites.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
 
-use weir_group::Group;
+use weir_group::{ErrorPolicy, Group};
 
 /// Collects what a `fmt` subscriber writes.
 #[derive(Clone, Default)]
@@ -24,17 +25,21 @@ impl std::io::Write for Captured {
 }
 
 #[tokio::test(start_paused = true)]
-async fn each_task_runs_in_a_span_with_its_index_and_name() {
+async fn spans_debug_events_for_failures_and_a_warn_on_drop() {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::DEBUG)
         .with_ansi(false)
         .without_time()
         .finish();
     let _default = tracing::subscriber::set_default(subscriber);
 
-    let mut group: Group<(), &'static str> = Group::new();
+    let mut group: Group<(), &'static str> = Group::builder()
+        .error_policy(ErrorPolicy::Continue)
+        .build()
+        .unwrap();
     group
         .spawn(async {
             tracing::info!("hello from inside");
@@ -43,21 +48,64 @@ async fn each_task_runs_in_a_span_with_its_index_and_name() {
         .await;
     group.spawn_named("failer", async { Err("boom") }).await;
     group
-        .spawn_named("exploder", async { panic!("kaboom") })
+        .spawn_named("exploder", async {
+            tracing::info!("about to explode");
+            panic!("kaboom")
+        })
         .await;
-    let errors = group.wait_joined().await.unwrap_err();
-    assert_eq!(errors.len(), 2);
+    group.spawn_named("quiet", async { Ok(()) }).await;
+    let err = group.join().await.unwrap_err();
+    assert_eq!(err.error().len(), 2);
 
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(log.contains("task{index=0}: "), "{log}");
-    assert!(log.contains("hello from inside"), "{log}");
+    let lines: Vec<&str> = log.lines().collect();
+    // Events from inside a task carry its span: index, and name if any.
     assert!(
-        log.contains(r#"task{index=1 name="failer"}"#) && log.contains("task failed"),
+        lines
+            .iter()
+            .any(|l| l.contains("task{index=0}: ") && l.contains("hello from inside")),
         "{log}"
     );
     assert!(
-        log.contains(r#"task{index=2 name="exploder"}"#) && log.contains("task panicked"),
+        lines
+            .iter()
+            .any(|l| l.contains(r#"task{index=2 name="exploder"}"#)
+                && l.contains("about to explode")),
         "{log}"
     );
-    assert!(log.contains("kaboom"), "{log}");
+    // Each failure join hands back is one DEBUG event, with Display.
+    let failures: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("did not succeed"))
+        .collect();
+    assert_eq!(failures.len(), 2, "{log}");
+    assert!(failures.iter().all(|l| l.contains("DEBUG")), "{log}");
+    assert!(
+        failures[0].contains("error=task failer failed: boom"),
+        "{log}"
+    );
+    assert!(
+        failures[1].contains("error=task exploder panicked: kaboom"),
+        "{log}"
+    );
+    // Nothing for the tasks that succeeded, and no WARN: the group was
+    // joined.
+    assert!(!log.contains("quiet"), "{log}");
+    assert!(!log.contains("WARN"), "{log}");
+
+    // Dropping a group with tasks not joined: one WARN event.
+    captured.0.lock().unwrap().clear();
+    let mut group: Group<(), &'static str> = Group::new();
+    group.spawn(std::future::pending()).await;
+    group.spawn(async { Ok(()) }).await;
+    drop(group);
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("WARN"), "{log}");
+    assert!(log.contains("tasks=2"), "{log}");
+    assert!(
+        log.contains("task group dropped before its tasks were joined"),
+        "{log}"
+    );
+    assert_eq!(log.lines().count(), 1, "{log}");
 }

@@ -1,9 +1,10 @@
 //! Torture test of `Group`: seeded random workloads of tasks with injected
 //! errors (~1%), panics (~0.1%) and slow tasks, spawned with `spawn` and
-//! `try_spawn` under random limits, and ended every way a group ends (`wait`,
-//! `wait_all`, `shutdown` with a grace period, `cancel`, drop). After every
-//! run each task is accounted for exactly once, the limit held, and no task
-//! outlived the group. A last test runs the three together: a group of
+//! `try_spawn` under random limits and either error policy, and ended every
+//! way a group ends (`join`, `shutdown` with a grace period, `cancel`, drop).
+//! After every run each task is accounted for exactly once — by the
+//! report's counts, its values and the errors of `join` alike — the limit
+//! held, and no task outlived the group. A last test runs the three together: a group of
 //! producers, each pushing items through a pipeline whose parallel stage
 //! sends them to a shared pool.
 //!
@@ -17,8 +18,8 @@ use std::time::Duration;
 
 use tokio::time::{sleep, timeout};
 use weir_core::pool::{JobError, Pool};
-use weir_core::{ErrorPolicy, Pipeline, PipelineError};
-use weir_group::{Group, GroupError};
+use weir_core::{Pipeline, PipelineError};
+use weir_group::{ErrorPolicy, Group, GroupError, GroupReport};
 
 /// Tasks spawned by the paused-time test, at least.
 const PAUSED_TARGET: u64 = 200_000;
@@ -76,9 +77,9 @@ enum Fault {
     Delay(u64),
     Error,
     Panic,
-    /// Sleeps long; stops early when the group's token is cancelled.
+    /// Sleeps long; stops early when the group's context is cancelled.
     SlowWatching,
-    /// Sleeps long and ignores the token: only an abort stops it.
+    /// Sleeps long and ignores the context: only an abort stops it.
     SlowDeaf,
 }
 
@@ -143,14 +144,14 @@ impl Drop for Running {
     }
 }
 
-/// Value of a task that saw the token and stopped early.
+/// Value of a task that saw the context cancelled and stopped early.
 const STOPPED: u64 = u64::MAX;
 
 /// The task for index `i`.
 async fn task(
     key: u64,
     i: u64,
-    token: tokio_util::sync::CancellationToken,
+    ctx: weir_context::Context,
     gauge: Arc<Gauge>,
 ) -> Result<u64, String> {
     let _running = Running::enter(&gauge);
@@ -161,7 +162,7 @@ async fn task(
         Fault::Panic => panic!("{INJECTED} in task {i}"),
         Fault::SlowWatching => {
             tokio::select! {
-                _ = token.cancelled() => return Ok(STOPPED),
+                _ = ctx.cancelled() => return Ok(STOPPED),
                 _ = sleep(Duration::from_secs(10)) => {}
             }
         }
@@ -175,10 +176,9 @@ async fn task(
 
 #[derive(Debug, Clone, Copy)]
 enum End {
-    WaitAll,
-    Wait,
+    Join,
     Shutdown(Duration),
-    /// `cancel()` after this many spawns, keep spawning, then `wait_all`.
+    /// `cancel()` after this many spawns, keep spawning, then `join`.
     CancelAfter(u64),
     /// Drop the group after this many spawns.
     DropAfter(u64),
@@ -189,7 +189,7 @@ struct Plan {
     key: u64,
     tasks: u64,
     limit: Option<usize>,
-    fail_fast: bool,
+    policy: ErrorPolicy,
     /// Percent of spawns done with `try_spawn` (joining one task to make
     /// room when it is refused).
     try_pct: u64,
@@ -200,8 +200,7 @@ impl Plan {
     fn random(rng: &mut Rng) -> Self {
         let tasks = rng.range(100, 3_000);
         let end = match rng.range(0, 10) {
-            0..4 => End::WaitAll,
-            4..6 => End::Wait,
+            0..6 => End::Join,
             6..8 => End::Shutdown(Duration::from_millis(rng.range(0, 3_000))),
             8 => End::CancelAfter(rng.range(0, tasks)),
             _ => End::DropAfter(rng.range(0, tasks)),
@@ -210,7 +209,11 @@ impl Plan {
             key: rng.next(),
             tasks,
             limit: rng.pct(70).then(|| rng.range(1, 65) as usize),
-            fail_fast: rng.pct(30),
+            policy: if rng.pct(30) {
+                ErrorPolicy::FailFast
+            } else {
+                ErrorPolicy::Continue
+            },
             try_pct: rng.range(0, 100),
             end,
         }
@@ -242,8 +245,8 @@ impl Tally {
                 assert!(error.starts_with("torture: injected error"), "{e}");
                 self.failed += 1;
             }
-            GroupError::Panicked { message, .. } => {
-                assert!(message.starts_with(INJECTED), "{e}");
+            GroupError::Panicked { panic, .. } => {
+                assert!(panic.message().starts_with(INJECTED), "{e}");
                 self.panicked += 1;
             }
             GroupError::Aborted { .. } => self.aborted += 1,
@@ -263,19 +266,51 @@ impl Tally {
     }
 }
 
+/// The report of `join`/`shutdown` agrees with the errors it came with and
+/// with what `join_next` took early.
+fn check_report(
+    report: &GroupReport<u64>,
+    errors: &[GroupError<String>],
+    early: &Tally,
+    plan: &Plan,
+) {
+    assert!(report.is_balanced(), "{plan:?}\n{report}");
+    let count = |f: fn(&GroupError<String>) -> bool| errors.iter().filter(|e| f(e)).count() as u64;
+    let late = (
+        count(GroupError::is_failed),
+        count(GroupError::is_panic),
+        count(GroupError::is_aborted),
+    );
+    assert_eq!(
+        (report.failed, report.panicked, report.aborted),
+        (
+            late.0 + early.failed,
+            late.1 + early.panicked,
+            late.2 + early.aborted
+        ),
+        "{plan:?}\n{report}"
+    );
+    assert_eq!(
+        report.succeeded,
+        report.values().count() as u64 + early.ok + early.stopped,
+        "{plan:?}\n{report}"
+    );
+}
+
 async fn run_one(plan: Plan) -> Tally {
     let before = alive();
     let bound = Duration::from_secs(3600);
     let gauge = Arc::new(Gauge::default());
-    let mut group: Group<u64, String> = Group::new().fail_fast(plan.fail_fast);
+    let mut builder = Group::builder().error_policy(plan.policy);
     if let Some(n) = plan.limit {
-        group = group.limit(n).unwrap();
+        builder = builder.limit(n);
     }
+    let mut group: Group<u64, String> = builder.build().unwrap();
     let mut rng = Rng::new(plan.key);
     let mut tally = Tally::default();
     // Results joined early (to make room for a refused try_spawn).
     let mut early = Tally::default();
-    let token = group.token().clone();
+    let ctx = group.context().clone();
     let spawning = timeout(bound, async {
         for i in 0..plan.tasks {
             match plan.end {
@@ -283,7 +318,7 @@ async fn run_one(plan: Plan) -> Tally {
                 End::DropAfter(k) if k == i => return false,
                 _ => {}
             }
-            let fut = task(plan.key, i, token.clone(), Arc::clone(&gauge));
+            let fut = task(plan.key, i, ctx.clone(), Arc::clone(&gauge));
             if rng.pct(plan.try_pct) {
                 let mut fut = fut;
                 loop {
@@ -332,38 +367,24 @@ async fn run_one(plan: Plan) -> Tally {
 
     let mut rest = Tally::default();
     let ended = timeout(bound, async {
-        match plan.end {
-            End::WaitAll | End::CancelAfter(_) => {
-                for r in group.wait_all().await {
-                    rest.result(r);
-                }
-            }
-            End::Wait => match group.wait().await {
-                Ok(values) => {
-                    for v in values {
-                        rest.result(Ok(v));
-                    }
-                }
-                Err(e) => {
-                    // Only the first failure comes back: the others are
-                    // counted by the gauge alone.
-                    rest.error(&e);
-                    assert!(!e.is_aborted(), "wait saw an abort: {e}");
-                    rest.spawned = u64::MAX; // marks "not exact"
-                }
-            },
-            End::Shutdown(grace) => {
-                let report = group.shutdown(grace).await;
-                for v in report.values {
-                    rest.result(Ok(v));
-                }
-                for e in &report.errors {
-                    assert!(!e.is_aborted(), "an abort among the errors: {e}");
-                    rest.error(e);
-                }
-                rest.aborted += report.aborted.len() as u64;
-            }
+        let joined = match plan.end {
+            End::Join | End::CancelAfter(_) => group.join().await,
+            End::Shutdown(grace) => group.shutdown(grace).await,
             End::DropAfter(_) => unreachable!(),
+        };
+        let (errors, report) = match joined {
+            Ok(report) => (Vec::new(), report),
+            Err(err) => {
+                let (errors, report) = err.into_parts();
+                (errors.into_vec(), report)
+            }
+        };
+        check_report(&report, &errors, &early, &plan);
+        for v in report.values() {
+            rest.result(Ok(*v));
+        }
+        for e in &errors {
+            rest.error(e);
         }
     })
     .await;
@@ -381,48 +402,45 @@ async fn run_one(plan: Plan) -> Tally {
         );
     }
 
-    let exact = rest.spawned != u64::MAX;
-    rest.spawned = 0;
     tally.add(&early);
     tally.add(&rest);
-    if exact {
-        assert_eq!(
-            tally.accounted(),
-            tally.spawned,
-            "a task is missing or counted twice: {plan:?}\n{tally:?}"
-        );
-        // Count what the plan says, for the tasks that were spawned.
-        let mut planned = [0u64; 2];
-        for i in 0..tally.spawned {
-            match fault(plan.key, i) {
-                Fault::Error => planned[0] += 1,
-                Fault::Panic => planned[1] += 1,
-                _ => {}
-            }
+    assert_eq!(
+        tally.accounted(),
+        tally.spawned,
+        "a task is missing or counted twice: {plan:?}\n{tally:?}"
+    );
+    // Count what the plan says, for the tasks that were spawned.
+    let mut planned = [0u64; 2];
+    for i in 0..tally.spawned {
+        match fault(plan.key, i) {
+            Fault::Error => planned[0] += 1,
+            Fault::Panic => planned[1] += 1,
+            _ => {}
         }
-        // An aborted task may have been one that would have failed.
-        assert!(
-            tally.failed <= planned[0] && tally.panicked <= planned[1],
+    }
+    // An aborted task may have been one that would have failed.
+    assert!(
+        tally.failed <= planned[0] && tally.panicked <= planned[1],
+        "{plan:?}\n{tally:?}"
+    );
+    if matches!(plan.end, End::Join) && plan.policy == ErrorPolicy::Continue {
+        // Nothing cancelled: every task ran its course.
+        assert_eq!(
+            [tally.failed, tally.panicked],
+            planned,
             "{plan:?}\n{tally:?}"
         );
-        if matches!(plan.end, End::WaitAll) && !plan.fail_fast {
-            assert_eq!(
-                [tally.failed, tally.panicked],
-                planned,
-                "{plan:?}\n{tally:?}"
-            );
-            assert_eq!(
-                (tally.stopped, tally.aborted),
-                (0, 0),
-                "{plan:?}\n{tally:?}"
-            );
-        }
-        if !matches!(plan.end, End::Shutdown(_)) {
-            assert_eq!(
-                tally.aborted, 0,
-                "only shutdown aborts: {plan:?}\n{tally:?}"
-            );
-        }
+        assert_eq!(
+            (tally.stopped, tally.aborted),
+            (0, 0),
+            "{plan:?}\n{tally:?}"
+        );
+    }
+    if !matches!(plan.end, End::Shutdown(_)) {
+        assert_eq!(
+            tally.aborted, 0,
+            "only shutdown aborts: {plan:?}\n{tally:?}"
+        );
     }
     tally
 }
@@ -440,7 +458,7 @@ async fn group_torture_paused() {
     }
     println!(
         "group_torture_paused: seed {seed}: {runs} runs, {} tasks spawned; {} ok, {} stopped by \
-         the token, {} failed, {} panicked, {} aborted; unaccounted 0, leaked tasks 0",
+         the context, {} failed, {} panicked, {} aborted; unaccounted 0, leaked tasks 0",
         t.spawned, t.ok, t.stopped, t.failed, t.panicked, t.aborted
     );
     assert!(
@@ -489,7 +507,7 @@ async fn group_pipeline_pool_together() {
     }
 
     let mut rng = Rng::new(seed);
-    let mut group: Group<Produced, String> = Group::new().limit(4).unwrap();
+    let mut group: Group<Produced, String> = Group::builder().limit(4).build().unwrap();
     let mut start = 0u64;
     let mut producers = 0u64;
     while start < COMBINED_TARGET {
@@ -542,7 +560,8 @@ async fn group_pipeline_pool_together() {
                 }
                 let report = handle.report();
                 match handle.join().await {
-                    Ok(_) | Err(PipelineError::Stopped(_)) => {}
+                    Ok(_) => {}
+                    Err(e) if matches!(e.error(), PipelineError::Stopped(_)) => {}
                     Err(e) => return Err(e.to_string()),
                 }
                 assert!(report.is_balanced(), "{report:#?}");
@@ -557,13 +576,14 @@ async fn group_pipeline_pool_together() {
             })
             .await;
     }
-    let results = timeout(Duration::from_secs(120), group.wait_all())
+    let report = timeout(Duration::from_secs(120), group.join())
         .await
-        .unwrap_or_else(|_| panic!("the group never ended: {:?}", pool.report()));
-    assert_eq!(results.len() as u64, producers);
+        .unwrap_or_else(|_| panic!("the group never ended: {:?}", pool.report()))
+        .unwrap();
+    assert_eq!(report.spawned, producers);
+    assert!(report.is_balanced());
     let mut total = Produced::default();
-    for r in results {
-        let p = r.unwrap();
+    for p in report.into_values() {
         total.pushed += p.pushed;
         total.delivered += p.delivered;
         total.failed += p.failed;

@@ -28,8 +28,7 @@
 //! for x in squares {
 //!     group.spawn(async move { anyhow::Ok(x + 1) }).await;
 //! }
-//! let mut plus_one = group.wait().await?;
-//! plus_one.sort();
+//! let plus_one = group.join().await?.into_values_ordered();
 //! assert_eq!(plus_one, [2, 5, 10, 17]);
 //! # Ok(())
 //! # }
