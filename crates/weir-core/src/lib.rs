@@ -14,6 +14,7 @@
 //! | graceful shutdown | [`Shutdown`] |
 //! | weighted semaphore (Go's `x/sync/semaphore`) | [`Semaphore`], [`WeightedPermit`] |
 //! | duplicate call suppression (Go's `x/sync/singleflight`) | [`Singleflight`] |
+//! | adaptive concurrency limit (Netflix's `concurrency-limits`) | [`AdaptiveLimit`], [`Aimd`], [`Gradient`]; `AdaptiveLimitLayer` (feature `tower`) |
 //! | cancellation with a cause and a deadline | [`Context`], [`Cause`] |
 //!
 //! Every construct is cancellable (a `CancellationToken` or a [`Context`]),
@@ -53,6 +54,17 @@ pub mod semaphore;
 pub mod singleflight;
 pub use semaphore::{Semaphore, SemaphoreError, WeightedAcquire, WeightedPermit};
 pub use singleflight::{Flight, Singleflight, SingleflightCall, SingleflightError};
+// --- adaptive concurrency limit, retry (issue 21) ---
+pub mod adaptive;
+#[cfg(feature = "tower")]
+pub use adaptive::tower::{
+    AdaptiveLimitFuture, AdaptiveLimitLayer, AdaptiveLimitNotReady, AdaptiveLimitService,
+    ClassifyOutcome, DropOnError,
+};
+pub use adaptive::{
+    AdaptiveAcquire, AdaptiveLimit, AdaptiveLimitBuilder, AdaptiveLimitError, AdaptiveLimitStats,
+    AdaptivePermit, Aimd, Gradient, LimitAlgorithm, LimitOutcome,
+};
 
 pub use pipeline::{
     EmitError, Emitter, ErrorStream, ItemStream, Pipeline, PipelineError, PipelineHandle,

@@ -1,0 +1,64 @@
+//! Every move of an adaptive limit is one DEBUG event with the limit's
+//! name, the algorithm, the old and new values and the reason; nothing is
+//! logged when it does not move. Alone in its own test binary: tracing's
+//! per-callsite interest cache is global, so a thread-local subscriber is
+//! only reliable when no other test thread touches the same callsites.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::advance;
+use tracing_subscriber::layer::SubscriberExt;
+use weir_core::{AdaptiveLimit, Aimd};
+
+/// Captures every event as `LEVEL field=value ...`.
+#[derive(Clone, Default)]
+struct Events(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={:?}", field.name(), value));
+            }
+        }
+        let mut fields = Fields(event.metadata().level().to_string());
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_move_is_one_debug_event_with_old_and_new() {
+    let events = Events::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
+    let limit = AdaptiveLimit::builder()
+        .name("db")
+        .aimd(Aimd::new().backoff(0.5))
+        .initial(4)
+        .window(Duration::from_millis(1))
+        .window_samples(1)
+        .build()
+        .unwrap();
+    let p = limit.try_acquire().unwrap();
+    advance(Duration::from_millis(1)).await;
+    p.dropped(); // a window with a drop: 4 → 2
+    let p = limit.try_acquire().unwrap();
+    advance(Duration::from_millis(1)).await;
+    p.success(); // 1 of 2 in flight, not full: no move, no event
+    let (a, b) = (limit.try_acquire().unwrap(), limit.try_acquire().unwrap());
+    advance(Duration::from_millis(1)).await;
+    a.success(); // full: 2 → 3
+    b.success(); // admitted in the window that just closed: not a sample
+    assert_eq!(
+        *events.0.lock().unwrap(),
+        [
+            "DEBUG message=adaptive limit moved name=db algorithm=\"aimd\" old=4 new=2 reason=\"drop\"",
+            "DEBUG message=adaptive limit moved name=db algorithm=\"aimd\" old=2 new=3 reason=\"increase\"",
+        ]
+    );
+    assert_eq!(limit.stats().adjustments, 2);
+}
