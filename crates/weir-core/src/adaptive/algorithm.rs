@@ -15,7 +15,7 @@ use super::window::Summary;
 ///
 /// - **decrease**: when the window saw a drop ([`LimitOutcome::Dropped`](super::LimitOutcome::Dropped))
 ///   or its mean latency was above [`latency_threshold`](Self::latency_threshold),
-///   the limit is multiplied by [`backoff`](Self::backoff);
+///   the limit is multiplied by [`backoff`](Self::backoff) (0.75);
 /// - **increase**: otherwise, when the window was fully used (as many jobs
 ///   in flight as the limit allowed, at some moment), the limit grows by
 ///   [`increase`](Self::increase);
@@ -56,11 +56,11 @@ impl Default for Aimd {
 }
 
 impl Aimd {
-    /// Increase by 1, back off by 0.9, no latency threshold (drops only).
+    /// Increase by 1, back off by 0.75, no latency threshold (drops only).
     pub fn new() -> Self {
         Self {
             increase: 1,
-            backoff: 0.9,
+            backoff: 0.75,
             latency_threshold: None,
         }
     }
@@ -74,8 +74,11 @@ impl Aimd {
     }
 
     /// What the limit is multiplied by after a window with a drop or a slow
-    /// mean latency (default 0.9, as Netflix's; TCP uses 0.5). Checked at
-    /// `build()`: strictly between 0 and 1.
+    /// mean latency (default 0.75). Netflix's `AIMDLimit` backs off by 0.9
+    /// at every dropped *request*, several times per round trip under
+    /// overload; weir decides once a window (about one round trip), so its
+    /// step is larger. TCP uses 0.5, which saws far below the capacity.
+    /// Checked at `build()`: strictly between 0 and 1.
     pub fn backoff(mut self, ratio: f64) -> Self {
         self.backoff = ratio;
         self
@@ -113,19 +116,30 @@ impl Aimd {
 /// `baseline` the unloaded latency (below):
 ///
 /// ```text
-/// gradient = clamp(tolerance × baseline / short, 0.5, tolerance)   (0.5 after a drop)
-/// limit    = limit × (1 − smoothing) + limit × gradient × smoothing
+/// gradient = clamp(tolerance × baseline / short, 0.5, tolerance)
+///
+/// gradient < 1:  limit × gradient                             a fall takes effect at once
+/// gradient ≥ 1:  limit × (1 + smoothing × (gradient − 1))     growth is smoothed
+///                limit × gradient                             ... except in the slow start
+/// a drop:        limit × 0.9
 /// ```
 ///
 /// While the latency stays near the baseline the gradient is above 1 and the
-/// limit grows (by 4% a window with the defaults); once jobs queue up behind
-/// the resource the latency rises, and past `tolerance × baseline` the
-/// gradient falls below 1 and the limit shrinks (by 10% a window at most).
-/// The limit comes to rest where the latency is `tolerance` times the
-/// unloaded latency: the tolerance is the queue the limit allows in front
-/// of the resource. A window in which fewer than half the allowed jobs were
-/// in flight changes nothing (the caller, not the resource, was the
-/// bottleneck).
+/// limit grows: by 20% a window in the *slow start* (until the first fall,
+/// as TCP's), by 4% a window after it (the defaults). Once jobs queue up
+/// behind the resource the latency rises; past `tolerance × baseline` the
+/// gradient falls below 1 and the limit with it, by half at most in one
+/// window. The limit comes to rest where the latency is `tolerance` times
+/// the unloaded latency: the tolerance is the queue the limit allows in
+/// front of the resource. A window in which fewer than half the allowed
+/// jobs were in flight changes nothing (the caller, not the resource, was
+/// the bottleneck).
+///
+/// Netflix's `Gradient2Limit` updates at every sample and smooths both
+/// directions; weir's updates once a window (so one noisy job moves
+/// nothing), which is why a fall is not smoothed: a resource whose capacity
+/// halved is overloaded until the limit follows, and a window lasts about
+/// one (overloaded) job latency.
 ///
 /// Gradient2 adds a fixed or `√limit` queue allowance to each step instead;
 /// at small limits that term outweighs the gradient and the limit rests far
@@ -197,8 +211,9 @@ impl Gradient {
         self
     }
 
-    /// How far one window moves the limit towards its target (default 0.2).
-    /// Checked at `build()`: above 0, at most 1.
+    /// How much of the gradient's growth one window takes after the slow
+    /// start (default 0.2: +4% a window at a tolerance of 1.2). Falls are
+    /// not smoothed. Checked at `build()`: above 0, at most 1.
     pub fn smoothing(mut self, ratio: f64) -> Self {
         self.smoothing = ratio;
         self
@@ -300,6 +315,9 @@ fn check_ratio(construct: &str, setting: &'static str, r: f64) -> Result<(), Con
     }
 }
 
+/// What the gradient multiplies the limit by after a window with a drop.
+const DROP_BACKOFF: f64 = 0.9;
+
 /// Why the limit moved: the `reason` field of the tracing event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Reason {
@@ -337,6 +355,8 @@ pub(super) struct GradientState {
     windows_since_probe: u32,
     /// While a probe window runs: the estimate to go back to.
     probing: Option<f64>,
+    /// Until the first fall, growth takes the whole gradient.
+    slow_start: bool,
 }
 
 impl Algo {
@@ -348,6 +368,7 @@ impl Algo {
                 baseline: None,
                 windows_since_probe: 0,
                 probing: None,
+                slow_start: true,
             }),
         }
     }
@@ -418,25 +439,28 @@ impl GradientState {
             self.probing = Some(estimate);
             return (estimate / 2.0, Some(Reason::Probe));
         }
+        if w.drops > 0 {
+            self.slow_start = false;
+            return (estimate * DROP_BACKOFF, Some(Reason::Drop));
+        }
         let tolerance = self.settings.tolerance;
-        let gradient = match (w.drops, short, self.baseline) {
-            (0, Some(short), Some(base)) if short > base => {
+        let gradient = match (short, self.baseline) {
+            (Some(short), Some(base)) if short > base => {
                 (tolerance * base / short).clamp(0.5, tolerance)
             }
-            // No queueing to be seen (or nothing measured yet): grow.
-            (0, _, _) => tolerance,
-            _ => 0.5,
+            // No queueing to be seen: grow.
+            _ => tolerance,
         };
-        let s = self.settings.smoothing;
-        let next = estimate * (1.0 - s) + estimate * gradient * s;
-        let reason = if w.drops > 0 {
-            Reason::Drop
-        } else if next < estimate {
-            Reason::Decrease
+        if gradient < 1.0 {
+            self.slow_start = false;
+            return (estimate * gradient, Some(Reason::Decrease));
+        }
+        let next = if self.slow_start {
+            estimate * gradient
         } else {
-            Reason::Increase
+            estimate * (1.0 + self.settings.smoothing * (gradient - 1.0))
         };
-        (next, Some(reason))
+        (next, Some(Reason::Increase))
     }
 }
 
@@ -464,11 +488,11 @@ mod tests {
         assert_eq!(aimd(&a, 10.0, 10, &window(Some(50), 0, 9)), (10.0, None));
         assert_eq!(
             aimd(&a, 10.0, 10, &window(Some(150), 0, 10)),
-            (9.0, Some(Reason::Decrease))
+            (7.5, Some(Reason::Decrease))
         );
         assert_eq!(
             aimd(&a, 10.0, 10, &window(None, 1, 1)),
-            (9.0, Some(Reason::Drop))
+            (7.5, Some(Reason::Drop))
         );
         // Without a threshold latency says nothing.
         let a = Aimd::new();
@@ -482,22 +506,27 @@ mod tests {
     fn gradient_shrinks_when_latency_rises_and_grows_when_it_does_not() {
         let mut g = Algo::new(Gradient::new().into());
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        // The slow start: the whole gradient.
         let (up, why) = g.update(16.0, 16, &window(Some(100), 0, 16));
         assert_eq!(why, Some(Reason::Increase));
-        assert!(close(up, 16.0 * (0.8 + 0.2 * 1.2)), "{up}");
+        assert!(close(up, 16.0 * 1.2), "{up}");
         // 1.2 × the baseline: the resting point.
         let (same, _) = g.update(16.0, 16, &window(Some(120), 0, 16));
         assert!(close(same, 16.0), "{same}");
-        // Twice the baseline: gradient 1.2 / 2 = 0.6.
+        // Twice the baseline: gradient 1.2 / 2 = 0.6, at once; the slow
+        // start is over.
         let (down, why) = g.update(16.0, 16, &window(Some(200), 0, 16));
         assert_eq!(why, Some(Reason::Decrease));
-        assert!(close(down, 16.0 * (0.8 + 0.2 * 0.6)), "{down}");
+        assert!(close(down, 16.0 * 0.6), "{down}");
+        // Smoothed growth now: 1 + 0.2 × 0.2.
+        let (up, _) = g.update(16.0, 16, &window(Some(100), 0, 16));
+        assert!(close(up, 16.0 * 1.04), "{up}");
         // Ten times: the gradient stops at 0.5.
         let (floor, _) = g.update(16.0, 16, &window(Some(1000), 0, 16));
-        assert!(close(floor, 16.0 * 0.9), "{floor}");
+        assert!(close(floor, 8.0), "{floor}");
         // App-limited: no change.
         assert_eq!(g.update(16.0, 16, &window(Some(500), 0, 7)), (16.0, None));
-        // A drop: gradient 0.5.
+        // A drop: × 0.9.
         let (dropped, why) = g.update(16.0, 16, &window(None, 3, 2));
         assert_eq!(why, Some(Reason::Drop));
         assert!(close(dropped, 16.0 * 0.9));

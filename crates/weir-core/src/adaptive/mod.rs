@@ -11,7 +11,7 @@
 //! [`ignore`](AdaptivePermit::ignore). At the end of each measuring window
 //! the algorithm moves the limit:
 //!
-//! - [`Aimd`]: +1 after a fully used window, ×0.9 after a drop or a window
+//! - [`Aimd`]: +1 after a fully used window, ×0.75 after a drop or a window
 //!   slower than a latency threshold you give;
 //! - [`Gradient`] (the default): follows the ratio of the unloaded latency
 //!   (probed) to the latency now, so it needs no threshold.
