@@ -15,6 +15,7 @@
 //! | weighted semaphore (Go's `x/sync/semaphore`) | [`Semaphore`], [`WeightedPermit`] |
 //! | duplicate call suppression (Go's `x/sync/singleflight`) | [`Singleflight`] |
 //! | adaptive concurrency limit (Netflix's `concurrency-limits`) | [`AdaptiveLimit`], [`Aimd`], [`Gradient`]; `AdaptiveLimitLayer` (feature `tower`) |
+//! | retry with backoff, jitter and a budget | [`retry()`], [`RetryPolicy`], [`RetryBudget`] |
 //! | cancellation with a cause and a deadline | [`Context`], [`Cause`] |
 //!
 //! Every construct is cancellable (a `CancellationToken` or a [`Context`]),
@@ -56,6 +57,7 @@ pub use semaphore::{Semaphore, SemaphoreError, WeightedAcquire, WeightedPermit};
 pub use singleflight::{Flight, Singleflight, SingleflightCall, SingleflightError};
 // --- adaptive concurrency limit, retry (issue 21) ---
 pub mod adaptive;
+pub mod retry;
 #[cfg(feature = "tower")]
 pub use adaptive::tower::{
     AdaptiveLimitFuture, AdaptiveLimitLayer, AdaptiveLimitNotReady, AdaptiveLimitService,
@@ -64,6 +66,10 @@ pub use adaptive::tower::{
 pub use adaptive::{
     AdaptiveAcquire, AdaptiveLimit, AdaptiveLimitBuilder, AdaptiveLimitError, AdaptiveLimitStats,
     AdaptivePermit, Aimd, Gradient, LimitAlgorithm, LimitOutcome,
+};
+pub use retry::{
+    GiveUpReason, Jitter, RetryBudget, RetryBudgetBuilder, RetryCall, RetryCallWithReport,
+    RetryError, RetryPolicy, RetryPolicyBuilder, RetryReport, RetryStats, retry,
 };
 
 pub use pipeline::{
