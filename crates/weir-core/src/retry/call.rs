@@ -142,10 +142,12 @@ where
                     }
                     Poll::Ready(Err(error)) => match next(&mut this, &error) {
                         Next::Retry(delay) => {
+                            // `{:#}`: an anyhow::Error shows its whole chain
+                            // (Display, never Debug: no backtrace).
                             tracing::debug!(
                                 attempt = this.report.attempts,
                                 delay = ?delay,
-                                error = %error,
+                                error = %format_args!("{error:#}"),
                                 "attempt failed; retrying"
                             );
                             *this.last_error = Some(error);

@@ -71,7 +71,8 @@
 //! - Dropping the future drops the attempt in progress; the call counts as
 //!   `abandoned` in the policy's stats.
 //! - Each retry is one `DEBUG` event (attempt, delay, the error in
-//!   `Display` form); giving up logs nothing, since the error is returned.
+//!   `Display` form, `{:#}` so an `anyhow::Error` shows its chain); giving
+//!   up logs nothing, since the error is returned.
 //! - Bad settings are a [`ConfigError`](crate::ConfigError) from `build()`;
 //!   nothing here panics on any setting.
 //!

@@ -1,8 +1,12 @@
-//! Every move of an adaptive limit is one DEBUG event with the limit's
-//! name, the algorithm, the old and new values and the reason; nothing is
-//! logged when it does not move. Alone in its own test binary: tracing's
-//! per-callsite interest cache is global, so a thread-local subscriber is
-//! only reliable when no other test thread touches the same callsites.
+//! The events of the adaptive limit and of retry. Every move of an
+//! adaptive limit is one DEBUG event with the limit's name, the algorithm,
+//! the old and new values and the reason; nothing is logged when it does
+//! not move. Every retry is one DEBUG event with the attempt, the delay and
+//! the error in Display form; giving up logs nothing (the error is
+//! returned). In their own test binary: tracing's per-callsite interest
+//! cache is global, so a thread-local subscriber is only reliable when no
+//! other test thread touches the same callsites (each test here touches its
+//! own).
 #![allow(clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
@@ -10,7 +14,7 @@ use std::time::Duration;
 
 use tokio::time::advance;
 use tracing_subscriber::layer::SubscriberExt;
-use weir_core::{AdaptiveLimit, Aimd};
+use weir_core::{AdaptiveLimit, Aimd, Jitter, RetryPolicy, retry};
 
 /// Captures every event as `LEVEL field=value ...`.
 #[derive(Clone, Default)]
@@ -61,4 +65,33 @@ async fn every_move_is_one_debug_event_with_old_and_new() {
         ]
     );
     assert_eq!(limit.stats().adjustments, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_retry_is_one_debug_event_and_giving_up_logs_nothing() {
+    let events = Events::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
+    let policy = RetryPolicy::builder()
+        .base(Duration::from_millis(100))
+        .jitter(Jitter::None)
+        .max_attempts(3)
+        .build()
+        .unwrap();
+    let mut n = 0;
+    let err = retry(&policy, || {
+        n += 1;
+        let attempt = n;
+        async move { Err::<(), _>(anyhow::anyhow!("boom {attempt}").context("fetch failed")) }
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(err.attempts(), 3);
+    assert_eq!(
+        *events.0.lock().unwrap(),
+        [
+            "DEBUG message=attempt failed; retrying attempt=1 delay=100ms error=fetch failed: boom 1",
+            "DEBUG message=attempt failed; retrying attempt=2 delay=200ms error=fetch failed: boom 2",
+        ]
+    );
 }
