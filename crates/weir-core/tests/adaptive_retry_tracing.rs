@@ -47,16 +47,20 @@ async fn every_move_is_one_debug_event_with_old_and_new() {
         .window_samples(1)
         .build()
         .unwrap();
-    let p = limit.try_acquire().unwrap();
+    // A window closes on a verdict per slot: four drops, 4 → 2.
+    let held: Vec<_> = (0..4).map(|_| limit.try_acquire().unwrap()).collect();
     advance(Duration::from_millis(1)).await;
-    p.dropped(); // a window with a drop: 4 → 2
-    let p = limit.try_acquire().unwrap();
+    held.into_iter().for_each(|p| p.dropped());
+    // One at a time, twice: a window that was never full: no move, no event.
+    for _ in 0..2 {
+        let p = limit.try_acquire().unwrap();
+        advance(Duration::from_millis(1)).await;
+        p.success();
+    }
+    // Both slots busy: full, 2 → 3.
+    let held: Vec<_> = (0..2).map(|_| limit.try_acquire().unwrap()).collect();
     advance(Duration::from_millis(1)).await;
-    p.success(); // 1 of 2 in flight, not full: no move, no event
-    let (a, b) = (limit.try_acquire().unwrap(), limit.try_acquire().unwrap());
-    advance(Duration::from_millis(1)).await;
-    a.success(); // full: 2 → 3
-    b.success(); // admitted in the window that just closed: not a sample
+    held.into_iter().for_each(|p| p.success());
     assert_eq!(
         *events.0.lock().unwrap(),
         [

@@ -387,6 +387,24 @@ impl Algo {
         }
     }
 
+    /// Whether a window's verdicts so far already call for a fall: a drop,
+    /// or a mean latency past the threshold (AIMD) or past `tolerance ×
+    /// baseline` (gradient).
+    pub(super) fn overloaded(&self, w: &Summary) -> bool {
+        if w.drops > 0 {
+            return true;
+        }
+        let Some(mean) = w.mean else {
+            return false;
+        };
+        match self {
+            Self::Aimd(a) => a.latency_threshold.is_some_and(|t| mean > t),
+            Self::Gradient(g) => g
+                .baseline
+                .is_some_and(|b| mean.as_secs_f64() > g.settings.tolerance * b),
+        }
+    }
+
     /// The baseline latency, for the stats (`None` for AIMD and before the
     /// first window).
     pub(super) fn baseline(&self) -> Option<Duration> {
@@ -530,6 +548,25 @@ mod tests {
         let (dropped, why) = g.update(16.0, 16, &window(None, 3, 2));
         assert_eq!(why, Some(Reason::Drop));
         assert!(close(dropped, 16.0 * 0.9));
+    }
+
+    #[test]
+    fn overload_is_a_drop_or_a_latency_past_the_line() {
+        let a = Algo::new(
+            Aimd::new()
+                .latency_threshold(Duration::from_millis(100))
+                .into(),
+        );
+        assert!(a.overloaded(&window(Some(101), 0, 1)));
+        assert!(!a.overloaded(&window(Some(100), 0, 1)));
+        assert!(a.overloaded(&window(None, 1, 1)));
+        assert!(!Algo::new(Aimd::new().into()).overloaded(&window(Some(9_000), 0, 1)));
+        let mut g = Algo::new(Gradient::new().into());
+        // No baseline yet: nothing to compare with.
+        assert!(!g.overloaded(&window(Some(500), 0, 10)));
+        g.update(10.0, 10, &window(Some(100), 0, 10));
+        assert!(!g.overloaded(&window(Some(120), 0, 10)));
+        assert!(g.overloaded(&window(Some(121), 0, 10)));
     }
 
     #[test]

@@ -97,18 +97,22 @@ impl AdaptiveLimitBuilder {
     }
 
     /// The shortest measuring window (default 10 ms). The limit moves at
-    /// most once a window; a window closes when it has lasted this long
-    /// *and* holds [`window_samples`](Self::window_samples) verdicts of jobs
-    /// that started inside it, so under load it lasts about one job
-    /// latency. Checked at `build()`: not zero, at most an hour.
+    /// most once a window. A window closes when it has lasted this long and
+    /// holds enough verdicts of jobs admitted under the limit in force:
+    /// one per slot (the limit), or only
+    /// [`window_samples`](Self::window_samples) when they already show
+    /// overload. Under load a window lasts about one job latency. Checked
+    /// at `build()`: not zero, at most an hour.
     pub fn window(mut self, min_duration: Duration) -> Self {
         self.window = min_duration;
         self
     }
 
     /// The fewest verdicts (successes and drops) a window needs before it
-    /// closes (default 20). Checked at `build()`: at least 1, at most
-    /// 1,048,576.
+    /// closes (default 20): enough for a mean latency to mean something.
+    /// A window whose verdicts so far look fine waits for one per slot
+    /// instead, since the first to come back are the quickest. Checked at
+    /// `build()`: at least 1, at most 1,048,576.
     pub fn window_samples(mut self, n: u64) -> Self {
         self.window_samples = n;
         self

@@ -232,8 +232,8 @@ impl AdaptiveLimit {
     }
 
     fn admit(&self, permit: OwnedSemaphorePermit) -> AdaptivePermit {
-        let window = self.lock().admitted();
-        AdaptivePermit::new(self.clone(), permit, window)
+        let epoch = self.lock().admitted();
+        AdaptivePermit::new(self.clone(), permit, epoch)
     }
 
     fn note_stopped(&self) {
@@ -244,12 +244,12 @@ impl AdaptiveLimit {
         &self,
         permit: OwnedSemaphorePermit,
         started: Instant,
-        window: Option<u64>,
+        epoch: Option<u64>,
         verdict: Verdict,
     ) {
         let change = {
             let mut state = self.lock();
-            let change = state.finished(&self.inner.sem, permit, started, window, verdict);
+            let change = state.finished(&self.inner.sem, permit, started, epoch, verdict);
             if let Some(c) = change {
                 self.inner.watch.send_replace(c.new);
             }

@@ -44,21 +44,21 @@ pub struct AdaptivePermit {
     limit: AdaptiveLimit,
     permit: Option<OwnedSemaphorePermit>,
     started: Instant,
-    /// The measuring window it was admitted in.
-    window: Option<u64>,
+    /// The limit's epoch when it was admitted (`None`: it counts nowhere).
+    epoch: Option<u64>,
 }
 
 impl AdaptivePermit {
     pub(super) fn new(
         limit: AdaptiveLimit,
         permit: OwnedSemaphorePermit,
-        window: Option<u64>,
+        epoch: Option<u64>,
     ) -> Self {
         Self {
             limit,
             permit: Some(permit),
             started: Instant::now(),
-            window,
+            epoch,
         }
     }
 
@@ -97,7 +97,7 @@ impl AdaptivePermit {
     fn end(&mut self, verdict: Verdict) {
         if let Some(permit) = self.permit.take() {
             self.limit
-                .finished(permit, self.started, self.window, verdict);
+                .finished(permit, self.started, self.epoch, verdict);
         }
     }
 }

@@ -62,9 +62,9 @@ pub(super) struct State {
     /// Invariant: free permits + `in_flight` = `limit` + `debt`.
     debt: usize,
     window: Window,
-    /// The open window's number: a permit counts in the window it was
-    /// admitted in, and only there.
-    window_id: u64,
+    /// How many times the limit moved: a job counts as a sample only if
+    /// the limit has not moved since it was admitted.
+    epoch: u64,
     min_seen: usize,
     max_seen: usize,
     last_mean: Option<Duration>,
@@ -81,7 +81,7 @@ impl State {
             in_flight: 0,
             debt: 0,
             window: Window::new(Instant::now(), 0),
-            window_id: 0,
+            epoch: 0,
             min_seen: initial,
             max_seen: initial,
             last_mean: None,
@@ -98,17 +98,19 @@ impl State {
     }
 
     /// A job was admitted (its permit taken from the semaphore); returns
-    /// the number of the window it counts in, if any.
+    /// the limit's epoch, which the job's verdict must match to count.
     ///
-    /// A job admitted while more jobs than the limit are in flight counts in
-    /// no window: tokio hands a freed permit to a waiter at once, but the
-    /// waiter is admitted here only when it next runs, so after a fall of
-    /// the limit such a job was let in under the old one.
+    /// A job admitted under one limit says nothing about the next: counting
+    /// it would make one overload answer for two windows (a double
+    /// back-off). A job admitted while more jobs than the limit are in
+    /// flight counts nowhere either: tokio hands a freed permit to a waiter
+    /// at once, but the waiter is admitted here only when it next runs, so
+    /// after a fall of the limit such a job was let in under the old one.
     pub(super) fn admitted(&mut self) -> Option<u64> {
         self.in_flight += 1;
         self.counters.accepted += 1;
         self.window.saw_in_flight(self.in_flight);
-        (self.in_flight <= self.limit).then_some(self.window_id)
+        (self.in_flight <= self.limit).then_some(self.epoch)
     }
 
     pub(super) fn rejected(&mut self) {
@@ -127,7 +129,7 @@ impl State {
         sem: &Semaphore,
         permit: OwnedSemaphorePermit,
         started: Instant,
-        window: Option<u64>,
+        epoch: Option<u64>,
         outcome: Verdict,
     ) -> Option<Change> {
         self.in_flight = self.in_flight.saturating_sub(1);
@@ -138,7 +140,7 @@ impl State {
             drop(permit);
         }
         let now = Instant::now();
-        let counts = window == Some(self.window_id);
+        let counts = epoch == Some(self.epoch);
         match outcome {
             Verdict::Given(LimitOutcome::Success) => {
                 self.counters.succeeded += 1;
@@ -155,13 +157,28 @@ impl State {
             Verdict::Given(LimitOutcome::Ignored) => self.counters.ignored += 1,
             Verdict::Abandoned => self.counters.abandoned += 1,
         }
-        if !self
-            .window
-            .is_ready(now, self.settings.window, self.settings.window_samples)
-        {
+        if !self.window_ready(now) {
             return None;
         }
         self.close_window(sem, now)
+    }
+
+    /// Whether the open window has seen enough to decide on.
+    ///
+    /// The first verdicts of a window are its quickest jobs (the ones that
+    /// met the least queueing), so good news is trusted only once there is
+    /// a verdict per slot, while bad news is acted on as soon as there are
+    /// `window_samples` verdicts: the rest can only be slower.
+    fn window_ready(&self, now: Instant) -> bool {
+        let s = &self.settings;
+        if !self.window.lasted(now, s.window) {
+            return false;
+        }
+        let verdicts = self.window.verdicts();
+        if verdicts >= s.window_samples.max(self.limit as u64) {
+            return true;
+        }
+        verdicts >= s.window_samples && self.algo.overloaded(&self.window.summary())
     }
 
     fn close_window(&mut self, sem: &Semaphore, now: Instant) -> Option<Change> {
@@ -171,8 +188,18 @@ impl State {
             self.last_mean = summary.mean;
         }
         let (next, reason) = self.algo.update(self.estimate, self.limit, &summary);
+        if std::env::var("WEIR_DEBUG_WINDOWS").is_ok() {
+            eprintln!(
+                "{:?} limit {} in_flight {} {:?} -> {next:.1} {reason:?} base {:?}",
+                now,
+                self.limit,
+                self.in_flight,
+                summary,
+                self.algo.baseline()
+            );
+        }
+
         self.window = Window::new(now, self.in_flight);
-        self.window_id += 1;
         let reason = reason?;
         self.set_estimate(sem, next, reason)
     }
@@ -202,6 +229,7 @@ impl State {
             self.debt += cut - retired;
         }
         self.limit = new;
+        self.epoch += 1;
         self.counters.adjustments += 1;
         self.min_seen = self.min_seen.min(new);
         self.max_seen = self.max_seen.max(new);

@@ -190,12 +190,9 @@ async fn a_falling_limit_waits_for_running_jobs_to_end() {
         .window_samples(1)
         .build()
         .unwrap();
-    let mut held: Vec<_> = Vec::new();
-    for _ in 0..8 {
-        held.push(limit.try_acquire().unwrap());
-    }
+    let mut held: Vec<_> = (0..8).map(|_| limit.try_acquire().unwrap()).collect();
     advance(Duration::from_millis(2)).await;
-    // One drop closes a window: 8 → 4, with 7 still running.
+    // Bad news needs no full window: one drop, 8 → 4, with 7 still running.
     held.pop().unwrap().dropped();
     assert_eq!((limit.limit(), limit.in_flight()), (4, 7));
     assert!(limit.balanced());
@@ -218,26 +215,37 @@ async fn a_falling_limit_waits_for_running_jobs_to_end() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn stale_jobs_do_not_count_in_a_new_window() {
-    // A job admitted before a window opened is not a sample of it: here a
-    // slow job that started before a quick window must not back it off.
+async fn jobs_admitted_under_an_earlier_limit_are_not_samples() {
+    // A slow job admitted before the limit moved must not back the new
+    // limit off; a slow job admitted under it must.
     let limit = AdaptiveLimit::builder()
-        .aimd(Aimd::new().latency_threshold(Duration::from_millis(50)))
+        .aimd(
+            Aimd::new()
+                .latency_threshold(Duration::from_millis(50))
+                .backoff(0.5),
+        )
         .initial(4)
+        .min(1)
         .window(Duration::from_millis(1))
         .window_samples(1)
         .build()
         .unwrap();
     let old = limit.try_acquire().unwrap();
+    let mut quick: Vec<_> = (0..3).map(|_| limit.try_acquire().unwrap()).collect();
     advance(Duration::from_millis(5)).await;
-    let quick = limit.try_acquire().unwrap();
-    quick.success(); // closes the first window (2 of 4 in flight: no move)
+    quick.pop().unwrap().dropped(); // 4 → 2
+    assert_eq!(limit.limit(), 2);
+    // The other two were admitted under 4: their verdicts count nowhere.
+    quick.into_iter().for_each(AdaptivePermit::dropped);
+    assert_eq!(limit.limit(), 2);
     let windows = limit.stats().windows;
     advance(Duration::from_millis(100)).await;
-    old.success(); // 105 ms, but it started before the window now open
-    let stats = limit.stats();
-    assert_eq!(stats.windows, windows);
-    assert_eq!(stats.limit, 4);
+    old.success(); // 105 ms, but admitted under the old limit
+    assert_eq!((limit.stats().windows, limit.limit()), (windows, 2));
+    let fresh: Vec<_> = (0..2).map(|_| limit.try_acquire().unwrap()).collect();
+    advance(Duration::from_millis(100)).await;
+    fresh.into_iter().for_each(AdaptivePermit::success);
+    assert_eq!((limit.stats().windows, limit.limit()), (windows + 1, 1));
 }
 
 #[tokio::test(start_paused = true)]

@@ -19,10 +19,8 @@ pub(super) struct Summary {
 
 /// Samples since the window opened.
 ///
-/// Only jobs admitted while the window was open count (the state tags each
-/// permit with the window's number): a job admitted under the previous
-/// limit says nothing about the current one, and counting it would make one
-/// overload answer for two windows (a double back-off).
+/// Only jobs admitted under the limit now in force count (the state tags
+/// each permit with the limit's epoch).
 #[derive(Debug)]
 pub(super) struct Window {
     start: Instant,
@@ -56,11 +54,14 @@ impl Window {
         self.drops += 1;
     }
 
-    /// Whether the window has seen enough: `min_samples` counted verdicts
-    /// and `min_duration` of time.
-    pub(super) fn is_ready(&self, now: Instant, min_duration: Duration, min_samples: u64) -> bool {
-        self.samples + self.drops >= min_samples
-            && now.saturating_duration_since(self.start) >= min_duration
+    /// Whether the window has lasted `min_duration`.
+    pub(super) fn lasted(&self, now: Instant, min_duration: Duration) -> bool {
+        now.saturating_duration_since(self.start) >= min_duration
+    }
+
+    /// Verdicts counted: successes and drops.
+    pub(super) fn verdicts(&self) -> u64 {
+        self.samples + self.drops
     }
 
     pub(super) fn summary(&self) -> Summary {
@@ -82,7 +83,7 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn readiness_needs_both_samples_and_time() {
+    async fn it_sums_up_what_it_saw() {
         let mut w = Window::new(Instant::now(), 3);
         w.success(Duration::from_millis(10));
         w.success(Duration::from_millis(30));
@@ -90,9 +91,9 @@ mod tests {
         w.saw_in_flight(7);
         w.saw_in_flight(2);
         let now = Instant::now();
-        assert!(!w.is_ready(now, Duration::from_millis(1), 3));
-        assert!(!w.is_ready(now + Duration::from_millis(1), Duration::from_millis(1), 4));
-        assert!(w.is_ready(now + Duration::from_millis(1), Duration::from_millis(1), 3));
+        assert!(!w.lasted(now, Duration::from_millis(1)));
+        assert!(w.lasted(now + Duration::from_millis(1), Duration::from_millis(1)));
+        assert_eq!(w.verdicts(), 3);
         assert_eq!(
             w.summary(),
             Summary {
