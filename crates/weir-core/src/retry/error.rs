@@ -30,7 +30,7 @@ impl fmt::Display for GiveUpReason {
             Self::NotRetryable => "not retryable",
             Self::MaxAttempts => "out of attempts",
             Self::MaxElapsed => "out of time",
-            Self::Deadline => "the next attempt would pass the deadline",
+            Self::Deadline => "the next backoff would end past the deadline",
             Self::Budget => "retry budget exhausted",
         })
     }
@@ -40,13 +40,13 @@ impl fmt::Display for GiveUpReason {
 /// user's value, kept as itself) and why no further attempt was made, or the
 /// cause of a cancellation. Both carry the call's [`RetryReport`].
 ///
-/// `Failed` displays as `<reason> after <n> attempt(s): <error>`;
+/// `Failed` displays as `gave up after <n> attempt(s) (<reason>): <error>`;
 /// `source()` is not set, since the message already contains the error.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RetryError<E = anyhow::Error> {
     /// The last attempt failed with `error` and the policy gave up.
-    #[error("{reason} after {} attempt(s): {error}", report.attempts)]
+    #[error("gave up after {} attempt(s) ({reason}): {error}", report.attempts)]
     Failed {
         /// The last attempt's error.
         error: E,

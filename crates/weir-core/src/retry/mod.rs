@@ -54,7 +54,7 @@
 //!     .await
 //!     .unwrap_err();
 //! assert!(matches!(&err, RetryError::Failed { error, .. } if error == "not found"));
-//! assert_eq!(err.to_string(), "not retryable after 1 attempt(s): not found");
+//! assert_eq!(err.to_string(), "gave up after 1 attempt(s) (not retryable): not found");
 //! # Ok(())
 //! # }
 //! ```

@@ -80,7 +80,7 @@ async fn gives_up_with_the_last_error_and_the_attempt_count() {
     assert_eq!(err.report().retries, 2);
     assert_eq!(
         err.to_string(),
-        "out of attempts after 3 attempt(s): fail 3"
+        "gave up after 3 attempt(s) (out of attempts): fail 3"
     );
     assert!(std::error::Error::source(&err).is_none());
     assert_eq!(err.into_last_error().unwrap(), "fail 3");
@@ -221,7 +221,7 @@ async fn the_budget_refuses_retries_beyond_its_share() {
     assert_eq!(calls.load(Ordering::Relaxed), 1);
     assert_eq!(
         err.to_string(),
-        "retry budget exhausted after 1 attempt(s): fail 1"
+        "gave up after 1 attempt(s) (retry budget exhausted): fail 1"
     );
     let stats = policy.stats();
     assert_eq!(
