@@ -431,3 +431,17 @@ fn the_simulation_is_deterministic() {
     assert_eq!(moves(&a), moves(&b));
     assert!(a.moves.len() > 10);
 }
+
+#[test]
+fn a_limit_that_starts_far_above_the_capacity_comes_down() {
+    // Its first windows measure an overloaded latency as the baseline; the
+    // early probes correct it.
+    let run = simulate("gradient from 100", || {
+        AdaptiveLimit::builder().initial(100).build().unwrap()
+    });
+    let (t, windows) = run.settled(0, C1).expect("settles for C = 40");
+    println!("gradient from 100: within ±25% of C = 40 after {t:?} ({windows} windows)");
+    assert!(windows <= 40, "{windows} windows");
+    assert!(run.settled(1, C2).is_some());
+    assert!(run.goodput[2] >= 0.9 * 249.0, "{:?}", run.goodput);
+}

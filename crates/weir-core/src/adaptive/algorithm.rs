@@ -155,7 +155,10 @@ impl Aimd {
 /// the baseline is instead the lowest window mean since the last probe, and
 /// every [`probe_every`](Self::probe_every) windows one window runs at half
 /// the limit to measure it afresh (as BBR's `PROBE_RTT` does), after which
-/// the limit goes back to where it was. A resource that truly became slower
+/// the limit goes back to where it was. The first probes come sooner (after
+/// 5, 10, 20, 40 and 80 windows): a limit that starts above the capacity
+/// takes its first measurement under overload, and an early probe corrects
+/// it. A resource that truly became slower
 /// shows it in the next probe; one that only got busier does not drag the
 /// baseline along.
 ///
@@ -315,6 +318,9 @@ fn check_ratio(construct: &str, setting: &'static str, r: f64) -> Result<(), Con
     }
 }
 
+/// The gradient's first probe comes after this many windows.
+const FIRST_PROBE: u32 = 5;
+
 /// What the gradient multiplies the limit by after a window with a drop.
 const DROP_BACKOFF: f64 = 0.9;
 
@@ -353,6 +359,9 @@ pub(super) struct GradientState {
     /// The lowest window mean since the last probe, in seconds.
     baseline: Option<f64>,
     windows_since_probe: u32,
+    /// Windows from one probe to the next: `FIRST_PROBE`, doubling up to
+    /// `probe_every`.
+    probe_interval: u32,
     /// While a probe window runs: the estimate to go back to.
     probing: Option<f64>,
     /// Until the first fall, growth takes the whole gradient.
@@ -364,6 +373,7 @@ impl Algo {
         match algorithm {
             LimitAlgorithm::Aimd(a) => Self::Aimd(a),
             LimitAlgorithm::Gradient(g) => Self::Gradient(GradientState {
+                probe_interval: FIRST_PROBE.min(g.probe_every),
                 settings: g,
                 baseline: None,
                 windows_since_probe: 0,
@@ -452,8 +462,9 @@ impl GradientState {
             return (estimate, None);
         }
         self.windows_since_probe += 1;
-        if self.windows_since_probe >= self.settings.probe_every {
+        if self.windows_since_probe >= self.probe_interval {
             self.windows_since_probe = 0;
+            self.probe_interval = (self.probe_interval * 2).min(self.settings.probe_every);
             self.probing = Some(estimate);
             return (estimate / 2.0, Some(Reason::Probe));
         }
@@ -523,6 +534,9 @@ mod tests {
     #[test]
     fn gradient_shrinks_when_latency_rises_and_grows_when_it_does_not() {
         let mut g = Algo::new(Gradient::new().into());
+        if let Algo::Gradient(state) = &mut g {
+            state.probe_interval = u32::MAX; // no probe in the way
+        }
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
         // The slow start: the whole gradient.
         let (up, why) = g.update(16.0, 16, &window(Some(100), 0, 16));
@@ -567,6 +581,20 @@ mod tests {
         g.update(10.0, 10, &window(Some(100), 0, 10));
         assert!(!g.overloaded(&window(Some(120), 0, 10)));
         assert!(g.overloaded(&window(Some(121), 0, 10)));
+    }
+
+    #[test]
+    fn probes_come_early_then_every_probe_every() {
+        let mut g = Algo::new(Gradient::new().probe_every(12).into());
+        let mut probes = Vec::new();
+        for i in 1..=60 {
+            let (_, why) = g.update(20.0, 20, &window(Some(100), 0, 20));
+            if why == Some(Reason::Probe) {
+                probes.push(i);
+            }
+        }
+        // After 5 windows, 10 more (and the probe window), 12, 12, ...
+        assert_eq!(probes, [5, 16, 29, 42, 55]);
     }
 
     #[test]
