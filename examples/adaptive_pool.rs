@@ -22,9 +22,10 @@
 //!
 //! Run with `cargo run --example adaptive_pool`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Mutex;
 use tokio::time::{Instant, sleep, sleep_until};
 use weir::{AdaptiveLimit, LimitOutcome};
 
@@ -121,11 +122,11 @@ async fn run(limit: AdaptiveLimit) -> anyhow::Result<Measured> {
                 let Ok(slot) = limit.acquire().await else {
                     return;
                 };
-                let latency = db.lock().unwrap().begin();
+                let latency = db.lock().await.begin();
                 sleep(latency).await;
-                db.lock().unwrap().busy -= 1;
+                db.lock().await.busy -= 1;
                 slot.finish(LimitOutcome::Success);
-                let mut r = record.lock().unwrap();
+                let mut r = record.lock().await;
                 r.0[usize::from(start.elapsed() >= HALVED_AT)] += 1;
                 r.1.push(latency);
             }
@@ -158,7 +159,7 @@ async fn run(limit: AdaptiveLimit) -> anyhow::Result<Measured> {
     for at in ticks {
         sleep_until(at).await;
         let (done, mean) = {
-            let r = record.lock().unwrap();
+            let r = record.lock().await;
             let done: u64 = r.0.iter().sum();
             let recent = &r.1[last_done as usize..];
             let mean = recent.iter().sum::<Duration>() / recent.len().max(1) as u32;
@@ -168,13 +169,13 @@ async fn run(limit: AdaptiveLimit) -> anyhow::Result<Measured> {
         println!(
             "   {:>5} ms  capacity {:>2}  limit {now:>3}  {:>4} queries/s  mean latency {:>3} ms",
             (at - start).as_millis(),
-            db.lock().unwrap().capacity,
+            db.lock().await.capacity,
             ((done - last_done) as f64 / (at - last_at).as_secs_f64()).round(),
             mean.as_millis()
         );
         (last_done, last_at) = (done, at);
         if at - start == HALVED_AT {
-            db.lock().unwrap().capacity = 20;
+            db.lock().await.capacity = 20;
             println!("   -- a replica goes down: the capacity halves to 20 --");
         }
     }
@@ -193,7 +194,7 @@ async fn run(limit: AdaptiveLimit) -> anyhow::Result<Measured> {
         w.await?;
     }
     assert!(limit.stats().is_balanced());
-    let (done, latencies) = std::mem::take(&mut *record.lock().unwrap());
+    let (done, latencies) = std::mem::take(&mut *record.lock().await);
     Ok(Measured {
         done: [done[0], done[1]],
         latencies,

@@ -16,10 +16,11 @@
 //!
 //! Run with `cargo run --example retry`.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Mutex;
 use tokio::time::{Instant, sleep, sleep_until};
 use weir::{Context, GiveUpReason, RetryBudget, RetryError, RetryPolicy, retry};
 
@@ -44,8 +45,8 @@ async fn main() -> anyhow::Result<()> {
         .seed(7)
         .build()?;
     flaky(&policy).await?;
-    not_found(&policy).await;
-    deadline(&policy).await;
+    not_found(&policy).await?;
+    deadline(&policy).await?;
     budget().await?;
     println!("\n{}", policy.stats());
     Ok(())
@@ -76,24 +77,27 @@ async fn flaky(policy: &RetryPolicy<Status>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn not_found(policy: &RetryPolicy<Status>) {
+async fn not_found(policy: &RetryPolicy<Status>) -> anyhow::Result<()> {
     println!("\n== 2. a 404 will not go away by asking again");
-    let err = retry(policy, || async { Err::<(), _>(Status(404)) })
-        .await
-        .unwrap_err();
+    let Err(err) = retry(policy, || async { Err::<(), _>(Status(404)) }).await else {
+        anyhow::bail!("a 404 cannot succeed");
+    };
     println!("   {err}");
     assert_eq!(err.reason(), Some(GiveUpReason::NotRetryable));
     assert_eq!(err.into_last_error(), Some(Status(404)));
+    Ok(())
 }
 
-async fn deadline(policy: &RetryPolicy<Status>) {
+async fn deadline(policy: &RetryPolicy<Status>) -> anyhow::Result<()> {
     println!("\n== 3. a deadline of 250 ms: no backoff past it");
     let start = Instant::now();
     let ctx = Context::background().with_timeout(Duration::from_millis(250));
-    let err = retry(policy, || async { Err::<(), _>(Status(503)) })
+    let Err(err) = retry(policy, || async { Err::<(), _>(Status(503)) })
         .context(&ctx)
         .await
-        .unwrap_err();
+    else {
+        anyhow::bail!("a 503 every time cannot succeed");
+    };
     println!("   {err}  (at {} ms)", start.elapsed().as_millis());
     assert!(matches!(
         err,
@@ -103,6 +107,7 @@ async fn deadline(policy: &RetryPolicy<Status>) {
         }
     ));
     assert!(start.elapsed() < Duration::from_millis(250));
+    Ok(())
 }
 
 /// A backend that fails 5% of requests, and 50% from 10 s to 20 s.
@@ -122,7 +127,7 @@ impl Backend {
         }
         let roll = {
             // xorshift64: the same run every time.
-            let mut x = self.noise.lock().unwrap();
+            let mut x = self.noise.lock().await;
             *x ^= *x << 13;
             *x ^= *x >> 7;
             *x ^= *x << 17;
