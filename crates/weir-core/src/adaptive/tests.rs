@@ -120,14 +120,27 @@ async fn a_context_ends_the_wait_and_takes_nothing() {
         limit.acquire().context(&cancelled).await,
         Err(AdaptiveLimitError::Stopped(Cause::Cancelled))
     ));
-    // A dropped waiter passes its slot on.
-    let waiting = limit.acquire();
-    drop(waiting);
+    // A queued waiter that is dropped passes its place on: the next one
+    // gets the slot.
     let p = limit.acquire().await.unwrap();
-    assert_eq!(limit.in_flight(), 2);
-    drop((p, held.1));
+    let first = tokio::spawn({
+        let limit = limit.clone();
+        async move { limit.acquire().await.map(|p| p.success()) }
+    });
+    tokio::task::yield_now().await; // queued first
+    let second = tokio::spawn({
+        let limit = limit.clone();
+        async move { limit.acquire().await.map(|p| p.success()) }
+    });
+    tokio::task::yield_now().await;
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    drop(p);
+    second.await.unwrap().unwrap();
+    assert_eq!(limit.in_flight(), 1);
+    drop(held.1);
     let stats = limit.stats();
-    assert_eq!((stats.stopped, stats.abandoned, stats.succeeded), (2, 2, 1));
+    assert_eq!((stats.stopped, stats.abandoned, stats.succeeded), (2, 2, 2));
     assert!(stats.is_balanced() && limit.balanced());
 }
 
