@@ -239,6 +239,10 @@ mod tests {
                 .limit(),
             32
         );
-        assert_eq!(AdaptiveLimit::builder().build().unwrap().limit(), 10);
+        let default = AdaptiveLimit::builder().build().unwrap();
+        assert_eq!(
+            (default.limit(), default.min(), default.max()),
+            (10, 1, 1000)
+        );
     }
 }

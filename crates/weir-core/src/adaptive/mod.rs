@@ -112,6 +112,8 @@ pub struct AdaptiveLimit {
 
 struct Inner {
     name: Cow<'static, str>,
+    min: usize,
+    max: usize,
     algorithm: &'static str,
     /// One permit per slot; its size follows the limit (see `State::debt`).
     sem: Arc<Semaphore>,
@@ -139,6 +141,8 @@ impl AdaptiveLimit {
         Self {
             inner: Arc::new(Inner {
                 name: b.name.unwrap_or(Cow::Borrowed("adaptive limit")),
+                min,
+                max,
                 algorithm,
                 sem: Arc::new(Semaphore::new(initial)),
                 state: Mutex::new(state),
@@ -212,6 +216,18 @@ impl AdaptiveLimit {
     /// after the limit fell: running jobs are not interrupted.
     pub fn in_flight(&self) -> usize {
         self.lock().in_flight()
+    }
+
+    /// The lowest the limit goes (the builder's `min`): what a pool or a
+    /// stage following the limit starts its workers at, at least.
+    pub fn min(&self) -> usize {
+        self.inner.min
+    }
+
+    /// The highest the limit goes (the builder's `max`): the most workers a
+    /// pool or a stage following the limit will need.
+    pub fn max(&self) -> usize {
+        self.inner.max
     }
 
     /// The name given to the builder (`"adaptive limit"` by default).
