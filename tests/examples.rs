@@ -49,6 +49,14 @@ const EXAMPLES: &[(&str, &str)] = &[
         "done: every permit is back: 100 of 100 free",
     ),
     ("singleflight", "50 requests, 1 database query"),
+    (
+        "adaptive_pool",
+        "done: the adaptive limit followed the capacity down",
+    ),
+    (
+        "retry",
+        "done: the budget kept the extra load within its 10%",
+    ),
     ("graceful_shutdown", "tasks still alive: 0"),
     ("producers_consumers", "12 items, each handled once"),
     ("error_handling", "2 tasks failed"),

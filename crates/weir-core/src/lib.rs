@@ -14,6 +14,8 @@
 //! | graceful shutdown | [`Shutdown`] |
 //! | weighted semaphore (Go's `x/sync/semaphore`) | [`Semaphore`], [`WeightedPermit`] |
 //! | duplicate call suppression (Go's `x/sync/singleflight`) | [`Singleflight`] |
+//! | adaptive concurrency limit (Netflix's `concurrency-limits`) | [`AdaptiveLimit`], [`Aimd`], [`Gradient`]; `AdaptiveLimitLayer` (feature `tower`) |
+//! | retry with backoff, jitter and a budget | [`retry()`], [`RetryPolicy`], [`RetryBudget`] |
 //! | cancellation with a cause and a deadline | [`Context`], [`Cause`] |
 //!
 //! Every construct is cancellable (a `CancellationToken` or a [`Context`]),
@@ -58,6 +60,22 @@ pub mod semaphore;
 pub mod singleflight;
 pub use semaphore::{Semaphore, SemaphoreError, WeightedAcquire, WeightedPermit};
 pub use singleflight::{Flight, Singleflight, SingleflightCall, SingleflightError};
+// --- adaptive concurrency limit, retry (issue 21) ---
+pub mod adaptive;
+pub mod retry;
+#[cfg(feature = "tower")]
+pub use adaptive::tower::{
+    AdaptiveLimitFuture, AdaptiveLimitLayer, AdaptiveLimitNotReady, AdaptiveLimitService,
+    ClassifyOutcome, DropOnError,
+};
+pub use adaptive::{
+    AdaptiveAcquire, AdaptiveLimit, AdaptiveLimitBuilder, AdaptiveLimitError, AdaptiveLimitStats,
+    AdaptivePermit, Aimd, Gradient, LimitAlgorithm, LimitOutcome,
+};
+pub use retry::{
+    GiveUpReason, Jitter, RetryBudget, RetryBudgetBuilder, RetryCall, RetryCallWithReport,
+    RetryError, RetryPolicy, RetryPolicyBuilder, RetryReport, RetryStats, retry,
+};
 
 pub use pipeline::{
     EmitError, Emitter, ErrorStream, ItemStream, Pipeline, PipelineError, PipelineHandle,
