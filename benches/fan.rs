@@ -23,11 +23,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::{StreamExt, stream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
 
 const ITEMS: u64 = 100_000;
 const PRODUCERS: u64 = 4;
-const CAPACITY: usize = weir::merge::DEFAULT_CAPACITY;
+const CAPACITY: usize = weir::DEFAULT_CAPACITY;
 
 /// Runs `fut` as a task on the runtime, as application code would (criterion's
 /// `to_async` polls the bench future from outside the worker threads).
@@ -70,9 +69,8 @@ async fn baseline_senders() -> u64 {
 }
 
 async fn weir_merge_streams() -> u64 {
-    let token = CancellationToken::new();
     let inputs = (0..PRODUCERS).map(|p| stream::iter((0..ITEMS / PRODUCERS).map(move |i| p + i)));
-    let mut out = weir::merge(inputs, &token);
+    let mut out = weir::merge(inputs).expect("inside a runtime");
     let mut sum = 0;
     while let Some(x) = out.recv().await {
         sum += x;
@@ -117,9 +115,8 @@ async fn baseline_forwarders() -> u64 {
 }
 
 async fn weir_merge_receivers() -> u64 {
-    let token = CancellationToken::new();
     let inputs = producer_channels().into_iter().map(ReceiverStream::new);
-    let mut out = weir::merge(inputs, &token);
+    let mut out = weir::merge(inputs).expect("inside a runtime");
     let mut sum = 0;
     while let Some(x) = out.recv().await {
         sum += x;

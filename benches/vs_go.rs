@@ -14,7 +14,6 @@ use std::convert::Infallible;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use weir::group::Group;
 use weir::{Pipeline, Pool};
 
@@ -127,13 +126,12 @@ async fn hand_pipeline() -> u64 {
 }
 
 async fn weir_fan_in() -> u64 {
-    let token = CancellationToken::new();
     let inputs = (0..4).map(|_| futures::stream::iter(0..N / 4));
     // The same capacity as the baseline's channel (and Go's).
-    let mut out = weir::Fan::new(&token)
+    let mut out = weir::Fan::new()
         .capacity(1024)
-        .expect("capacity")
-        .merge(inputs);
+        .merge(inputs)
+        .expect("inside a runtime");
     let mut sum = 0u64;
     while let Some(x) = out.recv().await {
         sum = sum.wrapping_add(x);

@@ -60,7 +60,9 @@ async fn main() -> anyhow::Result<()> {
         n += 1;
     }
     // The deadline is the fan's stop; its error carries the report.
-    let err = merged.join().await.unwrap_err();
+    let Err(err) = merged.join().await else {
+        anyhow::bail!("endless inputs cannot end on their own");
+    };
     assert!(matches!(
         err.error(),
         FanError::Stopped(Cause::DeadlineExceeded)

@@ -139,7 +139,7 @@ impl SharedRateError {
     }
 }
 
-/// Why [`SharedRateLimiter::acquire_n_within`] granted nothing.
+/// Why [`SharedRateLimiter::acquire_n`] granted nothing.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum SharedWaitError {
@@ -336,7 +336,7 @@ fn bump(c: &AtomicU64) {
 ///
 /// Nothing here spawns a task. Dropping a `try_acquire` future may leave
 /// its decision made in Redis (tokens taken, unused); dropping a waiting
-/// `acquire_n_within` future keeps its reserved tokens taken (never
+/// `acquire_n` future keeps its reserved tokens taken (never
 /// over-admits); cancelling its context instead gives them back when no
 /// later reservation depends on them.
 #[derive(Clone)]
