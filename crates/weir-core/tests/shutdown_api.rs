@@ -542,7 +542,11 @@ async fn the_report_balances_on_every_run_on_a_multi_thread_runtime() {
         let report = err.report();
         assert_eq!(report.spawned, 16);
         assert!(report.is_balanced(), "round {round}: {report}");
-        assert_eq!(report.aborted, 4, "round {round}: {report}");
+        // The four stubborn tasks are always aborted; a cooperative one may
+        // be too on a loaded machine (5 ms of real time is short), so only
+        // the sum is exact.
+        assert!(report.aborted >= 4, "round {round}: {report}");
+        assert_eq!(report.finished + report.aborted, 12, "round {round}: {report}");
         assert_eq!(report.failed, 4, "round {round}: {report}");
     }
 }
