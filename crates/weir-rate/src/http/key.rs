@@ -134,7 +134,7 @@ impl RequestKey for KeyFromHeader {
 /// such as axum's `ConnectInfo<SocketAddr>` (served with
 /// `into_make_service_with_connect_info::<SocketAddr>()`):
 ///
-/// ```ignore
+/// ```text
 /// KeyFromPeer::from_extension(|c: &axum::extract::ConnectInfo<SocketAddr>| c.0)
 /// ```
 ///

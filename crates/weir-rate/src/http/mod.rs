@@ -1,7 +1,7 @@
 //! Rate limits for HTTP services (feature `http`): a tower layer that
 //! answers a refused request itself, with `429 Too Many Requests`,
 //! `Retry-After` and the RateLimit fields, for any [`http`] request and
-//! response body — axum, hyper, tonic — so a service adds one layer and is
+//! response body (axum, hyper) so a service adds one layer and is
 //! done (no `HandleErrorLayer`, no error mapping).
 //!
 //! Through the facade: `weir::rate::http`, with
