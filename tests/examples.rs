@@ -65,6 +65,10 @@ const EXAMPLES: &[(&str, &str)] = &[
         "total within the shared limit: true",
     ),
     ("distributed_queue", "all 1000 jobs done, 0 dead letters"),
+    (
+        "http_service",
+        "done: drained the request in flight, refused new connections",
+    ),
 ];
 
 /// Examples that need more than a couple of seconds on a busy machine.

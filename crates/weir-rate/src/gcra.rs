@@ -137,6 +137,48 @@ enum Verdict {
     Deny(Option<u64>),
 }
 
+/// What [`Gcra::standing`] reports.
+#[cfg(feature = "http")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Standing {
+    /// Whole tokens in the bucket.
+    pub(crate) available: u32,
+    /// Nanoseconds until one more whole token is there; `None` when the
+    /// bucket is full or never refills.
+    pub(crate) next_token_ns: Option<u64>,
+    /// Nanoseconds per token.
+    pub(crate) period: u64,
+    /// `burst × period`.
+    pub(crate) tau: u64,
+    /// A bucket that never refills ([`Rate::zero`](crate::Rate::zero)).
+    pub(crate) frozen: bool,
+}
+
+#[cfg(feature = "http")]
+impl Standing {
+    fn of(tat: u64, p: Params, now: u64) -> Option<Self> {
+        if p.period == 0 {
+            return None;
+        }
+        let now_eff = p.now_eff(now);
+        let debt = tat.saturating_sub(now_eff);
+        let whole = p.tau.saturating_sub(debt) / p.period;
+        let full = whole.saturating_mul(p.period) >= p.tau;
+        // One more token once the debt has shrunk to `tau - (whole + 1) × period`.
+        let next_token_ns = (!full && p.frozen == 0).then(|| {
+            let target = p.tau - (whole + 1) * p.period;
+            debt.saturating_sub(target).max(1)
+        });
+        Some(Standing {
+            available: u32::try_from(whole).unwrap_or(u32::MAX),
+            next_token_ns,
+            period: p.period,
+            tau: p.tau,
+            frozen: p.frozen != 0,
+        })
+    }
+}
+
 /// The bucket.
 ///
 /// `state` is the only word written by decisions; it sits on its own cache
@@ -194,6 +236,21 @@ impl Gcra {
     /// The current quota.
     pub(crate) fn quota(&self) -> Quota {
         lock(&self.config).quota
+    }
+
+    /// The bucket as an HTTP response reports it: whole tokens available at
+    /// `now` and nanoseconds until the next one, from one consistent
+    /// `(state, params)` pair. `None` for an unlimited rate.
+    #[cfg(feature = "http")]
+    pub(crate) fn standing(&self, now: u64) -> Option<Standing> {
+        loop {
+            let cur = self.load_state();
+            let p = self.params();
+            if self.state.load(Ordering::Acquire) != cur {
+                continue;
+            }
+            return Standing::of(cur, p, now);
+        }
     }
 
     /// Reads a consistent `(state, params)` pair's parameters after `state`

@@ -157,6 +157,14 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
         }
     }
 
+    /// Runs `f` on `key`'s bucket (made if needed) under the map's lock,
+    /// without cloning the bucket: the HTTP layer's per-request decision.
+    #[cfg(feature = "http")]
+    pub(crate) fn with_limiter<R>(&self, key: &K, f: impl FnOnce(&RateLimiter) -> R) -> R {
+        let mut state = self.state();
+        f(Self::bucket(&mut state, key))
+    }
+
     /// Takes one token from `key`'s bucket if there is one now.
     ///
     /// # Errors

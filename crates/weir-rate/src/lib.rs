@@ -10,6 +10,7 @@
 //! | [`throttle`] / [`ThrottleExt`] | pace a stream with a limiter | a `Wait` in the loop |
 //! | [`Sometimes`] | run an action the first N times, every Nth time, or once per interval | `rate.Sometimes` |
 //! | `tower` module (feature `tower`) | a shared or keyed limit for tower/axum services, with load shedding | — |
+//! | `http` module (feature `http`) | the same for HTTP services: `429` with `Retry-After` and the RateLimit headers, keys from a header, the peer address or a closure | — |
 //!
 //! Every timing is tokio's time, so tests on a paused runtime run in no time
 //! and deterministically. The decision is one compare-and-swap on an
@@ -76,6 +77,9 @@ mod ticker;
 
 #[cfg(feature = "tower")]
 pub mod tower;
+
+#[cfg(feature = "http")]
+pub mod http;
 
 pub use acquire::AcquireTokens;
 pub use error::{InsufficientCapacity, NotUntil, WaitError};

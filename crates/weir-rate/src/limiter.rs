@@ -390,6 +390,12 @@ impl RateLimiter {
         self.inner.gcra.set_quota(quota, clock);
     }
 
+    /// The bucket now, as HTTP responses report it (`None`: unlimited).
+    #[cfg(feature = "http")]
+    pub(crate) fn standing(&self) -> Option<crate::gcra::Standing> {
+        self.inner.gcra.standing(self.now_ns())
+    }
+
     /// Whether `a` and `b` share one bucket.
     pub fn ptr_eq(a: &Self, b: &Self) -> bool {
         Arc::ptr_eq(&a.inner, &b.inner)

@@ -92,6 +92,12 @@ impl Reservation {
         }
     }
 
+    /// The limiter the tokens come from.
+    #[cfg(feature = "http")]
+    pub(crate) fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
     /// Whether the tokens may be used now, by the bucket's own clock. On a
     /// multi-thread runtime that clock is the timestamp counter, which may
     /// run a hair ahead of `tokio::time::Instant::now()`: comparing
@@ -141,6 +147,12 @@ pub(crate) struct CancelOnDrop(Option<Reservation>);
 impl CancelOnDrop {
     pub(crate) fn new(reservation: Reservation) -> Self {
         CancelOnDrop(Some(reservation))
+    }
+
+    /// The reservation held, until [`keep`](Self::keep).
+    #[cfg(feature = "http")]
+    pub(crate) fn reservation(&self) -> Option<&Reservation> {
+        self.0.as_ref()
     }
 
     /// Sleeps until the tokens may be used.

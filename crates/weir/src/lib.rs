@@ -6,6 +6,9 @@
 //! feature `rate`) as modules. Both features are on by default. The same
 //! shapes across processes — a rate limit shared by every replica, a
 //! durable job queue — are `weir::redis` (feature `redis`, off by default).
+//! Tower layers over the limiters are `weir::rate::tower` (feature `tower`)
+//! and, for HTTP services, `weir::rate::http` (feature `http`: answers a
+//! refusal with `429`, `Retry-After` and the RateLimit fields).
 //!
 //! Start with [`Pipeline`] for a chain of concurrent stages, [`Pool`] for a
 //! long-lived worker pool, [`group::Group`] for an errgroup, and
