@@ -105,8 +105,14 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     println!("server:\n{report}");
-    // Nothing submits any more: drain the pool.
-    let pool = reports.shutdown().await.stats;
+    // Nothing submits any more: drain the pool (what was queued still runs).
+    let pool = match reports.join().await {
+        Ok(report) => report,
+        Err(err) => {
+            tracing::warn!(%err, "the pool did not drain");
+            err.into_report()
+        }
+    };
     println!(
         "pool: {} jobs submitted, {} completed, {} failed, {} cancelled",
         pool.submitted, pool.completed, pool.failed, pool.cancelled
