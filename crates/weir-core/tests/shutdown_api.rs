@@ -546,7 +546,11 @@ async fn the_report_balances_on_every_run_on_a_multi_thread_runtime() {
         // be too on a loaded machine (5 ms of real time is short), so only
         // the sum is exact.
         assert!(report.aborted >= 4, "round {round}: {report}");
-        assert_eq!(report.finished + report.aborted, 12, "round {round}: {report}");
+        assert_eq!(
+            report.finished + report.aborted,
+            12,
+            "round {round}: {report}"
+        );
         assert_eq!(report.failed, 4, "round {round}: {report}");
     }
 }
