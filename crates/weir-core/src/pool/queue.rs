@@ -98,6 +98,12 @@ struct State<T> {
     /// Per receiver slot: the thief's end of its batch. A worker that finds
     /// the queue empty takes from these before it sleeps.
     batches: Vec<Option<Stealer<T>>>,
+    /// Slots whose batch may hold jobs: a slot is listed when its batch is
+    /// filled (under the lock) and unlisted by a thief that finds it empty,
+    /// so an idle look costs nothing with many workers and no batches.
+    loaded: Vec<usize>,
+    /// Per slot: in `loaded`.
+    listed: Vec<bool>,
 }
 
 #[derive(Debug)]
@@ -109,6 +115,35 @@ struct Shared<T> {
     low_water: usize,
     /// Submitters waiting for room sleep here.
     room: Notify,
+}
+
+impl<T> State<T> {
+    /// Marks `slot`'s batch as possibly holding jobs.
+    fn list(&mut self, slot: usize) {
+        if let Some(l) = self.listed.get_mut(slot)
+            && !*l
+        {
+            *l = true;
+            self.loaded.push(slot);
+        }
+    }
+
+    /// Takes `slot` out of `loaded`.
+    fn unlist(&mut self, slot: usize) {
+        if self.listed.get(slot).copied().unwrap_or(false)
+            && let Some(i) = self.loaded.iter().position(|&s| s == slot)
+        {
+            self.unlist_at(i);
+        }
+    }
+
+    /// Takes the `i`th entry out of `loaded`.
+    fn unlist_at(&mut self, i: usize) {
+        let slot = self.loaded.swap_remove(i);
+        if let Some(l) = self.listed.get_mut(slot) {
+            *l = false;
+        }
+    }
 }
 
 impl<T> Shared<T> {
@@ -202,6 +237,8 @@ pub(crate) fn queue<T>(cap: usize, workers: usize) -> (QueueTx<T>, QueueCtl<T>) 
             waiters: 0,
             workers,
             batches: Vec::new(),
+            loaded: Vec::new(),
+            listed: Vec::new(),
         }),
         cap,
         low_water: cap / 2,
@@ -485,6 +522,7 @@ impl<T> Drop for QueueRx<T> {
         if let Some(b) = st.batches.get_mut(self.slot) {
             *b = None;
         }
+        st.unlist(self.slot);
     }
 }
 
@@ -504,6 +542,7 @@ impl<T> QueueRx<T> {
             let slot = st.sleepers.slot();
             if st.batches.len() <= slot {
                 st.batches.resize_with(slot + 1, || None);
+                st.listed.resize(slot + 1, false);
             }
             st.batches[slot] = Some(batch.stealer());
             slot
@@ -563,8 +602,11 @@ impl<T> QueueRx<T> {
                 } else {
                     (len / st.workers.max(1)).clamp(1, BATCH)
                 };
-                for job in st.jobs.drain(..take - 1) {
-                    self.batch.push(job);
+                if take > 1 {
+                    for job in st.jobs.drain(..take - 1) {
+                        self.batch.push(job);
+                    }
+                    st.list(self.slot);
                 }
                 self.offered = false;
                 if st.waiters > 0 {
@@ -576,7 +618,7 @@ impl<T> QueueRx<T> {
                     }
                 }
                 Look::Item(first)
-            } else if let Some(item) = self.steal(&st) {
+            } else if let Some(item) = self.steal(&mut st) {
                 self.offered = false;
                 Look::Item(item)
             } else if st.closed {
@@ -613,24 +655,44 @@ impl<T> QueueRx<T> {
         self.shared.lock().jobs.pop_front()
     }
 
-    /// Takes about half of another worker's unstarted batch, starting with
-    /// the next slot so thieves spread; the first job comes back and the
-    /// rest join this worker's batch. Called with the lock held (`st`), so
-    /// a batch cannot fill between this look and this worker's sleep: a
-    /// batch is filled only under the lock.
-    fn steal(&self, st: &State<T>) -> Option<T> {
-        let n = st.batches.len();
-        for i in 1..n {
-            let Some(Some(victim)) = st.batches.get((self.slot + i) % n) else {
-                continue;
+    /// Takes about half of another worker's unstarted batch; the first job
+    /// comes back and the rest join this worker's batch. Called with the
+    /// lock held (`st`), so a batch cannot fill between this look and this
+    /// worker's sleep: a batch is filled only under the lock. Slots found
+    /// empty are unlisted on the way.
+    fn steal(&self, st: &mut State<T>) -> Option<T> {
+        let mut i = 0;
+        while let Some(&slot) = st.loaded.get(i) {
+            let victim = match st.batches.get(slot) {
+                Some(Some(v)) if slot != self.slot => v,
+                // This worker's own batch is empty (it is looking).
+                _ => {
+                    st.unlist_at(i);
+                    continue;
+                }
             };
             // `Retry` means a race with the owner's pop; a few tries, then on.
+            let mut empty = false;
             for _ in 0..4 {
                 match victim.steal_batch_and_pop(&self.batch) {
-                    Steal::Success(item) => return Some(item),
-                    Steal::Empty => break,
+                    Steal::Success(item) => {
+                        if !self.batch.is_empty() {
+                            let me = self.slot;
+                            st.list(me);
+                        }
+                        return Some(item);
+                    }
+                    Steal::Empty => {
+                        empty = true;
+                        break;
+                    }
                     Steal::Retry => {}
                 }
+            }
+            if empty {
+                st.unlist_at(i);
+            } else {
+                i += 1;
             }
         }
         None
