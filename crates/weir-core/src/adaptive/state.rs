@@ -188,16 +188,6 @@ impl State {
             self.last_mean = summary.mean;
         }
         let (next, reason) = self.algo.update(self.estimate, self.limit, &summary);
-        if std::env::var("WEIR_DEBUG_WINDOWS").is_ok() {
-            eprintln!(
-                "{:?} limit {} in_flight {} {:?} -> {next:.1} {reason:?} base {:?}",
-                now,
-                self.limit,
-                self.in_flight,
-                summary,
-                self.algo.baseline()
-            );
-        }
 
         self.window = Window::new(now, self.in_flight);
         let reason = reason?;
