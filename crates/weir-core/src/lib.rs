@@ -66,11 +66,11 @@ pub mod retry;
 #[cfg(feature = "tower")]
 pub use adaptive::tower::{
     AdaptiveLimitFuture, AdaptiveLimitLayer, AdaptiveLimitNotReady, AdaptiveLimitService,
-    ClassifyOutcome, DropOnError,
 };
 pub use adaptive::{
     AdaptiveAcquire, AdaptiveLimit, AdaptiveLimitBuilder, AdaptiveLimitError, AdaptiveLimitStats,
-    AdaptivePermit, Aimd, Gradient, LimitAlgorithm, LimitOutcome,
+    AdaptivePermit, Aimd, ClassifyOutcome, DropOnError, Gradient, IgnoreOnError, LimitAlgorithm,
+    LimitOutcome,
 };
 pub use retry::{
     GiveUpReason, Jitter, RetryBudget, RetryBudgetBuilder, RetryCall, RetryCallWithReport,

@@ -76,6 +76,7 @@
 mod acquire;
 mod algorithm;
 mod builder;
+mod classify;
 mod error;
 mod permit;
 mod state;
@@ -94,6 +95,7 @@ use tokio::time::Instant;
 pub use acquire::AdaptiveAcquire;
 pub use algorithm::{Aimd, Gradient, LimitAlgorithm};
 pub use builder::AdaptiveLimitBuilder;
+pub use classify::{ClassifyOutcome, DropOnError, IgnoreOnError};
 pub use error::AdaptiveLimitError;
 pub use permit::{AdaptivePermit, LimitOutcome};
 pub use stats::AdaptiveLimitStats;
