@@ -254,6 +254,10 @@ impl AdaptiveLimit {
         AdaptivePermit::new(self.clone(), permit, epoch)
     }
 
+    fn unused(&self, permit: OwnedSemaphorePermit) {
+        self.lock().unused(permit);
+    }
+
     fn note_stopped(&self) {
         self.lock().stopped();
     }
