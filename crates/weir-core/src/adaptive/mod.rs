@@ -190,6 +190,18 @@ impl AdaptiveLimit {
         AdaptiveAcquire::new(self.clone())
     }
 
+    /// A slot, however long that takes: for a construct that drops this
+    /// future when it is cancelled (a pool's worker, a stage, a bounded
+    /// run watch their own cancellation).
+    pub(crate) async fn slot(&self) -> AdaptivePermit {
+        match self.acquire().await {
+            Ok(permit) => permit,
+            // Without a context the wait ends only with a slot: the
+            // semaphore is never closed.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
     /// Takes a slot if one is free now and nobody is waiting; never waits.
     ///
     /// # Errors

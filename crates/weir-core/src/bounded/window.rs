@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use futures::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::adaptive::{AdaptiveLimit, AdaptivePermit, ClassifyOutcome};
@@ -65,10 +66,9 @@ where
     fn take(&self) -> impl Future<Output = Option<Self::Slot>> + Send + '_ {
         // Without a context the wait ends only with a slot; the run's
         // context is watched beside it (`Driver::next_event`).
-        async move {
-            let permit = self.limit.acquire().await.ok()?;
-            Some((permit, Arc::clone(&self.classify)))
-        }
+        self.limit
+            .slot()
+            .map(|permit| Some((permit, Arc::clone(&self.classify))))
     }
 
     fn give_back((permit, classify): Self::Slot, result: &Result<T, E>) {

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::JobHandler;
 use super::counters::WorkerCounters;
-use crate::adaptive::{AdaptiveLimit, AdaptivePermit, ClassifyOutcome};
+use crate::adaptive::{AdaptiveLimit, ClassifyOutcome};
 use crate::retry::{Attempts, Finished, GiveUpReason, Next, RetryPolicy};
 
 /// Runs one job with handler `H`.
@@ -61,29 +61,16 @@ where
     H: JobHandler,
     C: ClassifyOutcome<H::Output, H::Error> + Send + Sync + 'static,
 {
-    fn run<'a>(
+    async fn run<'a>(
         &'a self,
         handler: &'a mut H,
         job: H::Job,
         _: &'a WorkerCounters,
-    ) -> impl Future<Output = Result<H::Output, H::Error>> + Send + 'a {
-        async move {
-            let permit = slot(&self.limit).await;
-            let result = handler.handle(job).await;
-            permit.finish(self.classify.classify(&result));
-            result
-        }
-    }
-}
-
-/// A slot of `limit`, however long that takes.
-pub(crate) async fn slot(limit: &AdaptiveLimit) -> AdaptivePermit {
-    match limit.acquire().await {
-        Ok(permit) => permit,
-        // Without a context the wait ends only with a slot (the limit never
-        // closes its semaphore); what stops it is the construct dropping
-        // this future when it is cancelled.
-        Err(_) => std::future::pending().await,
+    ) -> Result<H::Output, H::Error> {
+        let permit = self.limit.slot().await;
+        let result = handler.handle(job).await;
+        permit.finish(self.classify.classify(&result));
+        result
     }
 }
 
@@ -104,52 +91,51 @@ where
     H::Job: Clone,
     X: JobRunner<H>,
 {
-    fn run<'a>(
+    async fn run<'a>(
         &'a self,
         handler: &'a mut H,
         job: H::Job,
         counters: &'a WorkerCounters,
-    ) -> impl Future<Output = Result<H::Output, H::Error>> + Send + 'a {
-        async move {
-            let mut attempts = Attempts::begin(&self.policy, self.deadline);
-            loop {
-                attempts.attempt();
-                counters.attempted();
-                if attempts.is_last() {
-                    break;
+    ) -> Result<H::Output, H::Error> {
+        let mut attempts = Attempts::begin(&self.policy, self.deadline);
+        loop {
+            attempts.attempt();
+            counters.attempted();
+            if attempts.is_last() {
+                break;
+            }
+            let error = match self.inner.run(handler, job.clone(), counters).await {
+                Ok(out) => {
+                    attempts.end(Finished::Succeeded);
+                    return Ok(out);
                 }
-                let error = match self.inner.run(handler, job.clone(), counters).await {
-                    Ok(out) => {
-                        attempts.end(Finished::Succeeded);
-                        return Ok(out);
+                Err(error) => error,
+            };
+            let retryable = attempts.retryable(&error);
+            let next = attempts.after_failure(retryable, &error);
+            match next {
+                Next::Retry(delay) => {
+                    drop(error);
+                    tokio::time::sleep(delay).await;
+                    attempts.backed_off(delay);
+                    counters.retried();
+                }
+                Next::GiveUp(reason) => {
+                    if reason == GiveUpReason::Budget {
+                        counters.budget_refused();
                     }
-                    Err(error) => error,
-                };
-                let retryable = attempts.retryable(&error);
-                match attempts.after_failure(retryable, &error) {
-                    Next::Retry(delay) => {
-                        drop(error);
-                        tokio::time::sleep(delay).await;
-                        attempts.backed_off(delay);
-                        counters.retried();
-                    }
-                    Next::GiveUp(reason) => {
-                        if reason == GiveUpReason::Budget {
-                            counters.budget_refused();
-                        }
-                        attempts.end(Finished::GaveUp);
-                        return Err(error);
-                    }
+                    attempts.end(Finished::GaveUp);
+                    return Err(error);
                 }
             }
-            // The last attempt the policy allows takes the job itself.
-            let result = self.inner.run(handler, job, counters).await;
-            attempts.end(if result.is_ok() {
-                Finished::Succeeded
-            } else {
-                Finished::GaveUp
-            });
-            result
         }
+        // The last attempt the policy allows takes the job itself.
+        let result = self.inner.run(handler, job, counters).await;
+        attempts.end(if result.is_ok() {
+            Finished::Succeeded
+        } else {
+            Finished::GaveUp
+        });
+        result
     }
 }
