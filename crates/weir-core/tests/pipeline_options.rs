@@ -126,6 +126,10 @@ async fn a_stage_s_concurrency_follows_the_limit_up_and_down() {
     assert!(consumer.await.unwrap() > 0);
     assert_eq!(errors.await.unwrap() as u64, s.failed);
     assert_eq!(limit.in_flight(), 0, "every slot was given back");
+    let stats = limit.stats();
+    assert!(stats.is_balanced(), "{stats}");
+    // The items in the backend when the pipeline was cancelled.
+    assert!(stats.abandoned > 0, "{stats}");
     assert_eq!(alive(), before, "a pipeline task outlived join()");
 }
 

@@ -535,7 +535,15 @@ where
     /// does not spawn and retire workers as the limit moves: a stage's
     /// tasks are fixed when the pipeline starts, and each runs its
     /// [`Stage::setup`] once.) Other users of the same limit share its
-    /// slots. The [`StageReport`]'s `limit` is the limit in force.
+    /// slots. The [`StageReport`]'s `limit` is the limit in force; each
+    /// move of the limit is its own `DEBUG` event.
+    ///
+    /// A panicking attempt frees its slot with no verdict and is the
+    /// stage's [`PipelineError::Panicked`]. When the pipeline stops
+    /// (cancel, deadline, fail-fast, the output dropped), an item waiting
+    /// for a slot or holding one is dropped at once and counted as
+    /// `cancelled`; a slot it held is freed with no verdict (`abandoned`
+    /// in [`AdaptiveLimit::stats`]).
     ///
     /// A call before any stage was added, or after `filter` or `inspect`
     /// (which run no async function), is a [`ConfigError`] when the
