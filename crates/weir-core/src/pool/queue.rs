@@ -13,8 +13,10 @@
 //!   worker gives what is left of it back to the front of the queue, in
 //!   order, before it waits for anything (a job that is not done at its
 //!   first poll, room in the results stream, a fresh worker after a panic)
-//!   and when it leaves, so no job waits behind a slow one while another
-//!   worker is idle. The deque may so hold up to `BATCH` jobs per worker
+//!   and when it leaves. A job that computes without awaiting cannot give
+//!   its batch back, so a worker that finds the deque empty steals about
+//!   half of another worker's batch before it sleeps: no job waits behind a
+//!   busy worker while another is idle. The deque may so hold up to `BATCH` jobs per worker
 //!   above `cap` for a moment; a submitter waits while it holds `cap` or
 //!   more.
 //! * **Hand-off** (`cap == 0`): a push needs an *idle offer*: a worker adds
@@ -46,6 +48,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use crossbeam_deque::{Steal, Stealer, Worker};
 use tokio::sync::Notify;
 
 /// Most jobs a worker takes from the queue at once.
@@ -92,6 +95,15 @@ struct State<T> {
     waiters: usize,
     /// The pool's worker count, for the batch share.
     workers: usize,
+    /// Per receiver slot: the thief's end of its batch. A worker that finds
+    /// the queue empty takes from these before it sleeps.
+    batches: Vec<Option<Stealer<T>>>,
+    /// Slots whose batch may hold jobs: a slot is listed when its batch is
+    /// filled (under the lock) and unlisted by a thief that finds it empty,
+    /// so an idle look costs nothing with many workers and no batches.
+    loaded: Vec<usize>,
+    /// Per slot: in `loaded`.
+    listed: Vec<bool>,
 }
 
 #[derive(Debug)]
@@ -103,6 +115,35 @@ struct Shared<T> {
     low_water: usize,
     /// Submitters waiting for room sleep here.
     room: Notify,
+}
+
+impl<T> State<T> {
+    /// Marks `slot`'s batch as possibly holding jobs.
+    fn list(&mut self, slot: usize) {
+        if let Some(l) = self.listed.get_mut(slot)
+            && !*l
+        {
+            *l = true;
+            self.loaded.push(slot);
+        }
+    }
+
+    /// Takes `slot` out of `loaded`.
+    fn unlist(&mut self, slot: usize) {
+        if self.listed.get(slot).copied().unwrap_or(false)
+            && let Some(i) = self.loaded.iter().position(|&s| s == slot)
+        {
+            self.unlist_at(i);
+        }
+    }
+
+    /// Takes the `i`th entry out of `loaded`.
+    fn unlist_at(&mut self, i: usize) {
+        let slot = self.loaded.swap_remove(i);
+        if let Some(l) = self.listed.get_mut(slot) {
+            *l = false;
+        }
+    }
 }
 
 impl<T> Shared<T> {
@@ -195,6 +236,9 @@ pub(crate) fn queue<T>(cap: usize, workers: usize) -> (QueueTx<T>, QueueCtl<T>) 
             offers: 0,
             waiters: 0,
             workers,
+            batches: Vec::new(),
+            loaded: Vec::new(),
+            listed: Vec::new(),
         }),
         cap,
         low_water: cap / 2,
@@ -470,8 +514,11 @@ pub(crate) struct QueueRx<T> {
     shared: Arc<Shared<T>>,
     /// This worker's slot among the sleepers.
     slot: usize,
-    /// Jobs taken from the queue and not yet started, in queue order.
-    batch: VecDeque<T>,
+    /// Jobs taken from the queue and not yet started, in queue order. An
+    /// idle worker may take (steal) from it, so a job never waits behind a
+    /// busy one (a job that computes without awaiting cannot give its
+    /// batch back).
+    batch: Worker<T>,
     /// Hand-off mode: this worker's idle offer is counted in `offers`.
     offered: bool,
     /// This worker took jobs while a submitter waited and has not rung
@@ -485,7 +532,12 @@ impl<T> Drop for QueueRx<T> {
     fn drop(&mut self) {
         self.give_back();
         self.leave_sleepers();
-        self.shared.lock().sleepers.release(self.slot);
+        let mut st = self.shared.lock();
+        st.sleepers.release(self.slot);
+        if let Some(b) = st.batches.get_mut(self.slot) {
+            *b = None;
+        }
+        st.unlist(self.slot);
     }
 }
 
@@ -499,11 +551,21 @@ enum Look<T> {
 
 impl<T> QueueRx<T> {
     fn new(shared: Arc<Shared<T>>) -> Self {
-        let slot = shared.lock().sleepers.slot();
+        let batch = Worker::new_fifo();
+        let slot = {
+            let mut st = shared.lock();
+            let slot = st.sleepers.slot();
+            if st.batches.len() <= slot {
+                st.batches.resize_with(slot + 1, || None);
+                st.listed.resize(slot + 1, false);
+            }
+            st.batches[slot] = Some(batch.stealer());
+            slot
+        };
         Self {
             shared,
             slot,
-            batch: VecDeque::new(),
+            batch,
             offered: false,
             owed: false,
             sleeping: false,
@@ -522,7 +584,7 @@ impl<T> QueueRx<T> {
     /// is empty. The batch is served here, inline and without the lock.
     #[inline]
     fn look(&mut self, cx: &mut Context<'_>) -> Look<T> {
-        match self.batch.pop_front() {
+        match self.batch.pop() {
             Some(item) => Look::Item(item),
             None => self.look_shared(cx),
         }
@@ -555,7 +617,12 @@ impl<T> QueueRx<T> {
                 } else {
                     (len / st.workers.max(1)).clamp(1, BATCH)
                 };
-                self.batch.extend(st.jobs.drain(..take - 1));
+                if take > 1 {
+                    for job in st.jobs.drain(..take - 1) {
+                        self.batch.push(job);
+                    }
+                    st.list(self.slot);
+                }
                 self.offered = false;
                 if st.waiters > 0 {
                     // Hysteresis: ring once the queue is down to half.
@@ -566,6 +633,9 @@ impl<T> QueueRx<T> {
                     }
                 }
                 Look::Item(first)
+            } else if let Some(item) = self.steal(&mut st) {
+                self.offered = false;
+                Look::Item(item)
             } else if st.closed {
                 Look::Closed
             } else if st.kicks > 0 {
@@ -594,10 +664,53 @@ impl<T> QueueRx<T> {
     /// Takes a job if one is queued, without waiting, skipping kicks
     /// (draining a cancelled pool).
     pub(crate) fn try_pop(&mut self) -> Option<T> {
-        if let Some(item) = self.batch.pop_front() {
+        if let Some(item) = self.batch.pop() {
             return Some(item);
         }
         self.shared.lock().jobs.pop_front()
+    }
+
+    /// Takes about half of another worker's unstarted batch; the first job
+    /// comes back and the rest join this worker's batch. Called with the
+    /// lock held (`st`), so a batch cannot fill between this look and this
+    /// worker's sleep: a batch is filled only under the lock. Slots found
+    /// empty are unlisted on the way.
+    fn steal(&self, st: &mut State<T>) -> Option<T> {
+        let mut i = 0;
+        while let Some(&slot) = st.loaded.get(i) {
+            let victim = match st.batches.get(slot) {
+                Some(Some(v)) if slot != self.slot => v,
+                // This worker's own batch is empty (it is looking).
+                _ => {
+                    st.unlist_at(i);
+                    continue;
+                }
+            };
+            // `Retry` means a race with the owner's pop; a few tries, then on.
+            let mut empty = false;
+            for _ in 0..4 {
+                match victim.steal_batch_and_pop(&self.batch) {
+                    Steal::Success(item) => {
+                        if !self.batch.is_empty() {
+                            let me = self.slot;
+                            st.list(me);
+                        }
+                        return Some(item);
+                    }
+                    Steal::Empty => {
+                        empty = true;
+                        break;
+                    }
+                    Steal::Retry => {}
+                }
+            }
+            if empty {
+                st.unlist_at(i);
+            } else {
+                i += 1;
+            }
+        }
+        None
     }
 
     /// Gives the jobs of this worker's batch that it has not started back
@@ -608,8 +721,15 @@ impl<T> QueueRx<T> {
         }
         let wakers: Vec<Waker> = {
             let mut st = self.shared.lock();
-            let n = self.batch.len();
-            while let Some(item) = self.batch.pop_back() {
+            // Under the lock, so no thief takes a job between the pops and
+            // the pushes; a job a thief took before is not here, which is
+            // fine: it is its job now.
+            let mut left = Vec::new();
+            while let Some(item) = self.batch.pop() {
+                left.push(item);
+            }
+            let n = left.len();
+            while let Some(item) = left.pop() {
                 st.jobs.push_front(item);
             }
             st.sleepers.take(n)
@@ -828,7 +948,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_given_back_wakes_sleeping_workers_for_it() {
+    fn a_worker_that_finds_the_queue_empty_takes_from_another_ones_batch() {
         let w2 = Arc::new(Count::default());
         let (tx, ctl) = queue::<usize>(16, 1);
         let (mut rx1, mut rx2) = (ctl.receiver(), ctl.receiver());
@@ -837,14 +957,21 @@ mod tests {
         for i in 0..4 {
             assert!(tx.try_push(i).is_ok());
         }
-        // The first push woke rx2; rx1 takes everything first.
+        // The first push woke rx2; rx1 takes everything first (a share of
+        // len / 1 workers): 0 now, 1..4 in its batch.
         assert_eq!(w2.get(), 1);
         assert_eq!(item(pop_now(&mut rx1)), 0);
-        assert!(poll(&mut pop2, &w2).is_pending());
-        assert_eq!(w2.get(), 1);
-        rx1.give_back();
-        assert_eq!(w2.get(), 2);
+        assert!(queued(&tx).is_empty());
+        // rx2 finds the queue empty and takes the front of rx1's batch, as
+        // it would while rx1 runs a job that never awaits.
         assert_eq!(item(poll(&mut pop2, &w2)), 1);
+        drop(pop2);
+        let mut rest = Vec::new();
+        while let Some(i) = rx2.try_pop().or_else(|| rx1.try_pop()) {
+            rest.push(i);
+        }
+        rest.sort_unstable();
+        assert_eq!(rest, vec![2, 3], "every job once");
     }
 
     #[test]

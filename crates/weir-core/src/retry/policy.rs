@@ -345,8 +345,12 @@ mod tests {
             err(B::new().max_elapsed(Duration::ZERO)).setting(),
             "max_elapsed"
         );
+        assert_eq!(
+            err(B::new().max_delay(Duration::MAX)).setting(),
+            "max_delay"
+        );
         let fine = B::new()
-            .max_delay(Duration::MAX)
+            .max_delay(MAX_RETRY_DELAY)
             .max_elapsed(Duration::MAX)
             .max_attempts(u32::MAX)
             .multiplier(1.0)
