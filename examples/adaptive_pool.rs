@@ -3,20 +3,19 @@
 //!
 //! The database serves 40 queries at once in 20 ms (±10%); past that, every
 //! query slows down with the square of the overload (queueing and
-//! contention), so sending more at once gets *less* done. After 3 s a replica goes down and
-//! the capacity halves to 20. Two hundred workers have jobs to send.
+//! contention), so sending more at once gets *less* done. After 10 s a replica goes down and
+//! the capacity halves to 20. A `Pool` runs the queries, and there is
+//! always more work waiting in its queue.
 //!
-//! 1. With a fixed limit of 100 (a guess, too high): queries pile up, the
+//! 1. With a fixed 100 workers (a guess, too high): queries pile up, the
 //!    latency balloons, and the throughput collapses when the capacity
 //!    halves.
-//! 2. With an adaptive limit (the gradient algorithm, default settings, no
-//!    number given): the limit climbs until the latency starts to rise,
-//!    settles near 40, and follows the capacity down to near 20 within a
-//!    few hundred milliseconds. Every move is visible (`subscribe()`).
-//!
-//! Until the pool takes an adaptive limit itself, the two hundred workers
-//! are plain tasks that take a slot before each query and give it back with
-//! the query's outcome; that is what the pool's workers will do.
+//! 2. With `Pool::builder().adaptive(limit)` (the gradient algorithm,
+//!    default settings, no number given): the pool's worker count is the
+//!    limit, which climbs until the latency starts to rise, settles near
+//!    40, and follows the capacity down to near 20 within a few hundred
+//!    milliseconds. Every move is visible (`subscribe()`, the pool's
+//!    report, a `DEBUG` event).
 //!
 //! The runtime's clock is paused, so the simulated seconds take no time.
 //!
@@ -27,14 +26,16 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio::time::{Instant, sleep, sleep_until};
-use weir::{AdaptiveLimit, LimitOutcome};
+use weir::AdaptiveLimit;
+use weir::pool::Pool;
 
 const UNLOADED: Duration = Duration::from_millis(20);
 const RUN: Duration = Duration::from_secs(20);
 const HALVED_AT: Duration = Duration::from_secs(10);
 /// When to print a line, in each half (closer together after a change).
 const TICKS_MS: [u64; 6] = [250, 500, 1000, 2000, 5000, 10_000];
-const WORKERS: usize = 200;
+/// Jobs waiting in the pool's queue, at most.
+const QUEUE: usize = 200;
 
 /// The simulated database: queries in flight, the capacity now, and a
 /// seeded source of noise (the same run every time).
@@ -66,7 +67,7 @@ struct Measured {
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() -> anyhow::Result<()> {
-    println!("== 1. a fixed limit of 100 (a guess)");
+    println!("== 1. a fixed 100 workers (a guess)");
     let fixed = AdaptiveLimit::builder()
         .name("fixed")
         .min(100)
@@ -75,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     let guess = run(fixed).await?;
 
-    println!("\n== 2. an adaptive limit (gradient, defaults)");
+    println!("\n== 2. a pool under an adaptive limit (gradient, defaults)");
     let adaptive = AdaptiveLimit::builder().name("database").build()?;
     let found = run(adaptive.clone()).await?;
     println!("\n{}", adaptive.stats());
@@ -103,8 +104,8 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Two hundred workers query the database through `limit` for twenty
-/// (simulated) seconds; the capacity halves half way.
+/// A pool of `limit` workers queries the database for twenty (simulated)
+/// seconds, its queue kept full; the capacity halves half way.
 async fn run(limit: AdaptiveLimit) -> anyhow::Result<Measured> {
     let start = Instant::now();
     let end = start + RUN;
@@ -114,24 +115,36 @@ async fn run(limit: AdaptiveLimit) -> anyhow::Result<Measured> {
         noise: 0x9E37_79B9_7F4A_7C15,
     }));
     let record = Arc::new(Mutex::new((vec![0u64; 2], Vec::new())));
-    let mut workers = Vec::new();
-    for _ in 0..WORKERS {
-        let (limit, db, record) = (limit.clone(), db.clone(), record.clone());
-        workers.push(tokio::spawn(async move {
+    // Each job holds a slot of the limit while it runs; its `Ok` is a
+    // success for the limit (the default classification).
+    let pool = {
+        let (db, record) = (db.clone(), record.clone());
+        Pool::builder()
+            .name("queries")
+            .queue(QUEUE)
+            .adaptive(limit.clone())
+            .build(move |()| {
+                let (db, record) = (db.clone(), record.clone());
+                async move {
+                    let latency = db.lock().await.begin();
+                    sleep(latency).await;
+                    db.lock().await.busy -= 1;
+                    let mut r = record.lock().await;
+                    r.0[usize::from(start.elapsed() >= HALVED_AT)] += 1;
+                    r.1.push(latency);
+                    anyhow::Ok(())
+                }
+            })?
+    };
+    let feeder = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
             while Instant::now() < end {
-                let Ok(slot) = limit.acquire().await else {
-                    return;
-                };
-                let latency = db.lock().await.begin();
-                sleep(latency).await;
-                db.lock().await.busy -= 1;
-                slot.finish(LimitOutcome::Success);
-                let mut r = record.lock().await;
-                r.0[usize::from(start.elapsed() >= HALVED_AT)] += 1;
-                r.1.push(latency);
+                pool.submit_detached(()).await?;
             }
-        }));
-    }
+            anyhow::Ok(())
+        })
+    };
     // The limit every 100 ms, for its resting value (a median: the gradient
     // halves the limit for one window now and then, to measure the
     // unloaded latency again).
@@ -166,8 +179,9 @@ async fn run(limit: AdaptiveLimit) -> anyhow::Result<Measured> {
             (done, mean)
         };
         let now = limit.limit();
+        let workers = pool.report().workers;
         println!(
-            "   {:>5} ms  capacity {:>2}  limit {now:>3}  {:>4} queries/s  mean latency {:>3} ms",
+            "   {:>5} ms  capacity {:>2}  limit {now:>3}  workers {workers:>3}  {:>4} queries/s  mean latency {:>3} ms",
             (at - start).as_millis(),
             db.lock().await.capacity,
             ((done - last_done) as f64 / (at - last_at).as_secs_f64()).round(),
@@ -190,9 +204,14 @@ async fn run(limit: AdaptiveLimit) -> anyhow::Result<Measured> {
         l[l.len() / 2]
     };
     let rests = [resting(HALVED_AT / 2), resting(HALVED_AT + HALVED_AT / 2)];
-    for w in workers {
-        w.await?;
-    }
+    feeder.await??;
+    // What is still queued at the end is not measured: cancel it.
+    pool.cancel();
+    let report = match pool.join().await {
+        Ok(report) => report,
+        Err(stopped) => stopped.into_report(),
+    };
+    assert!(report.is_balanced());
     assert!(limit.stats().is_balanced());
     let (done, latencies) = std::mem::take(&mut *record.lock().await);
     Ok(Measured {

@@ -157,8 +157,8 @@ async fn pipeline_cases(s: &mut Sweep) {
 }
 
 async fn pool_cases(s: &mut Sweep) {
-    fn job(x: u32) -> impl Future<Output = anyhow::Result<u32>> {
-        async move { Ok(x) }
+    async fn job(x: u32) -> anyhow::Result<u32> {
+        Ok(x)
     }
     for n in sizes() {
         s.case(&format!("PoolBuilder::workers({n})"), async move {
@@ -601,6 +601,115 @@ async fn adaptive_cases(s: &mut Sweep) {
     }
 }
 
+/// The adaptive limit and retry as options of a pool, a bounded run and a
+/// pipeline stage: misplaced, with extreme policies.
+async fn option_cases(s: &mut Sweep) {
+    fn one() -> AdaptiveLimit {
+        AdaptiveLimit::builder()
+            .min(1)
+            .max(1)
+            .initial(1)
+            .build()
+            .unwrap()
+    }
+    s.case("Pipeline::adaptive before any stage", async move {
+        let r = Pipeline::<u32>::from_iter(0..3u32)
+            .adaptive(one())
+            .collect()
+            .await;
+        outcome(r, |v| format!("{} items", v.len()))
+    })
+    .await;
+    s.case("Pipeline::retry after filter", async move {
+        let p = RetryPolicy::builder().build().unwrap();
+        let r = Pipeline::<u32>::from_iter(0..3u32)
+            .filter("f", |_| true)
+            .retry(p)
+            .collect()
+            .await;
+        outcome(r, |v| format!("{} items", v.len()))
+    })
+    .await;
+    s.case("Pipeline::adaptive(limit 1) on 64 workers", async move {
+        let r = Pipeline::from_iter(0..10u32)
+            .map("m", 64, |x| async move { anyhow::Ok(x) })
+            .adaptive(one())
+            .collect()
+            .await;
+        outcome(r, |v| format!("{} items", v.len()))
+    })
+    .await;
+    for (label, d) in durations() {
+        s.case(
+            &format!("Pipeline::retry(base/max_delay/max_elapsed = {label})"),
+            async move {
+                let r = RetryPolicy::<anyhow::Error>::builder()
+                    .base(d)
+                    .max_delay(d)
+                    .max_elapsed(d)
+                    .build();
+                match r {
+                    Ok(p) => {
+                        let r = Pipeline::from_iter(0..3u32)
+                            .map(
+                                "m",
+                                2,
+                                |_| async move { Err::<u32, _>(anyhow::anyhow!("no")) },
+                            )
+                            .retry(p)
+                            .collect()
+                            .await;
+                        outcome(r, |v| format!("{} items", v.len()))
+                    }
+                    Err(e) => format!("error: {e}"),
+                }
+            },
+        )
+        .await;
+    }
+    for n in [1u32, u32::MAX] {
+        s.case(&format!("Pipeline::retry(max_attempts({n}))"), async move {
+            let p = RetryPolicy::<anyhow::Error>::builder()
+                .max_attempts(n)
+                .base(Duration::from_millis(1))
+                .build()
+                .unwrap();
+            let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let r = Pipeline::from_iter(0..1u32)
+                .map("m", 1, move |x| {
+                    let fail = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2;
+                    async move {
+                        anyhow::ensure!(!fail, "transient");
+                        Ok(x)
+                    }
+                })
+                .retry(p)
+                .run()
+                .await;
+            outcome(r, |r| {
+                let m = r.stage("m").unwrap();
+                format!("{} delivered after {} attempts", r.delivered, m.attempts)
+            })
+        })
+        .await;
+    }
+    s.case("PoolBuilder::adaptive with workers(2)", async move {
+        let r = Pool::builder()
+            .workers(2)
+            .adaptive(one())
+            .build(|x: u32| async move { anyhow::Ok(x) });
+        outcome(r, |_| "built".to_owned())
+    })
+    .await;
+    s.case("Bounded::adaptive(limit 1)", async move {
+        let r = Bounded::adaptive(one())
+            .run(0..10u32, |x| async move { anyhow::Ok(x) })
+            .await;
+        outcome(r, |v| format!("{} items", v.len()))
+    })
+    .await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn every_extreme_input_gets_a_value_or_a_clear_error() {
     let mut s = Sweep::default();
@@ -612,6 +721,7 @@ async fn every_extreme_input_gets_a_value_or_a_clear_error() {
     lifecycle_cases(&mut s).await;
     rate_cases(&mut s).await;
     adaptive_cases(&mut s).await;
+    option_cases(&mut s).await;
     assert!(s.rows.len() + s.failures.len() > 150, "the sweep shrank");
     s.finish();
 }

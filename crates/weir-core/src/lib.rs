@@ -14,8 +14,8 @@
 //! | graceful shutdown | [`Shutdown`] |
 //! | weighted semaphore (Go's `x/sync/semaphore`) | [`Semaphore`], [`WeightedPermit`] |
 //! | duplicate call suppression (Go's `x/sync/singleflight`) | [`Singleflight`] |
-//! | adaptive concurrency limit (Netflix's `concurrency-limits`) | [`AdaptiveLimit`], [`Aimd`], [`Gradient`]; `AdaptiveLimitLayer` (feature `tower`) |
-//! | retry with backoff, jitter and a budget | [`retry()`], [`RetryPolicy`], [`RetryBudget`] |
+//! | adaptive concurrency limit (Netflix's `concurrency-limits`) | [`AdaptiveLimit`], [`Aimd`], [`Gradient`]; in a pool, a bounded run, a stage: [`PoolBuilder::adaptive`](pool::PoolBuilder::adaptive), [`Bounded::adaptive`], [`Pipeline::adaptive`]; `AdaptiveLimitLayer` (feature `tower`) |
+//! | retry with backoff, jitter and a budget | [`retry()`], [`RetryPolicy`], [`RetryBudget`]; in a pool, a stage: [`PoolBuilder::retry`](pool::PoolBuilder::retry), [`Pipeline::retry`] |
 //! | cancellation with a cause and a deadline | [`Context`], [`Cause`] |
 //!
 //! Every construct is cancellable (a `CancellationToken` or a [`Context`]),
@@ -66,11 +66,11 @@ pub mod retry;
 #[cfg(feature = "tower")]
 pub use adaptive::tower::{
     AdaptiveLimitFuture, AdaptiveLimitLayer, AdaptiveLimitNotReady, AdaptiveLimitService,
-    ClassifyOutcome, DropOnError,
 };
 pub use adaptive::{
     AdaptiveAcquire, AdaptiveLimit, AdaptiveLimitBuilder, AdaptiveLimitError, AdaptiveLimitStats,
-    AdaptivePermit, Aimd, Gradient, LimitAlgorithm, LimitOutcome,
+    AdaptivePermit, Aimd, ClassifyOutcome, DropOnError, Gradient, IgnoreOnError, LimitAlgorithm,
+    LimitOutcome,
 };
 pub use retry::{
     GiveUpReason, Jitter, MAX_RETRY_DELAY, RetryBudget, RetryBudgetBuilder, RetryCall,

@@ -10,6 +10,9 @@
 //!
 //! Beside AIMD and the gradient, a sweep of fixed limits (an
 //! `AdaptiveLimit` with `min = max`, so every run shares the code path).
+//! The same two phases also drive a real `Pool` built with
+//! `.adaptive(limit)`, its queue kept full, in place of the clients: the
+//! pool's workers follow the limit, and it must settle the same way.
 //! `cargo test -p weir-core --test adaptive_simulation -- --nocapture`
 //! prints the table that docs/benchmarks.md shows.
 #![allow(clippy::unwrap_used)]
@@ -21,6 +24,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::{Instant, sleep, sleep_until};
 use tracing_subscriber::layer::SubscriberExt;
+use weir_core::pool::Pool;
 use weir_core::{AdaptiveLimit, Aimd, Gradient};
 
 const BASE: Duration = Duration::from_millis(100);
@@ -107,6 +111,17 @@ struct Run {
     series: Vec<(Duration, usize, u64)>,
     initial: usize,
     moves: Vec<Move>,
+    /// With [`Driver::Pool`]: the pool's workers at each sample.
+    workers: Vec<usize>,
+}
+
+/// What calls the resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    /// `CLIENTS` closed-loop clients, each taking a slot of the limit.
+    Clients,
+    /// A `Pool` with `.adaptive(limit)` whose queue a feeder keeps full.
+    Pool,
 }
 
 impl Run {
@@ -174,8 +189,27 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Runs the two phases against the limit `make` builds, on a fresh paused
-/// runtime.
+/// runtime, with closed-loop clients.
 fn simulate(name: &str, make: impl FnOnce() -> AdaptiveLimit) -> Run {
+    simulate_on(Driver::Clients, name, make)
+}
+
+/// One job against the resource: records its completion and latency.
+async fn call(
+    resource: &Mutex<Resource>,
+    done: &Mutex<Vec<(Duration, Duration)>>,
+    start: Instant,
+) -> Duration {
+    let latency = resource.lock().unwrap().start();
+    sleep(latency).await;
+    resource.lock().unwrap().busy -= 1;
+    done.lock().unwrap().push((start.elapsed(), latency));
+    latency
+}
+
+/// Runs the two phases against the limit `make` builds, on a fresh paused
+/// runtime, driven by `driver`.
+fn simulate_on(driver: Driver, name: &str, make: impl FnOnce() -> AdaptiveLimit) -> Run {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -200,18 +234,39 @@ fn simulate(name: &str, make: impl FnOnce() -> AdaptiveLimit) -> Run {
         // (completed at, latency)
         let done = Arc::new(Mutex::new(Vec::<(Duration, Duration)>::new()));
         let mut tasks = Vec::new();
-        for _ in 0..CLIENTS {
-            let (limit, resource, done) = (limit.clone(), resource.clone(), done.clone());
-            tasks.push(tokio::spawn(async move {
-                while Instant::now() < end {
-                    let permit = limit.acquire().await.unwrap();
-                    let latency = resource.lock().unwrap().start();
-                    sleep(latency).await;
-                    resource.lock().unwrap().busy -= 1;
-                    permit.success();
-                    done.lock().unwrap().push((start.elapsed(), latency));
+        let mut pool = None;
+        match driver {
+            Driver::Clients => {
+                for _ in 0..CLIENTS {
+                    let (limit, resource, done) = (limit.clone(), resource.clone(), done.clone());
+                    tasks.push(tokio::spawn(async move {
+                        while Instant::now() < end {
+                            let permit = limit.acquire().await.unwrap();
+                            call(&resource, &done, start).await;
+                            permit.success();
+                        }
+                    }));
                 }
-            }));
+            }
+            Driver::Pool => {
+                let (resource, done) = (resource.clone(), done.clone());
+                let p: Pool<(), Duration, String> = Pool::builder()
+                    .name("simulated")
+                    .queue(CLIENTS)
+                    .adaptive(limit.clone())
+                    .build(move |()| {
+                        let (resource, done) = (resource.clone(), done.clone());
+                        async move { Ok(call(&resource, &done, start).await) }
+                    })
+                    .unwrap();
+                let feeder = p.clone();
+                tasks.push(tokio::spawn(async move {
+                    while Instant::now() < end {
+                        feeder.submit_detached(()).await.unwrap();
+                    }
+                }));
+                pool = Some(p);
+            }
         }
         let halve = {
             let resource = resource.clone();
@@ -221,15 +276,27 @@ fn simulate(name: &str, make: impl FnOnce() -> AdaptiveLimit) -> Run {
             })
         };
         let mut series = Vec::new();
+        let mut workers = Vec::new();
         let mut at = start;
         while at < end {
             sleep_until(at).await;
             let s = limit.stats();
             series.push((at - start, s.limit, s.windows));
+            if let Some(pool) = &pool {
+                let r = pool.report();
+                assert_eq!(r.limit, Some(s.limit));
+                workers.push(r.workers);
+            }
             at += SAMPLE;
         }
         for t in tasks {
             t.await.unwrap();
+        }
+        if let Some(pool) = pool {
+            // Whatever is queued runs out after the end; it is not counted.
+            pool.cancel();
+            let report = pool.join().await.unwrap_err().into_report();
+            assert!(report.is_balanced(), "{report:?}");
         }
         halve.await.unwrap();
         let done = done.lock().unwrap();
@@ -248,6 +315,7 @@ fn simulate(name: &str, make: impl FnOnce() -> AdaptiveLimit) -> Run {
             series,
             initial,
             moves: moves.moves.lock().unwrap().clone(),
+            workers,
         }
     })
 }
@@ -444,4 +512,84 @@ fn a_limit_that_starts_far_above_the_capacity_comes_down() {
     assert!(windows <= 40, "{windows} windows");
     assert!(run.settled(1, C2).is_some());
     assert!(run.goodput[2] >= 0.9 * 249.0, "{:?}", run.goodput);
+}
+
+/// The median of the pool's worker counts over the second half of a phase.
+fn resting_workers(run: &Run, phase: usize) -> usize {
+    let from = PHASE * phase as u32 + PHASE / 2;
+    let to = PHASE * (phase as u32 + 1);
+    let mut w: Vec<usize> = run
+        .series
+        .iter()
+        .zip(&run.workers)
+        .filter(|((t, ..), _)| *t >= from && *t < to)
+        .map(|(_, w)| *w)
+        .collect();
+    w.sort_unstable();
+    w[w.len() / 2]
+}
+
+#[test]
+fn a_pool_under_an_adaptive_limit_finds_the_capacity_and_follows_it() {
+    let gradient = || {
+        AdaptiveLimit::builder()
+            .gradient(Gradient::new())
+            .build()
+            .unwrap()
+    };
+    let aimd = || {
+        AdaptiveLimit::builder()
+            .aimd(Aimd::new().latency_threshold(BASE.mul_f64(1.25)))
+            .build()
+            .unwrap()
+    };
+    for (name, make) in [
+        ("gradient", &gradient as &dyn Fn() -> AdaptiveLimit),
+        ("AIMD", &aimd),
+    ] {
+        let pooled = simulate_on(Driver::Pool, &format!("pool, {name}"), make);
+        let clients = simulate(&format!("clients, {name}"), make);
+        println!(
+            "pool, {name}: goodput {:.0} / {:.0} jobs/s, p99 {} ms, limit at rest {} / {}, workers at rest {} / {}, within ±25% of C after it halves: {}",
+            pooled.goodput[0],
+            pooled.goodput[1],
+            ms(pooled.p99),
+            pooled.resting(0),
+            pooled.resting(1),
+            resting_workers(&pooled, 0),
+            resting_workers(&pooled, 1),
+            settle_cell(&pooled, 1, C2),
+        );
+        for (phase, c) in [(0, C1), (1, C2)] {
+            let near = |n: usize| {
+                let n = n as f64;
+                n >= c as f64 * 0.75 && n <= c as f64 * 1.25
+            };
+            let rest = pooled.resting(phase);
+            assert!(
+                near(rest),
+                "pool, {name}: limit rests at {rest} for C = {c}"
+            );
+            // The pool's workers follow the limit.
+            let workers = resting_workers(&pooled, phase);
+            assert!(near(workers), "pool, {name}: {workers} workers for C = {c}");
+            assert!(
+                pooled.settled(phase, c).is_some(),
+                "pool, {name}: never settles for C = {c}"
+            );
+        }
+        let (_, windows) = pooled.settled(1, C2).unwrap();
+        assert!(
+            windows <= RESETTLE_WINDOWS,
+            "pool, {name}: {windows} windows to settle after C halved"
+        );
+        // The pool does as well as clients taking the limit's slots by hand.
+        assert!(
+            pooled.goodput[2] >= 0.9 * clients.goodput[2],
+            "pool, {name}: goodput {:.0} < 90% of {:.0}",
+            pooled.goodput[2],
+            clients.goodput[2]
+        );
+        assert!(pooled.p99 <= 2 * BASE, "pool, {name}: p99 {:?}", pooled.p99);
+    }
 }

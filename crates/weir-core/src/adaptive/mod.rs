@@ -76,6 +76,7 @@
 mod acquire;
 mod algorithm;
 mod builder;
+mod classify;
 mod error;
 mod permit;
 mod state;
@@ -94,6 +95,7 @@ use tokio::time::Instant;
 pub use acquire::AdaptiveAcquire;
 pub use algorithm::{Aimd, Gradient, LimitAlgorithm};
 pub use builder::AdaptiveLimitBuilder;
+pub use classify::{ClassifyOutcome, DropOnError, IgnoreOnError};
 pub use error::AdaptiveLimitError;
 pub use permit::{AdaptivePermit, LimitOutcome};
 pub use stats::AdaptiveLimitStats;
@@ -188,6 +190,18 @@ impl AdaptiveLimit {
         AdaptiveAcquire::new(self.clone())
     }
 
+    /// A slot, however long that takes: for a construct that drops this
+    /// future when it is cancelled (a pool's worker, a stage, a bounded
+    /// run watch their own cancellation).
+    pub(crate) async fn slot(&self) -> AdaptivePermit {
+        match self.acquire().await {
+            Ok(permit) => permit,
+            // Without a context the wait ends only with a slot: the
+            // semaphore is never closed.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
     /// Takes a slot if one is free now and nobody is waiting; never waits.
     ///
     /// # Errors
@@ -250,6 +264,10 @@ impl AdaptiveLimit {
     fn admit(&self, permit: OwnedSemaphorePermit) -> AdaptivePermit {
         let epoch = self.lock().admitted();
         AdaptivePermit::new(self.clone(), permit, epoch)
+    }
+
+    fn unused(&self, permit: OwnedSemaphorePermit) {
+        self.lock().unused(permit);
     }
 
     fn note_stopped(&self) {

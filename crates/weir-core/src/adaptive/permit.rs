@@ -84,6 +84,15 @@ impl AdaptivePermit {
         self.end(Verdict::Given(outcome));
     }
 
+    /// Gives the slot back as if it had never been taken, for a construct
+    /// that took a slot before it knew whether there was a job for it (a
+    /// bounded run at the end of its input): not counted as accepted.
+    pub(crate) fn unused(mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.limit.unused(permit);
+        }
+    }
+
     /// When the permit was handed out: the start of the job's latency.
     pub fn started(&self) -> Instant {
         self.started

@@ -113,6 +113,25 @@ impl State {
         (self.in_flight <= self.limit).then_some(self.epoch)
     }
 
+    /// A permit handed back unused (its job turned out not to exist): as
+    /// if it had never been admitted.
+    pub(super) fn unused(&mut self, permit: OwnedSemaphorePermit) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.counters.accepted = self.counters.accepted.saturating_sub(1);
+        self.give_back(permit);
+    }
+
+    /// Returns a permit to the semaphore, or retires it to pay the debt of
+    /// a lowered limit.
+    fn give_back(&mut self, permit: OwnedSemaphorePermit) {
+        if self.debt > 0 {
+            self.debt -= 1;
+            permit.forget();
+        } else {
+            drop(permit);
+        }
+    }
+
     pub(super) fn rejected(&mut self) {
         self.counters.rejected += 1;
     }
@@ -133,12 +152,7 @@ impl State {
         outcome: Verdict,
     ) -> Option<Change> {
         self.in_flight = self.in_flight.saturating_sub(1);
-        if self.debt > 0 {
-            self.debt -= 1;
-            permit.forget();
-        } else {
-            drop(permit);
-        }
+        self.give_back(permit);
         let now = Instant::now();
         let counts = epoch == Some(self.epoch);
         match outcome {
@@ -188,16 +202,6 @@ impl State {
             self.last_mean = summary.mean;
         }
         let (next, reason) = self.algo.update(self.estimate, self.limit, &summary);
-        if std::env::var("WEIR_DEBUG_WINDOWS").is_ok() {
-            eprintln!(
-                "{:?} limit {} in_flight {} {:?} -> {next:.1} {reason:?} base {:?}",
-                now,
-                self.limit,
-                self.in_flight,
-                summary,
-                self.algo.baseline()
-            );
-        }
 
         self.window = Window::new(now, self.in_flight);
         let reason = reason?;

@@ -11,41 +11,10 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{AdaptiveAcquire, AdaptiveLimit, AdaptivePermit, LimitOutcome};
+use super::classify::{ClassifyOutcome, DropOnError};
+use super::{AdaptiveAcquire, AdaptiveLimit, AdaptivePermit};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Decides the [`LimitOutcome`] of a response. Any
-/// `Fn(&Result<T, E>) -> LimitOutcome` is one; [`DropOnError`] is the
-/// default.
-pub trait ClassifyOutcome<T, E> {
-    /// The outcome of `result` for the limit.
-    fn classify(&self, result: &Result<T, E>) -> LimitOutcome;
-}
-
-impl<T, E, F> ClassifyOutcome<T, E> for F
-where
-    F: Fn(&Result<T, E>) -> LimitOutcome,
-{
-    fn classify(&self, result: &Result<T, E>) -> LimitOutcome {
-        self(result)
-    }
-}
-
-/// The default classifier: `Ok` is [`LimitOutcome::Success`], `Err` is
-/// [`LimitOutcome::Dropped`] (in a tower stack an error is most often a
-/// timeout, a refused connection or a shed request: overload).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DropOnError;
-
-impl<T, E> ClassifyOutcome<T, E> for DropOnError {
-    fn classify(&self, result: &Result<T, E>) -> LimitOutcome {
-        match result {
-            Ok(_) => LimitOutcome::Success,
-            Err(_) => LimitOutcome::Dropped,
-        }
-    }
-}
 
 /// `call` was used without a successful `poll_ready` first (a caller bug).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,9 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::WaitForCancellationFuture;
@@ -16,6 +14,7 @@ use weir_context::__private::{catch, catch_call};
 use weir_context::Context;
 
 use super::report::{BoundedError, BoundedReport};
+use super::window::Window;
 
 /// What the caller's sink wants after a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,19 +49,20 @@ pub(super) struct Outcome {
 
 type Joined<T, E> = Result<(usize, Result<T, BoundedError<E>>), JoinError>;
 
-enum Event<T, E> {
+enum Event<T, E, S> {
     Cancelled,
     Joined(Joined<T, E>),
-    Permit(OwnedSemaphorePermit),
+    Permit(S),
     /// Nothing in flight, and no permit asked for.
     Idle,
 }
 
-/// Runs `f` over `items` with at most `limit` in flight (already checked:
-/// `1..=Semaphore::MAX_PERMITS`), handing every result to `sink`. Returns
+/// Runs `f` over `items` with at most as many in flight as `window` has
+/// slots (in batches of `limit`), handing every result to `sink`. Returns
 /// only after every task it spawned has ended.
-pub(super) async fn drive<I, F, Fut, T, E>(
+pub(super) async fn drive<I, F, Fut, T, E, W>(
     ctx: &Context,
+    window: W,
     limit: usize,
     mode: Mode,
     items: I,
@@ -75,8 +75,9 @@ where
     Fut: Future<Output = Result<T, E>> + Send + 'static,
     T: Send + 'static,
     E: std::fmt::Display + Send + 'static,
+    W: Window<T, E>,
 {
-    let mut run = Driver::new(limit);
+    let mut run = Driver::new(window, limit);
     // One waiter on the context for the whole run, not one per item.
     let cancelled = ctx.cancelled();
     tokio::pin!(cancelled);
@@ -96,6 +97,7 @@ where
             Err(halt) => break Some(halt),
         };
         let Some((index, item)) = items.next() else {
+            W::unused(permit);
             break None;
         };
         if mode == Mode::Batches && run.in_batch == 0 {
@@ -125,24 +127,25 @@ where
 }
 
 /// Everything a run has in flight, and its counts.
-struct Driver<T, E> {
+struct Driver<T, E, W> {
     tasks: JoinSet<(usize, Result<T, BoundedError<E>>)>,
-    permits: Arc<Semaphore>,
+    window: W,
     in_batch: usize,
     round: u64,
     report: BoundedReport,
     began: Instant,
 }
 
-impl<T, E> Driver<T, E>
+impl<T, E, W> Driver<T, E, W>
 where
     T: Send + 'static,
     E: std::fmt::Display + Send + 'static,
+    W: Window<T, E>,
 {
-    fn new(limit: usize) -> Self {
+    fn new(window: W, limit: usize) -> Self {
         Self {
             tasks: JoinSet::new(),
-            permits: Arc::new(Semaphore::new(limit)),
+            window,
             in_batch: 0,
             round: 0,
             report: BoundedReport {
@@ -159,21 +162,21 @@ where
         &mut self,
         cancelled: Pin<&mut WaitForCancellationFuture<'_>>,
         want_permit: bool,
-    ) -> Event<T, E> {
+    ) -> Event<T, E, W::Slot> {
         if !want_permit && self.tasks.is_empty() {
             return Event::Idle;
         }
-        let permits = &self.permits;
+        let window = &self.window;
         // The context's branch is always enabled, so this never runs out of
         // branches: it waits.
         tokio::select! {
             biased;
             () = cancelled => Event::Cancelled,
             Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => Event::Joined(joined),
-            permit = Arc::clone(permits).acquire_owned(), if want_permit => match permit {
-                Ok(permit) => Event::Permit(permit),
-                // The semaphore is never closed.
-                Err(_) => Event::Cancelled,
+            permit = window.take(), if want_permit => match permit {
+                Some(permit) => Event::Permit(permit),
+                // Never: the window is never closed.
+                None => Event::Cancelled,
             },
         }
     }
@@ -183,7 +186,7 @@ where
         &mut self,
         mut cancelled: Pin<&mut WaitForCancellationFuture<'_>>,
         sink: &mut impl FnMut(usize, Result<T, BoundedError<E>>) -> Flow,
-    ) -> Result<OwnedSemaphorePermit, Halt> {
+    ) -> Result<W::Slot, Halt> {
         loop {
             match self.next_event(cancelled.as_mut(), true).await {
                 Event::Permit(permit) => return Ok(permit),
@@ -217,7 +220,7 @@ where
         index: usize,
         f: &mut F,
         item: X,
-        permit: OwnedSemaphorePermit,
+        permit: W::Slot,
         sink: &mut impl FnMut(usize, Result<T, BoundedError<E>>) -> Flow,
     ) -> Flow
     where
@@ -230,7 +233,7 @@ where
             Ok(fut) => {
                 let span = tracing::debug_span!("bounded", index);
                 self.tasks
-                    .spawn(run_item(index, fut, permit).instrument(span));
+                    .spawn(run_item::<T, E, Fut, W>(index, fut, permit).instrument(span));
                 Flow::Continue
             }
             Err(panic) => self.result(index, Err(BoundedError::Panicked { index, panic }), sink),
@@ -293,20 +296,22 @@ where
     }
 }
 
-/// One item's task: the body, with its panic caught, holding its permit
-/// until it ends.
-async fn run_item<T, E, Fut>(
+/// One item's task: the body, with its panic caught, holding its slot
+/// until it ends (a panic or an abort drops the slot with no verdict).
+async fn run_item<T, E, Fut, W>(
     index: usize,
     fut: Fut,
-    permit: OwnedSemaphorePermit,
+    permit: W::Slot,
 ) -> (usize, Result<T, BoundedError<E>>)
 where
     Fut: Future<Output = Result<T, E>>,
+    W: Window<T, E>,
 {
-    let _permit = permit;
     let result = match catch(fut).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(BoundedError::Failed { index, error }),
+        Ok(result) => {
+            W::give_back(permit, &result);
+            result.map_err(|error| BoundedError::Failed { index, error })
+        }
         Err(panic) => Err(BoundedError::Panicked { index, panic }),
     };
     (index, result)

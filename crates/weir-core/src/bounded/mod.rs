@@ -61,16 +61,20 @@
 
 mod drive;
 mod report;
+mod window;
 
-use std::fmt::Display;
+use std::fmt::{self, Display};
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use weir_context::{ConfigError, Context, RunError};
 
 pub use report::{BoundedError, BoundedReport};
 
-use drive::{Flow, Halt, Mode, drive};
+use crate::adaptive::{AdaptiveLimit, ClassifyOutcome, IgnoreOnError};
+use drive::{Flow, Halt, Mode, Outcome, drive};
+use window::{Adaptive, Fixed};
 
 /// In which order [`Bounded::run`] and [`Bounded::run_all`] return results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -132,12 +136,51 @@ pub enum ResultOrder {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone)]
-pub struct Bounded {
+///
+/// An adaptive limit instead of a fixed one: each item holds a slot of
+/// the limit while it runs, and its result teaches the limit.
+///
+/// ```
+/// use std::time::Duration;
+/// use weir_core::{AdaptiveLimit, Bounded};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> anyhow::Result<()> {
+/// let limit = AdaptiveLimit::builder().initial(4).build()?;
+/// let done = Bounded::adaptive(limit.clone())
+///     .run(0..40u64, |i| async move {
+///         tokio::time::sleep(Duration::from_millis(10)).await;
+///         anyhow::Ok(i)
+///     })
+///     .await?;
+/// assert_eq!(done.len(), 40);
+/// assert_eq!(limit.stats().succeeded, 40);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Bounded<C = IgnoreOnError> {
     limit: usize,
+    adaptive: Option<AdaptiveLimit>,
     ctx: Context,
     mode: Mode,
     order: ResultOrder,
+    classify: C,
+    /// Whether `classify` was called (it needs an adaptive limit).
+    classified: bool,
+}
+
+impl<C> fmt::Debug for Bounded<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bounded")
+            .field("limit", &self.limit)
+            .field("adaptive", &self.adaptive)
+            .field("ctx", &self.ctx)
+            .field("mode", &self.mode)
+            .field("order", &self.order)
+            .field("classify", &self.classified)
+            .finish()
+    }
 }
 
 impl Bounded {
@@ -147,12 +190,37 @@ impl Bounded {
     pub fn new(limit: usize) -> Self {
         Self {
             limit,
+            adaptive: None,
             ctx: Context::background(),
             mode: Mode::Window,
             order: ResultOrder::Input,
+            classify: IgnoreOnError,
+            classified: false,
         }
     }
 
+    /// At most as many items in flight as `limit` allows at each moment
+    /// (see [`AdaptiveLimit`]): each item takes a slot of the limit before
+    /// its task is spawned, holds it while it runs, and gives it back with
+    /// its outcome ([`classify`](Self::classify); by default `Ok` is a
+    /// success and `Err` says nothing, [`IgnoreOnError`]). A panicking or
+    /// aborted item frees its slot with no verdict. When the limit falls,
+    /// the items running go on; new ones start as they end. Other users of
+    /// the same limit share its slots.
+    ///
+    /// The report's `limit` is the limit when the run ended, and its
+    /// [`adaptive`](BoundedReport::adaptive) field the limit's stats then.
+    /// Batches ([`in_batches`](Self::in_batches)) are a [`ConfigError`]
+    /// with an adaptive limit.
+    pub fn adaptive(limit: AdaptiveLimit) -> Self {
+        Self {
+            adaptive: Some(limit),
+            ..Self::new(1)
+        }
+    }
+}
+
+impl<C> Bounded<C> {
     /// Stops the run when `ctx` is cancelled or its deadline passes; the
     /// error then carries the context's cause ([`BoundedError::Stopped`]).
     /// The run never cancels `ctx`. A `Context`, a `&Context` or a
@@ -175,13 +243,82 @@ impl Bounded {
         self
     }
 
+    /// Decides what each item's result tells the
+    /// [`adaptive`](Bounded::adaptive) limit: a `Fn(&Result<T, E>) ->
+    /// LimitOutcome` (or any [`ClassifyOutcome`]); say
+    /// [`Dropped`](crate::LimitOutcome::Dropped) for the errors that mean
+    /// overload. Checked when the run starts: only with an adaptive limit.
+    pub fn classify<C2>(self, classify: C2) -> Bounded<C2> {
+        Bounded {
+            limit: self.limit,
+            adaptive: self.adaptive,
+            ctx: self.ctx,
+            mode: self.mode,
+            order: self.order,
+            classify,
+            classified: true,
+        }
+    }
+
     /// The limit to run with: at least 1, at most what a semaphore holds.
     fn check(&self) -> Result<usize, ConfigError> {
         if self.limit == 0 {
             return Err(ConfigError::zero("bounded", "limit"));
         }
+        if let Some(limit) = &self.adaptive
+            && self.mode == Mode::Batches
+        {
+            return Err(ConfigError::invalid(
+                format!("bounded run under adaptive limit `{}`", limit.name()),
+                "in_batches",
+                "cannot size batches by an adaptive limit",
+            ));
+        }
+        if self.classified && self.adaptive.is_none() {
+            return Err(ConfigError::invalid(
+                "bounded",
+                "classify",
+                "needs an adaptive limit (`Bounded::adaptive`) to tell",
+            ));
+        }
         tokio::runtime::Handle::try_current().map_err(|_| ConfigError::no_runtime("bounded"))?;
         Ok(self.limit.min(Semaphore::MAX_PERMITS))
+    }
+
+    /// Runs the driver with this run's window: the fixed one, or the
+    /// adaptive limit's (whose stats go in the report).
+    async fn drive<I, F, Fut, T, E>(
+        self,
+        limit: usize,
+        items: I,
+        f: F,
+        sink: impl FnMut(usize, Result<T, BoundedError<E>>) -> Flow,
+    ) -> Outcome
+    where
+        I: IntoIterator,
+        F: FnMut(I::Item) -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Display + Send + 'static,
+        C: ClassifyOutcome<T, E> + Send + Sync + 'static,
+    {
+        match self.adaptive {
+            None => {
+                let window = Fixed(Arc::new(Semaphore::new(limit)));
+                drive(&self.ctx, window, limit, self.mode, items, f, sink).await
+            }
+            Some(adaptive) => {
+                let window = Adaptive {
+                    limit: adaptive.clone(),
+                    classify: Arc::new(self.classify),
+                };
+                let mut outcome = drive(&self.ctx, window, limit, self.mode, items, f, sink).await;
+                let stats = adaptive.stats();
+                outcome.report.limit = stats.limit;
+                outcome.report.adaptive = Some(stats);
+                outcome
+            }
+        }
     }
 
     /// Runs `f` on every item, fail-fast: the first error or panic aborts the
@@ -217,20 +354,17 @@ impl Bounded {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
         E: Display + Send + 'static,
+        C: ClassifyOutcome<T, E> + Send + Sync + 'static,
     {
         let limit = match self.check() {
             Ok(limit) => limit,
             Err(e) => return Err(RunError::new(e.into(), BoundedReport::default())),
         };
+        let (ctx, order) = (self.ctx.clone(), self.order);
         let mut out = Vec::new();
         let mut first_error = None;
-        let outcome = drive(
-            &self.ctx,
-            limit,
-            self.mode,
-            items,
-            f,
-            |index, result| match result {
+        let outcome = self
+            .drive(limit, items, f, |index, result| match result {
                 Ok(value) => {
                     out.push((index, value));
                     Flow::Continue
@@ -239,16 +373,15 @@ impl Bounded {
                     first_error.get_or_insert(err);
                     Flow::Stop
                 }
-            },
-        )
-        .await;
+            })
+            .await;
         match (outcome.halt, first_error) {
             (Some(Halt::Cancelled), _) => Err(RunError::new(
-                BoundedError::Stopped(self.ctx.stopped().into_cause()),
+                BoundedError::Stopped(ctx.stopped().into_cause()),
                 outcome.report,
             )),
             (_, Some(err)) => Err(RunError::new(err, outcome.report)),
-            (_, None) => Ok(self.sorted(out)),
+            (_, None) => Ok(sorted(order, out)),
         }
     }
 
@@ -288,26 +421,22 @@ impl Bounded {
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
         E: Display + Send + 'static,
+        C: ClassifyOutcome<T, E> + Send + Sync + 'static,
     {
         let limit = self.check()?;
+        let (ctx, order) = (self.ctx.clone(), self.order);
         let mut out = Vec::new();
         let mut items = items.into_iter();
-        let outcome = drive(
-            &self.ctx,
-            limit,
-            self.mode,
-            &mut items,
-            f,
-            |index, result| {
+        let outcome = self
+            .drive(limit, &mut items, f, |index, result| {
                 out.push((index, result));
                 Flow::Continue
-            },
-        )
-        .await;
+            })
+            .await;
         if outcome.halt.is_some() {
             // Account for every item: the ones that did not finish, and the
             // ones never started, were stopped.
-            let stopped = || Err(BoundedError::Stopped(self.ctx.stopped().into_cause()));
+            let stopped = || Err(BoundedError::Stopped(ctx.stopped().into_cause()));
             let started = outcome.report.started as usize;
             let mut finished = vec![false; started];
             for (index, _) in &out {
@@ -322,15 +451,16 @@ impl Bounded {
                 out.push((started + index, stopped()));
             }
         }
-        Ok(self.sorted(out))
+        Ok(sorted(order, out))
     }
+}
 
-    fn sorted<R>(&self, mut out: Vec<(usize, R)>) -> Vec<R> {
-        if self.order == ResultOrder::Input {
-            out.sort_unstable_by_key(|(index, _)| *index);
-        }
-        out.into_iter().map(|(_, value)| value).collect()
+/// The results, in input order if `order` says so.
+fn sorted<R>(order: ResultOrder, mut out: Vec<(usize, R)>) -> Vec<R> {
+    if order == ResultOrder::Input {
+        out.sort_unstable_by_key(|(index, _)| *index);
     }
+    out.into_iter().map(|(_, value)| value).collect()
 }
 
 /// Runs `f` on every item with at most `limit` in flight, each in its own

@@ -6,6 +6,8 @@ use std::time::Duration;
 use weir_context::__private::write_table;
 use weir_context::{Cause, ConfigError, Panic};
 
+use crate::adaptive::AdaptiveLimitStats;
+
 /// Why a bounded run (or, in [`Bounded::run_all`](super::Bounded::run_all),
 /// one item) failed.
 ///
@@ -131,7 +133,8 @@ impl<E: fmt::Debug + fmt::Display> std::error::Error for BoundedError<E> {}
 #[non_exhaustive]
 pub struct BoundedReport {
     /// The limit (or batch size) the run used: the one asked for, lowered
-    /// to what a tokio semaphore holds.
+    /// to what a tokio semaphore holds; under an adaptive limit, the limit
+    /// in force when the run ended.
     pub limit: usize,
     /// Items whose body was started.
     pub started: u64,
@@ -146,6 +149,10 @@ pub struct BoundedReport {
     pub cancelled: u64,
     /// Time from the start of the run until its last task ended.
     pub elapsed: Duration,
+    /// Under an adaptive limit ([`Bounded::adaptive`](super::Bounded::adaptive)),
+    /// the limit's stats when the run ended (how it moved, every verdict;
+    /// other users of the same limit count there too). `None` otherwise.
+    pub adaptive: Option<AdaptiveLimitStats>,
 }
 
 impl BoundedReport {
@@ -178,6 +185,10 @@ impl fmt::Display for BoundedReport {
                 self.cancelled.to_string(),
             ]],
         )?;
-        write!(f, "elapsed {:?}", self.elapsed)
+        write!(f, "elapsed {:?}", self.elapsed)?;
+        if let Some(stats) = &self.adaptive {
+            write!(f, "\n{stats}")?;
+        }
+        Ok(())
     }
 }

@@ -48,6 +48,15 @@
 //! [`PipelineError::Panicked`] with the stage's name and the panic message,
 //! under either policy; the worker itself keeps running under `Continue`.
 //!
+//! # Stage options
+//!
+//! [`timeout`](Pipeline::timeout), [`adaptive`](Pipeline::adaptive) and
+//! [`retry`](Pipeline::retry) apply to the stage added just before them.
+//! Together they nest, from the outside in: the retries; for each attempt
+//! a slot of the adaptive limit; inside it the per-item timeout; inside
+//! that the stage function. A backoff holds no slot, a timeout is the
+//! attempt's, and a panic is never retried.
+//!
 //! # Cancellation
 //!
 //! [`PipelineHandle::cancel`], or the end of the [`Context`] given to
@@ -67,7 +76,9 @@
 //!
 //! # Settings
 //!
-//! Zero workers, a zero capacity, a zero or misplaced per-item timeout, more
+//! Zero workers, a zero capacity, a zero or misplaced per-item timeout, a
+//! misplaced [`adaptive`](Pipeline::adaptive) or [`retry`](Pipeline::retry)
+//! option (before any stage, or after `filter` or `inspect`), more
 //! than [`MAX_WORKERS`](crate::MAX_WORKERS) workers in a stage, or a start
 //! outside a tokio runtime are a [`ConfigError`] when
 //! the pipeline starts (its sink, or [`into_stream`](Pipeline::into_stream));
@@ -76,6 +87,7 @@
 
 mod error;
 mod handle;
+mod options;
 mod report;
 mod run;
 mod stage;
@@ -99,7 +111,10 @@ pub use run::{EmitError, Emitter};
 pub use stage::Stage;
 
 use crate::DEFAULT_CAPACITY;
+use crate::adaptive::AdaptiveLimit;
 use crate::channel::{self, EdgeRx, Halt};
+use crate::retry::RetryPolicy;
+use options::{Extra, ItemOpts, Retry};
 use report::StageCounters;
 use run::{Env, Shared, SinkState};
 use stage::{FilterMapFn, MapFn, Process, SyncFn};
@@ -119,13 +134,21 @@ struct Launch<E> {
 }
 
 impl<E: fmt::Display + Send + 'static> Launch<E> {
-    /// Registers a stage's counters; `tasks` is how many tasks it runs.
-    fn stage(&self, name: &Arc<str>, workers: usize, tasks: usize) -> Arc<StageCounters> {
+    /// Registers a stage's counters; `tasks` is how many tasks it runs,
+    /// `limit` its adaptive limit (for the report).
+    fn stage(
+        &self,
+        name: &Arc<str>,
+        workers: usize,
+        tasks: usize,
+        limit: Option<AdaptiveLimit>,
+    ) -> Arc<StageCounters> {
         let counters = Arc::new(StageCounters::new(
             Arc::clone(name),
             workers,
             tasks,
             self.shared.started,
+            limit,
         ));
         self.shared
             .stages
@@ -162,32 +185,73 @@ impl<E: fmt::Display + Send + 'static> Launch<E> {
 type LaunchFn<T, E> = Box<dyn FnOnce(&Launch<E>, usize) -> Vec<EdgeRx<T>> + Send>;
 
 /// Per-stage settings that can be changed after the stage was added
-/// ([`Pipeline::timeout`]); read when the pipeline starts.
-#[derive(Debug, Default)]
-struct StageOpts {
+/// ([`Pipeline::timeout`], [`Pipeline::adaptive`], [`Pipeline::retry`]);
+/// read when the pipeline starts. `I` is the stage's input type.
+struct StageOpts<I, E> {
+    /// Whether the stage runs an async function per item, which the
+    /// adaptive limit and retry apply to (`filter` and `inspect` do not).
+    runs_async: bool,
     timeout: Option<Duration>,
+    adaptive: Option<AdaptiveLimit>,
+    retry: Option<Retry<I, E>>,
+}
+
+impl<I, E> StageOpts<I, E> {
+    fn new(runs_async: bool) -> Self {
+        Self {
+            runs_async,
+            timeout: None,
+            adaptive: None,
+            retry: None,
+        }
+    }
+
+    /// What each worker applies to an item.
+    fn item_opts(&self) -> ItemOpts<I, E> {
+        let extra = (self.adaptive.is_some() || self.retry.is_some()).then(|| {
+            Arc::new(Extra {
+                limit: self.adaptive.clone(),
+                retry: self.retry.clone(),
+            })
+        });
+        ItemOpts {
+            timeout: self.timeout,
+            extra,
+        }
+    }
+}
+
+type SharedOpts<I, E> = Arc<Mutex<StageOpts<I, E>>>;
+
+fn lock_opts<I, E>(opts: &SharedOpts<I, E>) -> std::sync::MutexGuard<'_, StageOpts<I, E>> {
+    opts.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A typed chain of concurrent stages between bounded channels.
 ///
 /// `T` is the type of the items coming out of the last stage so far, `E` the
 /// error type of the stage functions (by default [`anyhow::Error`]; with it,
-/// write `anyhow::Ok(x)` in a closure so the error type is known).
+/// write `anyhow::Ok(x)` in a closure so the error type is known). `In` is
+/// the type the last stage takes (for a pipeline with no stage yet, the
+/// source's `T`): [`retry`](Self::retry) runs that stage again on a clone
+/// of its input, so it needs `In: Clone`. It is inferred; a program that
+/// names a pipeline's type writes `Pipeline<T, E, In>` or, when the last
+/// stage keeps the item type (or there is none), `Pipeline<T, E>`.
 ///
 /// See the [module documentation](self) for how it runs, fails, stops and
 /// accounts for items.
 #[must_use = "a pipeline does nothing until a sink (collect, for_each, run, into_stream) starts it"]
-pub struct Pipeline<T, E = anyhow::Error> {
+pub struct Pipeline<T, E = anyhow::Error, In = T> {
     launch: LaunchFn<T, E>,
     capacity: usize,
     error_capacity: usize,
     parent: Option<Context>,
     policy: ErrorPolicy,
     error: Option<ConfigError>,
-    last: Option<Arc<Mutex<StageOpts>>>,
+    last: Option<SharedOpts<In, E>>,
 }
 
-impl<T, E> fmt::Debug for Pipeline<T, E> {
+impl<T, E, In> fmt::Debug for Pipeline<T, E, In> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pipeline")
             .field("capacity", &self.capacity)
@@ -231,7 +295,7 @@ where
         Self::from_launch(Box::new(move |l: &Launch<E>, consumers| {
             let name: Arc<str> = Arc::from("source");
             let (tx, rx) = channel::edge(l.capacity, consumers);
-            let env = l.env(&l.stage(&name, 1, 1));
+            let env = l.env(&l.stage(&name, 1, 1, None));
             l.spawn(&name, 0, run::iter_source(env, iter, tx));
             rx
         }))
@@ -246,7 +310,7 @@ where
         Self::from_launch(Box::new(move |l: &Launch<E>, consumers| {
             let name: Arc<str> = Arc::from("source");
             let (tx, rx) = channel::edge(l.capacity, consumers);
-            let env = l.env(&l.stage(&name, 1, 1));
+            let env = l.env(&l.stage(&name, 1, 1, None));
             l.spawn(&name, 0, run::stream_source(env, stream, tx));
             rx
         }))
@@ -275,7 +339,7 @@ where
             });
             let name: Arc<str> = Arc::from("source");
             let (tx, rx) = channel::edge(l.capacity, consumers);
-            let env = l.env(&l.stage(&name, 1, 1));
+            let env = l.env(&l.stage(&name, 1, 1, None));
             l.spawn(&name, 0, run::stream_source(env, stream, tx));
             rx
         }))
@@ -334,12 +398,18 @@ where
         Self::from_launch(Box::new(move |l: &Launch<E>, consumers| {
             let name: Arc<str> = Arc::from("source");
             let (tx, rx) = channel::edge(l.capacity, consumers);
-            let env = l.env(&l.stage(&name, 1, 1));
+            let env = l.env(&l.stage(&name, 1, 1, None));
             l.spawn(&name, 0, run::generator_source(env, f, tx));
             rx
         }))
     }
+}
 
+impl<T, E, In> Pipeline<T, E, In>
+where
+    T: Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
     /// Sets the size of every channel between stages (default
     /// [`DEFAULT_CAPACITY`]). Applies to the whole
     /// pipeline, wherever it is called in the chain. Zero is a
@@ -410,7 +480,7 @@ where
     pub fn timeout(mut self, per_item: Duration) -> Self {
         match &self.last {
             Some(opts) if !per_item.is_zero() => {
-                opts.lock().unwrap_or_else(|p| p.into_inner()).timeout = Some(per_item);
+                lock_opts(opts).timeout = Some(per_item);
             }
             Some(_) => {
                 self.error
@@ -427,35 +497,121 @@ where
         self
     }
 
+    /// The stage added last, for an option that applies to it; records
+    /// the error when there is none, or it runs no async function.
+    fn last_async(&mut self, option: &'static str) -> Option<&SharedOpts<In, E>> {
+        let error = match &self.last {
+            None => ConfigError::invalid(
+                "pipeline",
+                option,
+                "applies to the stage added before it, and there is none",
+            ),
+            Some(opts) if !lock_opts(opts).runs_async => ConfigError::invalid(
+                "pipeline",
+                option,
+                "applies to a stage that runs an async function per item (map, map_ordered, filter_map, stage), not to filter or inspect",
+            ),
+            Some(opts) => return Some(opts),
+        };
+        self.error.get_or_insert(error);
+        None
+    }
+
+    /// Puts each item of the stage added last under an adaptive
+    /// concurrency limit: every attempt to process an item holds a slot of
+    /// `limit` while it runs, so at most `limit.limit()` of the stage's
+    /// items are processed at once, and each one teaches the limit: a
+    /// value (or a filtered item) is a success, the per-item
+    /// [`timeout`](Self::timeout) firing is a drop (overload: the limit
+    /// falls), an `Err` says nothing about the load (ignored), a panic
+    /// frees the slot unjudged. The timeout counts inside the slot; with
+    /// [`retry`](Self::retry), each attempt takes its own slot and a
+    /// backoff holds none.
+    ///
+    /// The stage runs the workers it was given, and its worker takes a
+    /// slot after it took an item: give the stage as many workers as the
+    /// limit may allow ([`AdaptiveLimit::max`]); when the limit is lower,
+    /// the other workers each wait with one item for a slot. (The stage
+    /// does not spawn and retire workers as the limit moves: a stage's
+    /// tasks are fixed when the pipeline starts, and each runs its
+    /// [`Stage::setup`] once.) Other users of the same limit share its
+    /// slots. The [`StageReport`]'s `limit` is the limit in force; each
+    /// move of the limit is its own `DEBUG` event.
+    ///
+    /// A panicking attempt frees its slot with no verdict and is the
+    /// stage's [`PipelineError::Panicked`]. When the pipeline stops
+    /// (cancel, deadline, fail-fast, the output dropped), an item waiting
+    /// for a slot or holding one is dropped at once and counted as
+    /// `cancelled`; a slot it held is freed with no verdict (`abandoned`
+    /// in [`AdaptiveLimit::stats`]).
+    ///
+    /// A call before any stage was added, or after `filter` or `inspect`
+    /// (which run no async function), is a [`ConfigError`] when the
+    /// pipeline starts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir_core::{AdaptiveLimit, Pipeline};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> anyhow::Result<()> {
+    /// let limit = AdaptiveLimit::builder().initial(4).max(16).build()?;
+    /// let report = Pipeline::from_iter(0..100u64)
+    ///     .map("query", 16, |id| async move {
+    ///         tokio::time::sleep(Duration::from_millis(5)).await;
+    ///         anyhow::Ok(id)
+    ///     })
+    ///     .timeout(Duration::from_millis(100))
+    ///     .adaptive(limit.clone())
+    ///     .run()
+    ///     .await?;
+    /// assert_eq!(report.stage("query").unwrap().limit, Some(limit.limit()));
+    /// assert_eq!(limit.stats().succeeded, 100);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn adaptive(mut self, limit: AdaptiveLimit) -> Self {
+        if let Some(opts) = self.last_async("adaptive") {
+            lock_opts(opts).adaptive = Some(limit);
+        }
+        self
+    }
+
     /// Adds a stage: chains `launch_stage` after this pipeline.
+    /// `runs_async`: whether the stage runs an async function per item
+    /// (what [`adaptive`](Self::adaptive) and [`retry`](Self::retry) apply
+    /// to).
     fn then<U: Send + 'static>(
         self,
         name: String,
         workers: usize,
         readers: usize,
+        runs_async: bool,
         launch_stage: impl FnOnce(
             &Launch<E>,
             Vec<EdgeRx<T>>,
             &Arc<str>,
-            Option<Duration>,
+            ItemOpts<T, E>,
             usize,
         ) -> Vec<EdgeRx<U>>
         + Send
         + 'static,
-    ) -> Pipeline<U, E> {
+    ) -> Pipeline<U, E, T> {
         let mut error = self.error;
         if let Err(e) = check_workers("pipeline", format!("workers of stage `{name}`"), workers) {
             error.get_or_insert(e);
         }
-        let opts = Arc::new(Mutex::new(StageOpts::default()));
+        let opts = Arc::new(Mutex::new(StageOpts::new(runs_async)));
         let stage_opts = Arc::clone(&opts);
         let prev = self.launch;
         let name: Arc<str> = Arc::from(name);
         Pipeline {
             launch: Box::new(move |l: &Launch<E>, consumers| {
                 let inputs = prev(l, readers);
-                let timeout = stage_opts.lock().unwrap_or_else(|p| p.into_inner()).timeout;
-                launch_stage(l, inputs, &name, timeout, consumers)
+                let item_opts = lock_opts(&stage_opts).item_opts();
+                launch_stage(l, inputs, &name, item_opts, consumers)
             }),
             capacity: self.capacity,
             error_capacity: self.error_capacity,
@@ -472,36 +628,42 @@ where
         self,
         name: String,
         workers: usize,
+        runs_async: bool,
         make: impl Fn(usize) -> P + Send + 'static,
-    ) -> Pipeline<U, E>
+    ) -> Pipeline<U, E, T>
     where
         U: Send + 'static,
         P: Process<T, U, E>,
     {
-        self.workers(name, workers, move |env, input, tx, i, timeout| {
-            run::unordered_worker(env, input, tx, make(i), timeout)
+        self.workers(name, workers, runs_async, move |env, input, tx, i, opts| {
+            run::unordered_worker(env, input, tx, make(i), opts)
         })
     }
 
     /// Adds a stage of `workers` tasks sharing one input and one output;
-    /// `worker(env, input, output, index, timeout)` is each task.
-    fn workers<U, W, Fut>(self, name: String, workers: usize, worker: W) -> Pipeline<U, E>
+    /// `worker(env, input, output, index, opts)` is each task.
+    fn workers<U, W, Fut>(
+        self,
+        name: String,
+        workers: usize,
+        runs_async: bool,
+        worker: W,
+    ) -> Pipeline<U, E, T>
     where
         U: Send + 'static,
-        W: Fn(Env<E>, EdgeRx<T>, channel::EdgeTx<U>, usize, Option<Duration>) -> Fut
-            + Send
-            + 'static,
+        W: Fn(Env<E>, EdgeRx<T>, channel::EdgeTx<U>, usize, ItemOpts<T, E>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.then(
             name,
             workers,
             workers,
-            move |l, inputs, name, timeout, consumers| {
+            runs_async,
+            move |l, inputs, name, opts, consumers| {
                 let (tx, rx) = channel::edge(l.capacity, consumers);
-                let counters = l.stage(name, workers, workers);
+                let counters = l.stage(name, workers, workers, opts.limit());
                 for (i, input) in inputs.into_iter().enumerate() {
-                    let task = worker(l.env(&counters), input, tx.clone(), i, timeout);
+                    let task = worker(l.env(&counters), input, tx.clone(), i, opts.clone());
                     l.spawn(name, i, task);
                 }
                 rx
@@ -519,14 +681,14 @@ where
     ///
     /// `workers == 0`, or more than [`MAX_WORKERS`](crate::MAX_WORKERS), is
     /// a [`ConfigError`] when the pipeline starts.
-    pub fn map<U, F, Fut>(self, name: impl Into<String>, workers: usize, f: F) -> Pipeline<U, E>
+    pub fn map<U, F, Fut>(self, name: impl Into<String>, workers: usize, f: F) -> Pipeline<U, E, T>
     where
         U: Send + 'static,
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<U, E>> + Send + 'static,
     {
         let f = Arc::new(f);
-        self.unordered(name.into(), workers, move |_| MapFn(Arc::clone(&f)))
+        self.unordered(name.into(), workers, true, move |_| MapFn(Arc::clone(&f)))
     }
 
     /// Like [`map`](Self::map), but the output keeps the input's order.
@@ -542,7 +704,7 @@ where
         name: impl Into<String>,
         workers: usize,
         f: F,
-    ) -> Pipeline<U, E>
+    ) -> Pipeline<U, E, T>
     where
         U: Send + 'static,
         F: Fn(T) -> Fut + Send + Sync + 'static,
@@ -553,7 +715,8 @@ where
             name.into(),
             workers,
             1,
-            move |l, inputs, name, timeout, consumers| {
+            true,
+            move |l, inputs, name, opts, consumers| {
                 let window_size = l.capacity.max(workers);
                 let window = Arc::new(Semaphore::new(window_size));
                 let (work_tx, work_rxs) = channel::edge(workers, workers);
@@ -561,7 +724,7 @@ where
                 // a worker that loses one knows whether it held an item.
                 let (done_tx, done_rxs) = channel::edge_of_items(window_size);
                 let (tx, rx) = channel::edge(l.capacity, consumers);
-                let counters = l.stage(name, workers, workers + 2);
+                let counters = l.stage(name, workers, workers + 2, opts.limit());
                 for input in inputs {
                     let task = run::ordered_dispatcher(
                         l.env(&counters),
@@ -579,7 +742,7 @@ where
                         work_rx,
                         done_tx.clone(),
                         MapFn(Arc::clone(&f)),
-                        timeout,
+                        opts.clone(),
                         Arc::clone(&workers_left),
                     );
                     l.spawn(name, i, task);
@@ -606,7 +769,7 @@ where
         F: Fn(&T) -> bool + Send + Sync + 'static,
     {
         let f = Arc::new(move |item: T| pred(&item).then_some(item));
-        self.unordered(name.into(), 1, move |_| SyncFn(Arc::clone(&f)))
+        self.unordered(name.into(), 1, false, move |_| SyncFn(Arc::clone(&f)))
     }
 
     /// Adds a stage that runs `f` on every item with `workers` concurrent
@@ -618,14 +781,16 @@ where
         name: impl Into<String>,
         workers: usize,
         f: F,
-    ) -> Pipeline<U, E>
+    ) -> Pipeline<U, E, T>
     where
         U: Send + 'static,
         F: Fn(T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Option<U>, E>> + Send + 'static,
     {
         let f = Arc::new(f);
-        self.unordered(name.into(), workers, move |_| FilterMapFn(Arc::clone(&f)))
+        self.unordered(name.into(), workers, true, move |_| {
+            FilterMapFn(Arc::clone(&f))
+        })
     }
 
     /// Adds a stage that calls `f` on every item and passes it on unchanged
@@ -638,20 +803,30 @@ where
             f(&item);
             Some(item)
         });
-        self.unordered(name.into(), 1, move |_| SyncFn(Arc::clone(&f)))
+        self.unordered(name.into(), 1, false, move |_| SyncFn(Arc::clone(&f)))
     }
 
     /// Adds a stage written as a type with per-worker setup and teardown
     /// (see [`Stage`]), run by `workers` concurrent tasks. Output order is
     /// the order items finish.
-    pub fn stage<S>(self, name: impl Into<String>, workers: usize, stage: S) -> Pipeline<S::Out, E>
+    pub fn stage<S>(
+        self,
+        name: impl Into<String>,
+        workers: usize,
+        stage: S,
+    ) -> Pipeline<S::Out, E, T>
     where
         S: Stage<T, Error = E>,
     {
         let stage = Arc::new(stage);
-        self.workers(name.into(), workers, move |env, input, tx, i, timeout| {
-            run::stage_worker(env, input, tx, Arc::clone(&stage), i, timeout)
-        })
+        self.workers(
+            name.into(),
+            workers,
+            true,
+            move |env, input, tx, i, opts| {
+                run::stage_worker(env, input, tx, Arc::clone(&stage), i, opts)
+            },
+        )
     }
 
     /// Starts the pipeline and returns its output as a stream, with the
@@ -785,5 +960,75 @@ where
     {
         self.into_stream()
             .map_err(|e| RunError::new(PipelineError::Config(e), PipelineReport::default()))
+    }
+}
+
+/// Retry needs to run the last stage again on the same item: its input
+/// type must be `Clone`.
+impl<T, E, In> Pipeline<T, E, In>
+where
+    T: Send + 'static,
+    E: fmt::Display + Send + 'static,
+    In: Clone,
+{
+    /// Retries each item of the stage added last, as `policy` says: an
+    /// item whose stage function returns an error the policy retries
+    /// (see [`RetryPolicyBuilder::retry_if`](crate::RetryPolicyBuilder::retry_if)),
+    /// or runs past the per-item [`timeout`](Self::timeout), is run again
+    /// on a clone of itself (the last attempt on the item itself) after a
+    /// backoff, within the policy's attempts, time and budget. The timeout
+    /// applies to each attempt; with [`adaptive`](Self::adaptive), each
+    /// attempt takes its own slot and a backoff holds none.
+    ///
+    /// An item whose policy gives up fails with its last error
+    /// ([`PipelineError::Failed`], or [`PipelineError::TimedOut`] when the
+    /// last attempt timed out) under the pipeline's error policy; a panic is
+    /// not retried ([`PipelineError::Panicked`]). No backoff is slept that
+    /// would end after the pipeline's deadline: the item fails at once
+    /// instead. When the pipeline stops, an attempt or a backoff in
+    /// progress is dropped and the item counted as cancelled (the policy's
+    /// stats count that call as abandoned). The [`StageReport`] counts
+    /// `attempts`, `retries` and `budget_refusals`; each retry is a `DEBUG`
+    /// event.
+    ///
+    /// A call before any stage was added, or after `filter` or `inspect`
+    /// (which cannot fail), is a [`ConfigError`] when the pipeline starts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::time::Duration;
+    /// use weir_core::{Pipeline, RetryPolicy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> anyhow::Result<()> {
+    /// static CALLS: AtomicU32 = AtomicU32::new(0);
+    /// let policy = RetryPolicy::builder().base(Duration::from_millis(10)).max_attempts(3).build()?;
+    /// let report = Pipeline::from_iter(["a".to_owned(), "b".to_owned()])
+    ///     .map("fetch", 2, |key: String| async move {
+    ///         // Every other call is busy.
+    ///         if CALLS.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+    ///             anyhow::bail!("{key}: busy");
+    ///         }
+    ///         Ok(key.len())
+    ///     })
+    ///     .retry(policy)
+    ///     .run()
+    ///     .await?;
+    /// let fetch = report.stage("fetch").unwrap();
+    /// assert_eq!(fetch.output, 2);
+    /// assert!(fetch.retries >= 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn retry(mut self, policy: RetryPolicy<E>) -> Self {
+        if let Some(opts) = self.last_async("retry") {
+            lock_opts(opts).retry = Some(Retry {
+                policy,
+                clone: In::clone,
+            });
+        }
+        self
     }
 }

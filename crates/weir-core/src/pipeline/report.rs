@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use weir_context::__private::write_table;
 
+use crate::adaptive::AdaptiveLimit;
+
 /// What happened in one stage.
 ///
 /// Accounting law: once the pipeline has been joined,
@@ -40,6 +42,16 @@ pub struct StageReport {
     /// pipeline stopped (cancel, first error under fail-fast, or the
     /// consumer went away).
     pub cancelled: u64,
+    /// The adaptive limit in force, for a stage with
+    /// [`adaptive`](crate::Pipeline::adaptive); `None` otherwise.
+    pub limit: Option<usize>,
+    /// Attempts under the stage's [`retry`](crate::Pipeline::retry)
+    /// policy, first attempts included (0 without one).
+    pub attempts: u64,
+    /// Of `attempts`, the ones after an item's first: its retries.
+    pub retries: u64,
+    /// Retries the policy's [`RetryBudget`](crate::RetryBudget) refused.
+    pub budget_refusals: u64,
     /// Time from the pipeline's start until the stage's last worker ended
     /// (or until now, while it runs).
     pub elapsed: Duration,
@@ -123,11 +135,14 @@ impl PipelineReport {
 
 impl fmt::Display for PipelineReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The options' columns only where a stage has them.
+        let limits = self.stages.iter().any(|s| s.limit.is_some());
+        let retries = self.stages.iter().any(|s| s.attempts > 0);
         let rows: Vec<Vec<String>> = self
             .stages
             .iter()
             .map(|s| {
-                vec![
+                let mut row = vec![
                     s.name.clone(),
                     s.workers.to_string(),
                     s.input.to_string(),
@@ -135,22 +150,32 @@ impl fmt::Display for PipelineReport {
                     s.filtered.to_string(),
                     s.failed.to_string(),
                     s.cancelled.to_string(),
-                ]
+                ];
+                if limits {
+                    row.push(s.limit.map_or_else(|| "-".to_owned(), |l| l.to_string()));
+                }
+                if retries {
+                    row.extend([s.attempts.to_string(), s.retries.to_string()]);
+                }
+                row
             })
             .collect();
-        write_table(
-            f,
-            &[
-                "stage",
-                "workers",
-                "in",
-                "out",
-                "filtered",
-                "failed",
-                "cancelled",
-            ],
-            &rows,
-        )?;
+        let mut header = vec![
+            "stage",
+            "workers",
+            "in",
+            "out",
+            "filtered",
+            "failed",
+            "cancelled",
+        ];
+        if limits {
+            header.push("limit");
+        }
+        if retries {
+            header.extend(["attempts", "retries"]);
+        }
+        write_table(f, &header, &rows)?;
         write!(
             f,
             "delivered {}, undelivered {}, errors dropped {}, elapsed {:?}",
@@ -171,6 +196,11 @@ pub(crate) struct StageCounters {
     pub(crate) panicked: AtomicU64,
     pub(crate) timed_out: AtomicU64,
     pub(crate) cancelled: AtomicU64,
+    pub(crate) attempts: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) budget_refusals: AtomicU64,
+    /// The stage's adaptive limit, for the report.
+    pub(crate) limit: Option<AdaptiveLimit>,
     /// Tasks of the stage still running; the last one to end closes and
     /// drains the stage's input.
     pub(crate) live: AtomicUsize,
@@ -179,7 +209,13 @@ pub(crate) struct StageCounters {
 }
 
 impl StageCounters {
-    pub(crate) fn new(name: Arc<str>, workers: usize, tasks: usize, started: Instant) -> Self {
+    pub(crate) fn new(
+        name: Arc<str>,
+        workers: usize,
+        tasks: usize,
+        started: Instant,
+        limit: Option<AdaptiveLimit>,
+    ) -> Self {
         Self {
             name,
             workers,
@@ -190,6 +226,10 @@ impl StageCounters {
             panicked: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            budget_refusals: AtomicU64::new(0),
+            limit,
             live: AtomicUsize::new(tasks),
             started,
             finished: Mutex::new(None),
@@ -222,6 +262,10 @@ impl StageCounters {
             panicked: self.panicked.load(Relaxed),
             timed_out: self.timed_out.load(Relaxed),
             cancelled: self.cancelled.load(Relaxed),
+            limit: self.limit.as_ref().map(AdaptiveLimit::limit),
+            attempts: self.attempts.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            budget_refusals: self.budget_refusals.load(Relaxed),
             elapsed,
         }
     }

@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::Semaphore;
@@ -18,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::error::PipelineError;
+use super::options::ItemOpts;
 use super::report::StageCounters;
 use super::stage::{Process, Stage, StageFn};
 use crate::channel::{self, Delivery, EdgeRx, EdgeTx, Halt, Recv, Sent};
@@ -97,7 +97,7 @@ pub(crate) enum Outcome<O> {
 }
 
 impl<E: fmt::Display + Send + 'static> Env<E> {
-    fn stage(&self) -> Arc<str> {
+    pub(super) fn stage(&self) -> Arc<str> {
         Arc::clone(&self.counters.name)
     }
 
@@ -147,17 +147,23 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
     }
 
     /// Runs one item through `proc`, catching panics and applying the
-    /// per-item timeout; failures are counted and reported here.
+    /// per-item timeout (and the stage's adaptive limit and retries, see
+    /// `options.rs`); failures are counted and reported here.
     pub(crate) async fn process<I, O, P, X>(
         &mut self,
         proc: &mut P,
         item: I,
-        timeout: Option<Duration>,
+        opts: &ItemOpts<I, E>,
         out: &mut EdgeTx<X>,
     ) -> Outcome<O>
     where
         P: Process<I, O, E>,
     {
+        let timeout = opts.timeout;
+        if let Some(extra) = &opts.extra {
+            // Boxed: the plain path's future stays as small as it was.
+            return Box::pin(self.process_with(proc, item, timeout, extra, out)).await;
+        }
         // The call is inside the async block so that a closure that panics
         // before returning its future is caught too.
         let work = AssertUnwindSafe(async { proc.call(item).await }).catch_unwind();
@@ -205,7 +211,11 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
 
     /// Polls `work` once; if it must wait, sends what is ready in `out`'s
     /// chunk first, then waits for it or the stop signal. `None`: stopped.
-    async fn run<F: Future, X>(&mut self, work: F, out: &mut EdgeTx<X>) -> Option<F::Output> {
+    pub(super) async fn run<F: Future, X>(
+        &mut self,
+        work: F,
+        out: &mut EdgeTx<X>,
+    ) -> Option<F::Output> {
         let mut work = std::pin::pin!(work);
         match std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
             Poll::Ready(done) => Some(done),
@@ -342,12 +352,12 @@ pub(crate) async fn unordered_worker<I, O, E, P>(
     mut rx: EdgeRx<I>,
     mut tx: EdgeTx<O>,
     mut proc: P,
-    timeout: Option<Duration>,
+    opts: ItemOpts<I, E>,
 ) where
     E: fmt::Display + Send + 'static,
     P: Process<I, O, E>,
 {
-    work_loop(&mut env, &mut rx, &mut tx, &mut proc, timeout).await;
+    work_loop(&mut env, &mut rx, &mut tx, &mut proc, &opts).await;
     env.close_out(&mut tx).await;
     env.finish(Some(&mut rx));
 }
@@ -357,13 +367,13 @@ async fn work_loop<I, O, E, P>(
     rx: &mut EdgeRx<I>,
     tx: &mut EdgeTx<O>,
     proc: &mut P,
-    timeout: Option<Duration>,
+    opts: &ItemOpts<I, E>,
 ) where
     E: fmt::Display + Send + 'static,
     P: Process<I, O, E>,
 {
     while let Some(item) = env.take(rx, tx).await {
-        match env.process(proc, item, timeout, tx).await {
+        match env.process(proc, item, opts, tx).await {
             Outcome::Item(out) => {
                 if !env.emit(tx, out).await {
                     return;
@@ -389,7 +399,7 @@ pub(crate) async fn stage_worker<I, S>(
     mut tx: EdgeTx<S::Out>,
     stage: Arc<S>,
     index: usize,
-    timeout: Option<Duration>,
+    opts: ItemOpts<I, S::Error>,
 ) where
     I: Send + 'static,
     S: Stage<I>,
@@ -416,7 +426,7 @@ pub(crate) async fn stage_worker<I, S>(
     };
     if let Some(state) = state {
         let mut proc = StageFn { stage, state };
-        work_loop(&mut env, &mut rx, &mut tx, &mut proc, timeout).await;
+        work_loop(&mut env, &mut rx, &mut tx, &mut proc, &opts).await;
         env.close_out(&mut tx).await;
         let StageFn { stage, state } = proc;
         match AssertUnwindSafe(stage.teardown(state)).catch_unwind().await {
@@ -488,7 +498,7 @@ pub(crate) async fn ordered_worker<I, O, E, P>(
     mut work: EdgeRx<(u64, I)>,
     mut done: EdgeTx<(u64, Option<O>)>,
     mut proc: P,
-    timeout: Option<Duration>,
+    opts: ItemOpts<I, E>,
     workers_left: Arc<std::sync::atomic::AtomicUsize>,
 ) where
     E: fmt::Display + Send + 'static,
@@ -499,7 +509,7 @@ pub(crate) async fn ordered_worker<I, O, E, P>(
         let Some((seq, item)) = env.next(&mut work, &mut done).await else {
             break;
         };
-        let out = match env.process(&mut proc, item, timeout, &mut done).await {
+        let out = match env.process(&mut proc, item, &opts, &mut done).await {
             Outcome::Item(out) => Some(out),
             Outcome::Filtered => {
                 env.counters.filtered.fetch_add(1, Relaxed);

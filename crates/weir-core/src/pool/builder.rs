@@ -9,8 +9,12 @@ use weir_context::__private::{check_capacity, check_workers};
 use weir_context::{ConfigError, Context, MAX_CAPACITY, MAX_WORKERS, Panic};
 
 use super::queue::queue;
+use super::runner::{JobRunner, Limited, Plain, Retrying};
 use super::worker::{FnHandler, OnPanic, Settings, Shared, SpawnFn, run_worker};
 use super::{JobHandler, Pool};
+use crate::adaptive::{AdaptiveLimit, ClassifyOutcome, IgnoreOnError};
+use crate::retry::RetryPolicy;
+use tokio::time::Instant;
 
 /// The pool a handler type `H` runs in.
 type HandlerPool<H> =
@@ -31,8 +35,16 @@ type HandlerPool<H> =
 /// | [`name`](Self::name) | `"pool"` | |
 /// | [`context`](Self::context) | a fresh [`Context::background`] | |
 /// | [`on_panic`](Self::on_panic) | none | |
-#[derive(Clone)]
-pub struct PoolBuilder {
+/// | [`adaptive`](Self::adaptive) | none: a fixed worker count | not with `workers` ([`Problem::Invalid`](weir_context::Problem::Invalid)) |
+/// | [`classify`](Self::classify) | [`IgnoreOnError`] | only with `adaptive` (`Problem::Invalid`) |
+/// | [`retry`](Self::retry) | none: each job runs once | (the policy was checked when it was built) |
+///
+/// The two type parameters are the options that depend on the jobs'
+/// types: `R` is `()` or the [`RetryPolicy`] given to
+/// [`retry`](Self::retry), `C` the [`classify`](Self::classify)
+/// function. They are inferred; a program names the builder as
+/// `PoolBuilder` (no options of that kind).
+pub struct PoolBuilder<R = (), C = IgnoreOnError> {
     workers: Option<usize>,
     queue: Option<usize>,
     results: Option<usize>,
@@ -40,9 +52,32 @@ pub struct PoolBuilder {
     name: Arc<str>,
     parent: Option<Context>,
     on_panic: Option<OnPanic>,
+    adaptive: Option<AdaptiveLimit>,
+    /// Whether `classify` was called (it needs `adaptive`).
+    classified: bool,
+    classify: C,
+    retry: R,
 }
 
-impl fmt::Debug for PoolBuilder {
+impl<R: Clone, C: Clone> Clone for PoolBuilder<R, C> {
+    fn clone(&self) -> Self {
+        Self {
+            workers: self.workers,
+            queue: self.queue,
+            results: self.results,
+            max_waiting: self.max_waiting,
+            name: self.name.clone(),
+            parent: self.parent.clone(),
+            on_panic: self.on_panic.clone(),
+            adaptive: self.adaptive.clone(),
+            classified: self.classified,
+            classify: self.classify.clone(),
+            retry: self.retry.clone(),
+        }
+    }
+}
+
+impl<R: fmt::Debug, C> fmt::Debug for PoolBuilder<R, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolBuilder")
             .field("workers", &self.workers)
@@ -52,6 +87,9 @@ impl fmt::Debug for PoolBuilder {
             .field("name", &self.name)
             .field("context", &self.parent)
             .field("on_panic", &self.on_panic.is_some())
+            .field("adaptive", &self.adaptive)
+            .field("classify", &self.classified)
+            .field("retry", &self.retry)
             .finish()
     }
 }
@@ -66,6 +104,10 @@ impl Default for PoolBuilder {
             name: Arc::from("pool"),
             parent: None,
             on_panic: None,
+            adaptive: None,
+            classified: false,
+            classify: IgnoreOnError,
+            retry: (),
         }
     }
 }
@@ -75,7 +117,9 @@ impl PoolBuilder {
     pub fn new() -> Self {
         Self::default()
     }
+}
 
+impl<R, C> PoolBuilder<R, C> {
     /// The number of worker tasks, 1 to [`MAX_WORKERS`].
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
@@ -152,6 +196,99 @@ impl PoolBuilder {
         self
     }
 
+    /// Sizes the pool by an [`AdaptiveLimit`]: it starts
+    /// [`limit.limit()`](AdaptiveLimit::limit) workers and resizes itself
+    /// each time the limit moves (between the limit's
+    /// [`min`](AdaptiveLimit::min) and [`max`](AdaptiveLimit::max)), and
+    /// each job holds a slot of the limit while it runs, given back with
+    /// the job's outcome ([`classify`](Self::classify); by default `Ok` is
+    /// a success and `Err` says nothing, [`IgnoreOnError`]), so the limit
+    /// learns from the jobs' latency.
+    ///
+    /// A worker takes its slot after it dequeued a job, so the limit
+    /// measures the job alone and counts only jobs that run; such a job
+    /// waits for its slot only when the limit fell below the jobs running
+    /// (or other users of the same limit hold its slots), and counts as
+    /// running meanwhile. A panic or a cancellation frees the slot with no
+    /// verdict (`abandoned` in [`AdaptiveLimit::stats`]). With
+    /// [`retry`](Self::retry), each attempt takes its own slot: a backoff
+    /// holds none.
+    ///
+    /// The report's [`limit`](super::PoolReport::limit) is the limit in
+    /// force, [`workers`](super::PoolReport::workers) the workers alive
+    /// (a shrink lets busy workers finish their job first); each move is
+    /// the limit's own `DEBUG` event. A [`resize`](Pool::resize) holds
+    /// only until the limit's next move. Once the pool closes, the worker
+    /// count stays as it is while the queue drains.
+    ///
+    /// Checked at build: not together with [`workers`](Self::workers).
+    pub fn adaptive(mut self, limit: AdaptiveLimit) -> Self {
+        self.adaptive = Some(limit);
+        self
+    }
+
+    /// Decides what each job's result tells the
+    /// [`adaptive`](Self::adaptive) limit: a `Fn(&Result<O, E>) ->
+    /// LimitOutcome` (or any [`ClassifyOutcome`]). Say
+    /// [`Dropped`](crate::LimitOutcome::Dropped) for the errors that mean
+    /// overload (a timeout, a "busy" answer) so the limit backs off.
+    ///
+    /// Checked at build: only with `adaptive`.
+    pub fn classify<C2>(self, classify: C2) -> PoolBuilder<R, C2> {
+        PoolBuilder {
+            workers: self.workers,
+            queue: self.queue,
+            results: self.results,
+            max_waiting: self.max_waiting,
+            name: self.name,
+            parent: self.parent,
+            on_panic: self.on_panic,
+            adaptive: self.adaptive,
+            classified: true,
+            classify,
+            retry: self.retry,
+        }
+    }
+
+    /// Runs each job again after a failure, as `policy` says (backoff with
+    /// jitter, attempts, the budget, which errors are retried: see
+    /// [`RetryPolicy`]). Each attempt gets a clone of the job (the last
+    /// one the job itself), so the jobs must be `Clone`: the pool's
+    /// `build` and `build_with` ask for it once this is set.
+    ///
+    /// A job whose policy gives up fails with its last error
+    /// ([`JobError::Failed`](super::JobError::Failed)); a panic in an
+    /// attempt is not retried ([`JobError::Panicked`](super::JobError::Panicked));
+    /// a cancellation of the pool ends the attempt or the backoff in
+    /// progress ([`JobError::Cancelled`](super::JobError::Cancelled) with
+    /// the cause), and no backoff is slept that would end after the
+    /// pool's deadline (the job fails with its last error instead). The
+    /// worker holds the job through its backoffs. The report counts
+    /// [`attempts`](super::PoolReport::attempts),
+    /// [`retries`](super::PoolReport::retries) and
+    /// [`budget_refusals`](super::PoolReport::budget_refusals); each retry
+    /// is a `DEBUG` event, and the policy's [`stats`](RetryPolicy::stats)
+    /// count this pool's calls too (a job cancelled mid-call as
+    /// `abandoned`).
+    pub fn retry<E>(self, policy: RetryPolicy<E>) -> PoolBuilder<RetryPolicy<E>, C> {
+        PoolBuilder {
+            workers: self.workers,
+            queue: self.queue,
+            results: self.results,
+            max_waiting: self.max_waiting,
+            name: self.name,
+            parent: self.parent,
+            on_panic: self.on_panic,
+            adaptive: self.adaptive,
+            classified: self.classified,
+            classify: self.classify,
+            retry: policy,
+        }
+    }
+}
+
+/// Without a retry policy.
+impl<C> PoolBuilder<(), C> {
     /// Starts the pool with a closure as the handler: each job runs as
     /// `handler(job).await`.
     ///
@@ -193,9 +330,10 @@ impl PoolBuilder {
         J: Send + 'static,
         O: Send + 'static,
         E: fmt::Display + Send + 'static,
+        C: ClassifyOutcome<O, E> + Send + Sync + 'static,
     {
         let handler = Arc::new(handler);
-        self.start(move |_index| FnHandler::new(handler.clone()))
+        self.build_with(move |_index| FnHandler::new(handler.clone()))
     }
 
     /// Starts the pool with a [`JobHandler`] per worker slot, made by
@@ -215,15 +353,119 @@ impl PoolBuilder {
     where
         H: JobHandler,
         M: Fn(usize) -> H + Send + Sync + 'static,
+        C: ClassifyOutcome<H::Output, H::Error> + Send + Sync + 'static,
     {
-        self.start(factory)
+        match self.adaptive.clone() {
+            None => self.start(factory, |_, (), _| Plain),
+            Some(limit) => self.start(factory, |classify, (), _| Limited { limit, classify }),
+        }
+    }
+}
+
+/// With a retry policy ([`retry`](PoolBuilder::retry)): the jobs must be
+/// `Clone`, each attempt gets its own.
+impl<E, C> PoolBuilder<RetryPolicy<E>, C> {
+    /// Starts the pool with a closure as the handler, retrying each job
+    /// as the [`retry`](Self::retry) policy says: each attempt runs
+    /// `handler(job.clone()).await` (the last one `handler(job)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](PoolBuilder::build) without a retry policy.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::time::Duration;
+    /// use weir_core::{Pool, RetryPolicy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> anyhow::Result<()> {
+    /// let policy = RetryPolicy::builder().base(Duration::from_millis(10)).max_attempts(3).build()?;
+    /// let calls = Arc::new(AtomicU32::new(0));
+    /// let seen = Arc::clone(&calls);
+    /// let pool = Pool::builder()
+    ///     .workers(2)
+    ///     .retry(policy)
+    ///     .build(move |name: String| {
+    ///         let seen = Arc::clone(&seen);
+    ///         async move {
+    ///             // Busy once, then an answer.
+    ///             match seen.fetch_add(1, Ordering::SeqCst) {
+    ///                 0 => anyhow::bail!("{name}: busy"),
+    ///                 _ => Ok(name.len()),
+    ///             }
+    ///         }
+    ///     })?;
+    /// assert_eq!(pool.submit("weir".to_owned()).await?.await?, 4);
+    /// let report = pool.join().await?;
+    /// assert_eq!((report.completed, report.attempts, report.retries), (1, 2, 1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn build<J, O, F, Fut>(self, handler: F) -> Result<Pool<J, O, E>, ConfigError>
+    where
+        F: Fn(J) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
+        J: Clone + Send + 'static,
+        O: Send + 'static,
+        E: fmt::Display + Send + 'static,
+        C: ClassifyOutcome<O, E> + Send + Sync + 'static,
+    {
+        let handler = Arc::new(handler);
+        self.build_with(move |_index| FnHandler::new(handler.clone()))
     }
 
-    /// Checks the settings, then spawns the workers.
-    fn start<H, M>(self, make: M) -> Result<HandlerPool<H>, ConfigError>
+    /// Starts the pool with a [`JobHandler`] per worker slot, retrying
+    /// each job as the [`retry`](Self::retry) policy says: each attempt is
+    /// one [`handle`](JobHandler::handle) call, with a clone of the job
+    /// (the last one with the job itself).
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](PoolBuilder::build) without a retry policy.
+    #[allow(clippy::type_complexity)]
+    pub fn build_with<H, M>(
+        self,
+        factory: M,
+    ) -> Result<Pool<H::Job, H::Output, H::Error>, ConfigError>
+    where
+        H: JobHandler<Error = E>,
+        H::Job: Clone,
+        E: fmt::Display + Send + 'static,
+        M: Fn(usize) -> H + Send + Sync + 'static,
+        C: ClassifyOutcome<H::Output, H::Error> + Send + Sync + 'static,
+    {
+        match self.adaptive.clone() {
+            None => self.start(factory, |_, policy, deadline| Retrying {
+                inner: Plain,
+                policy,
+                deadline,
+            }),
+            Some(limit) => self.start(factory, |classify, policy, deadline| Retrying {
+                inner: Limited { limit, classify },
+                policy,
+                deadline,
+            }),
+        }
+    }
+}
+
+impl<R, C> PoolBuilder<R, C> {
+    /// Checks the settings, then spawns the workers, each running its jobs
+    /// with the runner that `runner(classify, retry, deadline)` makes
+    /// (`deadline`: the pool's).
+    fn start<H, M, X>(
+        self,
+        make: M,
+        runner: impl FnOnce(C, R, Option<Instant>) -> X,
+    ) -> Result<HandlerPool<H>, ConfigError>
     where
         H: JobHandler,
         M: Fn(usize) -> H + Send + Sync + 'static,
+        X: JobRunner<H>,
     {
         let (settings, capacity) = self.check()?;
         let runtime = tokio::runtime::Handle::try_current()
@@ -232,11 +474,18 @@ impl PoolBuilder {
             .parent
             .as_ref()
             .map_or_else(Context::background, Context::child);
+        let runner = Arc::new(runner(self.classify, self.retry, ctx.deadline()));
         let (tx, rx) = queue(capacity, settings.workers);
         let make = Arc::new(make);
         let spawn: SpawnFn<H::Job, H::Output, H::Error> =
             Box::new(move |shared, index, results| {
-                Box::pin(run_worker::<H, M>(shared, make.clone(), index, results))
+                Box::pin(run_worker::<H, M, X>(
+                    shared,
+                    make.clone(),
+                    runner.clone(),
+                    index,
+                    results,
+                ))
             });
         let shared = Shared::start(settings, rx, ctx, runtime, spawn);
         Ok(Pool::from_parts(tx, shared))
@@ -245,12 +494,28 @@ impl PoolBuilder {
     /// The settings as the pool uses them, and the queue's capacity.
     fn check(&self) -> Result<(Settings, usize), ConfigError> {
         let construct = self.construct();
-        let workers = match self.workers {
-            Some(n) => check_workers(construct.clone(), "workers", n)?,
-            None => std::thread::available_parallelism()
+        let workers = match (self.workers, &self.adaptive) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::invalid(
+                    construct,
+                    "workers",
+                    "cannot be set together with an adaptive limit: the limit sets the worker count",
+                ));
+            }
+            (Some(n), None) => check_workers(construct.clone(), "workers", n)?,
+            // The limit's `max` was checked against MAX_WORKERS when it was built.
+            (None, Some(limit)) => limit.limit(),
+            (None, None) => std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
                 .min(MAX_WORKERS),
         };
+        if self.classified && self.adaptive.is_none() {
+            return Err(ConfigError::invalid(
+                construct,
+                "classify",
+                "needs an adaptive limit (`adaptive(limit)`) to tell",
+            ));
+        }
         // 0 is the hand-off queue, not an error.
         let capacity = self
             .queue
@@ -269,6 +534,7 @@ impl PoolBuilder {
             results,
             max_waiting: self.max_waiting,
             on_panic: self.on_panic.clone(),
+            adaptive: self.adaptive.clone(),
         };
         Ok((settings, capacity))
     }

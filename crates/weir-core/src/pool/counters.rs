@@ -39,6 +39,17 @@ pub(crate) struct WorkerCounters {
     failed: AtomicU64,
     panicked: AtomicU64,
     cancelled: AtomicU64,
+    /// Written only by pools with a retry policy.
+    retry: RetryCounters,
+}
+
+/// Attempts, retries and refused retries of a worker's jobs (a pool with
+/// a retry policy).
+#[derive(Debug, Default)]
+struct RetryCounters {
+    attempts: AtomicU64,
+    retries: AtomicU64,
+    budget_refusals: AtomicU64,
 }
 
 #[inline]
@@ -64,6 +75,21 @@ impl WorkerCounters {
             Outcome::Cancelled => &self.cancelled,
         });
     }
+
+    /// An attempt of a job under the pool's retry policy starts.
+    pub(crate) fn attempted(&self) {
+        bump(&self.retry.attempts);
+    }
+
+    /// A job under the pool's retry policy is attempted again.
+    pub(crate) fn retried(&self) {
+        bump(&self.retry.retries);
+    }
+
+    /// The retry budget refused a job's retry.
+    pub(crate) fn budget_refused(&self) {
+        bump(&self.retry.budget_refusals);
+    }
 }
 
 /// Sums of worker counters.
@@ -74,6 +100,9 @@ struct Totals {
     failed: u64,
     panicked: u64,
     cancelled: u64,
+    attempts: u64,
+    retries: u64,
+    budget_refusals: u64,
 }
 
 impl Totals {
@@ -82,6 +111,10 @@ impl Totals {
         self.failed += w.failed.load(Ordering::Acquire);
         self.panicked += w.panicked.load(Ordering::Acquire);
         self.cancelled += w.cancelled.load(Ordering::Acquire);
+        let r = &w.retry;
+        self.attempts += r.attempts.load(Ordering::Acquire);
+        self.retries += r.retries.load(Ordering::Acquire);
+        self.budget_refusals += r.budget_refusals.load(Ordering::Acquire);
     }
 
     fn finished(&self) -> u64 {
@@ -201,7 +234,12 @@ impl Counters {
     /// as submitted a moment early, and workers count on their own lines, so
     /// a snapshot taken while jobs move is clamped to
     /// `finished <= dequeued <= submitted`.
-    pub(crate) fn snapshot(&self, workers: usize, elapsed: Duration) -> PoolReport {
+    pub(crate) fn snapshot(
+        &self,
+        workers: usize,
+        limit: Option<usize>,
+        elapsed: Duration,
+    ) -> PoolReport {
         let t = {
             let reg = lock(&self.workers);
             let mut t = reg.ended;
@@ -231,6 +269,10 @@ impl Counters {
             cancelled: t.cancelled,
             rejected,
             workers,
+            limit,
+            attempts: t.attempts,
+            retries: t.retries,
+            budget_refusals: t.budget_refusals,
             elapsed,
         }
     }

@@ -131,6 +131,7 @@ mod error;
 mod queue;
 mod report;
 mod results;
+mod runner;
 mod ticket;
 mod worker;
 

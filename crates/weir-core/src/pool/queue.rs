@@ -274,6 +274,16 @@ impl<T> QueueCtl<T> {
     pub(crate) fn close(&self) {
         close(&self.shared);
     }
+
+    /// Whether the queue is closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.lock().closed
+    }
+
+    /// [`QueueTx::kick`], for the pool's own resizing (an adaptive limit).
+    pub(crate) fn kick(&self, n: usize) {
+        kick(&self.shared, n);
+    }
 }
 
 /// The submitting end. Cloning it keeps the queue open; the queue closes
@@ -395,25 +405,7 @@ impl<T> QueueTx<T> {
     /// takes an idle offer, as a job would, so at most as many workers are
     /// kicked as are idle.
     pub(crate) fn kick(&self, n: usize) {
-        let wakers: Vec<Waker> = {
-            let mut st = self.shared.lock();
-            if st.closed {
-                return;
-            }
-            let n = if self.shared.cap == 0 {
-                let n = n.min(st.offers);
-                st.offers -= n;
-                st.kicks += n;
-                n
-            } else {
-                st.kicks = st.kicks.max(n);
-                n
-            };
-            st.sleepers.take(n)
-        };
-        for waker in wakers {
-            waker.wake();
-        }
+        kick(&self.shared, n);
     }
 
     /// Closes the queue: pushes fail, workers drain what is queued.
@@ -431,6 +423,29 @@ impl<T> QueueTx<T> {
         WeakQueueTx {
             shared: self.shared.clone(),
         }
+    }
+}
+
+/// [`QueueTx::kick`], for either side of the queue.
+fn kick<T>(shared: &Shared<T>, n: usize) {
+    let wakers: Vec<Waker> = {
+        let mut st = shared.lock();
+        if st.closed {
+            return;
+        }
+        let n = if shared.cap == 0 {
+            let n = n.min(st.offers);
+            st.offers -= n;
+            st.kicks += n;
+            n
+        } else {
+            st.kicks = st.kicks.max(n);
+            n
+        };
+        st.sleepers.take(n)
+    };
+    for waker in wakers {
+        waker.wake();
     }
 }
 

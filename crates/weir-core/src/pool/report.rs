@@ -28,6 +28,12 @@ use std::time::Duration;
 /// workers  submitted  queued  running  completed  failed  panicked  cancelled  rejected  elapsed
 /// 0               30       0        0         25       1         1          3         5     1.6s
 /// ```
+///
+/// A pool with an adaptive limit adds a `limit` column, one with a retry
+/// policy `attempts` and `retries` columns (before `elapsed`). A job
+/// under a retry policy counts once in the law above however many
+/// attempts it made; a job that waits for a slot of an adaptive limit
+/// counts as running.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolReport {
@@ -35,7 +41,8 @@ pub struct PoolReport {
     pub submitted: u64,
     /// Jobs waiting in the queue (or taken by a worker and not started yet).
     pub queued: u64,
-    /// Jobs a worker is running now.
+    /// Jobs a worker is running now (with an adaptive limit, including
+    /// the ones waiting for a slot).
     pub running: u64,
     /// Jobs whose handler returned `Ok`.
     pub completed: u64,
@@ -50,6 +57,19 @@ pub struct PoolReport {
     /// Worker tasks alive (it lags a `resize` that shrinks the pool until
     /// the extra workers finish their current job; 0 once the pool ended).
     pub workers: usize,
+    /// The adaptive limit in force, for a pool built with
+    /// [`adaptive`](super::PoolBuilder::adaptive) (the worker count follows
+    /// it); `None` otherwise.
+    pub limit: Option<usize>,
+    /// Attempts of jobs under the pool's
+    /// [`retry`](super::PoolBuilder::retry) policy, first attempts
+    /// included (0 without one).
+    pub attempts: u64,
+    /// Of `attempts`, the ones after a job's first: its retries.
+    pub retries: u64,
+    /// Retries the policy's [`RetryBudget`](crate::RetryBudget) refused
+    /// (each ended its job with the last error).
+    pub budget_refusals: u64,
     /// Time since the pool was built, up to now or, once every worker has
     /// ended, up to that end.
     pub elapsed: Duration,
@@ -85,25 +105,31 @@ impl fmt::Display for PoolReport {
             self.cancelled,
             self.rejected,
         ];
+        let mut header = vec![
+            "workers",
+            "submitted",
+            "queued",
+            "running",
+            "completed",
+            "failed",
+            "panicked",
+            "cancelled",
+            "rejected",
+        ];
         let mut row = vec![self.workers.to_string()];
         row.extend(counts.iter().map(u64::to_string));
+        // The options' columns only where the pool has them.
+        if let Some(limit) = self.limit {
+            header.push("limit");
+            row.push(limit.to_string());
+        }
+        if self.attempts > 0 {
+            header.extend(["attempts", "retries"]);
+            row.extend([self.attempts.to_string(), self.retries.to_string()]);
+        }
+        header.push("elapsed");
         row.push(format!("{:.1?}", self.elapsed));
-        weir_context::__private::write_table(
-            f,
-            &[
-                "workers",
-                "submitted",
-                "queued",
-                "running",
-                "completed",
-                "failed",
-                "panicked",
-                "cancelled",
-                "rejected",
-                "elapsed",
-            ],
-            &[row],
-        )
+        weir_context::__private::write_table(f, &header, &[row])
     }
 }
 
@@ -122,6 +148,10 @@ mod tests {
             cancelled: 3,
             rejected: 5,
             workers: 0,
+            limit: None,
+            attempts: 0,
+            retries: 0,
+            budget_refusals: 0,
             elapsed: Duration::from_millis(1_600),
         }
     }
@@ -132,6 +162,21 @@ mod tests {
             report().to_string(),
             "workers  submitted  queued  running  completed  failed  panicked  cancelled  rejected  elapsed\n\
              0               30       0        0         25       1         1          3         5     1.6s\n"
+        );
+    }
+
+    #[test]
+    fn the_options_add_their_columns() {
+        let r = PoolReport {
+            limit: Some(12),
+            attempts: 40,
+            retries: 10,
+            ..report()
+        };
+        assert_eq!(
+            r.to_string(),
+            "workers  submitted  queued  running  completed  failed  panicked  cancelled  rejected  limit  attempts  retries  elapsed\n\
+             0               30       0        0         25       1         1          3         5     12        40       10     1.6s\n"
         );
     }
 

@@ -12,7 +12,7 @@ use std::task::Poll;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
@@ -21,8 +21,10 @@ use tracing::Instrument;
 use super::counters::{Counters, Outcome, WorkerCounters};
 use super::queue::{Msg, QueueCtl, QueueRx};
 use super::results::{PoolResults, ResultSink, ResultTx, WeakResultTx};
+use super::runner::JobRunner;
 use super::ticket::{Envelope, JobId, JobResult, Reply, boxed};
 use super::{JobError, PoolReport};
+use crate::adaptive::AdaptiveLimit;
 use weir_context::__private::{catch, catch_call};
 use weir_context::{Cause, Context, Panic};
 
@@ -199,6 +201,8 @@ pub(crate) struct Shared<J, O, E> {
     results_taken: AtomicBool,
     results_tx: WeakResultTx<O, E>,
     spawn: SpawnFn<J, O, E>,
+    /// The adaptive limit the worker count follows, if any.
+    limit: Option<AdaptiveLimit>,
 }
 
 impl<J, O, E> fmt::Debug for Shared<J, O, E> {
@@ -231,6 +235,8 @@ pub(crate) struct Settings {
     pub(crate) results: usize,
     pub(crate) max_waiting: Option<usize>,
     pub(crate) on_panic: Option<OnPanic>,
+    /// The limit the worker count follows (then `workers` is ignored).
+    pub(crate) adaptive: Option<AdaptiveLimit>,
 }
 
 impl<J, O, E> Shared<J, O, E>
@@ -253,7 +259,11 @@ where
             results,
             max_waiting,
             on_panic,
+            adaptive,
         } = settings;
+        // Subscribed before the first count is read, so no move is missed.
+        let moves = adaptive.as_ref().map(AdaptiveLimit::subscribe);
+        let workers = moves.as_ref().map_or(workers, |m| *m.borrow());
         let (results_tx, results_rx) = super::results::channel(results);
         // A limit above what a semaphore holds means no limit.
         let waiting_limit = max_waiting.map(|n| Semaphore::new(n.min(Semaphore::MAX_PERMITS)));
@@ -282,6 +292,7 @@ where
             results_taken: AtomicBool::new(false),
             results_tx: results_tx.downgrade(),
             spawn,
+            limit: adaptive,
         });
         {
             let mut sizing = lock(&shared.sizing);
@@ -305,6 +316,13 @@ where
             .instrument(span),
             &shared.runtime,
         );
+        if let Some(moves) = moves {
+            let span = tracing::info_span!("limit follower", pool = %shared.name);
+            let follow = follow_limit(shared.clone(), moves);
+            shared
+                .tracker
+                .spawn_on(follow.instrument(span), &shared.runtime);
+        }
         shared
     }
 
@@ -341,6 +359,27 @@ where
         sizing.live.saturating_sub(target)
     }
 
+    /// Sets the number of workers to an adaptive limit's new value, unless
+    /// the pool is closing or cancelled (then it stays as it is: `false`).
+    /// The check and the resize are one step under the sizing lock, which
+    /// the last worker's end also takes, so no worker is spawned after the
+    /// pool ended.
+    fn follow(self: &Arc<Self>, target: usize) -> bool {
+        let leaving = {
+            let mut sizing = lock(&self.sizing);
+            if self.queue.is_closed() || self.token.is_cancelled() {
+                return false;
+            }
+            self.grow(&mut sizing, target);
+            sizing.live.saturating_sub(target)
+        };
+        // Wake idle workers that should leave; busy ones look after their job.
+        if leaving > 0 {
+            self.queue.kick(leaving);
+        }
+        true
+    }
+
     /// Takes the results stream's receiver, once.
     pub(crate) fn take_results(&self) -> Option<PoolResults<O, E>> {
         let rx = lock(&self.results_rx).take()?;
@@ -353,6 +392,7 @@ where
         let end = self.ended_at.get().copied().unwrap_or_else(Instant::now);
         self.counters.snapshot(
             self.live.load(Ordering::Relaxed),
+            self.limit.as_ref().map(AdaptiveLimit::limit),
             end.saturating_duration_since(self.started),
         )
     }
@@ -419,14 +459,16 @@ where
 /// Detached results collect in the worker's [`ResultSink`] and are sent
 /// before every wait (see `results.rs`), so the results stream's channel is
 /// paid per chunk under load and an idle pool still delivers at once.
-pub(crate) async fn run_worker<H, M>(
+pub(crate) async fn run_worker<H, M, X>(
     shared: Arc<Shared<H::Job, H::Output, H::Error>>,
     make: Arc<M>,
+    runner: Arc<X>,
     index: usize,
     results: Option<ResultTx<H::Output, H::Error>>,
 ) where
     H: JobHandler,
     M: Fn(usize) -> H + Send + Sync + 'static,
+    X: JobRunner<H>,
 {
     let mut queue = shared.queue.receiver();
     let counters = shared.counters.register();
@@ -475,7 +517,8 @@ pub(crate) async fn run_worker<H, M>(
         let ended = {
             // `catch_unwind` inline, not `weir_context`'s `catch`: one more
             // future around every job is a measurable cost per job.
-            let run = AssertUnwindSafe(async { w.handle(job).await }).catch_unwind();
+            let run =
+                AssertUnwindSafe(async { runner.run(w, job, &counters).await }).catch_unwind();
             tokio::pin!(run);
             // A job that is done at its first poll needs no race with the
             // token; one that is not sends the finished results first.
@@ -727,5 +770,33 @@ fn drain_cancelled<J, O, E>(
     }
     if n > 0 {
         tracing::debug!(cancelled = n, "pool stopped; queued jobs cancelled");
+    }
+}
+
+/// Follows an adaptive limit with the worker count (the pool's
+/// [`adaptive`](super::PoolBuilder::adaptive) option), until the pool
+/// closes, is cancelled or its last worker ended.
+async fn follow_limit<J, O, E>(shared: Arc<Shared<J, O, E>>, mut moves: watch::Receiver<usize>)
+where
+    J: Send + 'static,
+    O: Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
+    loop {
+        tokio::select! {
+            biased;
+            () = shared.token.cancelled() => break,
+            () = shared.ended.cancelled() => break,
+            changed = moves.changed() => {
+                // The pool holds the limit, so its sender outlives this.
+                if changed.is_err() {
+                    break;
+                }
+                let target = *moves.borrow_and_update();
+                if !shared.follow(target) {
+                    break;
+                }
+            }
+        }
     }
 }

@@ -6,13 +6,13 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, ready};
-use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use weir_context::{Cause, Context};
 
+use super::attempts::{Attempts, Finished, Next};
 use super::{GiveUpReason, RetryError, RetryPolicy, RetryReport};
 
 type Outcome<T, E> = (Result<T, RetryError<E>>, RetryReport);
@@ -51,27 +51,11 @@ pin_project! {
         cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
         #[pin]
         state: State<Fut>,
-        started: Option<Instant>,
-        report: RetryReport,
+        // The call's accounting, from the first poll (dropped before its
+        // end, it counts the call as abandoned).
+        attempts: Option<Attempts<E>>,
         last_error: Option<E>,
     }
-
-    impl<F, Fut, E> PinnedDrop for RetryCall<F, Fut, E> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if matches!(*this.state, State::Running { .. } | State::Sleeping { .. }) {
-                let mut stats = this.policy.lock_stats();
-                stats.in_progress -= 1;
-                stats.abandoned += 1;
-            }
-        }
-    }
-}
-
-/// What to do after a failed attempt.
-enum Next {
-    Retry(Duration),
-    GiveUp(GiveUpReason),
 }
 
 impl<F, Fut, E> RetryCall<F, Fut, E> {
@@ -82,8 +66,7 @@ impl<F, Fut, E> RetryCall<F, Fut, E> {
             ctx: None,
             cancelled: None,
             state: State::Idle,
-            started: None,
-            report: RetryReport::default(),
+            attempts: None,
             last_error: None,
         }
     }
@@ -92,8 +75,9 @@ impl<F, Fut, E> RetryCall<F, Fut, E> {
     /// cancellation stops the call (the attempt in progress is dropped, a
     /// backoff is cut short) with [`RetryError::Stopped`], and no backoff
     /// is slept that would end at or after its deadline: the call gives up
-    /// with [`GiveUpReason::Deadline`] and the last error instead. Set it
-    /// before the first poll; later it is ignored.
+    /// with [`GiveUpReason::Deadline`](super::GiveUpReason::Deadline) and
+    /// the last error instead. Set it before the first poll; later it is
+    /// ignored.
     pub fn context(mut self, ctx: impl Into<Context>) -> Self {
         if matches!(self.state, State::Idle) {
             self.ctx = Some(ctx.into());
@@ -119,10 +103,8 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Idle => {
-                    let now = Instant::now();
-                    *this.started = Some(now);
-                    this.policy.lock_stats().calls += 1;
-                    this.policy.lock_stats().in_progress += 1;
+                    let deadline = this.ctx.as_ref().and_then(Context::deadline);
+                    let attempts = this.attempts.insert(Attempts::begin(this.policy, deadline));
                     if let Some(ctx) = this.ctx.as_ref() {
                         if ctx.is_cancelled() {
                             let cause = ctx.stopped().into_cause();
@@ -130,42 +112,43 @@ where
                         }
                         *this.cancelled = Some(Box::pin(ctx.token().cancelled_owned()));
                     }
-                    if let Some(budget) = this.policy.budget() {
-                        budget.deposit();
-                    }
-                    start_attempt(&mut this);
+                    attempts.attempt();
+                    let fut = (this.op)();
+                    this.state.set(State::Running { fut });
                 }
                 StateProj::Running { fut } => match fut.poll(cx) {
                     Poll::Ready(Ok(value)) => {
                         let report = end(&mut this, Finished::Succeeded);
                         return Poll::Ready((Ok(value), report));
                     }
-                    Poll::Ready(Err(error)) => match next(&mut this, &error) {
-                        Next::Retry(delay) => {
-                            // `{:#}`: an anyhow::Error shows its whole chain
-                            // (Display, never Debug: no backtrace).
-                            tracing::debug!(
-                                attempt = this.report.attempts,
-                                delay = ?delay,
-                                error = %format_args!("{error:#}"),
-                                "attempt failed; retrying"
-                            );
-                            *this.last_error = Some(error);
-                            this.state.set(State::Sleeping {
-                                sleep: sleep(delay),
-                                since: Instant::now(),
-                            });
+                    Poll::Ready(Err(error)) => {
+                        // An attempt runs only after the call began.
+                        let next = this.attempts.as_mut().map_or(
+                            Next::GiveUp(GiveUpReason::NotRetryable),
+                            |a| {
+                                let retryable = a.retryable(&error);
+                                a.after_failure(retryable, &error)
+                            },
+                        );
+                        match next {
+                            Next::Retry(delay) => {
+                                *this.last_error = Some(error);
+                                this.state.set(State::Sleeping {
+                                    sleep: sleep(delay),
+                                    since: Instant::now(),
+                                });
+                            }
+                            Next::GiveUp(reason) => {
+                                let report = end(&mut this, Finished::GaveUp);
+                                let err = RetryError::Failed {
+                                    error,
+                                    reason,
+                                    report,
+                                };
+                                return Poll::Ready((Err(err), report));
+                            }
                         }
-                        Next::GiveUp(reason) => {
-                            let report = end(&mut this, Finished::GaveUp);
-                            let err = RetryError::Failed {
-                                error,
-                                reason,
-                                report,
-                            };
-                            return Poll::Ready((Err(err), report));
-                        }
-                    },
+                    }
                     Poll::Pending => {
                         if let Some(cause) = poll_cancelled(this.cancelled, this.ctx, cx) {
                             return Poll::Ready(stopped(&mut this, cause));
@@ -176,14 +159,18 @@ where
                 StateProj::Sleeping { sleep, since } => {
                     let since = *since;
                     if let Some(cause) = poll_cancelled(this.cancelled, this.ctx, cx) {
-                        this.report.waited += since.elapsed();
+                        if let Some(a) = this.attempts.as_mut() {
+                            a.waited(since.elapsed());
+                        }
                         return Poll::Ready(stopped(&mut this, cause));
                     }
                     ready!(sleep.poll(cx));
-                    this.report.waited += since.elapsed();
-                    this.report.retries += 1;
-                    this.policy.lock_stats().retries += 1;
-                    start_attempt(&mut this);
+                    if let Some(a) = this.attempts.as_mut() {
+                        a.backed_off(since.elapsed());
+                        a.attempt();
+                    }
+                    let fut = (this.op)();
+                    this.state.set(State::Running { fut });
                 }
                 StateProj::Done => panic!("`RetryCall` polled after completion"),
             }
@@ -192,52 +179,6 @@ where
 }
 
 type Proj<'a, F, Fut, E> = RetryCallProj<'a, F, Fut, E>;
-
-fn start_attempt<F, Fut, E>(this: &mut Proj<'_, F, Fut, E>)
-where
-    F: FnMut() -> Fut,
-{
-    this.report.attempts += 1;
-    this.policy.lock_stats().attempts += 1;
-    let fut = (this.op)();
-    this.state.set(State::Running { fut });
-}
-
-/// The policy's decision after a failed attempt (which drew a retry from
-/// the budget when it says retry).
-fn next<F, Fut, E>(this: &mut Proj<'_, F, Fut, E>, error: &E) -> Next {
-    let policy = &*this.policy;
-    if !policy.retryable(error) {
-        return Next::GiveUp(GiveUpReason::NotRetryable);
-    }
-    let attempts = this.report.attempts;
-    if attempts >= policy.max_attempts() {
-        return Next::GiveUp(GiveUpReason::MaxAttempts);
-    }
-    let delay = policy.delay(attempts);
-    // `None`: beyond the clock's range, past any limit.
-    let resume = Instant::now().checked_add(delay);
-    if let (Some(max), Some(started)) = (policy.max_elapsed(), *this.started) {
-        match resume {
-            Some(at) if at.saturating_duration_since(started) <= max => {}
-            _ => return Next::GiveUp(GiveUpReason::MaxElapsed),
-        }
-    }
-    if let Some(deadline) = this.ctx.as_ref().and_then(Context::deadline) {
-        match resume {
-            Some(at) if at < deadline => {}
-            _ => return Next::GiveUp(GiveUpReason::Deadline),
-        }
-    }
-    if let Some(budget) = policy.budget()
-        && !budget.withdraw()
-    {
-        this.report.budget_refused = true;
-        policy.lock_stats().budget_refusals += 1;
-        return Next::GiveUp(GiveUpReason::Budget);
-    }
-    Next::Retry(delay)
-}
 
 /// The cause, once the call's context is cancelled.
 fn poll_cancelled(
@@ -252,28 +193,13 @@ fn poll_cancelled(
     })
 }
 
-#[derive(Clone, Copy)]
-enum Finished {
-    Succeeded,
-    GaveUp,
-    Stopped,
-}
-
 /// Ends the call: drops the attempt in progress, counts the end, and
 /// returns the final report.
 fn end<F, Fut, E>(this: &mut Proj<'_, F, Fut, E>, how: Finished) -> RetryReport {
     this.state.set(State::Done);
-    if let Some(started) = *this.started {
-        this.report.elapsed = started.elapsed();
-    }
-    let mut stats = this.policy.lock_stats();
-    stats.in_progress -= 1;
-    match how {
-        Finished::Succeeded => stats.succeeded += 1,
-        Finished::GaveUp => stats.gave_up += 1,
-        Finished::Stopped => stats.stopped += 1,
-    }
-    *this.report
+    this.attempts
+        .as_mut()
+        .map_or_else(RetryReport::default, |a| a.end(how))
 }
 
 fn stopped<F, Fut, T, E>(this: &mut Proj<'_, F, Fut, E>, cause: Cause) -> Outcome<T, E> {
@@ -310,7 +236,7 @@ impl<F, Fut, E> fmt::Debug for RetryCall<F, Fut, E> {
         };
         f.debug_struct("RetryCall")
             .field("state", &state)
-            .field("report", &self.report)
+            .field("report", &self.attempts.as_ref().map(Attempts::report))
             .field("context", &self.ctx)
             .finish()
     }

@@ -83,6 +83,7 @@
 //! ([`RetryPolicyBuilder::seed`]); with a seed the delays are the same on
 //! every run.
 
+mod attempts;
 mod backoff;
 mod budget;
 mod call;
@@ -90,6 +91,7 @@ mod error;
 mod policy;
 mod report;
 
+pub(crate) use attempts::{Attempts, Finished, Next};
 pub use backoff::Jitter;
 pub use budget::{RetryBudget, RetryBudgetBuilder};
 pub use call::{RetryCall, RetryCallWithReport};
