@@ -201,7 +201,7 @@ impl Fan {
             .parent
             .as_ref()
             .map_or_else(Context::background, Context::child);
-        Ok((capacity, Core::new(ctx)))
+        Ok((capacity, Core::new(ctx, function)))
     }
 
     /// Merges `inputs` into one output; see [`merge`].
@@ -427,11 +427,15 @@ struct Shared {
 /// The tasks of one fan-in or fan-out, while they are being spawned.
 pub(crate) struct Core {
     shared: Arc<Shared>,
+    /// The function that made it (`merge`, `distribute`, ...): its tasks'
+    /// names.
+    function: &'static str,
 }
 
 impl Core {
-    fn new(ctx: Context) -> Self {
+    fn new(ctx: Context, function: &'static str) -> Self {
         Core {
+            function,
             shared: Arc::new(Shared {
                 ctx,
                 tracker: TaskTracker::new(),
@@ -475,7 +479,12 @@ impl Core {
                 }
             }
         };
-        self.shared.tracker.spawn(task.instrument(span));
+        crate::spawn::tracked_on(
+            &self.shared.tracker,
+            &tokio::runtime::Handle::current(),
+            || format!("{} {branch}", self.function),
+            task.instrument(span),
+        );
     }
 
     /// Closes the tracker and makes the outputs.

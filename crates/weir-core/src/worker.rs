@@ -238,7 +238,7 @@ impl WorkerBuilder {
             }
         };
         let span = tracing::info_span!("worker", name = %self.name);
-        let join = tokio::spawn(task.instrument(span));
+        let join = crate::spawn::spawn(|| format!("worker {}", self.name), task.instrument(span));
         WorkerHandle {
             name: self.name,
             ctx,

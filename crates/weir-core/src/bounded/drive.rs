@@ -229,8 +229,11 @@ where
         match catch_call(|| f(item)) {
             Ok(fut) => {
                 let span = tracing::debug_span!("bounded", index);
-                self.tasks
-                    .spawn(run_item(index, fut, permit).instrument(span));
+                crate::spawn::in_set(
+                    &mut self.tasks,
+                    || format!("bounded {index}"),
+                    run_item(index, fut, permit).instrument(span),
+                );
                 Flow::Continue
             }
             Err(panic) => self.result(index, Err(BoundedError::Panicked { index, panic }), sink),

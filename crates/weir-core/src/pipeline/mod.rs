@@ -76,8 +76,9 @@
 
 mod error;
 mod handle;
+mod progress;
 mod report;
-mod run;
+pub(crate) mod run;
 mod stage;
 
 use std::fmt;
@@ -94,6 +95,7 @@ use tracing::Instrument;
 
 pub use error::PipelineError;
 pub use handle::{ErrorStream, ItemStream, PipelineHandle};
+pub use progress::{PipelineProgress, PipelineSnapshot, StageProgress};
 pub use report::{PipelineReport, StageReport};
 pub use run::{EmitError, Emitter};
 pub use stage::Stage;
@@ -141,6 +143,8 @@ impl<E: fmt::Display + Send + 'static> Launch<E> {
             counters: Arc::clone(counters),
             errors: self.errors.clone(),
             halt: Halt::new(&self.shared.token),
+            #[cfg(feature = "metrics")]
+            item_duration: crate::metrics::stage_item_duration(&self.shared.name, &counters.name),
         }
     }
 
@@ -150,9 +154,14 @@ impl<E: fmt::Display + Send + 'static> Launch<E> {
         F: Future<Output = ()> + Send + 'static,
     {
         let span = tracing::info_span!("stage", stage = %name, worker);
-        self.shared
-            .tracker
-            .spawn_on(task.instrument(span), &self.runtime);
+        #[cfg(feature = "metrics")]
+        let task = self.shared.work.track_future(task);
+        crate::spawn::tracked_on(
+            &self.shared.tracker,
+            &self.runtime,
+            || format!("stage {name} {worker}"),
+            task.instrument(span),
+        );
     }
 }
 
@@ -179,6 +188,7 @@ struct StageOpts {
 #[must_use = "a pipeline does nothing until a sink (collect, for_each, run, into_stream) starts it"]
 pub struct Pipeline<T, E = anyhow::Error> {
     launch: LaunchFn<T, E>,
+    name: Arc<str>,
     capacity: usize,
     error_capacity: usize,
     parent: Option<Context>,
@@ -190,6 +200,7 @@ pub struct Pipeline<T, E = anyhow::Error> {
 impl<T, E> fmt::Debug for Pipeline<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pipeline")
+            .field("name", &self.name)
             .field("capacity", &self.capacity)
             .field("error_capacity", &self.error_capacity)
             .field("policy", &self.policy)
@@ -206,6 +217,7 @@ where
     fn from_launch(launch: LaunchFn<T, E>) -> Self {
         Self {
             launch,
+            name: Arc::from("pipeline"),
             capacity: DEFAULT_CAPACITY,
             error_capacity: DEFAULT_ERROR_CAPACITY,
             parent: None,
@@ -340,6 +352,15 @@ where
         }))
     }
 
+    /// Names the pipeline (default `"pipeline"`): the `pipeline` label of
+    /// its metrics (feature `metrics`, see docs/observability.md) and what
+    /// [`PipelineHandle::name`] returns. Applies to the whole pipeline,
+    /// wherever it is called in the chain.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Arc::from(name.into());
+        self
+    }
+
     /// Sets the size of every channel between stages (default
     /// [`DEFAULT_CAPACITY`]). Applies to the whole
     /// pipeline, wherever it is called in the chain. Zero is a
@@ -452,6 +473,7 @@ where
         let prev = self.launch;
         let name: Arc<str> = Arc::from(name);
         Pipeline {
+            name: self.name,
             launch: Box::new(move |l: &Launch<E>, consumers| {
                 let inputs = prev(l, readers);
                 let timeout = stage_opts.lock().unwrap_or_else(|p| p.into_inner()).timeout;
@@ -688,11 +710,20 @@ where
             delivered: AtomicU64::new(0),
             undelivered: AtomicU64::new(0),
         });
+        let tracker = TaskTracker::new();
+        // With metrics on, the stages' tasks are also tracked apart from the
+        // publisher's, which ends when they have.
+        #[cfg(feature = "metrics")]
+        let work = TaskTracker::new();
+        #[cfg(not(feature = "metrics"))]
+        let work = tracker.clone();
         let shared = Arc::new(Shared {
+            name: self.name,
             ctx,
             token,
             policy: self.policy,
-            tracker: TaskTracker::new(),
+            tracker,
+            work,
             sink: Arc::clone(&sink),
             first_error: Mutex::new(None),
             errors_rx: Mutex::new(Some(errors_rx)),
@@ -710,6 +741,9 @@ where
         };
         let rx = (self.launch)(&launch, 1).into_iter().next();
         drop(launch);
+        shared.work.close();
+        #[cfg(feature = "metrics")]
+        crate::metrics::publish_pipeline(&shared);
         shared.tracker.close();
         Ok((ItemStream::new(rx, sink), PipelineHandle::new(shared)))
     }

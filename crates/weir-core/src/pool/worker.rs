@@ -187,8 +187,9 @@ pub(crate) struct Shared<J, O, E> {
     /// Set (before the queue closes) once the pool is cancelled: the
     /// workers' per-job check, cheaper than asking the token.
     cancelled: AtomicBool,
-    /// Cancelled when the last worker has ended; ends the token watcher.
-    ended: CancellationToken,
+    /// Cancelled when the last worker has ended; ends the token watcher
+    /// and the progress streams.
+    pub(crate) ended: CancellationToken,
     /// When the pool was built, and when its last worker ended.
     started: Instant,
     ended_at: OnceLock<Instant>,
@@ -199,6 +200,9 @@ pub(crate) struct Shared<J, O, E> {
     results_taken: AtomicBool,
     results_tx: WeakResultTx<O, E>,
     spawn: SpawnFn<J, O, E>,
+    /// `weir_pool_job_duration_seconds` of this pool.
+    #[cfg(feature = "metrics")]
+    job_duration: metrics::Histogram,
 }
 
 impl<J, O, E> fmt::Debug for Shared<J, O, E> {
@@ -257,6 +261,8 @@ where
         let (results_tx, results_rx) = super::results::channel(results);
         // A limit above what a semaphore holds means no limit.
         let waiting_limit = max_waiting.map(|n| Semaphore::new(n.min(Semaphore::MAX_PERMITS)));
+        #[cfg(feature = "metrics")]
+        let job_duration = crate::metrics::pool_job_duration(&name);
         let shared = Arc::new(Self {
             name,
             queue,
@@ -282,6 +288,8 @@ where
             results_taken: AtomicBool::new(false),
             results_tx: results_tx.downgrade(),
             spawn,
+            #[cfg(feature = "metrics")]
+            job_duration,
         });
         {
             let mut sizing = lock(&shared.sizing);
@@ -294,16 +302,30 @@ where
         // builder's context, `Pool::cancel`, a shutdown's grace period) this
         // watcher closes the queue, which wakes them.
         let watcher = shared.clone();
-        let span = tracing::info_span!("watcher", pool = %shared.name);
-        shared.tracker.spawn_on(
-            async move {
-                tokio::select! {
-                    () = watcher.token.cancelled() => watcher.cancel_now(),
-                    () = watcher.ended.cancelled() => {}
-                }
+        let watch = async move {
+            tokio::select! {
+                () = watcher.token.cancelled() => watcher.cancel_now(),
+                () = watcher.ended.cancelled() => {}
             }
-            .instrument(span),
+        };
+        // With metrics on, the same task publishes the counters until the
+        // last worker has ended: no task more per pool.
+        #[cfg(feature = "metrics")]
+        let watch = {
+            let publish = crate::metrics::publish_pool(
+                Arc::clone(&shared.name),
+                shared.progress(crate::metrics::PUBLISH_EVERY),
+            );
+            async move {
+                futures::join!(watch, publish);
+            }
+        };
+        let span = tracing::info_span!("watcher", pool = %shared.name);
+        crate::spawn::tracked_on(
+            &shared.tracker,
             &shared.runtime,
+            || format!("pool {} watcher", shared.name),
+            watch.instrument(span),
         );
         shared
     }
@@ -328,7 +350,12 @@ where
             let results = self.results_tx.upgrade();
             let fut = (self.spawn)(self.clone(), index, results);
             let span = tracing::info_span!("worker", pool = %self.name, worker = index);
-            self.tracker.spawn_on(fut.instrument(span), &self.runtime);
+            crate::spawn::tracked_on(
+                &self.tracker,
+                &self.runtime,
+                || format!("pool {} worker {index}", self.name),
+                fut.instrument(span),
+            );
         }
         self.live.store(sizing.live, Ordering::Relaxed);
     }
@@ -339,6 +366,21 @@ where
         let mut sizing = lock(&self.sizing);
         self.grow(&mut sizing, target);
         sizing.live.saturating_sub(target)
+    }
+
+    /// A progress stream over the pool's counters; see [`Pool::progress`](super::Pool::progress).
+    pub(crate) fn progress(
+        self: &Arc<Self>,
+        every: std::time::Duration,
+    ) -> Result<super::PoolProgress, weir_context::ConfigError> {
+        let ended = self.ended.clone().cancelled_owned();
+        let construct = format!("pool `{}`", self.name);
+        let ticks = crate::progress::Ticks::new(construct, every, ended)?;
+        let shared = Arc::clone(self);
+        Ok(super::PoolProgress::new(
+            Box::new(move || shared.report()),
+            ticks,
+        ))
     }
 
     /// Takes the results stream's receiver, once.
@@ -472,6 +514,8 @@ pub(crate) async fn run_worker<H, M>(
             cancel_reply(&shared, &mut sink, id, reply, shared.cause());
             break;
         }
+        #[cfg(feature = "metrics")]
+        let started = Instant::now();
         let ended = {
             // `catch_unwind` inline, not `weir_context`'s `catch`: one more
             // future around every job is a measurable cost per job.
@@ -494,6 +538,10 @@ pub(crate) async fn run_worker<H, M>(
                 }
             }
         };
+        #[cfg(feature = "metrics")]
+        if ended.is_some() {
+            shared.job_duration.record(started.elapsed());
+        }
         let mut panicked = None;
         let (outcome, result) = match ended {
             Some(Ok(Ok(output))) => (Outcome::Completed, Ok(output)),

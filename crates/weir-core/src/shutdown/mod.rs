@@ -323,7 +323,8 @@ impl Shutdown {
         };
         // Spawning never runs the task inline, so holding the lock is safe;
         // it keeps registering and setting the abort handle one step.
-        let handle = tokio::spawn(task.instrument(tracing::info_span!("task", name = %name)));
+        let span = tracing::info_span!("task", name = %name);
+        let handle = crate::spawn::spawn(|| format!("shutdown task {name}"), task.instrument(span));
         if let Some(running) = locked.running.get_mut(&id) {
             running.abort = Some(handle.abort_handle());
         }
