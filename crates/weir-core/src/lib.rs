@@ -31,6 +31,8 @@ mod metrics;
 pub mod pipeline;
 mod progress;
 mod spawn;
+#[cfg(feature = "testing")]
+pub use weir_context::testing;
 
 // --- pool (issue 3) ---
 pub mod pool;

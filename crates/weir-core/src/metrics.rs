@@ -92,7 +92,14 @@ pub(crate) fn publish_pipeline<E: Send + 'static>(shared: &Arc<PipelineShared<E>
     crate::spawn::tracked_on(
         &shared.tracker,
         &tokio::runtime::Handle::current(),
-        || format!("pipeline {} metrics", shared.name),
+        &weir_context::__private::Label {
+            construct: weir_context::__private::Construct::Pipeline,
+            name: &shared.name,
+            task: "metrics",
+            stage: None,
+            index: None,
+            origin: shared.origin,
+        },
         task.instrument(span),
     );
 }

@@ -1,59 +1,58 @@
 //! Spawning weir's tasks: named for tokio-console when built with
-//! `--cfg tokio_unstable`, plain `spawn` otherwise.
+//! `--cfg tokio_unstable`, plain `spawn` otherwise; registered with the
+//! leak check with the `testing` feature (`weir_context::testing`).
 //!
-//! Every task weir-core spawns goes through here, with its name as a
-//! closure (`pool resize-images worker 3`, `stage parse 2`), so that a
-//! build without `tokio_unstable` formats no name and costs nothing more
-//! than the spawn it did before.
+//! Every task weir-core spawns goes through here, with a [`Label`]
+//! (`pool resize-images worker 3`, `pipeline etl stage parse 2`) that is
+//! only formatted under `tokio_unstable` and only recorded with `testing`,
+//! so a build with neither costs nothing more than the spawn it did before.
 
 use std::future::Future;
 
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
+use weir_context::__private::{Label, track};
 
 /// Spawns `fut` on `rt`, tracked by `tracker` (what
-/// `tracker.spawn_on(fut, rt)` does), named `name()`.
+/// `tracker.spawn_on(fut, rt)` does), labelled `label`.
 pub(crate) fn tracked_on<F>(
     tracker: &TaskTracker,
     rt: &Handle,
-    name: impl FnOnce() -> String,
+    label: &Label<'_>,
     fut: F,
 ) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    spawn_on(rt, name, tracker.track_future(fut))
+    spawn_on(rt, label, tracker.track_future(fut))
 }
 
-/// Spawns `fut` on the current runtime (what `tokio::spawn` does), named
-/// `name()`.
+/// Spawns `fut` on the current runtime (what `tokio::spawn` does),
+/// labelled `label`.
 ///
 /// # Panics
 ///
 /// Outside a tokio runtime, as `tokio::spawn` does.
-pub(crate) fn spawn<F>(name: impl FnOnce() -> String, fut: F) -> JoinHandle<F::Output>
+pub(crate) fn spawn<F>(label: &Label<'_>, fut: F) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    spawn_on(&Handle::current(), name, fut)
+    spawn_on(&Handle::current(), label, fut)
 }
 
-/// Spawns `fut` on `rt`, named `name()`.
-pub(crate) fn spawn_on<F>(
-    rt: &Handle,
-    name: impl FnOnce() -> String,
-    fut: F,
-) -> JoinHandle<F::Output>
+/// Spawns `fut` on `rt`, labelled `label`.
+pub(crate) fn spawn_on<F>(rt: &Handle, label: &Label<'_>, fut: F) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     #[cfg(tokio_unstable)]
     {
-        let name = name();
+        let fut = track(label, fut);
+        let name = label.to_string();
         match tokio::task::Builder::new().name(&name).spawn_on(fut, rt) {
             Ok(handle) => handle,
             Err(error) => refused(rt, &name, &error),
@@ -61,8 +60,7 @@ where
     }
     #[cfg(not(tokio_unstable))]
     {
-        let _ = name;
-        rt.spawn(fut)
+        rt.spawn(track(label, fut))
     }
 }
 
@@ -78,10 +76,10 @@ fn refused<T: Send + 'static>(rt: &Handle, name: &str, error: &std::io::Error) -
     handle
 }
 
-/// Spawns `fut` into `set` (what `set.spawn(fut)` does), named `name()`.
+/// Spawns `fut` into `set` (what `set.spawn(fut)` does), labelled `label`.
 pub(crate) fn in_set<T, F>(
     set: &mut tokio::task::JoinSet<T>,
-    name: impl FnOnce() -> String,
+    label: &Label<'_>,
     fut: F,
 ) -> tokio::task::AbortHandle
 where
@@ -90,7 +88,8 @@ where
 {
     #[cfg(tokio_unstable)]
     {
-        let name = name();
+        let fut = track(label, fut);
+        let name = label.to_string();
         match set.build_task().name(&name).spawn(fut) {
             Ok(handle) => handle,
             Err(error) => {
@@ -103,7 +102,6 @@ where
     }
     #[cfg(not(tokio_unstable))]
     {
-        let _ = name;
-        set.spawn(fut)
+        set.spawn(track(label, fut))
     }
 }

@@ -136,6 +136,7 @@ impl<T, E> GroupBuilder<T, E> {
     /// [`ConfigError`] for a [`limit`](Self::limit) of 0
     /// ([`Problem::Zero`](weir_context::Problem::Zero), construct `"group"`,
     /// setting `"limit"`).
+    #[track_caller]
     pub fn build(self) -> Result<Group<T, E>, ConfigError> {
         let limit = match self.limit {
             None => None,

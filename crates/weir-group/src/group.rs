@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::Id;
 use tokio::time::Instant;
+use weir_context::__private::{Construct, Label, Origin};
 use weir_context::{Context, ErrorPolicy, Panic, RunError};
 
 use crate::book::{Book, Late};
@@ -174,6 +175,8 @@ pub struct Group<T = (), E = anyhow::Error> {
     counts: Counts,
     started: Instant,
     name: Arc<str>,
+    /// Where the group was made (the leak check's listing).
+    origin: Origin,
     #[cfg(feature = "metrics")]
     series: crate::metrics::GroupSeries,
 }
@@ -188,6 +191,7 @@ struct Limit {
 }
 
 impl<T, E> Default for Group<T, E> {
+    #[track_caller]
     fn default() -> Self {
         Self::new()
     }
@@ -197,6 +201,7 @@ impl<T, E> Group<T, E> {
     /// An empty group with the default settings: no limit,
     /// [`ErrorPolicy::FailFast`], panics reported as errors, and a fresh
     /// context that only the group cancels. Needs no runtime.
+    #[track_caller]
     pub fn new() -> Self {
         Self::from_settings(
             Context::background(),
@@ -217,6 +222,7 @@ impl<T, E> Group<T, E> {
     }
 
     /// The one constructor; `new` and `GroupBuilder::build` feed it.
+    #[track_caller]
     pub(crate) fn from_settings(
         ctx: Context,
         limit: Option<usize>,
@@ -228,6 +234,7 @@ impl<T, E> Group<T, E> {
             #[cfg(feature = "metrics")]
             series: crate::metrics::GroupSeries::new(&name),
             name,
+            origin: Origin::here(),
             shared: Arc::new(Shared::new(ctx, policy)),
             delivered: VecDeque::new(),
             live: 0,
@@ -623,16 +630,23 @@ where
         // slot to hold, no span to enter, no name) spawns the smallest
         // wrapper. If this panics (no runtime), the wrapper is dropped
         // outside any task and delivers nothing: the group is as it was.
-        let task_name = || format!("group {} task {index}", self.name);
+        let label = Label {
+            construct: Construct::Group,
+            name: &self.name,
+            task: "task",
+            stage: None,
+            index: usize::try_from(index).ok(),
+            origin: self.origin,
+        };
         let handle = match (permit, span.is_disabled(), &name) {
-            (None, true, None) => spawn(task_name, PlainTask::new(fut, Delivery::new(shared, ()))),
+            (None, true, None) => spawn(&label, PlainTask::new(fut, Delivery::new(shared, ()))),
             (None, true, Some(_)) => spawn(
-                task_name,
+                &label,
                 PlainTask::new(fut, Delivery::new(shared, name.clone())),
             ),
             (permit, _, _) => {
                 let delivery = Delivery::new(shared, name.clone());
-                spawn(task_name, RichTask::new(fut, delivery, permit, span))
+                spawn(&label, RichTask::new(fut, delivery, permit, span))
             }
         };
         self.live += 1;

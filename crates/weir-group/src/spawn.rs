@@ -1,24 +1,27 @@
 //! Spawning a group's tasks: named for tokio-console (`group <name> task
 //! <index>`) when built with `--cfg tokio_unstable`, plain `tokio::spawn`
-//! otherwise (no name is formatted then).
+//! otherwise (no name is formatted then); registered with the leak check
+//! (`weir_context::testing`) with the `testing` feature, and not otherwise.
 
 use std::future::Future;
 
 use tokio::task::JoinHandle;
+use weir_context::__private::{Label, track};
 
-/// `tokio::spawn(fut)`, named `name()` under `tokio_unstable`.
+/// `tokio::spawn(fut)`, labelled `label`.
 ///
 /// # Panics
 ///
 /// Outside a tokio runtime, as `tokio::spawn` does.
-pub(crate) fn spawn<F>(name: impl FnOnce() -> String, fut: F) -> JoinHandle<F::Output>
+pub(crate) fn spawn<F>(label: &Label<'_>, fut: F) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     #[cfg(tokio_unstable)]
     {
-        let name = name();
+        let fut = track(label, fut);
+        let name = label.to_string();
         match tokio::task::Builder::new().name(&name).spawn(fut) {
             Ok(handle) => handle,
             // tokio's builder does not refuse today; its result type leaves
@@ -34,7 +37,6 @@ where
     }
     #[cfg(not(tokio_unstable))]
     {
-        let _ = name;
-        tokio::spawn(fut)
+        tokio::spawn(track(label, fut))
     }
 }

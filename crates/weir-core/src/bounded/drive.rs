@@ -231,7 +231,15 @@ where
                 let span = tracing::debug_span!("bounded", index);
                 crate::spawn::in_set(
                     &mut self.tasks,
-                    || format!("bounded {index}"),
+                    // The run is an `async fn`: no caller location to record.
+                    &weir_context::__private::Label {
+                        construct: weir_context::__private::Construct::Bounded,
+                        name: "",
+                        task: "item",
+                        stage: None,
+                        index: Some(index),
+                        origin: weir_context::__private::Origin::default(),
+                    },
                     run_item(index, fut, permit).instrument(span),
                 );
                 Flow::Continue

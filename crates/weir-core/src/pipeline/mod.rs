@@ -105,7 +105,7 @@ use crate::channel::{self, EdgeRx, Halt};
 use report::StageCounters;
 use run::{Env, Shared, SinkState};
 use stage::{FilterMapFn, MapFn, Process, SyncFn};
-use weir_context::__private::{check_capacity, check_workers};
+use weir_context::__private::{Construct, Label, Origin, check_capacity, check_workers};
 use weir_context::{ConfigError, Context, ErrorPolicy, RunError};
 
 /// Size of the error stream unless [`Pipeline::error_capacity`] says
@@ -159,7 +159,14 @@ impl<E: fmt::Display + Send + 'static> Launch<E> {
         crate::spawn::tracked_on(
             &self.shared.tracker,
             &self.runtime,
-            || format!("stage {name} {worker}"),
+            &Label {
+                construct: Construct::Pipeline,
+                name: &self.shared.name,
+                task: "stage",
+                stage: Some(name),
+                index: Some(worker),
+                origin: self.shared.origin,
+            },
             task.instrument(span),
         );
     }
@@ -195,6 +202,8 @@ pub struct Pipeline<T, E = anyhow::Error> {
     policy: ErrorPolicy,
     error: Option<ConfigError>,
     last: Option<Arc<Mutex<StageOpts>>>,
+    /// Where the source was made: the leak check names it.
+    origin: Origin,
 }
 
 impl<T, E> fmt::Debug for Pipeline<T, E> {
@@ -214,8 +223,10 @@ where
     T: Send + 'static,
     E: fmt::Display + Send + 'static,
 {
+    #[track_caller]
     fn from_launch(launch: LaunchFn<T, E>) -> Self {
         Self {
+            origin: Origin::here(),
             launch,
             name: Arc::from("pipeline"),
             capacity: DEFAULT_CAPACITY,
@@ -234,6 +245,7 @@ where
     /// or network reads inside `next`); use [`from_stream`](Self::from_stream)
     /// or [`generate`](Self::generate) for sources that wait.
     #[allow(clippy::should_implement_trait)]
+    #[track_caller]
     pub fn from_iter<I>(iter: I) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -251,6 +263,7 @@ where
 
     /// A pipeline whose source yields the items of `stream`, polled in its
     /// own task.
+    #[track_caller]
     pub fn from_stream<S>(stream: S) -> Self
     where
         S: Stream<Item = T> + Send + 'static,
@@ -272,6 +285,7 @@ where
     /// forwarding task, so an item costs no extra hop) and the
     /// [`PipelineReport`] has no `"source"` stage. When the pipeline stops, `rx` is
     /// closed, so senders see the pipeline is gone.
+    #[track_caller]
     pub fn from_receiver(rx: tokio::sync::mpsc::Receiver<T>) -> Self {
         Self::from_launch(Box::new(move |l: &Launch<E>, consumers| {
             if consumers == 1 {
@@ -338,6 +352,7 @@ where
     /// # Ok(())
     /// # }
     /// ```
+    #[track_caller]
     pub fn generate<F, Fut>(f: F) -> Self
     where
         F: FnOnce(Emitter<T>) -> Fut + Send + 'static,
@@ -485,6 +500,7 @@ where
             policy: self.policy,
             error,
             last: Some(opts),
+            origin: self.origin,
         }
     }
 
@@ -718,6 +734,7 @@ where
         #[cfg(not(feature = "metrics"))]
         let work = tracker.clone();
         let shared = Arc::new(Shared {
+            origin: self.origin,
             name: self.name,
             ctx,
             token,

@@ -36,6 +36,8 @@ pub(crate) struct SinkState {
 
 /// State shared by every task of one running pipeline and its handle.
 pub(crate) struct Shared<E> {
+    /// Where the pipeline was created (the leak check's listing).
+    pub(crate) origin: weir_context::__private::Origin,
     /// The pipeline's name ([`Pipeline::name`](super::Pipeline::name)).
     pub(crate) name: Arc<str>,
     /// The pipeline's own context; `token` is its token.

@@ -186,6 +186,7 @@ impl PoolBuilder {
     /// # Ok(())
     /// # }
     /// ```
+    #[track_caller]
     pub fn build<J, O, E, F, Fut>(self, handler: F) -> Result<Pool<J, O, E>, ConfigError>
     where
         F: Fn(J) -> Fut + Send + Sync + 'static,
@@ -208,6 +209,7 @@ impl PoolBuilder {
     // The pool's type is written out (not a private alias) so that the docs
     // show what `build_with` returns.
     #[allow(clippy::type_complexity)]
+    #[track_caller]
     pub fn build_with<H, M>(
         self,
         factory: M,
@@ -220,11 +222,13 @@ impl PoolBuilder {
     }
 
     /// Checks the settings, then spawns the workers.
+    #[track_caller]
     fn start<H, M>(self, make: M) -> Result<HandlerPool<H>, ConfigError>
     where
         H: JobHandler,
         M: Fn(usize) -> H + Send + Sync + 'static,
     {
+        let origin = weir_context::__private::Origin::here();
         let (settings, capacity) = self.check()?;
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| ConfigError::no_runtime(self.construct()))?;
@@ -238,7 +242,7 @@ impl PoolBuilder {
             Box::new(move |shared, index, results| {
                 Box::pin(run_worker::<H, M>(shared, make.clone(), index, results))
             });
-        let shared = Shared::start(settings, rx, ctx, runtime, spawn);
+        let shared = Shared::start(settings, rx, ctx, runtime, spawn, origin);
         Ok(Pool::from_parts(tx, shared))
     }
 

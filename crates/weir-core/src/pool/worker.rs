@@ -23,7 +23,7 @@ use super::queue::{Msg, QueueCtl, QueueRx};
 use super::results::{PoolResults, ResultSink, ResultTx, WeakResultTx};
 use super::ticket::{Envelope, JobId, JobResult, Reply, boxed};
 use super::{JobError, PoolReport};
-use weir_context::__private::{catch, catch_call};
+use weir_context::__private::{Construct, Label, Origin, catch, catch_call};
 use weir_context::{Cause, Context, Panic};
 
 /// A job handler with its own state, for
@@ -173,6 +173,8 @@ struct Sizing {
 /// What every worker and every handle of one pool share.
 pub(crate) struct Shared<J, O, E> {
     pub(crate) name: Arc<str>,
+    /// Where the pool was built (the leak check's listing).
+    origin: Origin,
     queue: QueueCtl<Envelope<J, O, E>>,
     /// The pool's context; `token` is its token.
     pub(crate) ctx: Context,
@@ -250,6 +252,7 @@ where
         ctx: Context,
         runtime: tokio::runtime::Handle,
         spawn: SpawnFn<J, O, E>,
+        origin: Origin,
     ) -> Arc<Self> {
         let Settings {
             name,
@@ -265,6 +268,7 @@ where
         let job_duration = crate::metrics::pool_job_duration(&name);
         let shared = Arc::new(Self {
             name,
+            origin,
             queue,
             token: ctx.token(),
             ctx,
@@ -324,7 +328,7 @@ where
         crate::spawn::tracked_on(
             &shared.tracker,
             &shared.runtime,
-            || format!("pool {} watcher", shared.name),
+            &shared.label("watcher", None),
             watch.instrument(span),
         );
         shared
@@ -336,6 +340,18 @@ where
         self.cancelled.store(true, Ordering::Release);
         self.ctx.cancel();
         self.queue.close();
+    }
+
+    /// What the pool's tasks are called (tokio-console, the leak check).
+    fn label(&self, task: &'static str, index: Option<usize>) -> Label<'_> {
+        Label {
+            construct: Construct::Pool,
+            name: &self.name,
+            task,
+            stage: None,
+            index,
+            origin: self.origin,
+        }
     }
 
     /// Spawns workers until `live == target` (call with the sizing lock).
@@ -353,7 +369,7 @@ where
             crate::spawn::tracked_on(
                 &self.tracker,
                 &self.runtime,
-                || format!("pool {} worker {index}", self.name),
+                &self.label("worker", Some(index)),
                 fut.instrument(span),
             );
         }
