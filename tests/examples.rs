@@ -58,6 +58,7 @@ const EXAMPLES: &[(&str, &str)] = &[
         "done: the budget kept the extra load within its 10%",
     ),
     ("graceful_shutdown", "tasks still alive: 0"),
+    ("leak_check", "done: nothing left running"),
     ("producers_consumers", "12 items, each handled once"),
     ("error_handling", "2 tasks failed"),
     (

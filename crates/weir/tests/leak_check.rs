@@ -169,7 +169,7 @@ async fn a_clean_run_of_every_construct_passes() {
         .build(|n: u64| async move { anyhow::Ok(n) })
         .unwrap();
     for n in 0..10 {
-        let _ = pool.submit(n).await.unwrap();
+        drop(pool.submit(n).await.unwrap());
     }
     pool.join().await.unwrap();
 
