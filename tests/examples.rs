@@ -120,6 +120,19 @@ fn every_example_is_checked_here() {
 }
 
 #[test]
+fn the_readme_names_every_example() {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    for name in listed_in_the_tree() {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README.md does not name the example `{name}`"
+        );
+    }
+}
+
+#[test]
 fn every_example_runs_and_prints_its_key_line() {
     let dir = examples_dir();
     let mut failures = Vec::new();
