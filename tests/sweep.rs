@@ -157,8 +157,8 @@ async fn pipeline_cases(s: &mut Sweep) {
 }
 
 async fn pool_cases(s: &mut Sweep) {
-    fn job(x: u32) -> impl Future<Output = anyhow::Result<u32>> {
-        async move { Ok(x) }
+    async fn job(x: u32) -> anyhow::Result<u32> {
+        Ok(x)
     }
     for n in sizes() {
         s.case(&format!("PoolBuilder::workers({n})"), async move {
