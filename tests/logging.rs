@@ -120,6 +120,96 @@ fn child_pipeline() {
     );
 }
 
+/// A pool whose ticket jobs fail, and a detached job whose failure nobody
+/// takes: one event each, DEBUG for the ticket, WARN for the orphan.
+async fn failing_pool() {
+    let pool = weir::Pool::builder()
+        .workers(2)
+        .name("images")
+        .build(|x: u32| async move {
+            if x.is_multiple_of(2) {
+                anyhow::bail!("pool job {x} is bad");
+            }
+            Ok(x)
+        })
+        .unwrap();
+    for x in 0..4 {
+        let ticket = pool.submit(x).await.unwrap();
+        let _ = ticket.await;
+    }
+    // Nobody holds the results stream: the failure can only be logged.
+    pool.submit_detached(10).await.unwrap();
+    pool.join().await.unwrap();
+}
+
+#[test]
+#[ignore = "run by logging_is_display_once_per_failure in a child process"]
+fn child_pool() {
+    let lines = capture(failing_pool());
+    for x in [0, 2] {
+        let hits = failure_lines(&lines, &format!("pool job {x} is bad"));
+        assert_eq!(hits.len(), 1, "job {x}: {hits:#?}\nall:\n{lines:#?}");
+        assert!(hits[0].contains("DEBUG"), "{}", hits[0]);
+    }
+    let orphan = failure_lines(&lines, "pool job 10 is bad");
+    assert_eq!(orphan.len(), 1, "{lines:#?}");
+    assert!(orphan[0].contains("WARN"), "{}", orphan[0]);
+    assert_no_debug_text(&lines);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .count(),
+        1,
+        "only the orphan's failure is a warning: {lines:#?}"
+    );
+}
+
+/// A fail-fast group with a failing and a panicking task, and a pipeline
+/// under fail-fast: each failure is one event.
+async fn failing_group() {
+    let mut group: weir::group::Group<u32> = weir::group::Group::builder()
+        .error_policy(weir::ErrorPolicy::Continue)
+        .build()
+        .unwrap();
+    group
+        .spawn_named("fetch-a", async { anyhow::bail!("group task a is bad") })
+        .await;
+    group.spawn_named("fetch-b", async { Ok(1) }).await;
+    group
+        .spawn_named("fetch-c", async { anyhow::bail!("group task c is bad") })
+        .await;
+    let err = group.join().await.unwrap_err();
+    assert_eq!(err.error().len(), 2);
+    let err = weir::Pipeline::from_iter(0..100u32)
+        .map("parse", 2, |x| async move {
+            if x == 7 {
+                anyhow::bail!("fail-fast item {x} is bad");
+            }
+            Ok(x)
+        })
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(err.error().stage(), Some("parse"));
+}
+
+#[test]
+#[ignore = "run by logging_is_display_once_per_failure in a child process"]
+fn child_group() {
+    let lines = capture(failing_group());
+    for needle in [
+        "group task a is bad",
+        "group task c is bad",
+        "fail-fast item 7 is bad",
+    ] {
+        let hits = failure_lines(&lines, needle);
+        assert_eq!(hits.len(), 1, "{needle}: {hits:#?}\nall:\n{lines:#?}");
+        assert!(hits[0].contains("DEBUG"), "{}", hits[0]);
+    }
+    assert_no_debug_text(&lines);
+}
+
 /// Runs the ignored test `name` in a child process with `RUST_BACKTRACE=1`.
 fn run_child(name: &str) {
     let exe = std::env::current_exe().unwrap();
@@ -142,4 +232,6 @@ fn run_child(name: &str) {
 #[test]
 fn logging_is_display_once_per_failure() {
     run_child("child_pipeline");
+    run_child("child_pool");
+    run_child("child_group");
 }

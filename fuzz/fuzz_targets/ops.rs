@@ -11,7 +11,12 @@
 //!   quota changes, the tokens granted for any time window `[a, b]` never
 //!   exceed `burst + (b - a) / period + 1`;
 //! - no task of the runtime outlives the end; no step hangs (30 days of
-//!   virtual time bound each run).
+//!   virtual time bound each run);
+//! - extreme values (`Extreme` ops: sizes 0, `MAX_WORKERS + 1`, `usize::MAX`;
+//!   durations `ZERO`, `MAX`; rates from a token a nanosecond to one in 73
+//!   years, `u32::MAX` tokens, more than the burst) give a value or a clear
+//!   error, never a panic or a hang, also for constructs built mid-run
+//!   (pipeline, fan-in, bounded, semaphore, shedder).
 //!
 //! Run with `cargo +nightly fuzz run ops` from the repository root (see
 //! docs/reliability.md).
@@ -50,6 +55,74 @@ enum Op {
     SetBurst(u8),
     Advance(u8),
     Yield,
+    Extreme(Extreme),
+}
+
+/// Operations with extreme values; each byte picks from a small table.
+#[derive(Arbitrary, Debug)]
+enum Extreme {
+    /// `submit_timeout` with `ZERO`, 1 ns or `MAX`.
+    SubmitTimeout(u8, u8),
+    /// `resize` to 0, `MAX_WORKERS + 1` or `usize::MAX`: always refused.
+    Resize(u8),
+    /// `try_acquire_n` / `acquire_n` of 0, `burst + 1` or `u32::MAX`.
+    Tokens(u8),
+    /// `reserve_n_within(1, ..)` with `ZERO`, 1 ns or `MAX`.
+    ReserveWithin(u8),
+    /// A limiter built with an extreme rate: a value or a `ConfigError`.
+    Rate(u8),
+    /// A pipeline, a merge, a bounded run, a semaphore and a shedder built
+    /// with an extreme size, each run on a few items.
+    Build(u8),
+}
+
+fn extreme_size(tag: u8) -> usize {
+    [0, 1, weir_core::MAX_WORKERS + 1, usize::MAX][usize::from(tag % 4)]
+}
+
+fn extreme_duration(tag: u8) -> Duration {
+    [Duration::ZERO, Duration::from_nanos(1), Duration::MAX][usize::from(tag % 3)]
+}
+
+fn extreme_rate(tag: u8) -> Rate {
+    match tag % 7 {
+        0 => Rate::new(1, Duration::from_nanos(1)),
+        1 => Rate::new(u32::MAX, Duration::from_nanos(1)),
+        2 => Rate::every(Duration::MAX),
+        3 => Rate::per_hour(1).burst(u32::MAX),
+        4 => Rate::unlimited(),
+        5 => Rate::zero().burst(u32::MAX),
+        _ => Rate::per_second(u32::MAX).burst(u32::MAX),
+    }
+}
+
+/// Constructs built mid-run with an extreme size: each gives its result or
+/// a `ConfigError`, and nothing it spawned outlives it.
+async fn build_extreme(tag: u8) {
+    let n = extreme_size(tag);
+    let _ = weir_core::Pipeline::from_iter(0..4u8)
+        .capacity(n)
+        .map("m", n.min(4).max(usize::from(tag % 2)), |x| async move { Ok::<_, String>(x) })
+        .collect()
+        .await;
+    if let Ok(out) = weir_core::Fan::new()
+        .capacity(n)
+        .merge(vec![futures::stream::iter(0..4u8)])
+    {
+        assert_eq!(out.collect_all().await.len(), 4);
+    }
+    let _ = weir_core::Bounded::new(n)
+        .run(0..4u8, |x| async move { Ok::<_, String>(x) })
+        .await;
+    if let Ok(sem) = weir_core::Semaphore::new(n) {
+        let _ = sem.try_acquire(u32::MAX);
+        let _ = sem.try_acquire(1).map(drop);
+    }
+    if let Ok((tx, mut rx)) = weir_core::Shedder::new(n, weir_core::ShedPolicy::DropOldest) {
+        let _ = tx.offer(1u8);
+        drop(tx);
+        while rx.recv().await.is_some() {}
+    }
 }
 
 #[derive(Arbitrary, Debug)]
@@ -370,6 +443,52 @@ async fn run(input: Input) {
             }
             Op::Advance(ms) => tokio::time::advance(Duration::from_millis(u64::from(ms))).await,
             Op::Yield => tokio::task::yield_now().await,
+            Op::Extreme(Extreme::SubmitTimeout(b, tag)) => {
+                match pool.submit_timeout(b, extreme_duration(tag)).await {
+                    Ok(t) => {
+                        accepted += 1;
+                        tickets.push((b, t));
+                    }
+                    Err(_) => rejected += 1,
+                }
+            }
+            Op::Extreme(Extreme::Resize(tag)) => {
+                let n = [0, weir_core::MAX_WORKERS + 1, usize::MAX][usize::from(tag % 3)];
+                assert!(pool.resize(n).is_err(), "resize({n}) accepted");
+            }
+            Op::Extreme(Extreme::Tokens(tag)) => {
+                let n = match tag % 3 {
+                    0 => 0,
+                    1 => u32::try_from(real_burst).unwrap_or(u32::MAX).saturating_add(1),
+                    _ => u32::MAX,
+                };
+                if n == 0 {
+                    // `try_acquire_n(0)` is refused while the bucket is in
+                    // debt (Go's AllowN(0)); waiting for nothing never is.
+                    let _ = limiter.try_acquire_n(0);
+                    assert!(limiter.acquire_n(0).await.is_ok(), "waiting for zero tokens refused");
+                } else if quota.period_ns.is_some() {
+                    assert!(limiter.try_acquire_n(n).is_err(), "{n} > burst granted");
+                    assert!(limiter.acquire_n(n).await.is_err(), "{n} > burst granted");
+                }
+            }
+            Op::Extreme(Extreme::ReserveWithin(tag)) => {
+                let r = limiter.reserve_n_within(1, extreme_duration(tag));
+                if r.ok() {
+                    let at = r.ready_at().expect("an ok reservation has a time");
+                    grants.0.push((at, at, u64::from(r.tokens())));
+                    reservations.push((grants.0.len() - 1, r));
+                }
+            }
+            Op::Extreme(Extreme::Rate(tag)) => {
+                // A separate limiter: the checked one keeps its quota.
+                if let Ok(l) = RateLimiter::new(extreme_rate(tag)) {
+                    let _ = l.try_acquire_n(u32::MAX);
+                    let _ = l.reserve_n_within(1, Duration::MAX);
+                    let _ = l.try_acquire();
+                }
+            }
+            Op::Extreme(Extreme::Build(tag)) => build_extreme(tag).await,
         }
         let s = pool.report();
         assert!(s.is_balanced(), "{s:?}");

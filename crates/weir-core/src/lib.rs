@@ -80,8 +80,9 @@ pub use adaptive::{
     AdaptivePermit, Aimd, Gradient, LimitAlgorithm, LimitOutcome,
 };
 pub use retry::{
-    GiveUpReason, Jitter, RetryBudget, RetryBudgetBuilder, RetryCall, RetryCallWithReport,
-    RetryError, RetryPolicy, RetryPolicyBuilder, RetryReport, RetryStats, retry,
+    GiveUpReason, Jitter, MAX_RETRY_DELAY, RetryBudget, RetryBudgetBuilder, RetryCall,
+    RetryCallWithReport, RetryError, RetryPolicy, RetryPolicyBuilder, RetryReport, RetryStats,
+    retry,
 };
 
 pub use pipeline::{

@@ -498,7 +498,7 @@ async fn weir_consumer(url: &str, name: &str, variant: Variant) -> Instant {
             }))
         }
     };
-    while consumer.stats().acknowledged < QUEUE_JOBS {
+    while consumer.report().acknowledged < QUEUE_JOBS {
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
     let done = Instant::now();

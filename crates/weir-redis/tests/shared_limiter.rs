@@ -54,15 +54,20 @@ async fn the_script_counts_like_the_local_limiter() {
         l.acquire("a").context(&ctx).await.unwrap().source(),
         GrantSource::Redis
     );
-    // A deadline shorter than the next token: refused at once.
-    let hurried = Context::background().with_timeout(Duration::from_millis(1));
-    assert!(matches!(
-        l.acquire("a").context(&hurried).await.unwrap_err(),
-        SharedWaitError::WouldExceedDeadline { requested: 1 }
-    ));
     let s = l.stats();
     assert!(s.is_balanced(), "{s}");
     assert_eq!(s.script_loads, 1, "loaded once, then run by hash");
+    // A deadline shorter than the next token: refused at once. The next
+    // token is a minute away and the deadline a second, so a slow machine
+    // cannot reach the deadline first (this runs on real time).
+    let slow = limiter(&server.url(), Rate::per_minute(1).burst(1));
+    slow.try_acquire("b").await.unwrap();
+    let hurried = Context::background().with_timeout(Duration::from_secs(1));
+    let err = slow.acquire("b").context(&hurried).await.unwrap_err();
+    assert!(
+        matches!(err, SharedWaitError::WouldExceedDeadline { requested: 1 }),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,7 +94,7 @@ pub use backoff::Jitter;
 pub use budget::{RetryBudget, RetryBudgetBuilder};
 pub use call::{RetryCall, RetryCallWithReport};
 pub use error::{GiveUpReason, RetryError};
-pub use policy::{RetryPolicy, RetryPolicyBuilder};
+pub use policy::{MAX_RETRY_DELAY, RetryPolicy, RetryPolicyBuilder};
 pub use report::{RetryReport, RetryStats};
 
 /// Runs `op` until it returns `Ok`, or `policy` gives up; `.await` it,

@@ -15,6 +15,11 @@ use super::report::RetryStats;
 
 type Classifier<E> = Arc<dyn Fn(&E) -> bool + Send + Sync>;
 
+/// The longest pause a [`RetryPolicy`] may take between two attempts (one
+/// day): a longer `max_delay` is a [`ConfigError`], because a retry loop
+/// that sleeps for days looks like a hang.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// When to retry a failed operation, how long to wait before each retry,
 /// and when to stop. Built with [`RetryPolicy::builder`]; used with
 /// [`retry`](super::retry) (and later by a pool or a pipeline stage).
@@ -244,12 +249,23 @@ impl<E> RetryPolicyBuilder<E> {
     ///
     /// A [`ConfigError`] naming the first bad setting: a zero `base`,
     /// `max_attempts` or `max_elapsed` ([`Problem::Zero`](crate::Problem::Zero)),
-    /// a `max_delay` below `base`, or a multiplier below 1 or not finite
-    /// ([`Problem::Invalid`](crate::Problem::Invalid)).
+    /// a `max_delay` below `base` or above [`MAX_RETRY_DELAY`] (a pause that
+    /// long between attempts would look like a hang), or a multiplier below
+    /// 1 or not finite ([`Problem::Invalid`](crate::Problem::Invalid)).
     pub fn build(self) -> Result<RetryPolicy<E>, ConfigError> {
         const C: &str = "retry policy";
         if self.base.is_zero() {
             return Err(ConfigError::zero(C, "base"));
+        }
+        if self.max_delay > MAX_RETRY_DELAY {
+            return Err(ConfigError::invalid(
+                C,
+                "max_delay",
+                format!(
+                    "must be at most {MAX_RETRY_DELAY:?} (got {:?})",
+                    self.max_delay
+                ),
+            ));
         }
         if self.max_delay < self.base {
             return Err(ConfigError::invalid(
@@ -329,8 +345,12 @@ mod tests {
             err(B::new().max_elapsed(Duration::ZERO)).setting(),
             "max_elapsed"
         );
+        assert_eq!(
+            err(B::new().max_delay(Duration::MAX)).setting(),
+            "max_delay"
+        );
         let fine = B::new()
-            .max_delay(Duration::MAX)
+            .max_delay(MAX_RETRY_DELAY)
             .max_elapsed(Duration::MAX)
             .max_attempts(u32::MAX)
             .multiplier(1.0)

@@ -159,7 +159,7 @@ impl<T> QueueConsumer<T> {
 
     /// The report so far (its counts may be mid-update while the consumer
     /// runs; after `join` they add up).
-    pub fn stats(&self) -> QueueReport {
+    pub fn report(&self) -> QueueReport {
         self.shared.report()
     }
 
