@@ -19,12 +19,9 @@ fn lines(err: &LeakError) -> Vec<String> {
 async fn a_leaked_pool_is_named_with_its_workers_and_where_it_was_built() {
     let leaks = LeakCheck::start();
     let builder = Pool::builder().name("thumbnails").workers(2);
-    let (pool, line) = (
-        builder
-            .build(|n: u64| async move { anyhow::Ok(n) })
-            .unwrap(),
-        line!(),
-    );
+    let handler = |n: u64| async move { anyhow::Ok(n) };
+    let line = line!() + 1; // the line that builds the pool:
+    let pool = builder.build(handler).unwrap();
 
     let err = leaks.verify().await.unwrap_err();
     assert!(err.leaked.iter().all(|t| t.construct == Construct::Pool));
