@@ -58,6 +58,7 @@ const EXAMPLES: &[(&str, &str)] = &[
         "done: the budget kept the extra load within its 10%",
     ),
     ("graceful_shutdown", "tasks still alive: 0"),
+    ("leak_check", "done: nothing left running"),
     ("producers_consumers", "12 items, each handled once"),
     ("error_handling", "2 tasks failed"),
     (
@@ -69,7 +70,19 @@ const EXAMPLES: &[(&str, &str)] = &[
         "http_service",
         "done: drained the request in flight, refused new connections",
     ),
+    (
+        "metrics_prometheus",
+        r#"weir_pool_jobs_total{pool="thumbnails",outcome="completed"} 17"#,
+    ),
+    (
+        "progress",
+        "done: 400 items through 3 stages, every item accounted for: true",
+    ),
 ];
+
+/// Examples built only with a feature of this package, and that feature:
+/// without it they are not run (`cargo xtask test` turns it on).
+const NEED_A_FEATURE: &[(&str, bool)] = &[("metrics_prometheus", cfg!(feature = "metrics"))];
 
 /// Examples that need more than a couple of seconds on a busy machine.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -125,6 +138,9 @@ fn every_example_runs_and_prints_its_key_line() {
     let dir = examples_dir();
     let mut failures = Vec::new();
     for (name, expected) in EXAMPLES {
+        if NEED_A_FEATURE.contains(&(*name, false)) {
+            continue;
+        }
         let path = dir.join(name);
         if !path.exists() {
             failures.push(format!("{name}: binary not found at {}", path.display()));
@@ -162,4 +178,60 @@ fn every_example_runs_and_prints_its_key_line() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The `progress` example stops cleanly on ctrl-c: a SIGINT once it runs
+/// cancels the pipeline, and it exits 0 with a balanced report.
+#[cfg(unix)]
+#[test]
+fn progress_stops_cleanly_on_ctrl_c() {
+    use std::io::{BufRead, BufReader, Read};
+
+    let path = examples_dir().join("progress");
+    assert!(path.exists(), "{} not built", path.display());
+    // Enough items to run for minutes: only the signal ends it in time.
+    let mut child = Command::new(&path)
+        .args(["--items", "1000000"])
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with("running 1000000 items"), "{first}");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > LIMIT {
+            let _ = child.kill();
+            panic!("progress still running {LIMIT:?} after ctrl-c");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        status.success(),
+        "{status}\nstdout:\n{rest}\nstderr:\n{stderr}"
+    );
+    assert!(
+        rest.contains("stopped by ctrl-c: ") && rest.contains("every item accounted for: true"),
+        "{rest}"
+    );
 }

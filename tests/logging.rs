@@ -127,7 +127,7 @@ async fn failing_pool() {
         .workers(2)
         .name("images")
         .build(|x: u32| async move {
-            if x % 2 == 0 {
+            if x.is_multiple_of(2) {
                 anyhow::bail!("pool job {x} is bad");
             }
             Ok(x)

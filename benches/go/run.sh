@@ -5,6 +5,9 @@
 #   benches/go/run.sh          (needs `go`: apt-get install golang-go)
 #
 # Prints ns/item (median of 5 runs, 2 threads on both sides) and the ratios.
+# VS_GO_RESULTS=<file> also keeps the raw `<side> <pattern> <ns>` lines
+# there (`cargo xtask bench-chart --run` draws docs/benchmarks.svg from
+# them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -40,4 +43,8 @@ awk '
 # Group's target is against JoinSet, which only the Rust side has.
 awk '$1 == "joinset" { j[$2] = $3 } $1 == "weir" { w[$2] = $3 }
      END { for (p in j) printf "%s: weir %.1f / JoinSet %.1f = %.2f\n", p, w[p], j[p], w[p] / j[p] }' "$results"
+# `cargo xtask bench-chart --run` keeps the raw lines to draw them.
+if [ -n "${VS_GO_RESULTS:-}" ]; then
+    cp "$results" "$VS_GO_RESULTS"
+fi
 rm -f "$results"

@@ -5,20 +5,49 @@
 //! the Redis tests start private servers of their own — installing it with
 //! `apt-get install -y redis-server` (after an `apt-get update` if the first
 //! try fails) when it is missing, then runs `cargo test --workspace
-//! [ARGS]...` and exits with its status. Without `redis-server` and no way
+//! --features weir-cookbook/metrics [ARGS]...` (the feature builds the
+//! `metrics_prometheus` example and its scrape test) and exits with its
+//! status. Without `redis-server` and no way
 //! to install it, the tests still run, and the Redis ones fail with a line
 //! that names the install command.
+//!
+//! `cargo xtask bench-chart [--run]` draws docs/benchmarks.svg (weir, Go
+//! and hand-written tokio per pattern) from docs/benchmarks-vs-go.txt;
+//! `--run` first runs `benches/go/run.sh` for fresh figures (see
+//! `chart.rs`).
 
+mod chart;
+
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 const INSTALL: [&str; 3] = ["install", "-y", "redis-server"];
+
+/// The cookbook's features the tests need: `metrics` builds the
+/// `metrics_prometheus` example and its scrape test.
+const COOKBOOK_FEATURES: &str = "weir-cookbook/metrics";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("test") => test(args.collect()),
+        Some("bench-chart") => {
+            // The workspace root: xtask/ is one level below it.
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .map_or_else(|| PathBuf::from("."), PathBuf::from);
+            match chart::bench_chart(&root, &args.collect::<Vec<_>>()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("xtask: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: cargo xtask test [cargo test arguments]");
+            eprintln!(
+                "usage: cargo xtask test [cargo test arguments]\n       cargo xtask bench-chart [--run]"
+            );
             ExitCode::from(2)
         }
     }
@@ -28,7 +57,7 @@ fn test(extra: Vec<String>) -> ExitCode {
     ensure_redis_server();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--features", COOKBOOK_FEATURES])
         .args(extra)
         .status();
     match status {

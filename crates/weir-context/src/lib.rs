@@ -23,6 +23,9 @@ mod panic;
 mod policy;
 mod run_error;
 mod table;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod track;
 
 pub use cause::{Cause, CauseValue, Stopped};
 pub use config::{ConfigError, MAX_CAPACITY, MAX_WORKERS, Problem};
@@ -38,6 +41,7 @@ pub mod __private {
     pub use crate::config::{check_capacity, check_workers};
     pub use crate::panic::{catch, catch_call, panic_message};
     pub use crate::table::write_table;
+    pub use crate::track::{Construct, Label, Origin, Tracked, track};
 
     /// `now + d`, or `None` when that is beyond the clock's range (a
     /// deadline that far away is no deadline).

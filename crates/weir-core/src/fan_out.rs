@@ -59,6 +59,7 @@ impl Fan {
     ///
     /// A [`ConfigError`] for 0 or more than [`MAX_WORKERS`](crate::MAX_WORKERS)
     /// outputs, a zero capacity, or outside a tokio runtime.
+    #[track_caller]
     pub fn distribute<S>(
         &self,
         input: S,
@@ -94,6 +95,7 @@ impl Fan {
     /// # Errors
     ///
     /// As [`Fan::distribute`].
+    #[track_caller]
     pub fn broadcast<S>(&self, input: S, n: usize) -> Result<Vec<FanReceiver<S::Item>>, ConfigError>
     where
         S: Stream + Send + Unpin + 'static,
@@ -193,6 +195,7 @@ impl Fan {
 /// outputs, or outside a tokio runtime.
 ///
 /// [`DEFAULT_CAPACITY`]: crate::DEFAULT_CAPACITY
+#[track_caller]
 pub fn distribute<S>(input: S, n: usize) -> Result<Vec<FanReceiver<S::Item>>, ConfigError>
 where
     S: Stream + Send + Unpin + 'static,
@@ -222,6 +225,7 @@ where
 /// As [`distribute`].
 ///
 /// [`DEFAULT_CAPACITY`]: crate::DEFAULT_CAPACITY
+#[track_caller]
 pub fn broadcast<S>(input: S, n: usize) -> Result<Vec<FanReceiver<S::Item>>, ConfigError>
 where
     S: Stream + Send + Unpin + 'static,

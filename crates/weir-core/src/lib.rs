@@ -26,13 +26,20 @@
 
 mod channel;
 mod lane;
+#[cfg(feature = "metrics")]
+mod metrics;
 pub mod pipeline;
+mod progress;
+mod spawn;
+#[cfg(feature = "testing")]
+pub use weir_context::testing;
 
 // --- pool (issue 3) ---
 pub mod pool;
 pub use pool::{
-    JobError, JobHandler, JobId, JobResult, Pool, PoolBuilder, PoolError, PoolReport, PoolResults,
-    ResizeError, SubmitError, SubmitTimeoutError, Ticket, TrySubmitError, WeakPool,
+    JobError, JobHandler, JobId, JobResult, Pool, PoolBuilder, PoolError, PoolProgress, PoolReport,
+    PoolResults, PoolSnapshot, ResizeError, SubmitError, SubmitTimeoutError, Ticket,
+    TrySubmitError, WeakPool,
 };
 // --- drop pattern, time, quit handshake, shutdown (issue 3) ---
 pub mod shed;
@@ -80,7 +87,7 @@ pub use retry::{
 
 pub use pipeline::{
     EmitError, Emitter, ErrorStream, ItemStream, Pipeline, PipelineError, PipelineHandle,
-    PipelineReport, Stage, StageReport,
+    PipelineProgress, PipelineReport, PipelineSnapshot, Stage, StageProgress, StageReport,
 };
 
 /// The capacity of every channel weir makes (a pipeline's edges, fan-in and

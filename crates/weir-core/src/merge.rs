@@ -69,7 +69,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
-use weir_context::__private::{catch, check_capacity, write_table};
+use weir_context::__private::{Construct, Label, Origin, catch, check_capacity, write_table};
 use weir_context::{Cause, ConfigError, Context, Panic, RunError};
 
 use crate::DEFAULT_CAPACITY;
@@ -194,6 +194,7 @@ impl Fan {
     }
 
     /// The checked capacity and a fresh [`Core`] for one function's tasks.
+    #[track_caller]
     pub(crate) fn start(&self, function: &'static str) -> Result<(usize, Core), ConfigError> {
         let capacity = check_capacity(function, "capacity", self.capacity)?;
         tokio::runtime::Handle::try_current().map_err(|_| ConfigError::no_runtime(function))?;
@@ -201,7 +202,7 @@ impl Fan {
             .parent
             .as_ref()
             .map_or_else(Context::background, Context::child);
-        Ok((capacity, Core::new(ctx)))
+        Ok((capacity, Core::new(ctx, function, Origin::here())))
     }
 
     /// Merges `inputs` into one output; see [`merge`].
@@ -209,6 +210,7 @@ impl Fan {
     /// # Errors
     ///
     /// A [`ConfigError`] for a zero capacity or outside a tokio runtime.
+    #[track_caller]
     pub fn merge<I, S>(&self, inputs: I) -> Result<FanReceiver<S::Item>, ConfigError>
     where
         I: IntoIterator<Item = S>,
@@ -266,6 +268,7 @@ impl Fan {
     /// # Errors
     ///
     /// A [`ConfigError`] for a zero capacity or outside a tokio runtime.
+    #[track_caller]
     pub fn merge_in_turn<I, S>(&self, inputs: I) -> Result<FanReceiver<S::Item>, ConfigError>
     where
         I: IntoIterator<Item = S>,
@@ -352,6 +355,7 @@ async fn send_chunk<T>(tx: &mpsc::Sender<Vec<T>>, chunk: &mut Vec<T>, batch: usi
 /// # Errors
 ///
 /// A [`ConfigError`] outside a tokio runtime (it spawns tasks).
+#[track_caller]
 pub fn merge<I, S>(inputs: I) -> Result<FanReceiver<S::Item>, ConfigError>
 where
     I: IntoIterator<Item = S>,
@@ -395,6 +399,7 @@ where
 /// # Errors
 ///
 /// A [`ConfigError`] outside a tokio runtime (it spawns tasks).
+#[track_caller]
 pub fn merge_in_turn<I, S>(inputs: I) -> Result<FanReceiver<S::Item>, ConfigError>
 where
     I: IntoIterator<Item = S>,
@@ -427,11 +432,18 @@ struct Shared {
 /// The tasks of one fan-in or fan-out, while they are being spawned.
 pub(crate) struct Core {
     shared: Arc<Shared>,
+    /// The function that made it (`merge`, `distribute`, ...): its tasks'
+    /// names.
+    function: &'static str,
+    /// Where the function was called (the leak check's listing).
+    origin: Origin,
 }
 
 impl Core {
-    fn new(ctx: Context) -> Self {
+    fn new(ctx: Context, function: &'static str, origin: Origin) -> Self {
         Core {
+            function,
+            origin,
             shared: Arc::new(Shared {
                 ctx,
                 tracker: TaskTracker::new(),
@@ -475,7 +487,19 @@ impl Core {
                 }
             }
         };
-        self.shared.tracker.spawn(task.instrument(span));
+        crate::spawn::tracked_on(
+            &self.shared.tracker,
+            &tokio::runtime::Handle::current(),
+            &Label {
+                construct: Construct::Fan,
+                name: self.function,
+                task: "branch",
+                stage: None,
+                index: Some(branch),
+                origin: self.origin,
+            },
+            task.instrument(span),
+        );
     }
 
     /// Closes the tracker and makes the outputs.

@@ -160,6 +160,7 @@ impl<E> WorkerError<E> {
 /// # Examples
 ///
 /// See the [module docs](self).
+#[track_caller]
 pub fn spawn_worker<F, Fut, G, E>(f: F) -> WorkerHandle<G, E>
 where
     F: FnOnce(Context) -> Fut,
@@ -219,6 +220,7 @@ impl WorkerBuilder {
     /// Outside a tokio runtime (like [`tokio::spawn`]). A panic in `f` or in
     /// the worker's future is caught and returned as
     /// [`WorkerError::Panicked`].
+    #[track_caller]
     pub fn spawn<F, Fut, G, E>(self, f: F) -> WorkerHandle<G, E>
     where
         F: FnOnce(Context) -> Fut,
@@ -226,6 +228,7 @@ impl WorkerBuilder {
         G: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
+        let origin = weir_context::__private::Origin::here();
         let ctx = match &self.parent {
             Some(parent) => parent.child(),
             None => Context::background(),
@@ -238,7 +241,15 @@ impl WorkerBuilder {
             }
         };
         let span = tracing::info_span!("worker", name = %self.name);
-        let join = tokio::spawn(task.instrument(span));
+        let label = weir_context::__private::Label {
+            construct: weir_context::__private::Construct::Worker,
+            name: &self.name,
+            task: "task",
+            stage: None,
+            index: None,
+            origin,
+        };
+        let join = crate::spawn::spawn(&label, task.instrument(span));
         WorkerHandle {
             name: self.name,
             ctx,

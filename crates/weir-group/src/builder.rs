@@ -2,11 +2,12 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use weir_context::{ConfigError, Context, ErrorPolicy};
 
-use crate::group::Group;
+use crate::group::{DEFAULT_NAME, Group};
 
 /// The settings of a [`Group`], from [`Group::builder`]. Recording a
 /// setting never fails; [`build`](Self::build) checks them.
@@ -17,6 +18,7 @@ use crate::group::Group;
 /// | [`error_policy`](Self::error_policy) | [`ErrorPolicy::FailFast`]: the first failure cancels the group |
 /// | [`resume_panics`](Self::resume_panics) | `false`: a panic is a [`GroupError::Panicked`](crate::GroupError::Panicked) |
 /// | [`context`](Self::context) | a fresh context that only the group cancels |
+/// | [`name`](Self::name) | `"group"` |
 ///
 /// # Examples
 ///
@@ -42,6 +44,7 @@ pub struct GroupBuilder<T = (), E = anyhow::Error> {
     policy: ErrorPolicy,
     resume_panics: bool,
     parent: Option<Context>,
+    name: Arc<str>,
     /// `fn() -> ..` so that the builder is `Send + Sync` whatever `T` and
     /// `E` are: it holds none of them.
     types: PhantomData<fn() -> (T, E)>,
@@ -54,6 +57,7 @@ impl<T, E> GroupBuilder<T, E> {
             policy: ErrorPolicy::FailFast,
             resume_panics: false,
             parent: None,
+            name: Arc::from(DEFAULT_NAME),
             types: PhantomData,
         }
     }
@@ -115,6 +119,15 @@ impl<T, E> GroupBuilder<T, E> {
         self
     }
 
+    /// The group's name (default `"group"`): the `group` label of its
+    /// metrics (feature `metrics`, see docs/observability.md) and, in a
+    /// build with `--cfg tokio_unstable`, part of its tasks' names in
+    /// tokio-console (`group <name> task <index>`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Arc::from(name.into());
+        self
+    }
+
     /// Checks the settings and makes the group. Needs no runtime: tasks are
     /// spawned by [`spawn`](Group::spawn).
     ///
@@ -123,6 +136,7 @@ impl<T, E> GroupBuilder<T, E> {
     /// [`ConfigError`] for a [`limit`](Self::limit) of 0
     /// ([`Problem::Zero`](weir_context::Problem::Zero), construct `"group"`,
     /// setting `"limit"`).
+    #[track_caller]
     pub fn build(self) -> Result<Group<T, E>, ConfigError> {
         let limit = match self.limit {
             None => None,
@@ -138,6 +152,7 @@ impl<T, E> GroupBuilder<T, E> {
             limit,
             self.policy,
             self.resume_panics,
+            self.name,
         ))
     }
 }
@@ -155,6 +170,7 @@ impl<T, E> Clone for GroupBuilder<T, E> {
             policy: self.policy,
             resume_panics: self.resume_panics,
             parent: self.parent.clone(),
+            name: self.name.clone(),
             types: PhantomData,
         }
     }
@@ -167,6 +183,7 @@ impl<T, E> fmt::Debug for GroupBuilder<T, E> {
             .field("error_policy", &self.policy)
             .field("resume_panics", &self.resume_panics)
             .field("context", &self.parent)
+            .field("name", &self.name)
             .finish()
     }
 }

@@ -9,13 +9,17 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::Id;
 use tokio::time::Instant;
+use weir_context::__private::{Construct, Label, Origin};
 use weir_context::{Context, ErrorPolicy, Panic, RunError};
 
 use crate::book::{Book, Late};
 use crate::builder::GroupBuilder;
 use crate::error::{GroupError, GroupErrors, TrySpawnError};
+#[cfg(feature = "metrics")]
+use crate::metrics::Settled;
 use crate::report::Order;
 use crate::report::{Counts, GroupReport};
+use crate::spawn::spawn;
 use crate::task::{Delivered, Delivery, Outcome, PlainTask, Returned, RichTask, Shared};
 
 /// What [`Group::join`] and [`Group::shutdown`] return: the report, or every
@@ -170,7 +174,15 @@ pub struct Group<T = (), E = anyhow::Error> {
     resume_panics: bool,
     counts: Counts,
     started: Instant,
+    name: Arc<str>,
+    /// Where the group was made (the leak check's listing).
+    origin: Origin,
+    #[cfg(feature = "metrics")]
+    series: crate::metrics::GroupSeries,
 }
+
+/// The name of a group nobody named.
+pub(crate) const DEFAULT_NAME: &str = "group";
 
 #[derive(Debug)]
 struct Limit {
@@ -179,6 +191,7 @@ struct Limit {
 }
 
 impl<T, E> Default for Group<T, E> {
+    #[track_caller]
     fn default() -> Self {
         Self::new()
     }
@@ -188,8 +201,15 @@ impl<T, E> Group<T, E> {
     /// An empty group with the default settings: no limit,
     /// [`ErrorPolicy::FailFast`], panics reported as errors, and a fresh
     /// context that only the group cancels. Needs no runtime.
+    #[track_caller]
     pub fn new() -> Self {
-        Self::from_settings(Context::background(), None, ErrorPolicy::FailFast, false)
+        Self::from_settings(
+            Context::background(),
+            None,
+            ErrorPolicy::FailFast,
+            false,
+            Arc::from(DEFAULT_NAME),
+        )
     }
 
     /// The settings of a new group: [`limit`](GroupBuilder::limit),
@@ -202,13 +222,19 @@ impl<T, E> Group<T, E> {
     }
 
     /// The one constructor; `new` and `GroupBuilder::build` feed it.
+    #[track_caller]
     pub(crate) fn from_settings(
         ctx: Context,
         limit: Option<usize>,
         policy: ErrorPolicy,
         resume_panics: bool,
+        name: Arc<str>,
     ) -> Self {
         Self {
+            #[cfg(feature = "metrics")]
+            series: crate::metrics::GroupSeries::new(&name),
+            name,
+            origin: Origin::here(),
             shared: Arc::new(Shared::new(ctx, policy)),
             delivered: VecDeque::new(),
             live: 0,
@@ -222,6 +248,11 @@ impl<T, E> Group<T, E> {
             counts: Counts::default(),
             started: Instant::now(),
         }
+    }
+
+    /// The group's name ([`GroupBuilder::name`]; `"group"` unless set).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The limit, or `None` when the group is unlimited.
@@ -599,18 +630,29 @@ where
         // slot to hold, no span to enter, no name) spawns the smallest
         // wrapper. If this panics (no runtime), the wrapper is dropped
         // outside any task and delivers nothing: the group is as it was.
+        let label = Label {
+            construct: Construct::Group,
+            name: &self.name,
+            task: "task",
+            stage: None,
+            index: usize::try_from(index).ok(),
+            origin: self.origin,
+        };
         let handle = match (permit, span.is_disabled(), &name) {
-            (None, true, None) => tokio::spawn(PlainTask::new(fut, Delivery::new(shared, ()))),
-            (None, true, Some(_)) => {
-                tokio::spawn(PlainTask::new(fut, Delivery::new(shared, name.clone())))
-            }
+            (None, true, None) => spawn(&label, PlainTask::new(fut, Delivery::new(shared, ()))),
+            (None, true, Some(_)) => spawn(
+                &label,
+                PlainTask::new(fut, Delivery::new(shared, name.clone())),
+            ),
             (permit, _, _) => {
                 let delivery = Delivery::new(shared, name.clone());
-                tokio::spawn(RichTask::new(fut, delivery, permit, span))
+                spawn(&label, RichTask::new(fut, delivery, permit, span))
             }
         };
         self.live += 1;
         self.counts.spawned += 1;
+        #[cfg(feature = "metrics")]
+        self.series.spawned();
         self.book.record(handle, name, &mut self.late);
     }
 
@@ -625,11 +667,15 @@ where
         let error = match outcome {
             Outcome::Ok(value) => {
                 self.counts.succeeded += 1;
+                #[cfg(feature = "metrics")]
+                self.series.settled(Settled::Succeeded);
                 self.book.forget_name(id);
                 return Ok((id, value));
             }
             Outcome::Err(error) => {
                 self.counts.failed += 1;
+                #[cfg(feature = "metrics")]
+                self.series.settled(Settled::Failed);
                 GroupError::Failed {
                     task: self.book.take_label(id),
                     error,
@@ -637,6 +683,8 @@ where
             }
             Outcome::Panicked(panic) => {
                 self.counts.panicked += 1;
+                #[cfg(feature = "metrics")]
+                self.series.settled(Settled::Panicked);
                 GroupError::Panicked {
                     task: self.book.take_label(id),
                     panic: *panic,
@@ -644,6 +692,8 @@ where
             }
             Outcome::Aborted => {
                 self.counts.aborted += 1;
+                #[cfg(feature = "metrics")]
+                self.series.settled(Settled::Aborted);
                 GroupError::Aborted {
                     task: self.book.take_label(id),
                 }
@@ -698,6 +748,11 @@ impl<T, E> Drop for Group<T, E> {
                 tasks = self.live,
                 "task group dropped before its tasks were joined; aborting them"
             );
+            // They are no longer the group's: counted as aborted.
+            #[cfg(feature = "metrics")]
+            for _ in 0..self.live {
+                self.series.settled(Settled::Aborted);
+            }
         }
         // Go cancels a WithContext context when Wait returns; weir when the
         // group is gone (`join` and `shutdown` consume it).
@@ -717,6 +772,7 @@ impl<T, E> fmt::Debug for Group<T, E> {
             .field("cancelled", &self.is_cancelled())
             .field("error_policy", &self.shared.policy())
             .field("resume_panics", &self.resume_panics)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }

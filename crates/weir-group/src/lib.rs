@@ -80,7 +80,10 @@ mod book;
 mod builder;
 mod error;
 mod group;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod report;
+mod spawn;
 mod task;
 
 pub use builder::GroupBuilder;

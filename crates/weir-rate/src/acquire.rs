@@ -185,6 +185,8 @@ impl Future for AcquireTokens<'_> {
             let limiter = this.limiter.get();
             if let Some(decided) = decide_now(limiter, *this.n, this.ctx.as_ref()) {
                 *this.state = State::Done;
+                #[cfg(feature = "metrics")]
+                record(limiter, &decided);
                 return Poll::Ready(decided);
             }
             let waiting = wait(limiter.clone(), *this.n, this.ctx.clone());
@@ -194,10 +196,25 @@ impl Future for AcquireTokens<'_> {
             State::Waiting(waiting) => {
                 let out = ready!(waiting.as_mut().poll(cx));
                 *this.state = State::Done;
+                #[cfg(feature = "metrics")]
+                record(this.limiter.get(), &out);
                 Poll::Ready(out)
             }
             _ => panic!("AcquireTokens polled after completion"),
         }
+    }
+}
+
+/// Counts a wait's end as the limiter's decision: granted, or refused by
+/// the limiter (a wait its context stopped is neither).
+#[cfg(feature = "metrics")]
+fn record(limiter: &RateLimiter, out: &Result<(), WaitError>) {
+    match out {
+        Ok(()) => limiter.label.decided(true),
+        Err(WaitError::InsufficientCapacity(_) | WaitError::WouldExceedDeadline { .. }) => {
+            limiter.label.decided(false);
+        }
+        Err(_) => {}
     }
 }
 
@@ -262,6 +279,10 @@ async fn wait_in_line(
     n: u32,
     ctx: Option<&Context>,
 ) -> Result<(), WaitError> {
+    // Only waits that could not be granted at their first poll get here:
+    // the wait histogram's samples.
+    #[cfg(feature = "metrics")]
+    let started = tokio::time::Instant::now();
     let _turn = limiter.inner.queue.lock().await;
     let max_wait = match ctx.and_then(Context::remaining) {
         None => u64::MAX,
@@ -274,10 +295,14 @@ async fn wait_in_line(
         Err(Refusal::Later) => return Err(WaitError::WouldExceedDeadline { requested: n }),
     };
     if reservation.is_due() {
+        #[cfg(feature = "metrics")]
+        limiter.label.waited(started.elapsed());
         return Ok(());
     }
     let reserved = CancelOnDrop::new(reservation);
     reserved.ready().await;
     reserved.keep();
+    #[cfg(feature = "metrics")]
+    limiter.label.waited(started.elapsed());
     Ok(())
 }

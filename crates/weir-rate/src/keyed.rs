@@ -9,6 +9,7 @@ use weir_context::ConfigError;
 
 use crate::acquire::AcquireTokens;
 use crate::error::NotUntil;
+use crate::label::{DEFAULT_NAME, Label};
 use crate::limiter::RateLimiter;
 use crate::rate::{Quota, Rate};
 
@@ -55,6 +56,8 @@ pub struct KeyedRateLimiter<K> {
 }
 
 struct State<K> {
+    /// The buckets' name (see [`KeyedRateLimiter::named`]).
+    label: Arc<Label>,
     default: Quota,
     overrides: HashMap<K, Quota>,
     buckets: HashMap<K, RateLimiter>,
@@ -72,6 +75,7 @@ impl<K> fmt::Debug for KeyedRateLimiter<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("KeyedRateLimiter")
+            .field("name", &state.label.name)
             .field("default", &state.default.rate)
             .field("overrides", &state.overrides.len())
             .field("buckets", &state.buckets.len())
@@ -90,11 +94,35 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
         let quota = default.to_quota(None)?;
         Ok(KeyedRateLimiter {
             inner: Arc::new(Mutex::new(State {
+                label: Label::new(DEFAULT_NAME),
                 default: quota,
                 overrides: HashMap::new(),
                 buckets: HashMap::new(),
             })),
         })
+    }
+
+    /// Names the limiter (default `"limiter"`): the `limiter` label its
+    /// buckets' decisions are recorded under with the `metrics` feature (one
+    /// series for all keys; see docs/observability.md). Clones share the
+    /// name; bucket handles taken out with [`limiter`](Self::limiter)
+    /// before keep the name they had.
+    #[must_use = "named returns the named limiter"]
+    pub fn named(self, name: impl AsRef<str>) -> Self {
+        {
+            let mut state = self.state();
+            let label = Label::new(name.as_ref());
+            for bucket in state.buckets.values_mut() {
+                bucket.label = Arc::clone(&label);
+            }
+            state.label = label;
+        }
+        self
+    }
+
+    /// The limiter's name (see [`named`](Self::named)).
+    pub fn name(&self) -> String {
+        self.state().label.name.to_string()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State<K>> {
@@ -147,9 +175,10 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     fn bucket<'a>(state: &'a mut State<K>, key: &K) -> &'a RateLimiter {
         if !state.buckets.contains_key(key) {
             let quota = state.overrides.get(key).copied().unwrap_or(state.default);
-            state
-                .buckets
-                .insert(key.clone(), RateLimiter::from_quota(quota));
+            state.buckets.insert(
+                key.clone(),
+                RateLimiter::from_quota(quota, Arc::clone(&state.label)),
+            );
         }
         match state.buckets.get(key) {
             Some(b) => b,

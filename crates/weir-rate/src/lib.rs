@@ -67,6 +67,7 @@ mod clock;
 mod error;
 mod gcra;
 mod keyed;
+mod label;
 mod limiter;
 mod loom;
 mod rate;

@@ -11,6 +11,7 @@ use crate::acquire::AcquireTokens;
 use crate::clock::Clock;
 use crate::error::NotUntil;
 use crate::gcra::{Decision, Gcra, Mode};
+use crate::label::{DEFAULT_NAME, Label};
 use crate::rate::{Quota, Rate};
 use crate::reservation::Reservation;
 
@@ -79,6 +80,8 @@ pub(crate) const CLOCK_BIAS: u64 = 1_000_000_000;
 #[derive(Clone)]
 pub struct RateLimiter {
     pub(crate) inner: Arc<Inner>,
+    /// The handle's name (and, with the `metrics` feature, its series).
+    pub(crate) label: Arc<Label>,
 }
 
 pub(crate) struct Inner {
@@ -92,6 +95,7 @@ pub(crate) struct Inner {
 impl fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
+            .field("name", &self.name())
             .field("rate", &self.rate())
             .field("available", &self.available())
             .finish()
@@ -117,17 +121,48 @@ impl RateLimiter {
     /// or period, or a rate too fast or too slow to represent: see [`Rate`]
     /// for each case.
     pub fn new(rate: Rate) -> Result<Self, ConfigError> {
-        Ok(Self::from_quota(rate.to_quota(None)?))
+        Ok(Self::from_quota(
+            rate.to_quota(None)?,
+            Label::new(DEFAULT_NAME),
+        ))
     }
 
-    pub(crate) fn from_quota(quota: Quota) -> Self {
+    pub(crate) fn from_quota(quota: Quota, label: Arc<Label>) -> Self {
         RateLimiter {
             inner: Arc::new(Inner {
                 gcra: Gcra::new(quota, CLOCK_BIAS),
                 clock: Clock::new(),
                 queue: tokio::sync::Mutex::new(()),
             }),
+            label,
         }
+    }
+
+    /// Names this handle (default `"limiter"`): the `limiter` label of the
+    /// decisions it records with the `metrics` feature (see
+    /// docs/observability.md), and its `Debug` output. Name a limiter
+    /// before cloning it: clones made afterwards share the name, clones
+    /// made before keep theirs (they still share the bucket).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # mod weir { pub use weir_rate as rate; }
+    /// use weir::rate::{Rate, RateLimiter};
+    ///
+    /// let api = RateLimiter::new(Rate::per_second(100))?.named("api");
+    /// assert_eq!(api.clone().name(), "api");
+    /// # Ok::<(), weir_context::ConfigError>(())
+    /// ```
+    #[must_use = "named returns the named handle"]
+    pub fn named(mut self, name: impl AsRef<str>) -> Self {
+        self.label = Label::new(name.as_ref());
+        self
+    }
+
+    /// This handle's name (see [`named`](Self::named)).
+    pub fn name(&self) -> &str {
+        &self.label.name
     }
 
     /// The bucket's clock now (see `clock.rs` for where it reads the time).
@@ -199,14 +234,19 @@ impl RateLimiter {
     #[inline]
     fn check(&self, mode: Mode, n: u32) -> Result<(), NotUntil> {
         let clock = self.now_ns();
-        match self.inner.gcra.decide(mode, n, clock) {
+        let decided = match self.inner.gcra.decide(mode, n, clock) {
             Decision::Granted { .. } => Ok(()),
             Decision::Denied { earliest } => Err(NotUntil::new(
                 self.inner.clock.origin(),
                 earliest.map_or(0, |c| c - CLOCK_BIAS + 1),
                 clock - CLOCK_BIAS,
             )),
+        };
+        #[cfg(feature = "metrics")]
+        if mode == Mode::Take {
+            self.label.decided(decided.is_ok());
         }
+        decided
     }
 
     /// Whole tokens in the bucket now (0 while reservations are pending);
@@ -315,8 +355,10 @@ impl RateLimiter {
     /// as [`reserve_n`](Self::reserve_n).
     pub fn reserve_n_within(&self, n: u32, max_delay: Duration) -> Reservation {
         let max = u64::try_from(max_delay.as_nanos()).unwrap_or(u64::MAX);
-        self.reserve_at_most(n, max)
-            .unwrap_or_else(|_| Reservation::refused(self.clone(), n))
+        let reserved = self.reserve_at_most(n, max);
+        #[cfg(feature = "metrics")]
+        self.label.decided(reserved.is_ok());
+        reserved.unwrap_or_else(|_| Reservation::refused(self.clone(), n))
     }
 
     /// Reserves `n` tokens if they conform within `max_wait` nanoseconds.

@@ -10,6 +10,11 @@
 //! and, for HTTP services, `weir::rate::http` (feature `http`: answers a
 //! refusal with `429`, `Retry-After` and the RateLimit fields).
 //!
+//! For your tests, `weir::testing` (feature `testing`, for
+//! `[dev-dependencies]`) has a leak check in the spirit of Go's `goleak`:
+//! `LeakCheck::start()` at the top of a test, `verify_none().await` at its
+//! end, and it names every weir task still alive.
+//!
 //! Start with [`Pipeline`] for a chain of concurrent stages, [`Pool`] for a
 //! long-lived worker pool, [`group::Group`] for an errgroup, and
 //! [`rate::RateLimiter`] for rate limits; [`Context`] carries cancellation

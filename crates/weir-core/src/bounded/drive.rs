@@ -232,8 +232,19 @@ where
         match catch_call(|| f(item)) {
             Ok(fut) => {
                 let span = tracing::debug_span!("bounded", index);
-                self.tasks
-                    .spawn(run_item::<T, E, Fut, W>(index, fut, permit).instrument(span));
+                crate::spawn::in_set(
+                    &mut self.tasks,
+                    // The run is an `async fn`: no caller location to record.
+                    &weir_context::__private::Label {
+                        construct: weir_context::__private::Construct::Bounded,
+                        name: "",
+                        task: "item",
+                        stage: None,
+                        index: Some(index),
+                        origin: weir_context::__private::Origin::default(),
+                    },
+                    run_item::<T, E, Fut, W>(index, fut, permit).instrument(span),
+                );
                 Flow::Continue
             }
             Err(panic) => self.result(index, Err(BoundedError::Panicked { index, panic }), sink),

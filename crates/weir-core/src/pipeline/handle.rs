@@ -12,10 +12,11 @@ use std::time::Duration;
 use futures::Stream;
 
 use super::error::PipelineError;
+use super::progress::PipelineProgress;
 use super::report::PipelineReport;
 use super::run::{Shared, SinkState};
 use crate::channel::{self, EdgeRx};
-use weir_context::{Context, GraceExpired, RunError};
+use weir_context::{ConfigError, Context, GraceExpired, RunError};
 
 /// The output of a running pipeline, as a [`Stream`].
 ///
@@ -158,6 +159,7 @@ impl<E> fmt::Debug for ErrorStream<E> {
 /// | [`join`](Self::join) | waits for the end; the report, or the error with the report |
 /// | [`shutdown`](Self::shutdown) | waits up to a grace period for the end, then cancels |
 /// | [`report`](Self::report) | a snapshot of the counters while it runs |
+/// | [`progress`](Self::progress) | a snapshot every period, with rates, until it ends |
 /// | [`errors`](Self::errors) | the error stream under [`ErrorPolicy::Continue`](crate::ErrorPolicy::Continue) |
 ///
 /// A pipeline has no `close()`: its intake is its source, which ends when
@@ -206,6 +208,56 @@ impl<E> PipelineHandle<E> {
         &self.shared.ctx
     }
 
+    /// A snapshot of the pipeline's counts and per-stage rates every
+    /// `every`, and a last one as soon as every stage has ended: a live,
+    /// cheap view of a long run (a progress bar per stage, a log line a
+    /// minute). See [`PipelineProgress`].
+    ///
+    /// The stream only reads the counters the [`report`](Self::report) is
+    /// made of, so it costs the pipeline nothing; any number of them may
+    /// run at once.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] ([`Problem::Zero`](crate::Problem::Zero)) for a
+    /// zero `every`. An `every` so long that the next tick is beyond the
+    /// clock's range gives only the final snapshot.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures::StreamExt;
+    /// use weir_core::Pipeline;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> anyhow::Result<()> {
+    /// let (out, handle) = Pipeline::from_iter(0..50u64)
+    ///     .map("slow", 1, |x| async move {
+    ///         tokio::time::sleep(Duration::from_millis(100)).await;
+    ///         anyhow::Ok(x)
+    ///     })
+    ///     .into_stream()?;
+    /// let drain = tokio::spawn(out.count());
+    /// let mut progress = handle.progress(Duration::from_secs(1))?;
+    /// let first = progress.next().await.expect("a snapshot a second");
+    /// let rate = first.stage("slow").map_or(0.0, |s| s.output_per_sec);
+    /// assert!((8.0..=10.0).contains(&rate), "about 10 items a second: {rate}");
+    /// let rest: Vec<_> = progress.collect().await;
+    /// let last = rest.last().expect("the final snapshot");
+    /// assert!(last.is_final && last.report.is_balanced());
+    /// assert_eq!(drain.await?, 50);
+    /// handle.join().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn progress(&self, every: Duration) -> Result<PipelineProgress, ConfigError>
+    where
+        E: Send + 'static,
+    {
+        PipelineProgress::start(Arc::clone(&self.shared), every)
+    }
+
     /// Whether every task of the pipeline has ended.
     pub fn is_finished(&self) -> bool {
         self.shared.tracker.is_empty()
@@ -228,22 +280,13 @@ impl<E> PipelineHandle<E> {
 
     /// A snapshot of the counters now, while the pipeline runs or after.
     pub fn report(&self) -> PipelineReport {
-        let stages = self
-            .shared
-            .stages
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|c| c.snapshot())
-            .collect();
-        let sink = &self.shared.sink;
-        PipelineReport {
-            stages,
-            delivered: sink.delivered.load(Relaxed),
-            undelivered: sink.undelivered.load(Relaxed),
-            errors_dropped: self.shared.errors_dropped.load(Relaxed),
-            elapsed: self.shared.started.elapsed(),
-        }
+        self.shared.report()
+    }
+
+    /// The pipeline's name ([`Pipeline::name`](crate::Pipeline::name);
+    /// `"pipeline"` unless set).
+    pub fn name(&self) -> &str {
+        &self.shared.name
     }
 
     /// Waits until every task of the pipeline has ended, then says how it

@@ -88,8 +88,9 @@
 mod error;
 mod handle;
 mod options;
+mod progress;
 mod report;
-mod run;
+pub(crate) mod run;
 mod stage;
 
 use std::fmt;
@@ -106,6 +107,7 @@ use tracing::Instrument;
 
 pub use error::PipelineError;
 pub use handle::{ErrorStream, ItemStream, PipelineHandle};
+pub use progress::{PipelineProgress, PipelineSnapshot, StageProgress};
 pub use report::{PipelineReport, StageReport};
 pub use run::{EmitError, Emitter};
 pub use stage::Stage;
@@ -118,7 +120,7 @@ use options::{Extra, ItemOpts, Retry};
 use report::StageCounters;
 use run::{Env, Shared, SinkState};
 use stage::{FilterMapFn, MapFn, Process, SyncFn};
-use weir_context::__private::{check_capacity, check_workers};
+use weir_context::__private::{Construct, Label, Origin, check_capacity, check_workers};
 use weir_context::{ConfigError, Context, ErrorPolicy, RunError};
 
 /// Size of the error stream unless [`Pipeline::error_capacity`] says
@@ -164,6 +166,8 @@ impl<E: fmt::Display + Send + 'static> Launch<E> {
             counters: Arc::clone(counters),
             errors: self.errors.clone(),
             halt: Halt::new(&self.shared.token),
+            #[cfg(feature = "metrics")]
+            item_duration: crate::metrics::stage_item_duration(&self.shared.name, &counters.name),
         }
     }
 
@@ -173,9 +177,21 @@ impl<E: fmt::Display + Send + 'static> Launch<E> {
         F: Future<Output = ()> + Send + 'static,
     {
         let span = tracing::info_span!("stage", stage = %name, worker);
-        self.shared
-            .tracker
-            .spawn_on(task.instrument(span), &self.runtime);
+        #[cfg(feature = "metrics")]
+        let task = self.shared.work.track_future(task);
+        crate::spawn::tracked_on(
+            &self.shared.tracker,
+            &self.runtime,
+            &Label {
+                construct: Construct::Pipeline,
+                name: &self.shared.name,
+                task: "stage",
+                stage: Some(name),
+                index: Some(worker),
+                origin: self.shared.origin,
+            },
+            task.instrument(span),
+        );
     }
 }
 
@@ -243,17 +259,21 @@ fn lock_opts<I, E>(opts: &SharedOpts<I, E>) -> std::sync::MutexGuard<'_, StageOp
 #[must_use = "a pipeline does nothing until a sink (collect, for_each, run, into_stream) starts it"]
 pub struct Pipeline<T, E = anyhow::Error, In = T> {
     launch: LaunchFn<T, E>,
+    name: Arc<str>,
     capacity: usize,
     error_capacity: usize,
     parent: Option<Context>,
     policy: ErrorPolicy,
     error: Option<ConfigError>,
     last: Option<SharedOpts<In, E>>,
+    /// Where the source was made: the leak check names it.
+    origin: Origin,
 }
 
 impl<T, E, In> fmt::Debug for Pipeline<T, E, In> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pipeline")
+            .field("name", &self.name)
             .field("capacity", &self.capacity)
             .field("error_capacity", &self.error_capacity)
             .field("policy", &self.policy)
@@ -267,9 +287,12 @@ where
     T: Send + 'static,
     E: fmt::Display + Send + 'static,
 {
+    #[track_caller]
     fn from_launch(launch: LaunchFn<T, E>) -> Self {
         Self {
+            origin: Origin::here(),
             launch,
+            name: Arc::from("pipeline"),
             capacity: DEFAULT_CAPACITY,
             error_capacity: DEFAULT_ERROR_CAPACITY,
             parent: None,
@@ -286,6 +309,7 @@ where
     /// or network reads inside `next`); use [`from_stream`](Self::from_stream)
     /// or [`generate`](Self::generate) for sources that wait.
     #[allow(clippy::should_implement_trait)]
+    #[track_caller]
     pub fn from_iter<I>(iter: I) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -303,6 +327,7 @@ where
 
     /// A pipeline whose source yields the items of `stream`, polled in its
     /// own task.
+    #[track_caller]
     pub fn from_stream<S>(stream: S) -> Self
     where
         S: Stream<Item = T> + Send + 'static,
@@ -324,6 +349,7 @@ where
     /// forwarding task, so an item costs no extra hop) and the
     /// [`PipelineReport`] has no `"source"` stage. When the pipeline stops, `rx` is
     /// closed, so senders see the pipeline is gone.
+    #[track_caller]
     pub fn from_receiver(rx: tokio::sync::mpsc::Receiver<T>) -> Self {
         Self::from_launch(Box::new(move |l: &Launch<E>, consumers| {
             if consumers == 1 {
@@ -390,6 +416,7 @@ where
     /// # Ok(())
     /// # }
     /// ```
+    #[track_caller]
     pub fn generate<F, Fut>(f: F) -> Self
     where
         F: FnOnce(Emitter<T>) -> Fut + Send + 'static,
@@ -410,6 +437,15 @@ where
     T: Send + 'static,
     E: fmt::Display + Send + 'static,
 {
+    /// Names the pipeline (default `"pipeline"`): the `pipeline` label of
+    /// its metrics (feature `metrics`, see docs/observability.md) and what
+    /// [`PipelineHandle::name`] returns. Applies to the whole pipeline,
+    /// wherever it is called in the chain.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Arc::from(name.into());
+        self
+    }
+
     /// Sets the size of every channel between stages (default
     /// [`DEFAULT_CAPACITY`]). Applies to the whole
     /// pipeline, wherever it is called in the chain. Zero is a
@@ -608,6 +644,7 @@ where
         let prev = self.launch;
         let name: Arc<str> = Arc::from(name);
         Pipeline {
+            name: self.name,
             launch: Box::new(move |l: &Launch<E>, consumers| {
                 let inputs = prev(l, readers);
                 let item_opts = lock_opts(&stage_opts).item_opts();
@@ -619,6 +656,7 @@ where
             policy: self.policy,
             error,
             last: Some(opts),
+            origin: self.origin,
         }
     }
 
@@ -863,11 +901,21 @@ where
             delivered: AtomicU64::new(0),
             undelivered: AtomicU64::new(0),
         });
+        let tracker = TaskTracker::new();
+        // With metrics on, the stages' tasks are also tracked apart from the
+        // publisher's, which ends when they have.
+        #[cfg(feature = "metrics")]
+        let work = TaskTracker::new();
+        #[cfg(not(feature = "metrics"))]
+        let work = tracker.clone();
         let shared = Arc::new(Shared {
+            origin: self.origin,
+            name: self.name,
             ctx,
             token,
             policy: self.policy,
-            tracker: TaskTracker::new(),
+            tracker,
+            work,
             sink: Arc::clone(&sink),
             first_error: Mutex::new(None),
             errors_rx: Mutex::new(Some(errors_rx)),
@@ -885,6 +933,9 @@ where
         };
         let rx = (self.launch)(&launch, 1).into_iter().next();
         drop(launch);
+        shared.work.close();
+        #[cfg(feature = "metrics")]
+        crate::metrics::publish_pipeline(&shared);
         shared.tracker.close();
         Ok((ItemStream::new(rx, sink), PipelineHandle::new(shared)))
     }

@@ -36,11 +36,19 @@ pub(crate) struct SinkState {
 
 /// State shared by every task of one running pipeline and its handle.
 pub(crate) struct Shared<E> {
+    /// Where the pipeline was created (the leak check's listing).
+    pub(crate) origin: weir_context::__private::Origin,
+    /// The pipeline's name ([`Pipeline::name`](super::Pipeline::name)).
+    pub(crate) name: Arc<str>,
     /// The pipeline's own context; `token` is its token.
     pub(crate) ctx: Context,
     pub(crate) token: CancellationToken,
     pub(crate) policy: ErrorPolicy,
     pub(crate) tracker: TaskTracker,
+    /// The stages' tasks: `tracker` itself, unless the pipeline runs a task
+    /// of its own beside them (the metrics publisher), which ends when
+    /// these have.
+    pub(crate) work: TaskTracker,
     pub(crate) sink: Arc<SinkState>,
     pub(crate) first_error: Mutex<Option<PipelineError<E>>>,
     pub(crate) errors_rx: Mutex<Option<async_channel::Receiver<PipelineError<E>>>>,
@@ -55,9 +63,30 @@ pub(crate) struct Shared<E> {
     pub(crate) started: Instant,
 }
 
+impl<E> Shared<E> {
+    /// A snapshot of the counters now.
+    pub(crate) fn report(&self) -> super::PipelineReport {
+        let stages = self
+            .stages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|c| c.snapshot())
+            .collect();
+        super::PipelineReport {
+            stages,
+            delivered: self.sink.delivered.load(Relaxed),
+            undelivered: self.sink.undelivered.load(Relaxed),
+            errors_dropped: self.errors_dropped.load(Relaxed),
+            elapsed: self.started.elapsed(),
+        }
+    }
+}
+
 impl<E> fmt::Debug for Shared<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
+            .field("name", &self.name)
             .field("policy", &self.policy)
             .field("cancelled", &self.token.is_cancelled())
             .finish_non_exhaustive()
@@ -71,6 +100,9 @@ pub(crate) struct Env<E> {
     pub(crate) counters: Arc<StageCounters>,
     pub(crate) errors: async_channel::Sender<PipelineError<E>>,
     pub(crate) halt: Halt,
+    /// `weir_stage_item_duration_seconds` of this stage.
+    #[cfg(feature = "metrics")]
+    pub(crate) item_duration: metrics::Histogram,
 }
 
 impl<E> Clone for Env<E> {
@@ -80,6 +112,8 @@ impl<E> Clone for Env<E> {
             counters: Arc::clone(&self.counters),
             errors: self.errors.clone(),
             halt: Halt::new(&self.shared.token),
+            #[cfg(feature = "metrics")]
+            item_duration: self.item_duration.clone(),
         }
     }
 }
@@ -167,6 +201,8 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
         // The call is inside the async block so that a closure that panics
         // before returning its future is caught too.
         let work = AssertUnwindSafe(async { proc.call(item).await }).catch_unwind();
+        #[cfg(feature = "metrics")]
+        let started = Instant::now();
         // Without a timeout the work is polled as it is: no timer state to
         // build and move for every item.
         let result = match timeout {
@@ -176,6 +212,8 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
         let Some(result) = result else {
             return Outcome::Stopped;
         };
+        #[cfg(feature = "metrics")]
+        self.item_duration.record(started.elapsed());
         let c = &self.counters;
         match result {
             Ok(Ok(Ok(Some(out)))) => Outcome::Item(out),

@@ -323,6 +323,7 @@ impl<C> PoolBuilder<(), C> {
     /// # Ok(())
     /// # }
     /// ```
+    #[track_caller]
     pub fn build<J, O, E, F, Fut>(self, handler: F) -> Result<Pool<J, O, E>, ConfigError>
     where
         F: Fn(J) -> Fut + Send + Sync + 'static,
@@ -346,6 +347,7 @@ impl<C> PoolBuilder<(), C> {
     // The pool's type is written out (not a private alias) so that the docs
     // show what `build_with` returns.
     #[allow(clippy::type_complexity)]
+    #[track_caller]
     pub fn build_with<H, M>(
         self,
         factory: M,
@@ -405,6 +407,7 @@ impl<E, C> PoolBuilder<RetryPolicy<E>, C> {
     /// # Ok(())
     /// # }
     /// ```
+    #[track_caller]
     pub fn build<J, O, F, Fut>(self, handler: F) -> Result<Pool<J, O, E>, ConfigError>
     where
         F: Fn(J) -> Fut + Send + Sync + 'static,
@@ -427,6 +430,7 @@ impl<E, C> PoolBuilder<RetryPolicy<E>, C> {
     ///
     /// As [`build`](PoolBuilder::build) without a retry policy.
     #[allow(clippy::type_complexity)]
+    #[track_caller]
     pub fn build_with<H, M>(
         self,
         factory: M,
@@ -457,6 +461,7 @@ impl<R, C> PoolBuilder<R, C> {
     /// Checks the settings, then spawns the workers, each running its jobs
     /// with the runner that `runner(classify, retry, deadline)` makes
     /// (`deadline`: the pool's).
+    #[track_caller]
     fn start<H, M, X>(
         self,
         make: M,
@@ -467,6 +472,7 @@ impl<R, C> PoolBuilder<R, C> {
         M: Fn(usize) -> H + Send + Sync + 'static,
         X: JobRunner<H>,
     {
+        let origin = weir_context::__private::Origin::here();
         let (settings, capacity) = self.check()?;
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| ConfigError::no_runtime(self.construct()))?;
@@ -487,7 +493,7 @@ impl<R, C> PoolBuilder<R, C> {
                     results,
                 ))
             });
-        let shared = Shared::start(settings, rx, ctx, runtime, spawn);
+        let shared = Shared::start(settings, rx, ctx, runtime, spawn, origin);
         Ok(Pool::from_parts(tx, shared))
     }
 

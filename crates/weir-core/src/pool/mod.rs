@@ -14,7 +14,7 @@
 //! | cap how many callers wait | [`max_waiting_submits`](PoolBuilder::max_waiting_submits) |
 //! | not hold a ticket | [`submit_detached`](Pool::submit_detached) + [`results`](Pool::results) |
 //! | change the worker count | [`resize`](Pool::resize) |
-//! | see what happened | [`report`](Pool::report) |
+//! | see what happened | [`report`](Pool::report), [`progress`](Pool::progress) |
 //! | stop | [`close`](Pool::close), [`join`](Pool::join), [`shutdown`](Pool::shutdown), [`cancel`](Pool::cancel) |
 //!
 //! [`Pool::builder`] checks its settings when it builds (a [`ConfigError`](weir_context::ConfigError)
@@ -128,6 +128,7 @@
 mod builder;
 mod counters;
 mod error;
+mod progress;
 mod queue;
 mod report;
 mod results;
@@ -148,6 +149,7 @@ pub use builder::PoolBuilder;
 pub use error::{
     JobError, PoolError, ResizeError, SubmitError, SubmitTimeoutError, TrySubmitError,
 };
+pub use progress::{PoolProgress, PoolSnapshot};
 pub use report::PoolReport;
 pub use results::PoolResults;
 pub use ticket::{JobId, JobResult, Ticket};
@@ -467,6 +469,52 @@ where
     /// ended, the final report.
     pub fn report(&self) -> PoolReport {
         self.shared.report()
+    }
+
+    /// A snapshot of the pool's counts and rates every `every`, and a last
+    /// one as soon as its last worker has ended: a live, cheap view of a
+    /// long run. See [`PoolProgress`].
+    ///
+    /// The stream only reads the counters the [`report`](Self::report) is
+    /// made of, so it costs the pool nothing; it does not keep the pool
+    /// open.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`](weir_context::ConfigError)
+    /// ([`Problem::Zero`](weir_context::Problem::Zero)) for a zero `every`.
+    /// An `every` so long that the next tick is beyond the clock's range
+    /// gives only the final snapshot.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures::StreamExt;
+    /// use weir_core::Pool;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> anyhow::Result<()> {
+    /// let pool = Pool::builder().workers(2).queue(100).build(|_: u32| async {
+    ///     tokio::time::sleep(Duration::from_millis(100)).await;
+    ///     anyhow::Ok(())
+    /// })?;
+    /// let progress = pool.progress(Duration::from_secs(1))?;
+    /// for job in 0..60 {
+    ///     pool.submit_detached(job).await?;
+    /// }
+    /// pool.close(); // the workers drain the queue, then the stream ends
+    /// let snapshots: Vec<_> = progress.collect().await;
+    /// let last = snapshots.last().expect("the final snapshot");
+    /// assert!(last.is_final);
+    /// assert_eq!(last.report.completed, 60);
+    /// // Two workers, 100 ms a job: about 20 jobs a second.
+    /// assert!(snapshots[0].finished_per_sec >= 18.0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn progress(&self, every: Duration) -> Result<PoolProgress, weir_context::ConfigError> {
+        self.shared.progress(every)
     }
 
     /// The pool's name.

@@ -25,7 +25,7 @@ use super::runner::JobRunner;
 use super::ticket::{Envelope, JobId, JobResult, Reply, boxed};
 use super::{JobError, PoolReport};
 use crate::adaptive::AdaptiveLimit;
-use weir_context::__private::{catch, catch_call};
+use weir_context::__private::{Construct, Label, Origin, catch, catch_call};
 use weir_context::{Cause, Context, Panic};
 
 /// A job handler with its own state, for
@@ -175,6 +175,8 @@ struct Sizing {
 /// What every worker and every handle of one pool share.
 pub(crate) struct Shared<J, O, E> {
     pub(crate) name: Arc<str>,
+    /// Where the pool was built (the leak check's listing).
+    origin: Origin,
     queue: QueueCtl<Envelope<J, O, E>>,
     /// The pool's context; `token` is its token.
     pub(crate) ctx: Context,
@@ -189,8 +191,9 @@ pub(crate) struct Shared<J, O, E> {
     /// Set (before the queue closes) once the pool is cancelled: the
     /// workers' per-job check, cheaper than asking the token.
     cancelled: AtomicBool,
-    /// Cancelled when the last worker has ended; ends the token watcher.
-    ended: CancellationToken,
+    /// Cancelled when the last worker has ended; ends the token watcher
+    /// and the progress streams.
+    pub(crate) ended: CancellationToken,
     /// When the pool was built, and when its last worker ended.
     started: Instant,
     ended_at: OnceLock<Instant>,
@@ -203,6 +206,9 @@ pub(crate) struct Shared<J, O, E> {
     spawn: SpawnFn<J, O, E>,
     /// The adaptive limit the worker count follows, if any.
     limit: Option<AdaptiveLimit>,
+    /// `weir_pool_job_duration_seconds` of this pool.
+    #[cfg(feature = "metrics")]
+    job_duration: metrics::Histogram,
 }
 
 impl<J, O, E> fmt::Debug for Shared<J, O, E> {
@@ -252,6 +258,7 @@ where
         ctx: Context,
         runtime: tokio::runtime::Handle,
         spawn: SpawnFn<J, O, E>,
+        origin: Origin,
     ) -> Arc<Self> {
         let Settings {
             name,
@@ -267,8 +274,11 @@ where
         let (results_tx, results_rx) = super::results::channel(results);
         // A limit above what a semaphore holds means no limit.
         let waiting_limit = max_waiting.map(|n| Semaphore::new(n.min(Semaphore::MAX_PERMITS)));
+        #[cfg(feature = "metrics")]
+        let job_duration = crate::metrics::pool_job_duration(&name);
         let shared = Arc::new(Self {
             name,
+            origin,
             queue,
             token: ctx.token(),
             ctx,
@@ -293,6 +303,8 @@ where
             results_tx: results_tx.downgrade(),
             spawn,
             limit: adaptive,
+            #[cfg(feature = "metrics")]
+            job_duration,
         });
         {
             let mut sizing = lock(&shared.sizing);
@@ -305,16 +317,30 @@ where
         // builder's context, `Pool::cancel`, a shutdown's grace period) this
         // watcher closes the queue, which wakes them.
         let watcher = shared.clone();
-        let span = tracing::info_span!("watcher", pool = %shared.name);
-        shared.tracker.spawn_on(
-            async move {
-                tokio::select! {
-                    () = watcher.token.cancelled() => watcher.cancel_now(),
-                    () = watcher.ended.cancelled() => {}
-                }
+        let watch = async move {
+            tokio::select! {
+                () = watcher.token.cancelled() => watcher.cancel_now(),
+                () = watcher.ended.cancelled() => {}
             }
-            .instrument(span),
+        };
+        // With metrics on, the same task publishes the counters until the
+        // last worker has ended: no task more per pool.
+        #[cfg(feature = "metrics")]
+        let watch = {
+            let publish = crate::metrics::publish_pool(
+                Arc::clone(&shared.name),
+                shared.progress(crate::metrics::PUBLISH_EVERY),
+            );
+            async move {
+                futures::join!(watch, publish);
+            }
+        };
+        let span = tracing::info_span!("watcher", pool = %shared.name);
+        crate::spawn::tracked_on(
+            &shared.tracker,
             &shared.runtime,
+            &shared.label("watcher", None),
+            watch.instrument(span),
         );
         if let Some(moves) = moves {
             let span = tracing::info_span!("limit follower", pool = %shared.name);
@@ -334,6 +360,18 @@ where
         self.queue.close();
     }
 
+    /// What the pool's tasks are called (tokio-console, the leak check).
+    fn label(&self, task: &'static str, index: Option<usize>) -> Label<'_> {
+        Label {
+            construct: Construct::Pool,
+            name: &self.name,
+            task,
+            stage: None,
+            index,
+            origin: self.origin,
+        }
+    }
+
     /// Spawns workers until `live == target` (call with the sizing lock).
     fn grow(self: &Arc<Self>, sizing: &mut Sizing, target: usize) {
         sizing.target = target;
@@ -346,7 +384,12 @@ where
             let results = self.results_tx.upgrade();
             let fut = (self.spawn)(self.clone(), index, results);
             let span = tracing::info_span!("worker", pool = %self.name, worker = index);
-            self.tracker.spawn_on(fut.instrument(span), &self.runtime);
+            crate::spawn::tracked_on(
+                &self.tracker,
+                &self.runtime,
+                &self.label("worker", Some(index)),
+                fut.instrument(span),
+            );
         }
         self.live.store(sizing.live, Ordering::Relaxed);
     }
@@ -378,6 +421,21 @@ where
             self.queue.kick(leaving);
         }
         true
+    }
+
+    /// A progress stream over the pool's counters; see [`Pool::progress`](super::Pool::progress).
+    pub(crate) fn progress(
+        self: &Arc<Self>,
+        every: std::time::Duration,
+    ) -> Result<super::PoolProgress, weir_context::ConfigError> {
+        let ended = self.ended.clone().cancelled_owned();
+        let construct = format!("pool `{}`", self.name);
+        let ticks = crate::progress::Ticks::new(construct, every, ended)?;
+        let shared = Arc::clone(self);
+        Ok(super::PoolProgress::new(
+            Box::new(move || shared.report()),
+            ticks,
+        ))
     }
 
     /// Takes the results stream's receiver, once.
@@ -514,6 +572,8 @@ pub(crate) async fn run_worker<H, M, X>(
             cancel_reply(&shared, &mut sink, id, reply, shared.cause());
             break;
         }
+        #[cfg(feature = "metrics")]
+        let started = Instant::now();
         let ended = {
             // `catch_unwind` inline, not `weir_context`'s `catch`: one more
             // future around every job is a measurable cost per job.
@@ -537,6 +597,10 @@ pub(crate) async fn run_worker<H, M, X>(
                 }
             }
         };
+        #[cfg(feature = "metrics")]
+        if ended.is_some() {
+            shared.job_duration.record(started.elapsed());
+        }
         let mut panicked = None;
         let (outcome, result) = match ended {
             Some(Ok(Ok(output))) => (Outcome::Completed, Ok(output)),

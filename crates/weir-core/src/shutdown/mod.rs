@@ -275,12 +275,14 @@ impl Shutdown {
     /// [`SpawnRefused::NoRuntime`] outside a tokio runtime. The closure is
     /// not handed back: spawning is not a hand-off of work that can be
     /// retried elsewhere, and [`is_closed`](Self::is_closed) says up front.
+    #[track_caller]
     pub fn spawn<F, Fut>(&self, name: impl Into<Arc<str>>, f: F) -> Result<(), SpawnRefused>
     where
         F: FnOnce(Context) -> Fut,
         Fut: Future + Send + 'static,
         Fut::Output: TaskOutput,
     {
+        let origin = weir_context::__private::Origin::here();
         let name: Arc<str> = name.into();
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(SpawnRefused::NoRuntime { task: name });
@@ -323,7 +325,16 @@ impl Shutdown {
         };
         // Spawning never runs the task inline, so holding the lock is safe;
         // it keeps registering and setting the abort handle one step.
-        let handle = tokio::spawn(task.instrument(tracing::info_span!("task", name = %name)));
+        let span = tracing::info_span!("task", name = %name);
+        let label = weir_context::__private::Label {
+            construct: weir_context::__private::Construct::Shutdown,
+            name: &name,
+            task: "task",
+            stage: None,
+            index: None,
+            origin,
+        };
+        let handle = crate::spawn::spawn(&label, task.instrument(span));
         if let Some(running) = locked.running.get_mut(&id) {
             running.abort = Some(handle.abort_handle());
         }
