@@ -79,8 +79,11 @@ fn main() -> anyhow::Result<ExitCode> {
 /// One run: pushes `items` through the pipeline, checks the report, prints
 /// the counts and `peak_kb=<VmHWM>`.
 fn child(items: u64) -> anyhow::Result<()> {
+    // Timers on, as in any service runtime: with weir's `metrics` feature
+    // (on in this crate's own examples) a pipeline publishes once a second.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_time()
         .build()?;
     let start = std::time::Instant::now();
     let (sum, report) = rt.block_on(async {
