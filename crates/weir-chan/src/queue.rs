@@ -578,10 +578,56 @@ impl<T> QueueRx<T> {
         Pop { rx: self }
     }
 
-    /// Looks at the queue once; registers as a sleeper (with `cx`) when it
-    /// is empty. The batch is served here, inline and without the lock.
+    /// [`pop`](Self::pop) as a poll, for a reader that keeps polling until
+    /// it is ready (or drops this receiver): a reader that stops polling
+    /// while it sleeps keeps its place among the sleepers and may be given
+    /// a wake-up it does not use. [`pop`](Self::pop)'s future leaves the
+    /// sleepers when it is dropped.
+    pub fn poll_pop(&mut self, cx: &mut Context<'_>) -> Poll<Option<Msg<T>>> {
+        match self.look(Some(cx)) {
+            Look::Item(item) => Poll::Ready(Some(Msg::Item(item))),
+            Look::Wake => Poll::Ready(Some(Msg::Wake)),
+            Look::Closed => Poll::Ready(None),
+            Look::Empty => Poll::Pending,
+        }
+    }
+
+    /// A job if one can be had without waiting: from this worker's share,
+    /// else a new share of the queue or a steal, as [`pop`](Self::pop) takes
+    /// them (ringing waiting submitters as it does). `None` says nothing of
+    /// the end: [`pop`](Self::pop) tells that. Leaves kicks to `pop`.
     #[inline]
-    fn look(&mut self, cx: &mut Context<'_>) -> Look<T> {
+    pub fn try_take(&mut self) -> Option<T> {
+        match self.look(None) {
+            Look::Item(item) => Some(item),
+            Look::Wake | Look::Closed | Look::Empty => None,
+        }
+    }
+
+    /// Jobs waiting: queued, and in this worker's share.
+    pub fn len(&self) -> usize {
+        self.batch.len() + self.shared.lock().jobs.len()
+    }
+
+    /// Whether no job waits (queued or in this worker's share).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is closed and holds nothing, in it or in this
+    /// worker's share (other workers' shares may still hold jobs).
+    pub fn is_drained(&self) -> bool {
+        if !self.batch.is_empty() {
+            return false;
+        }
+        let st = self.shared.lock();
+        st.closed && st.jobs.is_empty()
+    }
+
+    /// Looks at the queue once; with `cx`, registers as a sleeper when it is
+    /// empty. The batch is served here, inline and without the lock.
+    #[inline]
+    fn look(&mut self, cx: Option<&mut Context<'_>>) -> Look<T> {
         match self.batch.pop() {
             Some(item) => Look::Item(item),
             None => self.look_shared(cx),
@@ -590,7 +636,7 @@ impl<T> QueueRx<T> {
 
     /// [`look`](Self::look) once the batch is empty: takes the lock.
     #[inline(never)]
-    fn look_shared(&mut self, cx: &mut Context<'_>) -> Look<T> {
+    fn look_shared(&mut self, cx: Option<&mut Context<'_>>) -> Look<T> {
         let shared = &*self.shared;
         let mut ring_all = false;
         let mut ring_one = false;
@@ -601,7 +647,7 @@ impl<T> QueueRx<T> {
                 // it is in there once at most.
                 st.sleepers.remove(self.slot);
             }
-            if shared.cap == 0 && !self.offered && !st.closed {
+            if shared.cap == 0 && !self.offered && !st.closed && cx.is_some() {
                 // Hand-off: this worker is idle; a submitter may now push.
                 st.offers += 1;
                 self.offered = true;
@@ -636,17 +682,19 @@ impl<T> QueueRx<T> {
                 Look::Item(item)
             } else if st.closed {
                 Look::Closed
-            } else if st.kicks > 0 {
+            } else if st.kicks > 0 && cx.is_some() {
                 st.kicks -= 1;
                 self.offered = false;
                 Look::Wake
-            } else {
+            } else if let Some(cx) = cx {
                 st.sleepers.push(self.slot, cx.waker().clone());
                 self.sleeping = true;
                 // About to sleep: any room this worker freed is announced.
                 if std::mem::take(&mut self.owed) && st.waiters > 0 {
                     ring_all = true;
                 }
+                Look::Empty
+            } else {
                 Look::Empty
             }
         };
@@ -821,7 +869,7 @@ impl<T> Future for Pop<'_, T> {
     type Output = Option<Msg<T>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut().rx.look(cx) {
+        match self.get_mut().rx.look(Some(cx)) {
             Look::Item(item) => Poll::Ready(Some(Msg::Item(item))),
             Look::Wake => Poll::Ready(Some(Msg::Wake)),
             Look::Closed => Poll::Ready(None),

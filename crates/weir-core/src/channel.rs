@@ -15,10 +15,12 @@
 //! synchronisation (the part that bounces between cores) is paid once per
 //! chunk; in an idle pipeline an item still travels alone at once.
 //!
-//! **An edge read by several workers** carries single items on a
-//! multi-consumer channel (`async-channel`), so each item goes to exactly one
-//! worker, whichever asks first: a chunk of slow items must not land on one
-//! worker while the others idle.
+//! **An edge read by several workers** is a [`queue`], the one a pool's
+//! workers share: each item goes to exactly one worker; under load a worker
+//! takes a share of what is queued (at most `BATCH` items), and a worker
+//! that finds the queue empty steals from a busy one's share, so a slow
+//! item never holds others while a worker idles. A worker gives its share
+//! back before it ends ([`EdgeRx::step_away`]).
 //!
 //! Both directions try without waiting first and only wait (against the stop
 //! signal) when they must, so an item that can move at once costs no
@@ -40,13 +42,16 @@ use futures::task::ArcWake;
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use weir_chan::chunk::{ChunkRx, ChunkTx, Flushed, chunked};
-use weir_chan::lane::TryRecvError;
+use weir_chan::lane::{LaneRx, LaneTx, TryRecvError, TrySendError, lane};
+use weir_chan::queue::{Msg, QueueRx, QueueTx, TryPushError, queue};
 
 /// A worker's sending half of an edge. Each clone has its own chunk.
 #[derive(Debug)]
 pub(crate) enum EdgeTx<T> {
     One(ChunkTx<T>),
-    Many(async_channel::Sender<T>),
+    Many(QueueTx<T>),
+    /// Single items to one reader, no chunk (`edge_of_items`).
+    Items(LaneTx<T>),
 }
 
 impl<T> Clone for EdgeTx<T> {
@@ -54,6 +59,7 @@ impl<T> Clone for EdgeTx<T> {
         match self {
             Self::One(tx) => Self::One(tx.clone()),
             Self::Many(tx) => Self::Many(tx.clone()),
+            Self::Items(tx) => Self::Items(tx.clone()),
         }
     }
 }
@@ -62,16 +68,13 @@ impl<T> Clone for EdgeTx<T> {
 #[derive(Debug)]
 pub(crate) enum EdgeRx<T> {
     One(ChunkRx<T>),
-    /// Boxed: async-channel's receiver is not `Unpin`.
-    Many(Pin<Box<async_channel::Receiver<T>>>),
+    Many(QueueRx<T>),
+    Items(LaneRx<T>),
     /// The caller's own tokio receiver, read directly by the one task that
     /// reads the pipeline's source (`Pipeline::from_receiver`): no
     /// forwarding task, no extra hop.
     Direct(mpsc::Receiver<T>),
 }
-
-// Never pinned in place; the async-channel receiver, which must be, is boxed.
-impl<T> Unpin for EdgeRx<T> {}
 
 /// A new bounded edge for `capacity` items (`capacity > 0`), read by
 /// `readers` tasks: one receiver for each.
@@ -80,18 +83,16 @@ pub(crate) fn edge<T>(capacity: usize, readers: usize) -> (EdgeTx<T>, Vec<EdgeRx
         let (tx, rx) = chunked(capacity);
         (EdgeTx::One(tx), vec![EdgeRx::One(rx)])
     } else {
-        let (tx, rx) = async_channel::bounded(capacity);
-        let rxs = (0..readers)
-            .map(|_| EdgeRx::Many(Box::pin(rx.clone())))
-            .collect();
+        let (tx, ctl) = queue(capacity, readers);
+        let rxs = (0..readers).map(|_| EdgeRx::Many(ctl.receiver())).collect();
         (EdgeTx::Many(tx), rxs)
     }
 }
 
 /// A new bounded edge for single items (no chunks) with one reader.
 pub(crate) fn edge_of_items<T>(capacity: usize) -> (EdgeTx<T>, Vec<EdgeRx<T>>) {
-    let (tx, rx) = async_channel::bounded(capacity);
-    (EdgeTx::Many(tx), vec![EdgeRx::Many(Box::pin(rx))])
+    let (tx, rx) = lane(capacity);
+    (EdgeTx::Items(tx), vec![EdgeRx::Items(rx)])
 }
 
 /// What a send or a flush did, in items.
@@ -111,12 +112,32 @@ impl Delivery {
         status: Sent::Ok,
     };
 
+    /// One item's send that ended with `status`.
+    fn one(status: Sent) -> Self {
+        let ok = u64::from(status == Sent::Ok);
+        Self {
+            sent: ok,
+            lost: 1 - ok,
+            status,
+        }
+    }
+
     fn lost(n: usize, status: Sent) -> Self {
         Self {
             sent: 0,
             lost: n as u64,
             status,
         }
+    }
+}
+
+/// How a send that had to wait ended: `None` is a stop, `Err` a closed
+/// channel.
+fn sent<E>(waited: Option<Result<(), E>>) -> Sent {
+    match waited {
+        Some(Ok(())) => Sent::Ok,
+        Some(Err(_)) => Sent::Closed,
+        None => Sent::Stopped,
     }
 }
 
@@ -137,6 +158,7 @@ impl<T> EdgeTx<T> {
         match self {
             Self::One(tx) => tx.is_closed(),
             Self::Many(tx) => tx.is_closed(),
+            Self::Items(tx) => tx.is_closed(),
         }
     }
 
@@ -144,7 +166,7 @@ impl<T> EdgeTx<T> {
     pub(crate) fn pending(&self) -> usize {
         match self {
             Self::One(tx) => tx.pending(),
-            Self::Many(_) => 0,
+            Self::Many(_) | Self::Items(_) => 0,
         }
     }
 
@@ -164,24 +186,25 @@ impl<T> EdgeTx<T> {
                 let status = if halt.is_stopped() {
                     Sent::Stopped
                 } else {
-                    match tx.try_send(item) {
+                    match tx.try_push(item) {
                         Ok(()) => Sent::Ok,
-                        Err(async_channel::TrySendError::Closed(_)) => Sent::Closed,
-                        Err(async_channel::TrySendError::Full(item)) => {
-                            match halt.or_stop(tx.send(item)).await {
-                                Some(Ok(())) => Sent::Ok,
-                                Some(Err(_)) => Sent::Closed,
-                                None => Sent::Stopped,
-                            }
-                        }
+                        Err(TryPushError::Closed(_)) => Sent::Closed,
+                        Err(TryPushError::Full(item)) => sent(halt.or_stop(tx.push(item)).await),
                     }
                 };
-                let ok = u64::from(status == Sent::Ok);
-                Delivery {
-                    sent: ok,
-                    lost: 1 - ok,
-                    status,
-                }
+                Delivery::one(status)
+            }
+            Self::Items(tx) => {
+                let status = if halt.is_stopped() {
+                    Sent::Stopped
+                } else {
+                    match tx.try_send(item) {
+                        Ok(()) => Sent::Ok,
+                        Err(TrySendError::Closed(_)) => Sent::Closed,
+                        Err(TrySendError::Full(item)) => sent(halt.or_stop(tx.send(item)).await),
+                    }
+                };
+                Delivery::one(status)
             }
         }
     }
@@ -241,7 +264,7 @@ impl<T> EdgeTx<T> {
     pub(crate) fn discard(&mut self) -> u64 {
         match self {
             Self::One(tx) => tx.discard() as u64,
-            Self::Many(_) => 0,
+            Self::Many(_) | Self::Items(_) => 0,
         }
     }
 }
@@ -257,11 +280,10 @@ impl<T> EdgeRx<T> {
     pub(crate) fn try_recv(&mut self) -> Result<T, bool> {
         match self {
             Self::One(rx) => rx.try_recv().map_err(|e| e == TryRecvError::Disconnected),
-            Self::Many(rx) => match rx.try_recv() {
-                Ok(item) => Ok(item),
-                Err(async_channel::TryRecvError::Empty) => Err(false),
-                Err(async_channel::TryRecvError::Closed) => Err(true),
-            },
+            // Whether the queue ended is for `recv_wait` to find out: it
+            // looks at the other workers' shares first.
+            Self::Many(rx) => rx.try_take().ok_or(false),
+            Self::Items(rx) => rx.try_recv().map_err(|e| e == TryRecvError::Disconnected),
             Self::Direct(rx) => match rx.try_recv() {
                 Ok(item) => Ok(item),
                 Err(mpsc::error::TryRecvError::Empty) => Err(false),
@@ -274,11 +296,26 @@ impl<T> EdgeRx<T> {
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         match self {
             Self::One(rx) => rx.poll_recv(cx),
-            Self::Many(rx) => {
-                use futures::Stream;
-                rx.as_mut().poll_next(cx)
-            }
+            Self::Many(rx) => loop {
+                // No kicks on a pipeline's queue; a `Wake` is looked past.
+                match std::task::ready!(rx.poll_pop(cx)) {
+                    Some(Msg::Item(item)) => return Poll::Ready(Some(item)),
+                    Some(Msg::Wake) => {}
+                    None => return Poll::Ready(None),
+                }
+            },
+            Self::Items(rx) => rx.poll_recv(cx),
             Self::Direct(rx) => rx.poll_recv(cx),
+        }
+    }
+
+    /// Gives back what this reader took from a shared queue and has not
+    /// started; a no-op for an edge with one reader. A worker calls it
+    /// before it ends, so that the stage's last task finds every item
+    /// left when it drains the edge.
+    pub(crate) fn step_away(&mut self) {
+        if let Self::Many(rx) = self {
+            rx.step_away();
         }
     }
 
@@ -286,7 +323,8 @@ impl<T> EdgeRx<T> {
     pub(crate) fn is_finished(&self) -> bool {
         match self {
             Self::One(rx) => rx.is_finished(),
-            Self::Many(rx) => rx.is_empty() && (rx.is_closed() || rx.sender_count() == 0),
+            Self::Many(rx) => rx.is_drained(),
+            Self::Items(rx) => rx.is_closed() && rx.is_empty(),
             Self::Direct(rx) => rx.is_closed() && rx.is_empty(),
         }
     }
@@ -296,6 +334,7 @@ impl<T> EdgeRx<T> {
         match self {
             Self::One(rx) => rx.in_hand(),
             Self::Many(rx) => rx.len(),
+            Self::Items(rx) => rx.len(),
             Self::Direct(rx) => rx.len(),
         }
     }
@@ -314,6 +353,17 @@ pub(crate) enum Recv<T> {
 
 /// Waits for the next item unless the pipeline stops first.
 pub(crate) async fn recv_wait<T>(rx: &mut EdgeRx<T>, halt: &mut Halt) -> Recv<T> {
+    if let EdgeRx::Many(rx) = rx {
+        // The pop future leaves the sleepers if the stop wins.
+        loop {
+            return match halt.or_stop(rx.pop()).await {
+                Some(Some(Msg::Item(item))) => Recv::Item(item),
+                Some(Some(Msg::Wake)) => continue,
+                Some(None) => Recv::Closed,
+                None => Recv::Stopped,
+            };
+        }
+    }
     match halt
         .or_stop(std::future::poll_fn(|cx| rx.poll_recv(cx)))
         .await
@@ -338,10 +388,11 @@ pub(crate) fn close_and_drain_each<T>(rx: &mut EdgeRx<T>, mut f: impl FnMut(T)) 
         EdgeRx::One(rx) => rx.close_and_drain_each(f),
         EdgeRx::Many(rx) => {
             rx.close();
-            while let Ok(item) = rx.try_recv() {
+            while let Some(item) = rx.try_pop() {
                 f(item);
             }
         }
+        EdgeRx::Items(rx) => rx.close_and_take().into_iter().for_each(f),
         EdgeRx::Direct(rx) => {
             rx.close();
             while let Ok(item) = rx.try_recv() {

@@ -364,7 +364,12 @@ impl<E: fmt::Display + Send + 'static> Env<E> {
     /// Ends this task of the stage. The stage's last task closes its input
     /// and counts what was left there as taken in and cancelled, so that
     /// nothing upstream sent disappears from the accounts.
-    pub(crate) fn finish<I>(&self, input: Option<&mut EdgeRx<I>>) {
+    pub(crate) fn finish<I>(&self, mut input: Option<&mut EdgeRx<I>>) {
+        if let Some(rx) = input.as_deref_mut() {
+            // Before this task counts as ended: the last task's drain must
+            // find what this one took and did not start.
+            rx.step_away();
+        }
         if self.counters.task_ended()
             && let Some(rx) = input
         {
@@ -573,6 +578,9 @@ pub(crate) async fn ordered_worker<I, O, E, P>(
             break;
         }
     }
+    // Before this worker counts as gone: the last one's drain must find
+    // what this one took and did not start.
+    work.step_away();
     env.counters.task_ended();
     // The last *worker* (not the last task of the stage: the dispatcher or
     // the re-orderer may end after it) closes the work queue and counts the
