@@ -54,6 +54,11 @@
 //!   closed-loop runs take about a third of it.
 //! * `OPEN_LOOP_WORKERS` (default 2): the pools' worker count (the runtime
 //!   keeps 2 threads).
+//! * `OPEN_LOOP_ONLY` (default all): the kinds to run, comma-separated, of
+//!   `2us`, `20us`, `mixed`.
+//! * `OPEN_LOOP_ALL` (set to anything): also print every round's figures on
+//!   stderr, with the run's wall time beside the schedule's length (a run
+//!   much longer than its arrivals fell behind).
 //!
 //! # How to read it
 //!
@@ -102,6 +107,28 @@ enum Kind {
 }
 
 impl Kind {
+    /// The name `OPEN_LOOP_ONLY` matches.
+    fn key(self) -> &'static str {
+        match self {
+            Kind::Fixed(d) if d < Duration::from_micros(10) => "2us",
+            Kind::Fixed(_) => "20us",
+            Kind::Mixed { .. } => "mixed",
+        }
+    }
+
+    /// Part of the kind's RNG seed, so that a kind's schedules do not depend
+    /// on which other kinds run.
+    fn salt(self) -> u64 {
+        match self {
+            Kind::Fixed(d) => ns(d),
+            Kind::Mixed {
+                long,
+                long_per_mille,
+                ..
+            } => ns(long) ^ u64::from(long_per_mille) << 40,
+        }
+    }
+
     fn name(self) -> String {
         match self {
             Kind::Fixed(d) => format!("{} us", d.as_micros()),
@@ -413,7 +440,7 @@ fn main() {
         .build()
         .expect("runtime");
 
-    let kinds = [
+    let all = [
         Kind::Fixed(Duration::from_micros(2)),
         Kind::Fixed(Duration::from_micros(20)),
         Kind::Mixed {
@@ -422,6 +449,16 @@ fn main() {
             long_per_mille: 100,
         },
     ];
+    let only: String = env("OPEN_LOOP_ONLY", String::new());
+    let kinds: Vec<Kind> = all
+        .into_iter()
+        .filter(|k| only.is_empty() || only.split(',').any(|o| o.trim() == k.key()))
+        .collect();
+    assert!(
+        !kinds.is_empty(),
+        "OPEN_LOOP_ONLY={only}: no kind is named so"
+    );
+    let verbose = std::env::var_os("OPEN_LOOP_ALL").is_some();
 
     println!(
         "open-loop latency: runtime 2 threads, pool {workers} workers, queue {QUEUE}, \
@@ -430,9 +467,9 @@ fn main() {
 
     // Closed-loop maxima (jobs/s), per kind: (weir, hand).
     let mut maxima = Vec::new();
-    for (k, &kind) in kinds.iter().enumerate() {
+    for &kind in &kinds {
         let n = ((secs / 3.0) * workers as f64 / kind.mean_secs()).max(1000.0) as usize;
-        let schedule = Arc::new(Schedule::closed(kind, n, SEED ^ ((k as u64) << 16)));
+        let schedule = Arc::new(Schedule::closed(kind, n, SEED ^ kind.salt()));
         let mut per = [Vec::new(), Vec::new()];
         for r in 0..CLOSED_RUNS {
             let order = if r % 2 == 0 {
@@ -467,7 +504,7 @@ fn main() {
                 .map(|(l, load)| {
                     let rate = load * maxima[k].1 as f64;
                     let n = ((rate * secs) as usize).max(200);
-                    let seed = SEED ^ ((k as u64) << 16) ^ ((l as u64 + 1) << 8);
+                    let seed = SEED ^ kind.salt() ^ ((l as u64 + 1) << 8);
                     (rate, Arc::new(Schedule::poisson(kind, rate, n, seed)))
                 })
                 .collect()
@@ -482,15 +519,33 @@ fn main() {
         for (k, per_load) in schedules.iter().enumerate() {
             for (l, (_, schedule)) in per_load.iter().enumerate() {
                 for side in order {
+                    let began = std::time::Instant::now();
                     let mut s = run(&rt, side, schedule, workers);
+                    let wall = began.elapsed();
                     s.latency.sort_unstable();
                     s.late.sort_unstable();
-                    samples[k][l][usize::from(side == Side::Hand)].push((
+                    let round = (
                         quantile(&s.latency, 0.50),
                         quantile(&s.latency, 0.99),
                         quantile(&s.latency, 0.999),
                         quantile(&s.late, 0.50),
-                    ));
+                    );
+                    if verbose {
+                        eprintln!(
+                            "round {r} {} {:.0}% {}: p50 {} p99 {} p99.9 {} late p50 {} us, \
+                             wall {:.3} s for {:.3} s of arrivals",
+                            kinds[k].key(),
+                            LOADS[l] * 100.0,
+                            side.name(),
+                            us(round.0),
+                            us(round.1),
+                            us(round.2),
+                            us(round.3),
+                            wall.as_secs_f64(),
+                            schedule.arrivals.last().map_or(0.0, |a| a.0.as_secs_f64()),
+                        );
+                    }
+                    samples[k][l][usize::from(side == Side::Hand)].push(round);
                 }
             }
         }
