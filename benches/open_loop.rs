@@ -44,7 +44,7 @@
 //!
 //! # How to run
 //!
-//! `cargo bench --bench open_loop` (about 2–3 minutes on a 2-core machine).
+//! `cargo bench --bench open_loop` (about 2 minutes on a 2-core machine).
 //!
 //! Knobs (environment):
 //!
