@@ -4,10 +4,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
-use weir_core::pool::{JobError, Pool, PoolError, ResizeError};
+use weir_core::pool::{JobError, Pool, PoolError, ResizeError, WeakPool};
 use weir_core::{Cause, GraceExpired};
 
 const MS: Duration = Duration::from_millis(1);
@@ -238,4 +240,52 @@ async fn cancelling_the_context_of_an_idle_pool_ends_every_task_without_join() {
     assert_eq!(err.into_inner(), 1);
     // Nothing was in flight: join is Ok.
     assert_eq!(pool.join().await.unwrap().cancelled, 0);
+}
+
+/// A worker takes a share of the queue at once and serves it without the
+/// queue's lock. A job that cancels its own pool and is done at its first
+/// poll never gives the worker a reason to wait, so only the worker's check
+/// before each job it takes keeps the rest of that share from running.
+#[tokio::test(start_paused = true)]
+async fn jobs_behind_one_that_cancels_the_pool_are_cancelled_not_run() {
+    let before = alive();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let this: Arc<OnceLock<WeakPool<u64, u64, Infallible>>> = Arc::new(OnceLock::new());
+    let pool = Pool::builder()
+        .workers(1)
+        .queue(8)
+        .name("self-cancelling")
+        .build({
+            let ran = ran.clone();
+            let this = this.clone();
+            move |n: u64| {
+                ran.fetch_add(1, Ordering::SeqCst);
+                if n == 2
+                    && let Some(pool) = this.get().and_then(WeakPool::upgrade)
+                {
+                    pool.cancel();
+                }
+                std::future::ready(Ok(n))
+            }
+        })
+        .unwrap();
+    this.set(pool.downgrade()).unwrap();
+    // Queued before the worker first looks (nothing has yielded yet), so
+    // its first look takes all five as one share.
+    let tickets: Vec<_> = (0..5).map(|n| pool.try_submit(n).unwrap()).collect();
+    let mut results = Vec::new();
+    for ticket in tickets {
+        results.push(ticket.await);
+    }
+    for (n, result) in results.iter().enumerate().take(3) {
+        assert_eq!(result.as_ref().ok(), Some(&(n as u64)));
+    }
+    for result in &results[3..] {
+        assert!(matches!(result, Err(JobError::Cancelled(Cause::Cancelled))));
+    }
+    assert_eq!(ran.load(Ordering::SeqCst), 3, "no job ran after the cancel");
+    let report = pool.join().await.unwrap_err().into_report();
+    assert_eq!((report.completed, report.cancelled), (3, 2));
+    assert!(report.is_balanced());
+    assert_eq!(alive(), before);
 }

@@ -3,9 +3,10 @@
 //!
 //! A decision is a clock read and a compare-and-swap, so the clock read is
 //! most of its cost. `tokio::time::Instant::now()` is std's monotonic clock
-//! (a `clock_gettime` through the vDSO, 20–30 ns on the machines we measured)
-//! unless the runtime's clock is paused; the timestamp counter, read with
-//! [`quanta`] (the clock governor uses), costs a few nanoseconds.
+//! (a `clock_gettime` call through the vDSO) unless the runtime's clock is
+//! paused; the timestamp counter, read with [`quanta`] (the clock governor
+//! uses), is one instruction and a scaling, with no call. (Figures:
+//! `docs/benchmarks.md`.)
 //!
 //! Only a current-thread runtime can pause its clock (tokio refuses to pause
 //! a multi-thread one), so the choice is made once, when the limiter is

@@ -109,6 +109,26 @@ pub(crate) enum Mode {
     },
 }
 
+impl Mode {
+    /// How far ahead of `now` a grant may be usable (0: only now).
+    #[inline]
+    fn max_wait(self) -> u64 {
+        match self {
+            Mode::Reserve { max_wait } => max_wait,
+            Mode::Peek | Mode::Take => 0,
+        }
+    }
+
+    /// Whether a grant takes the tokens (writes the state).
+    #[inline]
+    fn takes(self) -> bool {
+        match self {
+            Mode::Peek => false,
+            Mode::Take | Mode::Reserve { .. } => true,
+        }
+    }
+}
+
 /// The outcome of a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision {
@@ -135,6 +155,30 @@ enum Verdict {
         new: u64,
     },
     Deny(Option<u64>),
+}
+
+impl Decision {
+    /// A grant usable at `act` that leaves the state at `tat_after`.
+    #[inline]
+    fn granted(act: u64, tat_after: u64, generation: u64) -> Self {
+        Decision::Granted {
+            act,
+            tat_after,
+            generation,
+        }
+    }
+}
+
+/// Where one round of a decision leaves it.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// The answer.
+    Done(Decision),
+    /// Another decision wrote the state first: decide again from this one.
+    Again(u64),
+    /// The state moved under a non-writing answer, or a quota change holds
+    /// it: back off, re-read it and decide again.
+    Wait,
 }
 
 /// What [`Gcra::standing`] reports.
@@ -278,92 +322,84 @@ impl Gcra {
     }
 
     /// Decides on `n` tokens at `now`; `mode` says whether to look, take
-    /// now, or reserve.
+    /// now, or reserve. Every answer comes from one consistent
+    /// `(state, params)` pair (see the module docs): a grant that takes
+    /// tokens by its CAS from the state it read, any other answer by
+    /// finding that state unchanged after reading the parameters.
     #[inline]
     pub(crate) fn decide(&self, mode: Mode, n: u32, now: u64) -> Decision {
-        let (max_wait, consume, reserve) = match mode {
-            Mode::Peek => (0, false, false),
-            Mode::Take => (0, true, false),
-            Mode::Reserve { max_wait } => (max_wait, true, true),
-        };
         let mut spins = 0;
         let mut cur = self.load_state();
         loop {
-            let p = self.params();
-            // Only reservations need it (to be cancelled across a change).
-            let generation = if reserve {
-                self.params.generation.load(Ordering::Acquire)
-            } else {
-                0
+            let (p, generation) = self.params_for(mode);
+            let step = match Self::verdict(&p, cur, n, now, mode.max_wait()) {
+                Verdict::Take { act, new } if mode.takes() && n > 0 => {
+                    self.commit(cur, new, Decision::granted(act, new, generation))
+                }
+                // The refusal, the common answer that writes nothing, has
+                // an arm of its own: its path does not branch on the others.
+                Verdict::Deny(earliest) => self.confirm(cur, Decision::Denied { earliest }),
+                Verdict::Unlimited => self.confirm(cur, Decision::granted(now, cur, generation)),
+                // A peek, or a take of nothing: granted, nothing written.
+                Verdict::Take { act, .. } => {
+                    let tat_after = cur.max(p.now_eff(now));
+                    self.confirm(cur, Decision::granted(act, tat_after, generation))
+                }
             };
-            let verdict = Self::verdict(&p, cur, n, now, max_wait);
-            if let Verdict::Take { act, new } = verdict
-                && consume
-                && n > 0
-            {
-                // The CAS checks that no decision or quota change came in
-                // between (a change always leaves another value behind).
-                // A failed CAS hands back the state it found (read with
-                // Acquire, like `load_state`, so the parameters read next
-                // are at least as new): decide again from it at once. Losing
-                // to another decision is progress, not a reason to pause;
-                // only a quota change in progress (`LOCKED`) is waited out.
-                match self.state.compare_exchange_weak(
-                    cur,
-                    new,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => {
-                        return Decision::Granted {
-                            act,
-                            tat_after: new,
-                            generation,
-                        };
-                    }
-                    Err(actual) if actual != LOCKED => {
-                        cur = actual;
-                        continue;
-                    }
-                    Err(_) => {
-                        backoff(&mut spins);
-                        cur = self.load_state();
-                        continue;
-                    }
+            match step {
+                Step::Done(decision) => return decision,
+                Step::Again(found) => cur = found,
+                Step::Wait => {
+                    backoff(&mut spins);
+                    cur = self.load_state();
                 }
             }
-            // An answer that writes nothing must still come from one
-            // consistent `(state, params)` pair: if the state moved while the
-            // parameters were read (a quota change may have been half seen),
-            // decide again.
-            // (The refusal, the hot non-writing answer, checks on its own
-            // path: measurably cheaper than one shared check.)
-            if let Verdict::Deny(earliest) = verdict {
-                if self.state.load(Ordering::Acquire) == cur {
-                    return Decision::Denied { earliest };
-                }
-                backoff(&mut spins);
-                cur = self.load_state();
-                continue;
-            }
-            if self.state.load(Ordering::Acquire) != cur {
-                backoff(&mut spins);
-                cur = self.load_state();
-                continue;
-            }
-            return match verdict {
-                Verdict::Unlimited => Decision::Granted {
-                    act: now,
-                    tat_after: cur,
-                    generation,
-                },
-                Verdict::Take { act, .. } => Decision::Granted {
-                    act,
-                    tat_after: cur.max(p.now_eff(now)),
-                    generation,
-                },
-                Verdict::Deny(earliest) => Decision::Denied { earliest },
-            };
+        }
+    }
+
+    /// The parameters (read after `state`), and the quota generation when
+    /// `mode` needs it: only a reservation does, to be cancelled across a
+    /// quota change (0 otherwise).
+    #[inline]
+    fn params_for(&self, mode: Mode) -> (Params, u64) {
+        let p = self.params();
+        let generation = match mode {
+            Mode::Reserve { .. } => self.params.generation.load(Ordering::Acquire),
+            Mode::Peek | Mode::Take => 0,
+        };
+        (p, generation)
+    }
+
+    /// Writes a grant's new state by CAS from `cur`, the state it was
+    /// decided on: the CAS checks that no decision or quota change came in
+    /// between (a change always leaves another value behind). A failed CAS
+    /// hands back the state it found (read with Acquire, like
+    /// `load_state`, so the parameters read next are at least as new), to
+    /// decide again from at once: losing to another decision is progress,
+    /// not a reason to pause. Only a quota change in progress (`LOCKED`) is
+    /// waited out.
+    #[inline]
+    fn commit(&self, cur: u64, new: u64, granted: Decision) -> Step {
+        match self
+            .state
+            .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Step::Done(granted),
+            Err(found) if found != LOCKED => Step::Again(found),
+            Err(_) => Step::Wait,
+        }
+    }
+
+    /// Confirms an answer that writes nothing: it stands if the state has
+    /// not moved since `cur` was read, before the parameters (otherwise a
+    /// quota change may have been half seen, and the decision is made
+    /// again).
+    #[inline]
+    fn confirm(&self, cur: u64, answer: Decision) -> Step {
+        if self.state.load(Ordering::Acquire) == cur {
+            Step::Done(answer)
+        } else {
+            Step::Wait
         }
     }
 

@@ -450,7 +450,7 @@ where
     /// changes. [`ResizeError::Closed`] once the pool is closed.
     pub fn resize(&self, workers: usize) -> Result<(), ResizeError> {
         let workers = check_workers(self.construct(), "workers", workers)?;
-        if self.queue.is_closed() || self.shared.token.is_cancelled() {
+        if self.queue.is_closed() || self.shared.ctx.is_cancelled() {
             return Err(ResizeError::Closed);
         }
         let leaving = self.shared.resize(workers);

@@ -18,7 +18,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::counters::{Counters, Outcome, WorkerCounters};
+use super::counters::{Counters, Outcome, Registered, WorkerCounters};
 use super::results::{PoolResults, ResultSink, ResultTx, WeakResultTx};
 use super::runner::JobRunner;
 use super::ticket::{Envelope, JobId, JobResult, Reply, boxed};
@@ -164,12 +164,20 @@ pub(crate) type SpawnFn<J, O, E> = Box<
         + Sync,
 >;
 
-/// How many workers there should be and are.
+/// How many workers there should be and are: the one source of truth for
+/// the pool's size, changed only under `Shared::sizing`.
 #[derive(Debug)]
 struct Sizing {
     target: usize,
     live: usize,
     next_index: usize,
+}
+
+impl Sizing {
+    /// How many live workers should leave (`live - target`, or 0).
+    fn surplus(&self) -> usize {
+        self.live.saturating_sub(self.target)
+    }
 }
 
 /// What every worker and every handle of one pool share.
@@ -178,18 +186,25 @@ pub(crate) struct Shared<J, O, E> {
     /// Where the pool was built (the leak check's listing).
     origin: Origin,
     queue: QueueCtl<Envelope<J, O, E>>,
-    /// The pool's context; `token` is its token.
+    /// The pool's context; its token is asked through it (a token clone is
+    /// taken once per worker, for the worker's cancellation future).
     pub(crate) ctx: Context,
-    pub(crate) token: CancellationToken,
     pub(crate) tracker: TaskTracker,
     runtime: tokio::runtime::Handle,
     pub(crate) counters: Counters,
     sizing: Mutex<Sizing>,
-    /// Mirrors of `sizing` for the workers' lock-free check.
-    target: AtomicUsize,
-    live: AtomicUsize,
-    /// Set (before the queue closes) once the pool is cancelled: the
-    /// workers' per-job check, cheaper than asking the token.
+    /// `sizing.surplus()` as of the last change, stored under the `sizing`
+    /// lock: every worker reads it before each job it takes, and a look
+    /// at the lock there would put one lock per job on jobs that otherwise
+    /// come from the worker's own batch without any. A stale read only
+    /// moves a retirement to the next check; the retirement itself is
+    /// decided under the lock.
+    surplus: AtomicUsize,
+    /// Set by `cancel_now` before it cancels the context and closes the
+    /// queue, so a worker that finds the queue closed finds this set too;
+    /// a context cancelled from outside sets it through the watcher. It is
+    /// the per-job check of a worker serving its batch without the queue's
+    /// lock: the token's own `is_cancelled` takes the token tree's mutex.
     cancelled: AtomicBool,
     /// Cancelled when the last worker has ended; ends the token watcher
     /// and the progress streams.
@@ -201,6 +216,9 @@ pub(crate) struct Shared<J, O, E> {
     pub(crate) waiting_limit: Option<Semaphore>,
     on_panic: Option<OnPanic>,
     results_rx: Mutex<Option<PoolResults<O, E>>>,
+    /// Set once, under `results_rx`'s lock, as its slot is emptied: read
+    /// for every detached job's result, where the slot's lock would be one
+    /// more lock per job.
     results_taken: AtomicBool,
     results_tx: WeakResultTx<O, E>,
     spawn: SpawnFn<J, O, E>,
@@ -215,8 +233,7 @@ impl<J, O, E> fmt::Debug for Shared<J, O, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
             .field("name", &self.name)
-            .field("target", &self.target)
-            .field("live", &self.live)
+            .field("sizing", &self.sizing)
             .finish_non_exhaustive()
     }
 }
@@ -251,7 +268,8 @@ where
     O: Send + 'static,
     E: fmt::Display + Send + 'static,
 {
-    /// Builds the shared state and spawns the workers.
+    /// Builds the shared state and spawns the workers, the token watcher
+    /// and, with an adaptive limit, the task that follows it.
     pub(crate) fn start(
         settings: Settings,
         queue: QueueCtl<Envelope<J, O, E>>,
@@ -260,27 +278,45 @@ where
         spawn: SpawnFn<J, O, E>,
         origin: Origin,
     ) -> Arc<Self> {
-        let Settings {
-            name,
-            workers,
-            results,
-            max_waiting,
-            on_panic,
-            adaptive,
-        } = settings;
         // Subscribed before the first count is read, so no move is missed.
-        let moves = adaptive.as_ref().map(AdaptiveLimit::subscribe);
-        let workers = moves.as_ref().map_or(workers, |m| *m.borrow());
-        let (results_tx, results_rx) = super::results::channel(results);
+        let moves = settings.adaptive.as_ref().map(AdaptiveLimit::subscribe);
+        let workers = moves.as_ref().map_or(settings.workers, |m| *m.borrow());
+        let (shared, results_tx) = Self::new(settings, workers, queue, ctx, runtime, spawn, origin);
+        let shared = Arc::new(shared);
+        shared.grow(&mut lock(&shared.sizing), workers);
+        // The workers hold the only strong senders from here on, so the
+        // results stream ends when the last worker does.
+        drop(results_tx);
+        shared.spawn_watcher();
+        if let Some(moves) = moves {
+            shared.spawn_follower(moves);
+        }
+        shared
+    }
+
+    /// The state of a pool that is to have `workers` workers and has none
+    /// yet, and the results stream's only strong sender, which the caller
+    /// holds until the first workers have theirs.
+    fn new(
+        settings: Settings,
+        workers: usize,
+        queue: QueueCtl<Envelope<J, O, E>>,
+        ctx: Context,
+        runtime: tokio::runtime::Handle,
+        spawn: SpawnFn<J, O, E>,
+        origin: Origin,
+    ) -> (Self, ResultTx<O, E>) {
+        let (results_tx, results_rx) = super::results::channel(settings.results);
         // A limit above what a semaphore holds means no limit.
-        let waiting_limit = max_waiting.map(|n| Semaphore::new(n.min(Semaphore::MAX_PERMITS)));
-        #[cfg(feature = "metrics")]
-        let job_duration = crate::metrics::pool_job_duration(&name);
-        let shared = Arc::new(Self {
-            name,
+        let waiting_limit = settings
+            .max_waiting
+            .map(|n| Semaphore::new(n.min(Semaphore::MAX_PERMITS)));
+        let shared = Self {
+            #[cfg(feature = "metrics")]
+            job_duration: crate::metrics::pool_job_duration(&settings.name),
+            name: settings.name,
             origin,
             queue,
-            token: ctx.token(),
             ctx,
             tracker: TaskTracker::new(),
             runtime,
@@ -290,36 +326,31 @@ where
                 live: 0,
                 next_index: 0,
             }),
-            target: AtomicUsize::new(workers),
-            live: AtomicUsize::new(0),
+            surplus: AtomicUsize::new(0),
             cancelled: AtomicBool::new(false),
             ended: CancellationToken::new(),
             started: Instant::now(),
             ended_at: OnceLock::new(),
             waiting_limit,
-            on_panic,
+            on_panic: settings.on_panic,
             results_rx: Mutex::new(Some(results_rx)),
             results_taken: AtomicBool::new(false),
             results_tx: results_tx.downgrade(),
             spawn,
-            limit: adaptive,
-            #[cfg(feature = "metrics")]
-            job_duration,
-        });
-        {
-            let mut sizing = lock(&shared.sizing);
-            shared.grow(&mut sizing, workers);
-        }
-        // The workers hold the only strong senders from here on, so the
-        // results stream ends when the last worker does.
-        drop(results_tx);
-        // Idle workers wait on the queue alone; when the token fires (the
-        // builder's context, `Pool::cancel`, a shutdown's grace period) this
-        // watcher closes the queue, which wakes them.
-        let watcher = shared.clone();
+            limit: settings.adaptive,
+        };
+        (shared, results_tx)
+    }
+
+    /// Spawns the task that turns the context's cancellation (the
+    /// builder's context, `Pool::cancel`, a shutdown's grace period) into
+    /// [`cancel_now`](Self::cancel_now), whose queue close wakes the idle
+    /// workers: they wait on the queue alone. It ends with the last worker.
+    fn spawn_watcher(self: &Arc<Self>) {
+        let watcher = Arc::clone(self);
         let watch = async move {
             tokio::select! {
-                () = watcher.token.cancelled() => watcher.cancel_now(),
+                () = watcher.ctx.cancelled() => watcher.cancel_now(),
                 () = watcher.ended.cancelled() => {}
             }
         };
@@ -328,32 +359,34 @@ where
         #[cfg(feature = "metrics")]
         let watch = {
             let publish = crate::metrics::publish_pool(
-                Arc::clone(&shared.name),
-                shared.progress(crate::metrics::PUBLISH_EVERY),
+                Arc::clone(&self.name),
+                self.progress(crate::metrics::PUBLISH_EVERY),
             );
             async move {
                 futures::join!(watch, publish);
             }
         };
-        let span = tracing::info_span!("watcher", pool = %shared.name);
+        let span = tracing::info_span!("watcher", pool = %self.name);
         crate::spawn::tracked_on(
-            &shared.tracker,
-            &shared.runtime,
-            &shared.label("watcher", None),
+            &self.tracker,
+            &self.runtime,
+            &self.label("watcher", None),
             watch.instrument(span),
         );
-        if let Some(moves) = moves {
-            let span = tracing::info_span!("limit follower", pool = %shared.name);
-            let follow = follow_limit(shared.clone(), moves);
-            shared
-                .tracker
-                .spawn_on(follow.instrument(span), &shared.runtime);
-        }
-        shared
+    }
+
+    /// Spawns the task that keeps the worker count at an adaptive limit's
+    /// value ([`follow_limit`]).
+    fn spawn_follower(self: &Arc<Self>, moves: watch::Receiver<usize>) {
+        let span = tracing::info_span!("limit follower", pool = %self.name);
+        let follow = follow_limit(Arc::clone(self), moves);
+        self.tracker
+            .spawn_on(follow.instrument(span), &self.runtime);
     }
 
     /// Cancels the pool: running jobs end at their next `.await`, queued
-    /// ones are cancelled, idle workers wake up (the queue closes).
+    /// ones are cancelled, idle workers wake up (the queue closes). The
+    /// flag goes first: see [`Shared::cancelled`].
     pub(crate) fn cancel_now(&self) {
         self.cancelled.store(true, Ordering::Release);
         self.ctx.cancel();
@@ -375,7 +408,6 @@ where
     /// Spawns workers until `live == target` (call with the sizing lock).
     fn grow(self: &Arc<Self>, sizing: &mut Sizing, target: usize) {
         sizing.target = target;
-        self.target.store(target, Ordering::Relaxed);
         self.queue.set_workers(target);
         while sizing.live < target {
             let index = sizing.next_index;
@@ -391,7 +423,13 @@ where
                 fut.instrument(span),
             );
         }
-        self.live.store(sizing.live, Ordering::Relaxed);
+        self.sized(sizing);
+    }
+
+    /// Publishes a change of `sizing` to the workers' lock-free check (call
+    /// with the sizing lock).
+    fn sized(&self, sizing: &Sizing) {
+        self.surplus.store(sizing.surplus(), Ordering::Relaxed);
     }
 
     /// Sets the number of workers (see [`Pool::resize`](super::Pool::resize));
@@ -399,7 +437,7 @@ where
     pub(crate) fn resize(self: &Arc<Self>, target: usize) -> usize {
         let mut sizing = lock(&self.sizing);
         self.grow(&mut sizing, target);
-        sizing.live.saturating_sub(target)
+        sizing.surplus()
     }
 
     /// Sets the number of workers to an adaptive limit's new value, unless
@@ -410,11 +448,11 @@ where
     fn follow(self: &Arc<Self>, target: usize) -> bool {
         let leaving = {
             let mut sizing = lock(&self.sizing);
-            if self.queue.is_closed() || self.token.is_cancelled() {
+            if self.queue.is_closed() || self.ctx.is_cancelled() {
                 return false;
             }
             self.grow(&mut sizing, target);
-            sizing.live.saturating_sub(target)
+            sizing.surplus()
         };
         // Wake idle workers that should leave; busy ones look after their job.
         if leaving > 0 {
@@ -440,7 +478,8 @@ where
 
     /// Takes the results stream's receiver, once.
     pub(crate) fn take_results(&self) -> Option<PoolResults<O, E>> {
-        let rx = lock(&self.results_rx).take()?;
+        let mut slot = lock(&self.results_rx);
+        let rx = slot.take()?;
         self.results_taken.store(true, Ordering::Release);
         Some(rx)
     }
@@ -448,8 +487,9 @@ where
     /// A snapshot of the counters, timed up to now or to the pool's end.
     pub(crate) fn report(&self) -> PoolReport {
         let end = self.ended_at.get().copied().unwrap_or_else(Instant::now);
+        let live = lock(&self.sizing).live;
         self.counters.snapshot(
-            self.live.load(Ordering::Relaxed),
+            live,
             self.limit.as_ref().map(AdaptiveLimit::limit),
             end.saturating_duration_since(self.started),
         )
@@ -460,27 +500,23 @@ where
         self.ended_at.get().is_some()
     }
 
-    /// Whether this worker should leave because the pool shrank; if so it is
-    /// no longer counted as live.
-    fn try_retire(&self) -> bool {
-        if self.live.load(Ordering::Relaxed) <= self.target.load(Ordering::Relaxed) {
+    /// Whether this worker should leave because the pool shrank, decided
+    /// under the sizing lock; if so it is no longer counted as live.
+    fn retire(&self) -> bool {
+        let mut sizing = lock(&self.sizing);
+        if sizing.surplus() == 0 {
             return false;
         }
-        let mut sizing = lock(&self.sizing);
-        if sizing.live > sizing.target {
-            sizing.live -= 1;
-            self.live.store(sizing.live, Ordering::Relaxed);
-            true
-        } else {
-            false
-        }
+        sizing.live -= 1;
+        self.sized(&sizing);
+        true
     }
 
     /// A worker ended for another reason than a shrink; returns how many are left.
     fn exited(&self) -> usize {
         let mut sizing = lock(&self.sizing);
         sizing.live = sizing.live.saturating_sub(1);
-        self.live.store(sizing.live, Ordering::Relaxed);
+        self.sized(&sizing);
         sizing.live
     }
 }
@@ -528,164 +564,300 @@ pub(crate) async fn run_worker<H, M, X>(
     M: Fn(usize) -> H + Send + Sync + 'static,
     X: JobRunner<H>,
 {
-    let mut queue = shared.queue.receiver();
-    let counters = shared.counters.register();
-    let cancelled = shared.token.clone().cancelled_owned();
+    let cancelled = shared.ctx.token().cancelled_owned();
     tokio::pin!(cancelled);
-    let mut sink = results.map(ResultTx::sink);
+    let mut worker = Worker {
+        shared: &shared,
+        queue: shared.queue.receiver(),
+        counters: shared.counters.register(),
+        sink: results.map(ResultTx::sink),
+        cancelled,
+    };
+    let mut handler = start_worker(&*make, index).await;
+    let exit = worker.serve(&mut handler, &*make, &*runner, index).await;
+    worker.leave(handler, exit).await;
+}
 
-    let mut worker = start_worker(&*make, index).await;
-    let mut retired = false;
-    while let Some(w) = worker.as_mut() {
-        if shared.try_retire_with(&mut queue) {
-            retired = true;
-            break;
-        }
-        // The idle wait is the queue alone: a shrink sends `Wake`,
-        // cancellation and the pool's end close the queue. Results wait in
-        // the sink only while the next job is already there.
-        let msg = if sink.as_ref().is_some_and(ResultSink::is_pending) {
-            let pop = queue.pop();
-            tokio::pin!(pop);
-            match futures::poll!(pop.as_mut()) {
-                Poll::Ready(msg) => msg,
-                Poll::Pending => {
-                    // The batch is empty here: the pop had to wait.
-                    before_wait(&mut sink, cancelled.as_mut(), || {}).await;
-                    pop.await
-                }
+/// Why a worker left its loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// A shrink retired it; it is already no longer counted as live.
+    Retired,
+    /// The queue closed and drained, the pool was cancelled, or the slot
+    /// has no handler (its setup failed).
+    Stopped,
+}
+
+/// What a worker does after a job.
+enum After {
+    /// Takes the next one.
+    Next,
+    /// Leaves: the pool was cancelled.
+    Stop,
+    /// Replaces its handler, which panicked, then takes the next one.
+    Restart(Panic),
+}
+
+/// A job's end: `None` when the pool was cancelled while it ran, `Err`
+/// when it panicked.
+type Ended<O, E> = Option<std::thread::Result<Result<O, E>>>;
+
+/// One worker task's own state, beside its handler.
+struct Worker<'a, H: JobHandler> {
+    shared: &'a Shared<H::Job, H::Output, H::Error>,
+    queue: QueueRx<Envelope<H::Job, H::Output, H::Error>>,
+    counters: Registered,
+    /// Detached results this worker finished and has not sent yet.
+    sink: Option<ResultSink<H::Output, H::Error>>,
+    /// The pool's cancellation, made once for the worker's life.
+    cancelled: Pin<&'a mut WaitForCancellationFutureOwned>,
+}
+
+impl<H: JobHandler> Worker<'_, H> {
+    /// Takes and runs jobs while the slot has a handler, and says why it
+    /// stopped. The shrink check comes before each take, so a retired
+    /// worker holds no job.
+    async fn serve<M, X>(
+        &mut self,
+        handler: &mut Option<H>,
+        make: &M,
+        runner: &X,
+        index: usize,
+    ) -> Exit
+    where
+        M: Fn(usize) -> H,
+        X: JobRunner<H>,
+    {
+        while let Some(h) = handler.as_mut() {
+            if self.shared.try_retire_with(&mut self.queue) {
+                return Exit::Retired;
             }
-        } else {
+            let env = match self.next_job().await {
+                Some(Msg::Item(env)) => env,
+                Some(Msg::Wake) => continue,
+                None => break,
+            };
+            match self.take_job(h, runner, env).await {
+                After::Next => {}
+                After::Stop => break,
+                After::Restart(panic) => *handler = self.restart(&panic, make, index).await,
+            }
+        }
+        Exit::Stopped
+    }
+
+    /// The queue's next message. The idle wait is the queue alone (a shrink
+    /// sends `Wake`, cancellation and the pool's end close it); finished
+    /// results are sent first only if the pop has to wait, so they wait in
+    /// the sink only while the next job is already there.
+    async fn next_job(&mut self) -> Option<Msg<Envelope<H::Job, H::Output, H::Error>>> {
+        if !self.sink.as_ref().is_some_and(ResultSink::is_pending) {
             // Nothing to send first: one poll, not a look that registers
             // this worker as a sleeper and a second one that takes it out
             // of the sleepers' list again.
-            queue.pop().await
-        };
-        let Envelope { id, job, reply } = match msg {
-            Some(Msg::Item(env)) => env,
-            Some(Msg::Wake) => continue,
-            None => break,
-        };
-        counters.dequeued();
-        if shared.cancelled.load(Ordering::Acquire) {
-            counters.finished(Outcome::Cancelled);
-            cancel_reply(&shared, &mut sink, id, reply, shared.cause());
-            break;
+            return self.queue.pop().await;
         }
+        let pop = self.queue.pop();
+        tokio::pin!(pop);
+        match futures::poll!(pop.as_mut()) {
+            Poll::Ready(msg) => msg,
+            Poll::Pending => {
+                // The batch is empty here: the pop had to wait.
+                before_wait(&mut self.sink, self.cancelled.as_mut(), || {}).await;
+                pop.await
+            }
+        }
+    }
+
+    /// Counts a dequeued job, then runs and finishes it, or cancels it if
+    /// the pool was cancelled (checked before every job, as the batch is
+    /// served without the queue's lock and may outlast the close).
+    async fn take_job<X: JobRunner<H>>(
+        &mut self,
+        handler: &mut H,
+        runner: &X,
+        env: Envelope<H::Job, H::Output, H::Error>,
+    ) -> After {
+        let Envelope { id, job, reply } = env;
+        self.counters.dequeued();
+        if self.shared.cancelled.load(Ordering::Acquire) {
+            self.counters.finished(Outcome::Cancelled);
+            cancel_reply(self.shared, &mut self.sink, id, reply, self.shared.cause());
+            return After::Stop;
+        }
+        let ended = self.run_job(handler, runner, job).await;
+        self.finish_job(id, reply, ended).await
+    }
+
+    /// Runs a job to its end, or until the pool is cancelled. A job done at
+    /// its first poll needs no race with the token; one that is not first
+    /// gives its batch back and sends the finished results, so nothing
+    /// waits behind a job that waits.
+    async fn run_job<X: JobRunner<H>>(
+        &mut self,
+        handler: &mut H,
+        runner: &X,
+        job: H::Job,
+    ) -> Ended<H::Output, H::Error> {
         #[cfg(feature = "metrics")]
         let started = Instant::now();
-        let ended = {
-            // `catch_unwind` inline, not `weir_context`'s `catch`: one more
-            // future around every job is a measurable cost per job.
-            let run =
-                AssertUnwindSafe(async { runner.run(w, job, &counters).await }).catch_unwind();
-            tokio::pin!(run);
-            // A job that is done at its first poll needs no race with the
-            // token; one that is not sends the finished results first.
-            match futures::poll!(run.as_mut()) {
-                Poll::Ready(r) => Some(r),
-                Poll::Pending => {
-                    // Nothing of this worker's batch waits behind a job
-                    // that waits.
-                    queue.step_away();
-                    before_wait(&mut sink, cancelled.as_mut(), || {}).await;
-                    tokio::select! {
-                        biased;
-                        r = run => Some(r),
-                        () = &mut cancelled => None,
-                    }
+        let counters = &*self.counters;
+        // `catch_unwind` inline, not `weir_context`'s `catch`, which would
+        // put one more future around every job.
+        let run =
+            AssertUnwindSafe(async { runner.run(handler, job, counters).await }).catch_unwind();
+        tokio::pin!(run);
+        let ended = match futures::poll!(run.as_mut()) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => {
+                self.queue.step_away();
+                before_wait(&mut self.sink, self.cancelled.as_mut(), || {}).await;
+                tokio::select! {
+                    biased;
+                    r = run => Some(r),
+                    () = &mut self.cancelled => None,
                 }
             }
         };
         #[cfg(feature = "metrics")]
         if ended.is_some() {
-            shared.job_duration.record(started.elapsed());
+            self.shared.job_duration.record(started.elapsed());
         }
-        let mut panicked = None;
-        let (outcome, result) = match ended {
-            Some(Ok(Ok(output))) => (Outcome::Completed, Ok(output)),
-            Some(Ok(Err(error))) => (Outcome::Failed, Err(JobError::Failed(error))),
-            Some(Err(payload)) => {
-                let panic = Panic::from_payload(payload);
-                panicked = Some(panic.clone());
-                (Outcome::Panicked, Err(JobError::Panicked(panic)))
-            }
-            None => {
-                tracing::debug!(job = %id, "job cancelled while running");
-                (Outcome::Cancelled, Err(JobError::Cancelled(shared.cause())))
-            }
-        };
-        counters.finished(outcome);
+        ended
+    }
+
+    /// Counts a job's end, logs a failure once and delivers the result; a
+    /// full results chunk is sent before the next job.
+    async fn finish_job(
+        &mut self,
+        id: JobId,
+        reply: Reply<H::Output, H::Error>,
+        ended: Ended<H::Output, H::Error>,
+    ) -> After {
+        let (outcome, result, after) = conclude(self.shared, id, ended);
+        self.counters.finished(outcome);
         if let Err(error) = &result
             && !error.is_cancelled()
         {
-            log_failure(id, error, shared.is_heard(&reply, &sink));
+            log_failure(id, error, self.shared.is_heard(&reply, &self.sink));
         }
-        if deliver(&shared, &mut sink, id, reply, result) {
+        if deliver(self.shared, &mut self.sink, id, reply, result) {
             // Sending a full chunk may wait for the reader: if it must, the
             // rest of the batch goes back to the queue first.
-            before_wait(&mut sink, cancelled.as_mut(), || queue.step_away()).await;
+            let queue = &mut self.queue;
+            before_wait(&mut self.sink, self.cancelled.as_mut(), || {
+                queue.step_away()
+            })
+            .await;
         }
-        if outcome == Outcome::Cancelled {
-            break;
+        after
+    }
+
+    /// A fresh handler for a slot whose handler panicked (its state may be
+    /// half-updated: it is dropped without teardown). `on_panic` runs
+    /// first; the batch goes back and finished results are sent before
+    /// the setup, which may take a while.
+    async fn restart<M: Fn(usize) -> H>(
+        &mut self,
+        panic: &Panic,
+        make: &M,
+        index: usize,
+    ) -> Option<H> {
+        self.shared.panicked(panic);
+        self.queue.step_away();
+        before_wait(&mut self.sink, self.cancelled.as_mut(), || {}).await;
+        start_worker(make, index).await
+    }
+
+    /// Leaves the pool: hands back the batch and the results, tears the
+    /// handler down, and, as the last worker, ends the pool. This worker's
+    /// results sender goes before its counters do, so the results stream
+    /// ends no later than the pool.
+    async fn leave(mut self, mut handler: Option<H>, exit: Exit) {
+        self.hand_back().await;
+        if let Some(h) = handler.as_mut()
+            && catch(h.teardown()).await.is_err()
+        {
+            tracing::warn!("worker teardown panicked");
         }
-        if let Some(panic) = panicked {
-            shared.panicked(&panic);
-            // The panic may have left the handler's state half-updated: drop
-            // it (no teardown) and start a fresh one in this slot, after
-            // sending what is done (setup may take a while).
-            queue.step_away();
-            before_wait(&mut sink, cancelled.as_mut(), || {}).await;
-            worker = start_worker(&*make, index).await;
+        let last = exit == Exit::Stopped && self.shared.exited() == 0;
+        if last {
+            self.close_pool(handler.is_none());
+        }
+        let Worker {
+            shared,
+            counters,
+            sink,
+            ..
+        } = self;
+        drop(sink);
+        shared.counters.unregister(&counters);
+        if last {
+            let _ = shared.ended_at.set(Instant::now());
+            shared.ended.cancel();
+        }
+        tracing::trace!(retired = exit == Exit::Retired, "worker ended");
+    }
+
+    /// What a leaving worker gives back: if the pool was cancelled, what is
+    /// queued (this worker's batch first) is cancelled; the rest of the
+    /// batch goes to the other workers; finished results are sent (only
+    /// if there is room, once cancelled).
+    async fn hand_back(&mut self) {
+        let cancelled = self.shared.ctx.is_cancelled();
+        if cancelled {
+            drain_cancelled(self.shared, &self.counters, &mut self.queue, &mut self.sink);
+        }
+        self.queue.step_away();
+        if let Some(sink) = self.sink.as_mut() {
+            if cancelled {
+                sink.try_flush();
+            } else {
+                sink.flush(self.cancelled.as_mut(), || {}).await;
+            }
         }
     }
 
-    if shared.token.is_cancelled() {
-        // Cancelled: nothing more is taken; what is queued (this worker's
-        // batch first) is cancelled.
-        drain_cancelled(&shared, &counters, &mut queue, &mut sink);
-    }
-    // Leaving (the queue closed and drained, a shrink, an empty slot): what
-    // is left of the batch goes to the other workers.
-    queue.step_away();
-    if let Some(sink) = sink.as_mut() {
-        if shared.token.is_cancelled() {
-            sink.try_flush();
-        } else {
-            sink.flush(cancelled.as_mut(), || {}).await;
-        }
-    }
-    if let Some(w) = worker.as_mut()
-        && catch(w.teardown()).await.is_err()
-    {
-        tracing::warn!("worker teardown panicked");
-    }
-    let last = !retired && shared.exited() == 0;
-    if last {
-        if worker.is_none() && !shared.token.is_cancelled() {
-            // No worker could start (every setup failed): stop the pool so
-            // that what is queued is cancelled with a cause that says so,
-            // and nobody waits on a queue that no one reads.
-            let cause = format!("pool `{}`: no worker could start", shared.name);
+    /// The last worker's close: the queue closes and what is left in it is
+    /// cancelled. If no worker could start (`no_handler` and nothing
+    /// cancelled the pool), the pool is cancelled first with a cause that
+    /// says so, so that nobody waits on a queue that no one reads.
+    fn close_pool(&mut self, no_handler: bool) {
+        if no_handler && !self.shared.ctx.is_cancelled() {
+            let cause = format!("pool `{}`: no worker could start", self.shared.name);
             tracing::warn!("{cause}; cancelling the pool");
-            shared.ctx.cancel_with(cause);
-            shared.cancel_now();
+            self.shared.ctx.cancel_with(cause);
+            self.shared.cancel_now();
         }
-        queue.close();
-        drain_cancelled(&shared, &counters, &mut queue, &mut sink);
-        if let Some(sink) = sink.as_mut() {
+        self.queue.close();
+        drain_cancelled(self.shared, &self.counters, &mut self.queue, &mut self.sink);
+        if let Some(sink) = self.sink.as_mut() {
             sink.try_flush();
         }
     }
-    // This worker's sender goes before the last counters do, so the results
-    // stream ends no later than the pool.
-    drop(sink);
-    shared.counters.unregister(&counters);
-    if last {
-        let _ = shared.ended_at.set(Instant::now());
-        shared.ended.cancel();
+}
+
+/// What a job's end means: the count it takes, the result its ticket or the
+/// results stream gets, and what the worker does next.
+fn conclude<J, O, E>(
+    shared: &Shared<J, O, E>,
+    id: JobId,
+    ended: Ended<O, E>,
+) -> (Outcome, JobResult<O, E>, After) {
+    match ended {
+        Some(Ok(Ok(output))) => (Outcome::Completed, Ok(output), After::Next),
+        Some(Ok(Err(error))) => (Outcome::Failed, Err(JobError::Failed(error)), After::Next),
+        Some(Err(payload)) => {
+            let panic = Panic::from_payload(payload);
+            let result = Err(JobError::Panicked(panic.clone()));
+            (Outcome::Panicked, result, After::Restart(panic))
+        }
+        None => {
+            tracing::debug!(job = %id, "job cancelled while running");
+            let result = Err(JobError::Cancelled(shared.cause()));
+            (Outcome::Cancelled, result, After::Stop)
+        }
     }
-    tracing::trace!(retired, "worker ended");
 }
 
 /// Logs a job's failure or panic once: `DEBUG` when its ticket or a held
@@ -730,13 +902,15 @@ where
     O: Send + 'static,
     E: fmt::Display + Send + 'static,
 {
-    /// The shrink check, including the hand-off queue's idle offer.
+    /// The shrink check before each job: lock-free while no worker should
+    /// leave, then the hand-off queue's idle offer, then the decision
+    /// under the sizing lock.
     fn try_retire_with(&self, queue: &mut QueueRx<Envelope<J, O, E>>) -> bool {
-        if self.live.load(Ordering::Relaxed) <= self.target.load(Ordering::Relaxed) {
+        if self.surplus.load(Ordering::Relaxed) == 0 {
             return false;
         }
         // A claimed idle offer means a job is on its way to this worker.
-        queue.withdraw() && self.try_retire()
+        queue.withdraw() && self.retire()
     }
 
     /// Whether a job's result reaches someone: its ticket, or a results
@@ -849,7 +1023,7 @@ where
     loop {
         tokio::select! {
             biased;
-            () = shared.token.cancelled() => break,
+            () = shared.ctx.cancelled() => break,
             () = shared.ended.cancelled() => break,
             changed = moves.changed() => {
                 // The pool holds the limit, so its sender outlives this.
