@@ -2,18 +2,18 @@
 //!
 //! Every hop between two pipeline stages goes through this file: [`edge`]
 //! makes one, [`EdgeTx`] and [`EdgeRx`] move items, [`close_and_drain`]
-//! accounts for what is left when a reader stops. Changing how items move is
-//! a change to this file alone.
+//! accounts for what is left when a reader stops. The channels themselves
+//! are weir's one hand-off (the `weir-chan` crate); this file adds the
+//! pipeline's stop signal ([`Halt`]) and its accounting ([`Delivery`]).
 //!
 //! **An edge read by one task** (a one-worker stage, the dispatcher of an
-//! ordered stage, the output stream) carries *chunks*: the sending worker
-//! collects items in a local chunk and sends it when it holds `batch` items,
-//! or — so that nothing waits in a chunk while the pipeline could move it —
-//! right before the worker itself would wait: for input, for its work to
-//! finish, or for its end. Under load, the channel's synchronisation (the
-//! part that bounces between cores) is paid once per chunk; in an idle
-//! pipeline an item still travels alone at once. The reader takes a whole
-//! chunk at a time.
+//! ordered stage, the output stream) is a [`chunked`] channel: the sending
+//! worker collects items in a local chunk and sends it when it holds
+//! `batch` items, or — so that nothing waits in a chunk while the pipeline
+//! could move it — right before the worker itself would wait: for input,
+//! for its work to finish, or for its end. Under load, the channel's
+//! synchronisation (the part that bounces between cores) is paid once per
+//! chunk; in an idle pipeline an item still travels alone at once.
 //!
 //! **An edge read by several workers** carries single items on a
 //! multi-consumer channel (`async-channel`), so each item goes to exactly one
@@ -22,19 +22,8 @@
 //!
 //! Both directions try without waiting first and only wait (against the stop
 //! signal) when they must, so an item that can move at once costs no
-//! cancellation bookkeeping.
-//!
-//! How the channel was chosen (callgrind, 200k items through
-//! generate -> map -> sum on a current-thread runtime, instructions per
-//! item): async-channel on every edge 1287, 41% of it in its listener
-//! notification; the same pipeline hand-written with tokio mpsc 930; tokio
-//! mpsc per item with batched receive 737; chunked edges: see
-//! `docs/benchmarks.md` (the channel section). The chunks first travelled
-//! on tokio's bounded `mpsc`; they now travel on a [`lane`](crate::lane),
-//! a `VecDeque` behind a lock. On a one-stage pipeline's idle round trip
-//! (one packet each) that is 2700 -> 2520 instructions and 241 -> 199 ns
-//! on one thread, and 1.20× -> 1.09× the hand-written hop on two (under
-//! load a packet holds a whole chunk, so there it hardly matters).
+//! cancellation bookkeeping. How the channels were chosen is in
+//! `docs/benchmarks.md` (the channel sections).
 //!
 //! Bounds: an edge of `capacity` holds at most `capacity` items in the
 //! channel, plus one chunk (at most `min(capacity, BATCH)` items) being
@@ -50,41 +39,20 @@ use std::task::{Context, Poll};
 use futures::task::ArcWake;
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-
-use crate::lane::{LaneRx, LaneTx, TryRecvError, TrySendError, lane};
-
-/// Most items in one chunk.
-pub(crate) const BATCH: usize = 32;
-
-/// What one send on a chunked edge carries: a chunk, or a lone item (what
-/// an idle pipeline sends: no chunk to allocate, and the sender keeps its
-/// chunk's buffer).
-#[derive(Debug)]
-pub(crate) enum Packet<T> {
-    One(T),
-    Many(Vec<T>),
-}
+use weir_chan::chunk::{ChunkRx, ChunkTx, Flushed, chunked};
+use weir_chan::lane::TryRecvError;
 
 /// A worker's sending half of an edge. Each clone has its own chunk.
 #[derive(Debug)]
 pub(crate) enum EdgeTx<T> {
-    One {
-        tx: LaneTx<Packet<T>>,
-        /// The chunk being filled.
-        chunk: Vec<T>,
-        batch: usize,
-    },
+    One(ChunkTx<T>),
     Many(async_channel::Sender<T>),
 }
 
 impl<T> Clone for EdgeTx<T> {
     fn clone(&self) -> Self {
         match self {
-            Self::One { tx, batch, .. } => Self::One {
-                tx: tx.clone(),
-                chunk: Vec::new(),
-                batch: *batch,
-            },
+            Self::One(tx) => Self::One(tx.clone()),
             Self::Many(tx) => Self::Many(tx.clone()),
         }
     }
@@ -93,11 +61,7 @@ impl<T> Clone for EdgeTx<T> {
 /// The receiving half of an edge, as one reader task holds it.
 #[derive(Debug)]
 pub(crate) enum EdgeRx<T> {
-    One {
-        rx: LaneRx<Packet<T>>,
-        /// The chunk being read, in reverse order (the next item is last).
-        chunk: Vec<T>,
-    },
+    One(ChunkRx<T>),
     /// Boxed: async-channel's receiver is not `Unpin`.
     Many(Pin<Box<async_channel::Receiver<T>>>),
     /// The caller's own tokio receiver, read directly by the one task that
@@ -113,70 +77,14 @@ impl<T> Unpin for EdgeRx<T> {}
 /// `readers` tasks: one receiver for each.
 pub(crate) fn edge<T>(capacity: usize, readers: usize) -> (EdgeTx<T>, Vec<EdgeRx<T>>) {
     if readers <= 1 {
-        let batch = capacity.clamp(1, BATCH);
-        let (tx, rx) = lane((capacity / batch).max(1));
-        let tx = EdgeTx::One {
-            tx,
-            chunk: Vec::new(),
-            batch,
-        };
-        let rx = EdgeRx::One {
-            rx,
-            chunk: Vec::new(),
-        };
-        (tx, vec![rx])
+        let (tx, rx) = chunked(capacity);
+        (EdgeTx::One(tx), vec![EdgeRx::One(rx)])
     } else {
         let (tx, rx) = async_channel::bounded(capacity);
         let rxs = (0..readers)
             .map(|_| EdgeRx::Many(Box::pin(rx.clone())))
             .collect();
         (EdgeTx::Many(tx), rxs)
-    }
-}
-
-/// The reading end of a channel of chunks, handing out one item at a time:
-/// the output of `merge` and the pool's results stream. (A pipeline edge
-/// keeps its own chunk, see [`EdgeRx`], because it also drains and closes.)
-#[derive(Debug)]
-pub(crate) struct ChunkRx<T> {
-    rx: mpsc::Receiver<Vec<T>>,
-    /// The chunk being read.
-    chunk: std::vec::IntoIter<T>,
-}
-
-impl<T> ChunkRx<T> {
-    pub(crate) fn new(rx: mpsc::Receiver<Vec<T>>) -> Self {
-        Self {
-            rx,
-            chunk: Vec::new().into_iter(),
-        }
-    }
-
-    /// The next item; `None` once every sender is gone and all was read.
-    /// `on_chunk` is told the length of each chunk taken off the channel.
-    pub(crate) fn poll_next(
-        &mut self,
-        cx: &mut Context<'_>,
-        mut on_chunk: impl FnMut(usize),
-    ) -> Poll<Option<T>> {
-        loop {
-            if let Some(item) = self.chunk.next() {
-                return Poll::Ready(Some(item));
-            }
-            match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(chunk)) => {
-                    on_chunk(chunk.len());
-                    self.chunk = chunk.into_iter();
-                }
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
-
-    /// Items of the chunk being read that were not handed out yet.
-    pub(crate) fn in_hand(&self) -> usize {
-        self.chunk.len()
     }
 }
 
@@ -202,6 +110,14 @@ impl Delivery {
         lost: 0,
         status: Sent::Ok,
     };
+
+    fn lost(n: usize, status: Sent) -> Self {
+        Self {
+            sent: 0,
+            lost: n as u64,
+            status,
+        }
+    }
 }
 
 /// How a send or flush ended.
@@ -215,24 +131,11 @@ pub(crate) enum Sent {
     Stopped,
 }
 
-/// Takes what `chunk` holds (at least one item) as a packet: a lone item
-/// keeps the chunk's buffer for the next ones; a chunk takes the buffer
-/// with it, and the next push allocates a fresh one (see
-/// [`EdgeTx::send`]), outside the lane's lock.
-fn packet<T>(chunk: &mut Vec<T>) -> Packet<T> {
-    if chunk.len() == 1
-        && let Some(item) = chunk.pop()
-    {
-        return Packet::One(item);
-    }
-    Packet::Many(std::mem::take(chunk))
-}
-
 impl<T> EdgeTx<T> {
     /// Whether the receiving side is gone.
     pub(crate) fn is_closed(&self) -> bool {
         match self {
-            Self::One { tx, .. } => tx.is_closed(),
+            Self::One(tx) => tx.is_closed(),
             Self::Many(tx) => tx.is_closed(),
         }
     }
@@ -240,7 +143,7 @@ impl<T> EdgeTx<T> {
     /// Items waiting in this sender's chunk.
     pub(crate) fn pending(&self) -> usize {
         match self {
-            Self::One { chunk, .. } => chunk.len(),
+            Self::One(tx) => tx.pending(),
             Self::Many(_) => 0,
         }
     }
@@ -250,12 +153,8 @@ impl<T> EdgeTx<T> {
     /// stops first.
     pub(crate) async fn send(&mut self, item: T, halt: &mut Halt) -> Delivery {
         match self {
-            Self::One { chunk, batch, .. } => {
-                if chunk.capacity() == 0 {
-                    chunk.reserve_exact(*batch);
-                }
-                chunk.push(item);
-                if chunk.len() >= *batch {
+            Self::One(tx) => {
+                if tx.push(item) {
                     self.flush(halt).await
                 } else {
                     Delivery::NOTHING
@@ -291,34 +190,24 @@ impl<T> EdgeTx<T> {
     /// of [`flush`](Self::flush)): `None` when the channel is full; the
     /// chunk is kept.
     pub(crate) fn try_flush(&mut self, halt: &Halt) -> Option<Delivery> {
-        let Self::One { tx, chunk, .. } = self else {
+        let Self::One(tx) = self else {
             return Some(Delivery::NOTHING);
         };
-        let n = chunk.len() as u64;
-        if n == 0 {
+        if tx.pending() == 0 {
             return Some(Delivery::NOTHING);
         }
-        let status = if halt.is_stopped() {
-            Sent::Stopped
-        } else {
-            match tx.try_send_with(|| packet(chunk)) {
-                Ok(()) => {
-                    return Some(Delivery {
-                        sent: n,
-                        lost: 0,
-                        status: Sent::Ok,
-                    });
-                }
-                Err(TrySendError::Closed(())) => Sent::Closed,
-                Err(TrySendError::Full(())) => return None,
-            }
-        };
-        chunk.clear();
-        Some(Delivery {
-            sent: 0,
-            lost: n,
-            status,
-        })
+        if halt.is_stopped() {
+            return Some(Delivery::lost(tx.discard(), Sent::Stopped));
+        }
+        match tx.try_flush() {
+            Flushed::Sent(n) => Some(Delivery {
+                sent: n as u64,
+                lost: 0,
+                status: Sent::Ok,
+            }),
+            Flushed::Closed(n) => Some(Delivery::lost(n, Sent::Closed)),
+            Flushed::Full => None,
+        }
     }
 
     /// Sends this sender's chunk now, if it holds anything, waiting for room
@@ -333,31 +222,25 @@ impl<T> EdgeTx<T> {
     /// The rest of [`flush`](Self::flush) once [`try_flush`](Self::try_flush)
     /// found the channel full: waits for room unless the pipeline stops.
     pub(crate) async fn flush_full(&mut self, halt: &mut Halt) -> Delivery {
-        let Self::One { tx, chunk, .. } = self else {
+        let Self::One(tx) = self else {
             return Delivery::NOTHING;
         };
-        let n = chunk.len() as u64;
-        let status = match halt.or_stop(tx.send(packet(chunk))).await {
-            Some(Ok(())) => Sent::Ok,
-            Some(Err(_)) => Sent::Closed,
-            None => Sent::Stopped,
-        };
-        let sent = if status == Sent::Ok { n } else { 0 };
-        Delivery {
-            sent,
-            lost: n - sent,
-            status,
+        let n = tx.pending();
+        match halt.or_stop(tx.flush()).await {
+            Some(Ok(sent)) => Delivery {
+                sent: sent as u64,
+                lost: 0,
+                status: Sent::Ok,
+            },
+            Some(Err(lost)) => Delivery::lost(lost, Sent::Closed),
+            None => Delivery::lost(n, Sent::Stopped),
         }
     }
 
     /// Drops what waits in the chunk, returning how many items that was.
     pub(crate) fn discard(&mut self) -> u64 {
         match self {
-            Self::One { chunk, .. } => {
-                let n = chunk.len() as u64;
-                chunk.clear();
-                n
-            }
+            Self::One(tx) => tx.discard() as u64,
             Self::Many(_) => 0,
         }
     }
@@ -373,21 +256,7 @@ impl<T> EdgeRx<T> {
     /// is closed and empty, `Err(false)` when it is just empty for now.
     pub(crate) fn try_recv(&mut self) -> Result<T, bool> {
         match self {
-            Self::One { rx, chunk } => {
-                if let Some(item) = chunk.pop() {
-                    return Ok(item);
-                }
-                match rx.try_recv() {
-                    Ok(Packet::One(item)) => Ok(item),
-                    Ok(Packet::Many(next)) => {
-                        *chunk = next;
-                        chunk.reverse();
-                        chunk.pop().ok_or(false)
-                    }
-                    Err(TryRecvError::Empty) => Err(false),
-                    Err(TryRecvError::Disconnected) => Err(true),
-                }
-            }
+            Self::One(rx) => rx.try_recv().map_err(|e| e == TryRecvError::Disconnected),
             Self::Many(rx) => match rx.try_recv() {
                 Ok(item) => Ok(item),
                 Err(async_channel::TryRecvError::Empty) => Err(false),
@@ -404,20 +273,7 @@ impl<T> EdgeRx<T> {
     /// Waits for the next item; `None` when closed and empty.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         match self {
-            Self::One { rx, chunk } => loop {
-                if let Some(item) = chunk.pop() {
-                    return Poll::Ready(Some(item));
-                }
-                match rx.poll_recv(cx) {
-                    Poll::Ready(Some(Packet::One(item))) => return Poll::Ready(Some(item)),
-                    Poll::Ready(Some(Packet::Many(next))) => {
-                        *chunk = next;
-                        chunk.reverse();
-                    }
-                    Poll::Ready(None) => return Poll::Ready(None),
-                    Poll::Pending => return Poll::Pending,
-                }
-            },
+            Self::One(rx) => rx.poll_recv(cx),
             Self::Many(rx) => {
                 use futures::Stream;
                 rx.as_mut().poll_next(cx)
@@ -429,7 +285,7 @@ impl<T> EdgeRx<T> {
     /// Whether every sender is gone and nothing is left to read.
     pub(crate) fn is_finished(&self) -> bool {
         match self {
-            Self::One { rx, chunk } => chunk.is_empty() && rx.is_closed() && rx.is_empty(),
+            Self::One(rx) => rx.is_finished(),
             Self::Many(rx) => rx.is_empty() && (rx.is_closed() || rx.sender_count() == 0),
             Self::Direct(rx) => rx.is_closed() && rx.is_empty(),
         }
@@ -438,7 +294,7 @@ impl<T> EdgeRx<T> {
     /// Items in the chunk being read (one reader) or in the channel (many).
     pub(crate) fn len(&self) -> usize {
         match self {
-            Self::One { chunk, .. } => chunk.len(),
+            Self::One(rx) => rx.in_hand(),
             Self::Many(rx) => rx.len(),
             Self::Direct(rx) => rx.len(),
         }
@@ -479,18 +335,7 @@ pub(crate) fn close_and_drain<T>(rx: &mut EdgeRx<T>) -> u64 {
 /// Closes the edge, then hands each item still buffered to `f`.
 pub(crate) fn close_and_drain_each<T>(rx: &mut EdgeRx<T>, mut f: impl FnMut(T)) {
     match rx {
-        EdgeRx::One { rx, chunk } => {
-            rx.close();
-            while let Some(item) = chunk.pop() {
-                f(item);
-            }
-            while let Ok(next) = rx.try_recv() {
-                match next {
-                    Packet::One(item) => f(item),
-                    Packet::Many(items) => items.into_iter().for_each(&mut f),
-                }
-            }
-        }
+        EdgeRx::One(rx) => rx.close_and_drain_each(f),
         EdgeRx::Many(rx) => {
             rx.close();
             while let Ok(item) = rx.try_recv() {
@@ -601,25 +446,21 @@ mod tests {
     }
 
     fn stash(tx: &mut EdgeTx<u32>, item: u32) {
-        let EdgeTx::One { chunk, .. } = tx else {
+        let EdgeTx::One(tx) = tx else {
             panic!("a one-reader edge is chunked")
         };
-        chunk.push(item);
+        tx.push(item);
     }
 
     #[test]
     fn lone_items_and_chunks_arrive_in_order_and_drain_counts_both() {
         let token = CancellationToken::new();
         let halt = Halt::new(&token);
-        // Room for 32 packets (chunks of at most 32).
         let (mut tx, mut rx) = one_reader(1024);
         // A lone item goes out as itself and the sender keeps its buffer.
         stash(&mut tx, 0);
         assert_eq!(tx.try_flush(&halt).unwrap().sent, 1);
-        let EdgeTx::One { chunk, .. } = &tx else {
-            unreachable!()
-        };
-        assert!(chunk.is_empty() && chunk.capacity() > 0);
+        assert_eq!(tx.pending(), 0);
         // Then a chunk, then a lone item again.
         for i in 1..4 {
             stash(&mut tx, i);
@@ -639,7 +480,8 @@ mod tests {
     fn try_flush_on_a_full_edge_keeps_the_chunk_for_flush() {
         let token = CancellationToken::new();
         let mut halt = Halt::new(&token);
-        // Capacity 2 with chunks of 2: the channel holds one packet.
+        // Capacity 2 with chunks of 2: one item in the channel leaves no
+        // room for a chunk of two.
         let (mut tx, mut rx) = one_reader(2);
         stash(&mut tx, 1);
         assert_eq!(tx.try_flush(&halt).unwrap().sent, 1);

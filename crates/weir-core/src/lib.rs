@@ -25,7 +25,7 @@
 #![forbid(unsafe_code)]
 
 mod channel;
-mod lane;
+
 #[cfg(feature = "metrics")]
 mod metrics;
 pub mod pipeline;

@@ -72,11 +72,9 @@ use tracing::Instrument;
 use weir_context::__private::{Construct, Label, Origin, catch, check_capacity, write_table};
 use weir_context::{Cause, ConfigError, Context, Panic, RunError};
 
-use crate::DEFAULT_CAPACITY;
-use crate::channel::ChunkRx;
+use weir_chan::chunk::{ChunkRx, chunked};
 
-/// Most items a [`merge`] forwarding task hands over at once.
-const MERGE_BATCH: usize = 32;
+use crate::DEFAULT_CAPACITY;
 
 /// How a fan-in or fan-out ended when it did not end well; inside a
 /// [`RunError`] with the [`FanReport`], from [`FanHandle::join`].
@@ -218,14 +216,13 @@ impl Fan {
         S::Item: Send + 'static,
     {
         let (capacity, core) = self.start("merge")?;
-        // Chunks of up to `batch` items; the channel holds `capacity` items.
-        let batch = capacity.clamp(1, MERGE_BATCH);
-        let (tx, rx) = mpsc::channel((capacity / batch).max(1));
+        // Chunks of up to `min(capacity, BATCH)` items; the channel holds
+        // `capacity` items.
+        let (tx, rx) = chunked(capacity);
         for (index, mut input) in inputs.into_iter().enumerate() {
-            let tx = tx.clone();
+            let mut tx = tx.clone();
             let span = tracing::debug_span!("merge", input = index);
             core.spawn(index, span, async move {
-                let mut chunk = Vec::with_capacity(batch);
                 loop {
                     // Take what the input has without waiting; send the chunk
                     // when it is full or before waiting on the input, so no
@@ -237,30 +234,29 @@ impl Fan {
                         // The input panicked: what it yielded before still
                         // goes out, then the panic is reported as usual.
                         Err(payload) => {
-                            send_chunk(&tx, &mut chunk, batch).await;
+                            let _ = tx.flush().await;
                             std::panic::resume_unwind(payload);
                         }
                         Ok(None) => {
-                            if !send_chunk(&tx, &mut chunk, batch).await {
+                            if tx.flush().await.is_err() {
                                 return;
                             }
                             input.next().await
                         }
                     };
                     let Some(item) = next else { break };
-                    chunk.push(item);
-                    if chunk.len() >= batch && !send_chunk(&tx, &mut chunk, batch).await {
+                    if tx.push(item) && tx.flush().await.is_err() {
                         return;
                     }
                 }
-                if !send_chunk(&tx, &mut chunk, batch).await {
+                if tx.flush().await.is_err() {
                     return;
                 }
                 tracing::debug!("input closed");
             });
         }
         drop(tx);
-        Ok(core.finish(|handle| FanReceiver::new(Chan::Chunks(ChunkRx::new(rx)), handle)))
+        Ok(core.finish(|handle| FanReceiver::new(Chan::Chunks(rx), handle)))
     }
 
     /// Merges `inputs` one item from each in turn; see [`merge_in_turn`].
@@ -316,16 +312,6 @@ impl Fan {
         });
         Ok(core.finish(|handle| FanReceiver::new(Chan::Mpsc(rx), handle)))
     }
-}
-
-/// Sends `chunk`, if it holds anything, leaving an empty one of `batch`
-/// capacity in its place; `false` when the output is gone.
-async fn send_chunk<T>(tx: &mpsc::Sender<Vec<T>>, chunk: &mut Vec<T>, batch: usize) -> bool {
-    if chunk.is_empty() {
-        return true;
-    }
-    let full = std::mem::replace(chunk, Vec::with_capacity(batch));
-    tx.send(full).await.is_ok()
 }
 
 /// Merges `inputs` into one bounded output, items forwarded as they come.
@@ -679,7 +665,7 @@ impl<T> FanReceiver<T> {
     fn poll_item(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<T>> {
         let polled = match &mut self.chan {
             Chan::Mpsc(rx) => rx.poll_recv(cx),
-            Chan::Chunks(rx) => rx.poll_next(cx, |_| {}),
+            Chan::Chunks(rx) => rx.poll_recv(cx),
             Chan::Mpmc(rx) => rx.as_mut().poll_next(cx),
         };
         if let Poll::Ready(Some(_)) = polled {
@@ -754,7 +740,7 @@ impl<T> fmt::Debug for FanReceiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.chan {
             Chan::Mpsc(_) => "mpsc",
-            Chan::Chunks(_) => "mpsc (chunks)",
+            Chan::Chunks(_) => "chunks",
             Chan::Mpmc(_) => "mpmc",
         };
         f.debug_struct("FanReceiver")

@@ -65,20 +65,18 @@
 //!
 //! `DropOldest` has to evict the oldest queued item from the sending side.
 //! Neither `tokio::sync::mpsc` nor `async-channel` can do that (a sender can
-//! only push), so the queue is a `VecDeque` behind a `std::sync::Mutex`. The
-//! lock is held only for a push or a pop, never across an `.await`. The single
-//! consumer is woken through an [`AtomicWaker`], which lets the receiver
-//! implement [`Stream`] without boxing a `Notified` future.
+//! only push), so the queue is a lane of weir's own hand-off (`weir-chan`),
+//! whose evicting push takes the oldest item out under the lane's lock. The
+//! lock is held only for a push or a pop, never across an `.await`.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use futures::task::AtomicWaker;
+use weir_chan::lane::{LaneRx, LaneTx, TryRecvError, TrySendError, lane};
 use weir_context::__private::check_capacity;
 use weir_context::ConfigError;
 
@@ -142,17 +140,10 @@ impl<T> Offer<T> {
     }
 }
 
+/// What the senders share: the counters and settings (the queue is the
+/// lane).
 #[derive(Debug)]
-struct State<T> {
-    queue: VecDeque<T>,
-    senders: usize,
-    receiver_alive: bool,
-}
-
-#[derive(Debug)]
-struct Shared<T> {
-    state: Mutex<State<T>>,
-    rx_waker: AtomicWaker,
+struct Shared {
     capacity: usize,
     policy: ShedPolicy,
     name: Arc<str>,
@@ -160,13 +151,7 @@ struct Shared<T> {
     dropped: AtomicU64,
 }
 
-impl<T> Shared<T> {
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // No code path panics while holding the lock, and the state stays
-        // consistent after any single push/pop, so a poisoned lock is usable.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
+impl Shared {
     fn record_drop(&self) {
         let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         if n.is_power_of_two() {
@@ -189,7 +174,8 @@ impl<T> Shared<T> {
 /// Cheap to clone (an `Arc` inside); all clones feed the same queue and share
 /// the counters. See the [module docs](self).
 pub struct Shedder<T> {
-    shared: Arc<Shared<T>>,
+    tx: LaneTx<T>,
+    shared: Arc<Shared>,
 }
 
 /// The receiving side of a [`Shedder`] queue: [`recv`](ShedReceiver::recv)
@@ -198,14 +184,15 @@ pub struct Shedder<T> {
 /// Dropping it closes the queue: the items still queued are dropped and every
 /// later [`Shedder::offer`] returns [`Offer::Closed`].
 pub struct ShedReceiver<T> {
-    shared: Arc<Shared<T>>,
+    rx: LaneRx<T>,
+    shared: Arc<Shared>,
 }
 
 impl<T> Shedder<T> {
     /// Creates a queue holding at most `capacity` items, shedding by `policy`
     /// when full. Returns the sending and the receiving side. A capacity
-    /// above [`MAX_CAPACITY`](crate::MAX_CAPACITY) is lowered to it; nothing
-    /// is allocated for the queue until items arrive.
+    /// above [`MAX_CAPACITY`](crate::MAX_CAPACITY) is lowered to it; the
+    /// queue allocates a few slots up front and grows as it fills.
     ///
     /// # Errors
     ///
@@ -231,14 +218,10 @@ impl<T> Shedder<T> {
     ) -> Result<(Shedder<T>, ShedReceiver<T>), ConfigError> {
         let name: Arc<str> = name.into();
         let capacity = check_capacity(format!("shedder `{name}`"), "capacity", capacity)?;
+        // The lane allocates a few slots up front and grows as it fills, so
+        // a huge capacity costs nothing until items arrive.
+        let (tx, rx) = lane(capacity);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                // Allocated on first use, so a huge capacity costs nothing up front.
-                queue: VecDeque::new(),
-                senders: 1,
-                receiver_alive: true,
-            }),
-            rx_waker: AtomicWaker::new(),
             capacity,
             policy,
             name,
@@ -247,9 +230,10 @@ impl<T> Shedder<T> {
         });
         Ok((
             Shedder {
+                tx,
                 shared: Arc::clone(&shared),
             },
-            ShedReceiver { shared },
+            ShedReceiver { rx, shared },
         ))
     }
 
@@ -268,43 +252,32 @@ impl<T> Shedder<T> {
     /// consumer and needs no runtime.
     pub fn offer(&self, item: T) -> Offer<T> {
         let shared = &*self.shared;
-        let outcome = {
-            let mut state = shared.lock();
-            if !state.receiver_alive {
-                return Offer::Closed(item);
-            }
-            if state.queue.len() < shared.capacity {
-                state.queue.push_back(item);
-                Offer::Sent
-            } else {
-                match shared.policy {
-                    ShedPolicy::DropNewest => Offer::Dropped(item),
-                    ShedPolicy::DropOldest => {
-                        let evicted = state.queue.pop_front();
-                        state.queue.push_back(item);
-                        match evicted {
-                            Some(old) => Offer::Evicted(old),
-                            // Unreachable: a full queue has a front (capacity >= 1).
-                            None => Offer::Sent,
+        match shared.policy {
+            ShedPolicy::DropNewest => match self.tx.try_send(item) {
+                Ok(()) => {
+                    shared.sent.fetch_add(1, Ordering::Relaxed);
+                    Offer::Sent
+                }
+                Err(TrySendError::Full(item)) => {
+                    shared.record_drop();
+                    Offer::Dropped(item)
+                }
+                Err(TrySendError::Closed(item)) => Offer::Closed(item),
+            },
+            ShedPolicy::DropOldest => match self.tx.push_evicting(item) {
+                Ok(evicted) => {
+                    shared.sent.fetch_add(1, Ordering::Relaxed);
+                    match evicted {
+                        None => Offer::Sent,
+                        Some(old) => {
+                            shared.record_drop();
+                            Offer::Evicted(old)
                         }
                     }
                 }
-            }
-        };
-        match &outcome {
-            Offer::Sent => {
-                shared.sent.fetch_add(1, Ordering::Relaxed);
-                shared.rx_waker.wake();
-            }
-            Offer::Evicted(_) => {
-                shared.sent.fetch_add(1, Ordering::Relaxed);
-                shared.record_drop();
-                shared.rx_waker.wake();
-            }
-            Offer::Dropped(_) => shared.record_drop(),
-            Offer::Closed(_) => {}
+                Err(item) => Offer::Closed(item),
+            },
         }
-        outcome
     }
 
     /// How many items were shed so far (refused by `DropNewest` plus evicted
@@ -321,7 +294,7 @@ impl<T> Shedder<T> {
 
     /// How many items are queued now.
     pub fn len(&self) -> usize {
-        self.shared.lock().queue.len()
+        self.tx.len()
     }
 
     /// `true` when no item is queued now.
@@ -342,28 +315,15 @@ impl<T> Shedder<T> {
 
     /// `true` once the [`ShedReceiver`] is dropped.
     pub fn is_closed(&self) -> bool {
-        !self.shared.lock().receiver_alive
+        self.tx.is_closed()
     }
 }
 
 impl<T> Clone for Shedder<T> {
     fn clone(&self) -> Self {
-        self.shared.lock().senders += 1;
         Shedder {
+            tx: self.tx.clone(),
             shared: Arc::clone(&self.shared),
-        }
-    }
-}
-
-impl<T> Drop for Shedder<T> {
-    fn drop(&mut self) {
-        let last = {
-            let mut state = self.shared.lock();
-            state.senders -= 1;
-            state.senders == 0
-        };
-        if last {
-            self.shared.rx_waker.wake();
         }
     }
 }
@@ -400,36 +360,16 @@ impl<T> ShedReceiver<T> {
     /// is alive; [`ShedTryRecvError::Disconnected`] when nothing is queued
     /// and every `Shedder` is dropped.
     pub fn try_recv(&mut self) -> Result<T, ShedTryRecvError> {
-        let mut state = self.shared.lock();
-        match state.queue.pop_front() {
-            Some(item) => Ok(item),
-            None if state.senders == 0 => Err(ShedTryRecvError::Disconnected),
-            None => Err(ShedTryRecvError::Empty),
-        }
+        self.rx.try_recv().map_err(|e| match e {
+            TryRecvError::Empty => ShedTryRecvError::Empty,
+            TryRecvError::Disconnected => ShedTryRecvError::Disconnected,
+        })
     }
 
     /// Polls for the next item (the building block of [`recv`](Self::recv)
     /// and the [`Stream`] impl).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        // Fast path, then register and check again so a wake between the
-        // first check and the registration is not missed.
-        if let Some(ready) = self.poll_once() {
-            return Poll::Ready(ready);
-        }
-        self.shared.rx_waker.register(cx.waker());
-        match self.poll_once() {
-            Some(ready) => Poll::Ready(ready),
-            None => Poll::Pending,
-        }
-    }
-
-    fn poll_once(&mut self) -> Option<Option<T>> {
-        let mut state = self.shared.lock();
-        match state.queue.pop_front() {
-            Some(item) => Some(Some(item)),
-            None if state.senders == 0 => Some(None),
-            None => None,
-        }
+        self.rx.poll_recv(cx)
     }
 
     /// How many items were shed so far (see [`Shedder::dropped`]).
@@ -439,7 +379,7 @@ impl<T> ShedReceiver<T> {
 
     /// How many items are queued now.
     pub fn len(&self) -> usize {
-        self.shared.lock().queue.len()
+        self.rx.len()
     }
 
     /// `true` when no item is queued now.
@@ -449,7 +389,7 @@ impl<T> ShedReceiver<T> {
 
     /// `true` once every [`Shedder`] is dropped (items may still be queued).
     pub fn is_closed(&self) -> bool {
-        self.shared.lock().senders == 0
+        self.rx.is_closed()
     }
 }
 
@@ -467,13 +407,9 @@ impl<T> Stream for ShedReceiver<T> {
 
 impl<T> Drop for ShedReceiver<T> {
     fn drop(&mut self) {
-        let queued = {
-            let mut state = self.shared.lock();
-            state.receiver_alive = false;
-            std::mem::take(&mut state.queue)
-        };
-        // The items' destructors run outside the lock.
-        drop(queued);
+        // Offers fail from now on; the items' destructors run here, outside
+        // the lane's lock.
+        drop(self.rx.close_and_take());
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::Id;
 use tokio::time::Instant;
+use weir_chan::lane::LaneRx;
 use weir_context::__private::{Construct, Label, Origin};
 use weir_context::{Context, ErrorPolicy, Panic, RunError};
 
@@ -150,9 +151,9 @@ type Joined<T, E> = Result<GroupReport<T>, RunError<GroupErrors<E>, GroupReport<
 /// carries one pointer more (and its name, a tracing span when a subscriber
 /// wants it, and its permit when the group is limited), so a small future
 /// takes a task cell no larger than in a `JoinSet`. When your future
-/// returns, the wrapper puts its result in the group's completion queue: a
-/// `Mutex`ed `VecDeque` that holds at most one entry per task not yet joined
-/// and that the group takes a whole batch at a time. The group keeps each task's `JoinHandle` in a `Vec` in spawn
+/// returns, the wrapper puts its result in the group's completion queue (a
+/// lane of weir's one hand-off, `weir-chan`) that holds at most one entry
+/// per task not yet joined and that the group takes a whole batch at a time. The group keeps each task's `JoinHandle` in a `Vec` in spawn
 /// order, to abort the task and to see that it has ended, and now and then
 /// lets go of the handles of tasks that have ended, which frees their task
 /// memory before the final `join`. So spawning and joining costs about what
@@ -162,6 +163,8 @@ type Joined<T, E> = Result<GroupReport<T>, RunError<GroupErrors<E>, GroupReport<
 /// measures it (figures in `docs/benchmarks.md`).
 pub struct Group<T = (), E = anyhow::Error> {
     shared: Arc<Shared<T, E>>,
+    /// The group's end of the completion queue.
+    done: LaneRx<Delivered<T, E>>,
     /// Outcomes taken from the completion queue and not yet handed to the
     /// caller, in the order the tasks delivered them.
     delivered: VecDeque<Delivered<T, E>>,
@@ -230,12 +233,14 @@ impl<T, E> Group<T, E> {
         resume_panics: bool,
         name: Arc<str>,
     ) -> Self {
+        let (shared, done) = Shared::new(ctx, policy);
         Self {
             #[cfg(feature = "metrics")]
             series: crate::metrics::GroupSeries::new(&name),
             name,
             origin: Origin::here(),
-            shared: Arc::new(Shared::new(ctx, policy)),
+            shared: Arc::new(shared),
+            done,
             delivered: VecDeque::new(),
             live: 0,
             late: Vec::new(),
@@ -330,7 +335,9 @@ impl<T, E> Group<T, E> {
     /// Waits until at least one more outcome is in `delivered`. Cancel safe:
     /// what it takes is kept in `delivered`.
     async fn deliveries(&mut self) {
-        std::future::poll_fn(|cx| self.shared.poll_take(&mut self.delivered, cx)).await;
+        // The group holds a sender (in `shared`), so the queue never ends
+        // while it reads.
+        std::future::poll_fn(|cx| self.done.poll_recv_all(cx, &mut self.delivered)).await;
     }
 
     /// Waits until every task has delivered its outcome. Cancel safe.
@@ -760,7 +767,7 @@ impl<T, E> Drop for Group<T, E> {
         self.book.abort_all();
         // What was delivered and not joined goes now; the aborted tasks'
         // deliveries are dropped as they come.
-        self.shared.close();
+        drop(self.done.close_and_take());
     }
 }
 

@@ -36,16 +36,16 @@
 //! its name) is kept by the group, keyed by the tokio task id; a named task
 //! also carries its name, for the cause of its panic.
 
-use std::collections::VecDeque;
 use std::fmt::{Debug, Display};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::Id;
+use weir_chan::lane::{LaneRx, LaneTx, lane};
 use weir_context::{CauseValue, Context as WeirContext, ErrorPolicy, Panic};
 
 use crate::error::GroupError;
@@ -88,107 +88,41 @@ pub(crate) struct Shared<T, E> {
     pub(crate) ctx: WeirContext,
     /// Whether a failure cancels `ctx`.
     policy: ErrorPolicy,
-    /// The completion queue.
-    done: Mutex<Done<T, E>>,
-}
-
-/// The completion queue: outcomes in the order the tasks delivered them
-/// (which is also the order in which failures happened), and the group's
-/// waker while it waits for one.
-struct Done<T, E> {
-    /// At most one entry per task of the group not yet taken by the group.
-    outcomes: VecDeque<Delivered<T, E>>,
-    waker: Option<Waker>,
-    /// The group is gone: outcomes are dropped on delivery.
-    closed: bool,
-}
-
-impl<T, E> Done<T, E> {
-    fn move_into(&mut self, into: &mut VecDeque<Delivered<T, E>>) {
-        if into.is_empty() {
-            // Swapping keeps both buffers' capacity in use.
-            std::mem::swap(&mut self.outcomes, into);
-        } else {
-            into.append(&mut self.outcomes);
-        }
-    }
+    /// The completion queue, a lane of weir's hand-off that the group
+    /// reads: outcomes in the order the tasks delivered them (which is also
+    /// the order in which failures happened). Unbounded in its capacity,
+    /// bounded by the tasks: at most one entry per task of the group not
+    /// yet taken by the group.
+    done: LaneTx<Delivered<T, E>>,
 }
 
 impl<T, E> Shared<T, E> {
-    pub(crate) fn new(ctx: WeirContext, policy: ErrorPolicy) -> Self {
-        Self {
-            ctx,
-            policy,
-            done: Mutex::new(Done {
-                outcomes: VecDeque::new(),
-                waker: None,
-                closed: false,
-            }),
-        }
+    /// The state and the group's end of the completion queue.
+    pub(crate) fn new(ctx: WeirContext, policy: ErrorPolicy) -> (Self, LaneRx<Delivered<T, E>>) {
+        let (done, rx) = lane(usize::MAX);
+        (Self { ctx, policy, done }, rx)
     }
 
     pub(crate) fn policy(&self) -> ErrorPolicy {
         self.policy
     }
 
-    fn done(&self) -> MutexGuard<'_, Done<T, E>> {
-        self.done.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Puts a task's outcome in the queue and wakes the group if it waits.
+    /// Puts a task's outcome in the queue and wakes the group if it waits;
+    /// once the group is gone (the queue closed), the outcome is dropped
+    /// here, outside the queue's lock.
     ///
     /// A failure's `cause` cancels the group's context under the queue's
     /// lock, so that when failures race, the one that cancelled is the one
     /// queued first: the cause is `join`'s first error.
     fn deliver(&self, id: Id, outcome: Outcome<T, E>, cause: Option<CauseValue>) {
-        let mut done = self.done();
-        if let Some(cause) = cause {
-            // A no-op if something else cancelled the context first.
-            self.ctx.cancel_with_value(cause);
-        }
-        if done.closed {
-            drop(done);
-            // Dropped here, outside the lock.
-            drop(outcome);
-            return;
-        }
-        done.outcomes.push_back((id, outcome));
-        let waker = done.waker.take();
-        drop(done);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-
-    /// [`take`](Shared::take), or, when nothing was delivered, registers the
-    /// waker and returns `Pending`.
-    pub(crate) fn poll_take(
-        &self,
-        into: &mut VecDeque<Delivered<T, E>>,
-        cx: &mut Context<'_>,
-    ) -> Poll<()> {
-        let mut done = self.done();
-        if done.outcomes.is_empty() {
-            match &mut done.waker {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                slot => *slot = Some(cx.waker().clone()),
+        let ctx = &self.ctx;
+        let _gone = self.done.try_send_with(1, move || {
+            if let Some(cause) = cause {
+                // A no-op if something else cancelled the context first.
+                ctx.cancel_with_value(cause);
             }
-            return Poll::Pending;
-        }
-        done.move_into(into);
-        Poll::Ready(())
-    }
-
-    /// The group is gone: drops what was delivered, and what will be.
-    pub(crate) fn close(&self) {
-        let (outcomes, waker) = {
-            let mut done = self.done();
-            done.closed = true;
-            (std::mem::take(&mut done.outcomes), done.waker.take())
-        };
-        // Dropped outside the lock: a value's destructor may do anything.
-        drop(outcomes);
-        drop(waker);
+            (id, outcome)
+        });
     }
 }
 
@@ -399,10 +333,9 @@ mod tests {
     /// pointer: an unnamed task's wrapper adds exactly that.
     #[test]
     fn an_unnamed_task_adds_one_pointer_to_its_future() {
-        let shared: Arc<Shared<u64, Infallible>> = Arc::new(Shared::new(
-            WeirContext::background(),
-            ErrorPolicy::FailFast,
-        ));
+        let (shared, _done) =
+            Shared::<u64, Infallible>::new(WeirContext::background(), ErrorPolicy::FailFast);
+        let shared = Arc::new(shared);
         let i: u64 = 1;
         let fut = async move { Ok::<u64, Infallible>(std::hint::black_box(i)) };
         let bare = std::mem::size_of_val(&fut);

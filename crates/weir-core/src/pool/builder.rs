@@ -8,13 +8,13 @@ use std::sync::Arc;
 use weir_context::__private::{check_capacity, check_workers};
 use weir_context::{ConfigError, Context, MAX_CAPACITY, MAX_WORKERS, Panic};
 
-use super::queue::queue;
 use super::runner::{JobRunner, Limited, Plain, Retrying};
 use super::worker::{FnHandler, OnPanic, Settings, Shared, SpawnFn, run_worker};
 use super::{JobHandler, Pool};
 use crate::adaptive::{AdaptiveLimit, ClassifyOutcome, IgnoreOnError};
 use crate::retry::RetryPolicy;
 use tokio::time::Instant;
+use weir_chan::queue::queue;
 
 /// The pool a handler type `H` runs in.
 type HandlerPool<H> =

@@ -129,7 +129,7 @@ mod builder;
 mod counters;
 mod error;
 mod progress;
-mod queue;
+
 mod report;
 mod results;
 mod runner;
@@ -155,8 +155,8 @@ pub use results::PoolResults;
 pub use ticket::{JobId, JobResult, Ticket};
 pub use worker::JobHandler;
 
-use queue::{PushTimeoutError, QueueTx, TryPushError, WeakQueueTx};
 use ticket::{Envelope, Reply};
+use weir_chan::queue::{PushTimeoutError, QueueTx, TryPushError, WeakQueueTx};
 use worker::Shared;
 
 /// A handle to a worker pool; see the [module docs](self).

@@ -1,83 +1,48 @@
 //! The results stream of detached jobs: the workers' sending side and the
 //! public [`PoolResults`] stream.
 //!
-//! Results travel in *chunks*, as items do between pipeline stages (see
-//! `channel.rs`): each worker collects the results of the detached jobs it
-//! finishes in a local chunk and sends the chunk when it holds `batch`
-//! results or — so that no result waits in a chunk while it could be read —
-//! right before the worker itself would wait: for the next job, for a job
-//! that is not done at its first poll, for a fresh worker after a panic, or
-//! for its end. Under load the channel's synchronisation is paid once per
-//! chunk; an idle pool still delivers each result at once.
+//! Results travel on a chunked channel of weir's hand-off (`weir-chan`'s
+//! `chunk`), as items do between pipeline stages: each worker collects the
+//! results of the detached jobs it finishes in a local chunk and sends the
+//! chunk when it holds `batch` results or — so that no result waits in a
+//! chunk while it could be read — right before the worker itself would
+//! wait: for the next job, for a job that is not done at its first poll,
+//! for a fresh worker after a panic, or for its end. Under load the
+//! channel's synchronisation is paid once per chunk; an idle pool still
+//! delivers each result at once.
 //!
 //! Bounds: a stream of capacity `cap` holds at most `cap` results in the
-//! channel, plus one chunk (of at most `batch = min(cap, 32)`) being filled
-//! by each worker and one being read. The bound counts results, not chunks
-//! (a semaphore of `cap` permits, one per result sent and not yet taken),
-//! so an idle pool's one-result chunks fill the stream no sooner than full
-//! ones do.
+//! channel (the channel counts results, not chunks, so an idle pool's
+//! one-result chunks fill it no sooner than full ones do), plus one chunk
+//! (of at most `min(cap, BATCH)`) being filled by each worker and one being
+//! read.
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use tokio::sync::{Semaphore, TryAcquireError, mpsc};
 use tokio_util::sync::WaitForCancellationFutureOwned;
+use weir_chan::chunk::{ChunkRx, ChunkTx, Flushed, WeakChunkTx, chunked};
 
 use super::JobResult;
 use super::ticket::{Boxed, JobId};
-use crate::channel::ChunkRx;
 
-/// Most results in one chunk.
-const BATCH: usize = 32;
-
-/// One chunk of results.
-type Chunk<O, E> = Vec<(JobId, Boxed<O, E>)>;
-
-/// The bound of a results stream, in results.
-#[derive(Debug)]
-struct Room {
-    /// One permit per result the channel may still take; a sender takes a
-    /// chunk's worth before it sends, the reader gives them back as it
-    /// takes each chunk off. Closed when the reader is dropped, so that no
-    /// worker waits for room that will never come.
-    permits: Semaphore,
-    capacity: usize,
-}
+/// One result on the channel.
+type Item<O, E> = (JobId, Boxed<O, E>);
 
 /// Makes the results channel for a stream of `capacity` results
 /// (`0 < capacity <= MAX_CAPACITY`).
 pub(crate) fn channel<O, E>(capacity: usize) -> (ResultTx<O, E>, PoolResults<O, E>) {
-    let batch = capacity.clamp(1, BATCH);
-    // Every chunk holds at least one result, so the permits bound the
-    // chunks too: the channel's own bound is never the one that waits.
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    let room = Arc::new(Room {
-        permits: Semaphore::new(capacity),
-        capacity,
-    });
-    (
-        ResultTx {
-            tx,
-            batch,
-            room: room.clone(),
-        },
-        PoolResults {
-            rx: ChunkRx::new(rx),
-            room,
-        },
-    )
+    let (tx, rx) = chunked(capacity);
+    (ResultTx { tx }, PoolResults { rx })
 }
 
 /// A strong sender of the results channel; [`sink`](Self::sink) makes a
 /// worker's chunked sending side from it.
 #[derive(Debug)]
 pub(crate) struct ResultTx<O, E> {
-    tx: mpsc::Sender<Chunk<O, E>>,
-    batch: usize,
-    room: Arc<Room>,
+    tx: ChunkTx<Item<O, E>>,
 }
 
 impl<O, E> ResultTx<O, E> {
@@ -85,17 +50,12 @@ impl<O, E> ResultTx<O, E> {
     pub(crate) fn downgrade(&self) -> WeakResultTx<O, E> {
         WeakResultTx {
             tx: self.tx.downgrade(),
-            batch: self.batch,
-            room: self.room.clone(),
         }
     }
 
     /// A worker's sending side.
     pub(crate) fn sink(self) -> ResultSink<O, E> {
-        ResultSink {
-            chunk: Vec::new(),
-            tx: self,
-        }
+        ResultSink { tx: self.tx }
     }
 }
 
@@ -103,9 +63,7 @@ impl<O, E> ResultTx<O, E> {
 /// to give each new worker a sender while any worker is alive.
 #[derive(Debug)]
 pub(crate) struct WeakResultTx<O, E> {
-    tx: mpsc::WeakSender<Chunk<O, E>>,
-    batch: usize,
-    room: Arc<Room>,
+    tx: WeakChunkTx<Item<O, E>>,
 }
 
 impl<O, E> WeakResultTx<O, E> {
@@ -113,8 +71,6 @@ impl<O, E> WeakResultTx<O, E> {
     pub(crate) fn upgrade(&self) -> Option<ResultTx<O, E>> {
         Some(ResultTx {
             tx: self.tx.upgrade()?,
-            batch: self.batch,
-            room: self.room.clone(),
         })
     }
 }
@@ -122,30 +78,25 @@ impl<O, E> WeakResultTx<O, E> {
 /// One worker's sending side: a local chunk in front of the channel.
 #[derive(Debug)]
 pub(crate) struct ResultSink<O, E> {
-    tx: ResultTx<O, E>,
-    /// Results finished by this worker and not yet sent.
-    chunk: Chunk<O, E>,
+    tx: ChunkTx<Item<O, E>>,
 }
 
 impl<O, E> ResultSink<O, E> {
     /// Adds a result to the chunk; `true` when the chunk is full and must be
     /// flushed before the worker goes on.
+    #[inline]
     pub(crate) fn push(&mut self, id: JobId, result: Boxed<O, E>) -> bool {
-        if self.chunk.capacity() == 0 {
-            self.chunk.reserve_exact(self.tx.batch);
-        }
-        self.chunk.push((id, result));
-        self.chunk.len() >= self.tx.batch
+        self.tx.push((id, result))
     }
 
     /// Whether the stream is still there (not dropped by its reader).
     pub(crate) fn is_open(&self) -> bool {
-        !self.tx.tx.is_closed()
+        !self.tx.is_closed()
     }
 
     /// Whether results wait in the chunk.
     pub(crate) fn is_pending(&self) -> bool {
-        !self.chunk.is_empty()
+        self.tx.pending() > 0
     }
 
     /// Sends the chunk, waiting for room unless the pool is cancelled first
@@ -157,68 +108,31 @@ impl<O, E> ResultSink<O, E> {
         cancelled: Pin<&mut WaitForCancellationFutureOwned>,
         on_wait: impl FnOnce(),
     ) {
-        let Some(chunk) = self.take() else { return };
-        let n = chunk.len();
-        // A chunk holds at most `batch <= capacity` results: it always fits.
-        let permits = &self.tx.room.permits;
-        match permits.try_acquire_many(n as u32) {
-            Ok(permit) => permit.forget(),
-            // The reader is gone: discarded.
-            Err(TryAcquireError::Closed) => return,
-            Err(TryAcquireError::NoPermits) => {
-                on_wait();
-                tokio::select! {
-                    biased;
-                    permit = permits.acquire_many(n as u32) => match permit {
-                        Ok(permit) => permit.forget(),
-                        Err(_closed) => return,
-                    },
-                    () = cancelled => {
-                        tracing::debug!(results = n, "pool cancelled while waiting for room in the results stream; results discarded");
-                        return;
-                    }
-                }
+        if self.tx.try_flush() != Flushed::Full {
+            // Sent, or the reader is gone and the chunk was discarded.
+            return;
+        }
+        on_wait();
+        let n = self.tx.pending();
+        tokio::select! {
+            biased;
+            _ = self.tx.flush() => {}
+            () = cancelled => {
+                tracing::debug!(results = n, "pool cancelled while waiting for room in the results stream; results discarded");
             }
         }
-        self.send(chunk);
     }
 
     /// Sends the chunk if there is room now; otherwise it is discarded
     /// (best effort, for a cancelled worker).
     pub(crate) fn try_flush(&mut self) {
-        let Some(chunk) = self.take() else { return };
-        let n = chunk.len();
-        match self.tx.room.permits.try_acquire_many(n as u32) {
-            Ok(permit) => {
-                permit.forget();
-                self.send(chunk);
-            }
-            Err(TryAcquireError::NoPermits) => tracing::debug!(
+        if self.tx.try_flush() == Flushed::Full {
+            let n = self.tx.discard();
+            tracing::debug!(
                 results = n,
                 "results stream full while cancelling; results discarded"
-            ),
-            Err(TryAcquireError::Closed) => {}
+            );
         }
-    }
-
-    /// Sends a chunk whose permits are taken.
-    fn send(&self, chunk: Chunk<O, E>) {
-        let n = chunk.len();
-        // Never full (see `channel`); closed means the reader is gone and
-        // the permits no longer matter.
-        if self.tx.tx.try_send(chunk).is_err() {
-            self.tx.room.permits.add_permits(n);
-        }
-    }
-
-    fn take(&mut self) -> Option<Chunk<O, E>> {
-        if self.chunk.is_empty() {
-            return None;
-        }
-        Some(std::mem::replace(
-            &mut self.chunk,
-            Vec::with_capacity(self.tx.batch),
-        ))
     }
 }
 
@@ -237,7 +151,7 @@ impl<O, E> ResultSink<O, E> {
 ///   frees a worker waiting for room; its unsent results are discarded.
 ///
 /// Under load a worker hands its results over in chunks of up to
-/// `min(cap, 32)`; it sends what it holds before it waits for anything
+/// `min(cap, 32)` (weir's one batch size); it sends what it holds before it waits for anything
 /// (the next job, a job that is not done at once, its end), so a result
 /// never sits in a worker while the stream could read it. The stream holds
 /// at most `cap` results plus one chunk per worker.
@@ -248,8 +162,7 @@ impl<O, E> ResultSink<O, E> {
 /// here.
 #[must_use = "streams do nothing unless polled"]
 pub struct PoolResults<O, E> {
-    rx: ChunkRx<(JobId, Boxed<O, E>)>,
-    room: Arc<Room>,
+    rx: ChunkRx<Item<O, E>>,
 }
 
 impl<O, E> PoolResults<O, E> {
@@ -266,8 +179,7 @@ impl<O, E> PoolResults<O, E> {
 
     /// Results waiting to be read.
     pub fn len(&self) -> usize {
-        let sent = self.room.capacity - self.room.permits.available_permits();
-        self.rx.in_hand() + sent
+        self.rx.len()
     }
 
     /// Whether no result is waiting to be read.
@@ -276,17 +188,9 @@ impl<O, E> PoolResults<O, E> {
     }
 
     fn poll_result(&mut self, cx: &mut Context<'_>) -> Poll<Option<(JobId, JobResult<O, E>)>> {
-        let room = &self.room;
         self.rx
-            .poll_next(cx, |n| room.permits.add_permits(n))
+            .poll_recv(cx)
             .map(|item| item.map(|(id, result)| (id, result.map_err(|e| *e))))
-    }
-}
-
-impl<O, E> Drop for PoolResults<O, E> {
-    fn drop(&mut self) {
-        // A worker waiting for room stops waiting: nobody will read.
-        self.room.permits.close();
     }
 }
 

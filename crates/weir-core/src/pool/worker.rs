@@ -19,12 +19,12 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::counters::{Counters, Outcome, WorkerCounters};
-use super::queue::{Msg, QueueCtl, QueueRx};
 use super::results::{PoolResults, ResultSink, ResultTx, WeakResultTx};
 use super::runner::JobRunner;
 use super::ticket::{Envelope, JobId, JobResult, Reply, boxed};
 use super::{JobError, PoolReport};
 use crate::adaptive::AdaptiveLimit;
+use weir_chan::queue::{Msg, QueueCtl, QueueRx};
 use weir_context::__private::{Construct, Label, Origin, catch, catch_call};
 use weir_context::{Cause, Context, Panic};
 

@@ -1,5 +1,5 @@
-//! The queue between submitters and workers: the one place that knows how a
-//! job travels from [`Pool::submit`](super::Pool::submit) to a worker.
+//! A bounded queue with many senders and many readers: a pool's job queue,
+//! between its submitters and its workers.
 //!
 //! One `VecDeque` behind a `Mutex`, with the workers' and the submitters'
 //! waits beside it. Two shapes, chosen by the builder's `queue(cap)`:
@@ -51,11 +51,11 @@ use std::time::Duration;
 use crossbeam_deque::{Steal, Stealer, Worker};
 use tokio::sync::Notify;
 
-/// Most jobs a worker takes from the queue at once.
-pub(crate) const BATCH: usize = 64;
+use crate::BATCH;
 
 /// What a worker's pop returns.
-pub(crate) enum Msg<T> {
+#[derive(Debug)]
+pub enum Msg<T> {
     /// A job.
     Item(T),
     /// Look at the pool's size again (a shrink kicked this worker).
@@ -63,7 +63,8 @@ pub(crate) enum Msg<T> {
 }
 
 /// Why a push without waiting failed; the item comes back.
-pub(crate) enum TryPushError<T> {
+#[derive(Debug)]
+pub enum TryPushError<T> {
     /// No room (buffered) or no idle worker (hand-off).
     Full(T),
     /// The queue is closed.
@@ -71,7 +72,8 @@ pub(crate) enum TryPushError<T> {
 }
 
 /// Why a push with a deadline failed; the item comes back.
-pub(crate) enum PushTimeoutError<T> {
+#[derive(Debug)]
+pub enum PushTimeoutError<T> {
     /// No room came before the deadline.
     Timeout(T),
     /// The queue is closed.
@@ -225,7 +227,7 @@ impl Sleepers {
 }
 
 /// Creates a queue for `workers` workers: `cap == 0` is the hand-off queue.
-pub(crate) fn queue<T>(cap: usize, workers: usize) -> (QueueTx<T>, QueueCtl<T>) {
+pub fn queue<T>(cap: usize, workers: usize) -> (QueueTx<T>, QueueCtl<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             jobs: VecDeque::new(),
@@ -255,33 +257,33 @@ pub(crate) fn queue<T>(cap: usize, workers: usize) -> (QueueTx<T>, QueueCtl<T>) 
 /// The workers' side of the queue as the pool holds it: makes each
 /// worker's [`QueueRx`], closes the queue, tells it the worker count.
 #[derive(Debug)]
-pub(crate) struct QueueCtl<T> {
+pub struct QueueCtl<T> {
     shared: Arc<Shared<T>>,
 }
 
 impl<T> QueueCtl<T> {
     /// A new worker's receiving end.
-    pub(crate) fn receiver(&self) -> QueueRx<T> {
+    pub fn receiver(&self) -> QueueRx<T> {
         QueueRx::new(self.shared.clone())
     }
 
     /// Sets the worker count the batch share divides by.
-    pub(crate) fn set_workers(&self, workers: usize) {
+    pub fn set_workers(&self, workers: usize) {
         self.shared.lock().workers = workers;
     }
 
     /// Closes the queue from the workers' side (cancellation).
-    pub(crate) fn close(&self) {
+    pub fn close(&self) {
         close(&self.shared);
     }
 
     /// Whether the queue is closed.
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.shared.lock().closed
     }
 
     /// [`QueueTx::kick`], for the pool's own resizing (an adaptive limit).
-    pub(crate) fn kick(&self, n: usize) {
+    pub fn kick(&self, n: usize) {
         kick(&self.shared, n);
     }
 }
@@ -289,7 +291,7 @@ impl<T> QueueCtl<T> {
 /// The submitting end. Cloning it keeps the queue open; the queue closes
 /// when the last clone is dropped or [`close`](Self::close) is called.
 #[derive(Debug)]
-pub(crate) struct QueueTx<T> {
+pub struct QueueTx<T> {
     shared: Arc<Shared<T>>,
 }
 
@@ -318,14 +320,14 @@ impl<T> Drop for QueueTx<T> {
 impl<T> QueueTx<T> {
     /// Waits for room, then enqueues. Dropping the future before it completes
     /// drops `item` without enqueueing it.
-    pub(crate) async fn push(&self, item: T) -> Result<(), T> {
+    pub async fn push(&self, item: T) -> Result<(), T> {
         self.wait_for_room(item, None).await.map_err(|e| match e {
             PushTimeoutError::Timeout(item) | PushTimeoutError::Closed(item) => item,
         })
     }
 
     /// Enqueues if there is room now.
-    pub(crate) fn try_push(&self, item: T) -> Result<(), TryPushError<T>> {
+    pub fn try_push(&self, item: T) -> Result<(), TryPushError<T>> {
         let waker = {
             let mut st = self.shared.lock();
             if st.closed {
@@ -352,11 +354,7 @@ impl<T> QueueTx<T> {
     /// whose deadline is beyond the clock's range waits without one.
     /// Dropping the future before it completes drops `item` without
     /// enqueueing it.
-    pub(crate) async fn push_timeout(
-        &self,
-        item: T,
-        d: Duration,
-    ) -> Result<(), PushTimeoutError<T>> {
+    pub async fn push_timeout(&self, item: T, d: Duration) -> Result<(), PushTimeoutError<T>> {
         let deadline = weir_context::__private::deadline_after(d);
         self.wait_for_room(item, deadline).await
     }
@@ -404,22 +402,22 @@ impl<T> QueueTx<T> {
     /// now), so kicks never pile up in a busy pool. In hand-off mode a kick
     /// takes an idle offer, as a job would, so at most as many workers are
     /// kicked as are idle.
-    pub(crate) fn kick(&self, n: usize) {
+    pub fn kick(&self, n: usize) {
         kick(&self.shared, n);
     }
 
     /// Closes the queue: pushes fail, workers drain what is queued.
-    pub(crate) fn close(&self) {
+    pub fn close(&self) {
         close(&self.shared);
     }
 
     /// Whether the queue is closed.
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.shared.lock().closed
     }
 
     /// A handle that does not keep the queue open.
-    pub(crate) fn downgrade(&self) -> WeakQueueTx<T> {
+    pub fn downgrade(&self) -> WeakQueueTx<T> {
         WeakQueueTx {
             shared: self.shared.clone(),
         }
@@ -481,7 +479,7 @@ impl<T> Drop for WaiterGuard<'_, T> {
 
 /// A [`QueueTx`] that does not keep the queue open.
 #[derive(Debug)]
-pub(crate) struct WeakQueueTx<T> {
+pub struct WeakQueueTx<T> {
     shared: Arc<Shared<T>>,
 }
 
@@ -495,7 +493,7 @@ impl<T> Clone for WeakQueueTx<T> {
 
 impl<T> WeakQueueTx<T> {
     /// The strong handle, while some strong handle is still alive.
-    pub(crate) fn upgrade(&self) -> Option<QueueTx<T>> {
+    pub fn upgrade(&self) -> Option<QueueTx<T>> {
         let mut st = self.shared.lock();
         if st.senders == 0 {
             return None;
@@ -510,7 +508,7 @@ impl<T> WeakQueueTx<T> {
 /// The receiving end of one worker, with the batch it took. Dropping it
 /// gives the batch back.
 #[derive(Debug)]
-pub(crate) struct QueueRx<T> {
+pub struct QueueRx<T> {
     shared: Arc<Shared<T>>,
     /// This worker's slot among the sleepers.
     slot: usize,
@@ -576,7 +574,7 @@ impl<T> QueueRx<T> {
     /// empty. Cancel safe: dropping the future loses nothing (a wake-up it
     /// was given passes to another sleeper; the idle offer stays made and
     /// is not made twice).
-    pub(crate) fn pop(&mut self) -> Pop<'_, T> {
+    pub fn pop(&mut self) -> Pop<'_, T> {
         Pop { rx: self }
     }
 
@@ -663,7 +661,7 @@ impl<T> QueueRx<T> {
 
     /// Takes a job if one is queued, without waiting, skipping kicks
     /// (draining a cancelled pool).
-    pub(crate) fn try_pop(&mut self) -> Option<T> {
+    pub fn try_pop(&mut self) -> Option<T> {
         if let Some(item) = self.batch.pop() {
             return Some(item);
         }
@@ -745,7 +743,7 @@ impl<T> QueueRx<T> {
     /// waiting submitters if this worker took jobs since it last rang
     /// ([`settle`](Self::settle)), so neither jobs nor room wait on a
     /// worker that is away.
-    pub(crate) fn step_away(&mut self) {
+    pub fn step_away(&mut self) {
         self.give_back();
         self.settle();
     }
@@ -760,7 +758,7 @@ impl<T> QueueRx<T> {
     /// Takes back this worker's idle offer before it leaves. `false` means a
     /// submitter already claimed it: a job is on its way and this worker must
     /// take it first.
-    pub(crate) fn withdraw(&mut self) -> bool {
+    pub fn withdraw(&mut self) -> bool {
         if !self.offered {
             return true;
         }
@@ -778,7 +776,7 @@ impl<T> QueueRx<T> {
     }
 
     /// Closes the queue from the worker side (cancellation).
-    pub(crate) fn close(&self) {
+    pub fn close(&self) {
         close(&self.shared);
     }
 
@@ -815,7 +813,7 @@ impl<T> QueueRx<T> {
 /// The future of [`QueueRx::pop`].
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
-pub(crate) struct Pop<'a, T> {
+pub struct Pop<'a, T> {
     rx: &'a mut QueueRx<T>,
 }
 
