@@ -472,3 +472,77 @@ async fn each_attempt_takes_its_own_slot_and_a_backoff_holds_none() {
     // Two successes; the "busy" error taught the limit nothing.
     assert_eq!((stats.succeeded, stats.ignored), (2, 1));
 }
+
+/// Options go to the stage added just before them and stay with it when
+/// more stages follow: a slow stage before a timed one is not timed, a
+/// slow stage after it is not either, and a retry or a limit set on an
+/// earlier stage is that stage's alone.
+#[tokio::test(start_paused = true)]
+async fn each_stage_keeps_its_own_options() {
+    let before = alive();
+    // "slow" takes 200 ms and has no timeout; "quick" has 100 ms and takes
+    // none; "slow again" takes 200 ms and has no timeout.
+    let report = Pipeline::from_iter(0..4u32)
+        .map("slow", 4, |x| async move {
+            sleep(200 * MS).await;
+            anyhow::Ok(x)
+        })
+        .map_ordered("quick", 2, |x| async move { anyhow::Ok(x) })
+        .timeout(100 * MS)
+        .map("slow again", 4, |x| async move {
+            sleep(200 * MS).await;
+            anyhow::Ok(x)
+        })
+        .run()
+        .await
+        .unwrap();
+    for stage in ["slow", "quick", "slow again"] {
+        let s = report.stage(stage).unwrap();
+        assert_eq!((s.output, s.timed_out), (4, 0), "{stage}");
+    }
+
+    // The timeout is the last stage's: "slow" fails its items.
+    let err = Pipeline::from_iter(0..4u32)
+        .map("quick", 1, |x| async move { anyhow::Ok(x) })
+        .map_ordered("slow", 2, |x| async move {
+            sleep(200 * MS).await;
+            anyhow::Ok(x)
+        })
+        .timeout(100 * MS)
+        .run()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.error(), PipelineError::TimedOut { stage, .. } if &**stage == "slow"),
+        "{err}"
+    );
+
+    // Retry and a limit on the first stage; the second has neither.
+    let tries = calls();
+    let seen = Arc::clone(&tries);
+    let limit = limit();
+    let report = Pipeline::from_iter(0..8usize)
+        .map("flaky", 4, move |i| {
+            let first = seen[i].fetch_add(1, SeqCst) == 0;
+            async move {
+                if first {
+                    return Err(format!("busy {i}"));
+                }
+                Ok(i)
+            }
+        })
+        .retry(policy(3))
+        .adaptive(limit.clone())
+        .map("plain", 2, |i| async move { Ok::<_, String>(i) })
+        .run()
+        .await
+        .unwrap();
+    let flaky = report.stage("flaky").unwrap();
+    assert_eq!((flaky.output, flaky.retries), (8, 8));
+    assert_eq!(flaky.limit, Some(limit.limit()));
+    let plain = report.stage("plain").unwrap();
+    assert_eq!((plain.output, plain.retries, plain.attempts), (8, 0, 0));
+    assert_eq!(plain.limit, None);
+    assert_eq!(limit.stats().succeeded, 8);
+    assert_eq!(alive(), before);
+}

@@ -200,9 +200,10 @@ impl<E: fmt::Display + Send + 'static> Launch<E> {
 /// for each of them.
 type LaunchFn<T, E> = Box<dyn FnOnce(&Launch<E>, usize) -> Vec<EdgeRx<T>> + Send>;
 
-/// Per-stage settings that can be changed after the stage was added
-/// ([`Pipeline::timeout`], [`Pipeline::adaptive`], [`Pipeline::retry`]);
-/// read when the pipeline starts. `I` is the stage's input type.
+/// The options of a pipeline's last stage ([`Pipeline::timeout`],
+/// [`Pipeline::adaptive`], [`Pipeline::retry`]), plain data owned by the
+/// builder until the stage is sealed (the next stage is added, or the
+/// pipeline starts). `I` is the stage's input type.
 struct StageOpts<I, E> {
     /// Whether the stage runs an async function per item, which the
     /// adaptive limit and retry apply to (`filter` and `inspect` do not).
@@ -223,11 +224,11 @@ impl<I, E> StageOpts<I, E> {
     }
 
     /// What each worker applies to an item.
-    fn item_opts(&self) -> ItemOpts<I, E> {
+    fn into_item_opts(self) -> ItemOpts<I, E> {
         let extra = (self.adaptive.is_some() || self.retry.is_some()).then(|| {
             Arc::new(Extra {
-                limit: self.adaptive.clone(),
-                retry: self.retry.clone(),
+                limit: self.adaptive,
+                retry: self.retry,
             })
         });
         ItemOpts {
@@ -237,10 +238,33 @@ impl<I, E> StageOpts<I, E> {
     }
 }
 
-type SharedOpts<I, E> = Arc<Mutex<StageOpts<I, E>>>;
+/// Builds the launch of a stage and everything before it, given the
+/// stage's options, which it then owns (read once, as the stage starts).
+type SealFn<I, T, E> = Box<dyn FnOnce(ItemOpts<I, E>) -> LaunchFn<T, E> + Send>;
 
-fn lock_opts<I, E>(opts: &SharedOpts<I, E>) -> std::sync::MutexGuard<'_, StageOpts<I, E>> {
-    opts.lock().unwrap_or_else(|p| p.into_inner())
+/// The last stage of a pipeline being built: its options, still open to
+/// [`Pipeline::timeout`] and the others, and what builds its launch from
+/// them.
+struct LastStage<I, T, E> {
+    seal: SealFn<I, T, E>,
+    opts: StageOpts<I, E>,
+}
+
+/// What a [`Pipeline`] has been given so far: a bare source, or stages of
+/// which the last one is still open to options.
+enum Chain<T, E, In> {
+    Source(LaunchFn<T, E>),
+    Stage(LastStage<In, T, E>),
+}
+
+impl<T, E, In> Chain<T, E, In> {
+    /// Closes the last stage's options: the launch of the whole chain.
+    fn seal(self) -> LaunchFn<T, E> {
+        match self {
+            Self::Source(launch) => launch,
+            Self::Stage(LastStage { seal, opts }) => seal(opts.into_item_opts()),
+        }
+    }
 }
 
 /// A typed chain of concurrent stages between bounded channels.
@@ -258,14 +282,13 @@ fn lock_opts<I, E>(opts: &SharedOpts<I, E>) -> std::sync::MutexGuard<'_, StageOp
 /// accounts for items.
 #[must_use = "a pipeline does nothing until a sink (collect, for_each, run, into_stream) starts it"]
 pub struct Pipeline<T, E = anyhow::Error, In = T> {
-    launch: LaunchFn<T, E>,
+    chain: Chain<T, E, In>,
     name: Arc<str>,
     capacity: usize,
     error_capacity: usize,
     parent: Option<Context>,
     policy: ErrorPolicy,
     error: Option<ConfigError>,
-    last: Option<SharedOpts<In, E>>,
     /// Where the source was made: the leak check names it.
     origin: Origin,
 }
@@ -291,14 +314,13 @@ where
     fn from_launch(launch: LaunchFn<T, E>) -> Self {
         Self {
             origin: Origin::here(),
-            launch,
+            chain: Chain::Source(launch),
             name: Arc::from("pipeline"),
             capacity: DEFAULT_CAPACITY,
             error_capacity: DEFAULT_ERROR_CAPACITY,
             parent: None,
             policy: ErrorPolicy::default(),
             error: None,
-            last: None,
         }
     }
 
@@ -514,15 +536,15 @@ where
     /// [`ConfigError`] when the pipeline starts. `Duration::MAX` is no
     /// timeout.
     pub fn timeout(mut self, per_item: Duration) -> Self {
-        match &self.last {
-            Some(opts) if !per_item.is_zero() => {
-                lock_opts(opts).timeout = Some(per_item);
+        match &mut self.chain {
+            Chain::Stage(last) if !per_item.is_zero() => {
+                last.opts.timeout = Some(per_item);
             }
-            Some(_) => {
+            Chain::Stage(_) => {
                 self.error
                     .get_or_insert(ConfigError::zero("pipeline", "per-item timeout"));
             }
-            None => {
+            Chain::Source(_) => {
                 self.error.get_or_insert(ConfigError::invalid(
                     "pipeline",
                     "timeout",
@@ -535,19 +557,19 @@ where
 
     /// The stage added last, for an option that applies to it; records
     /// the error when there is none, or it runs no async function.
-    fn last_async(&mut self, option: &'static str) -> Option<&SharedOpts<In, E>> {
-        let error = match &self.last {
-            None => ConfigError::invalid(
+    fn last_async(&mut self, option: &'static str) -> Option<&mut StageOpts<In, E>> {
+        let error = match &mut self.chain {
+            Chain::Source(_) => ConfigError::invalid(
                 "pipeline",
                 option,
                 "applies to the stage added before it, and there is none",
             ),
-            Some(opts) if !lock_opts(opts).runs_async => ConfigError::invalid(
+            Chain::Stage(last) if !last.opts.runs_async => ConfigError::invalid(
                 "pipeline",
                 option,
                 "applies to a stage that runs an async function per item (map, map_ordered, filter_map, stage), not to filter or inspect",
             ),
-            Some(opts) => return Some(opts),
+            Chain::Stage(last) => return Some(&mut last.opts),
         };
         self.error.get_or_insert(error);
         None
@@ -610,7 +632,7 @@ where
     /// ```
     pub fn adaptive(mut self, limit: AdaptiveLimit) -> Self {
         if let Some(opts) = self.last_async("adaptive") {
-            lock_opts(opts).adaptive = Some(limit);
+            opts.adaptive = Some(limit);
         }
         self
     }
@@ -639,23 +661,24 @@ where
         if let Err(e) = check_workers("pipeline", format!("workers of stage `{name}`"), workers) {
             error.get_or_insert(e);
         }
-        let opts = Arc::new(Mutex::new(StageOpts::new(runs_async)));
-        let stage_opts = Arc::clone(&opts);
-        let prev = self.launch;
+        let prev = self.chain.seal();
         let name: Arc<str> = Arc::from(name);
         Pipeline {
             name: self.name,
-            launch: Box::new(move |l: &Launch<E>, consumers| {
-                let inputs = prev(l, readers);
-                let item_opts = lock_opts(&stage_opts).item_opts();
-                launch_stage(l, inputs, &name, item_opts, consumers)
+            chain: Chain::Stage(LastStage {
+                seal: Box::new(move |opts| {
+                    Box::new(move |l: &Launch<E>, consumers| {
+                        let inputs = prev(l, readers);
+                        launch_stage(l, inputs, &name, opts, consumers)
+                    })
+                }),
+                opts: StageOpts::new(runs_async),
             }),
             capacity: self.capacity,
             error_capacity: self.error_capacity,
             parent: self.parent,
             policy: self.policy,
             error,
-            last: Some(opts),
             origin: self.origin,
         }
     }
@@ -931,7 +954,7 @@ where
             capacity,
             runtime,
         };
-        let rx = (self.launch)(&launch, 1).into_iter().next();
+        let rx = (self.chain.seal())(&launch, 1).into_iter().next();
         drop(launch);
         shared.work.close();
         #[cfg(feature = "metrics")]
@@ -1075,7 +1098,7 @@ where
     /// ```
     pub fn retry(mut self, policy: RetryPolicy<E>) -> Self {
         if let Some(opts) = self.last_async("retry") {
-            lock_opts(opts).retry = Some(Retry {
+            opts.retry = Some(Retry {
                 policy,
                 clone: In::clone,
             });

@@ -64,15 +64,6 @@ pub(crate) struct Retry<I, E> {
     pub(crate) clone: fn(&I) -> I,
 }
 
-impl<I, E> Clone for Retry<I, E> {
-    fn clone(&self) -> Self {
-        Self {
-            policy: self.policy.clone(),
-            clone: self.clone,
-        }
-    }
-}
-
 /// How one attempt ended.
 enum Attempt<O, E> {
     Done(Option<O>),
