@@ -29,4 +29,4 @@ pub mod queue;
 /// [`queue`]: under load the lock (and the cache line it lives on) is paid
 /// once per batch; a small batch still lets one slow item hold up only a
 /// few others.
-pub const BATCH: usize = 32;
+pub const BATCH: usize = 64;

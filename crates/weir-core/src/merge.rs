@@ -319,10 +319,10 @@ impl Fan {
 /// One task per input forwards its items; a slow consumer backpressures every
 /// producer (the output channel holds [`DEFAULT_CAPACITY`] items; set another
 /// with [`Fan::capacity`]). Items from one input keep their order; items from
-/// different inputs interleave as they arrive, in runs of up to 32.
+/// different inputs interleave as they arrive, in runs of up to 64.
 ///
 /// **Chunks.** A forwarding task takes what its input has ready and hands it
-/// over in chunks of up to `min(capacity, 32)` items, sending a chunk when it
+/// over in chunks of up to `min(capacity, 64)` items, sending a chunk when it
 /// is full or right before it would wait on its input. Under load the
 /// channel's synchronisation is paid once per chunk, not per item; an input
 /// that yields one item now and then still delivers each at once. The output

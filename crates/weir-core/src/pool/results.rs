@@ -151,7 +151,7 @@ impl<O, E> ResultSink<O, E> {
 ///   frees a worker waiting for room; its unsent results are discarded.
 ///
 /// Under load a worker hands its results over in chunks of up to
-/// `min(cap, 32)` (weir's one batch size); it sends what it holds before it waits for anything
+/// `min(cap, 64)` (weir's one batch size); it sends what it holds before it waits for anything
 /// (the next job, a job that is not done at once, its end), so a result
 /// never sits in a worker while the stream could read it. The stream holds
 /// at most `cap` results plus one chunk per worker.
