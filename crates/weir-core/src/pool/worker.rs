@@ -617,6 +617,11 @@ impl<H: JobHandler> Worker<'_, H> {
     /// Takes and runs jobs while the slot has a handler, and says why it
     /// stopped. The shrink check comes before each take, so a retired
     /// worker holds no job.
+    ///
+    /// The path of a job that is ready at its first poll stays in this one
+    /// body: each `async fn` awaited per job adds a state machine to poll
+    /// through, which a job that does nothing pays for. What only happens
+    /// when something must wait or go wrong is in the helpers.
     async fn serve<M, X>(
         &mut self,
         handler: &mut Option<H>,
@@ -632,12 +637,76 @@ impl<H: JobHandler> Worker<'_, H> {
             if self.shared.try_retire_with(&mut self.queue) {
                 return Exit::Retired;
             }
-            let env = match self.next_job().await {
+            // The idle wait is the queue alone (a shrink sends `Wake`,
+            // cancellation and the pool's end close it); finished results
+            // are sent first only if the pop has to wait, so they wait in
+            // the sink only while the next job is already there.
+            let msg = if self.sink.as_ref().is_some_and(ResultSink::is_pending) {
+                let pop = self.queue.pop();
+                tokio::pin!(pop);
+                match futures::poll!(pop.as_mut()) {
+                    Poll::Ready(msg) => msg,
+                    Poll::Pending => {
+                        // The batch is empty here: the pop had to wait.
+                        before_wait(&mut self.sink, self.cancelled.as_mut(), || {}).await;
+                        pop.await
+                    }
+                }
+            } else {
+                // Nothing to send first: one poll, not a look that registers
+                // this worker as a sleeper and a second one that takes it
+                // out of the sleepers' list again.
+                self.queue.pop().await
+            };
+            let Envelope { id, job, reply } = match msg {
                 Some(Msg::Item(env)) => env,
                 Some(Msg::Wake) => continue,
                 None => break,
             };
-            match self.take_job(h, runner, env).await {
+            self.counters.dequeued();
+            // Checked before every job: the batch is served without the
+            // queue's lock and may outlast the close.
+            if self.shared.cancelled.load(Ordering::Acquire) {
+                self.cancel_job(id, reply);
+                break;
+            }
+            #[cfg(feature = "metrics")]
+            let started = Instant::now();
+            let ended = {
+                let counters = &*self.counters;
+                // `catch_unwind` inline, not `weir_context`'s `catch`, which
+                // would put one more future around every job.
+                let run =
+                    AssertUnwindSafe(async { runner.run(h, job, counters).await }).catch_unwind();
+                tokio::pin!(run);
+                match futures::poll!(run.as_mut()) {
+                    Poll::Ready(r) => Some(r),
+                    Poll::Pending => {
+                        wait_for_job(
+                            &mut self.queue,
+                            &mut self.sink,
+                            self.cancelled.as_mut(),
+                            run,
+                        )
+                        .await
+                    }
+                }
+            };
+            #[cfg(feature = "metrics")]
+            if ended.is_some() {
+                self.shared.job_duration.record(started.elapsed());
+            }
+            let (after, chunk_full) = self.finish_job(id, reply, ended);
+            if chunk_full {
+                // Sending a full chunk may wait for the reader: if it must,
+                // the rest of the batch goes back to the queue first.
+                let queue = &mut self.queue;
+                before_wait(&mut self.sink, self.cancelled.as_mut(), || {
+                    queue.step_away()
+                })
+                .await;
+            }
+            match after {
                 After::Next => {}
                 After::Stop => break,
                 After::Restart(panic) => *handler = self.restart(&panic, make, index).await,
@@ -646,94 +715,23 @@ impl<H: JobHandler> Worker<'_, H> {
         Exit::Stopped
     }
 
-    /// The queue's next message. The idle wait is the queue alone (a shrink
-    /// sends `Wake`, cancellation and the pool's end close it); finished
-    /// results are sent first only if the pop has to wait, so they wait in
-    /// the sink only while the next job is already there.
-    async fn next_job(&mut self) -> Option<Msg<Envelope<H::Job, H::Output, H::Error>>> {
-        if !self.sink.as_ref().is_some_and(ResultSink::is_pending) {
-            // Nothing to send first: one poll, not a look that registers
-            // this worker as a sleeper and a second one that takes it out
-            // of the sleepers' list again.
-            return self.queue.pop().await;
-        }
-        let pop = self.queue.pop();
-        tokio::pin!(pop);
-        match futures::poll!(pop.as_mut()) {
-            Poll::Ready(msg) => msg,
-            Poll::Pending => {
-                // The batch is empty here: the pop had to wait.
-                before_wait(&mut self.sink, self.cancelled.as_mut(), || {}).await;
-                pop.await
-            }
-        }
+    /// A job taken after the pool was cancelled: counted and answered as
+    /// cancelled, not run.
+    #[cold]
+    fn cancel_job(&mut self, id: JobId, reply: Reply<H::Output, H::Error>) {
+        self.counters.finished(Outcome::Cancelled);
+        cancel_reply(self.shared, &mut self.sink, id, reply, self.shared.cause());
     }
 
-    /// Counts a dequeued job, then runs and finishes it, or cancels it if
-    /// the pool was cancelled (checked before every job, as the batch is
-    /// served without the queue's lock and may outlast the close).
-    async fn take_job<X: JobRunner<H>>(
-        &mut self,
-        handler: &mut H,
-        runner: &X,
-        env: Envelope<H::Job, H::Output, H::Error>,
-    ) -> After {
-        let Envelope { id, job, reply } = env;
-        self.counters.dequeued();
-        if self.shared.cancelled.load(Ordering::Acquire) {
-            self.counters.finished(Outcome::Cancelled);
-            cancel_reply(self.shared, &mut self.sink, id, reply, self.shared.cause());
-            return After::Stop;
-        }
-        let ended = self.run_job(handler, runner, job).await;
-        self.finish_job(id, reply, ended).await
-    }
-
-    /// Runs a job to its end, or until the pool is cancelled. A job done at
-    /// its first poll needs no race with the token; one that is not first
-    /// gives its batch back and sends the finished results, so nothing
-    /// waits behind a job that waits.
-    async fn run_job<X: JobRunner<H>>(
-        &mut self,
-        handler: &mut H,
-        runner: &X,
-        job: H::Job,
-    ) -> Ended<H::Output, H::Error> {
-        #[cfg(feature = "metrics")]
-        let started = Instant::now();
-        let counters = &*self.counters;
-        // `catch_unwind` inline, not `weir_context`'s `catch`, which would
-        // put one more future around every job.
-        let run =
-            AssertUnwindSafe(async { runner.run(handler, job, counters).await }).catch_unwind();
-        tokio::pin!(run);
-        let ended = match futures::poll!(run.as_mut()) {
-            Poll::Ready(r) => Some(r),
-            Poll::Pending => {
-                self.queue.step_away();
-                before_wait(&mut self.sink, self.cancelled.as_mut(), || {}).await;
-                tokio::select! {
-                    biased;
-                    r = run => Some(r),
-                    () = &mut self.cancelled => None,
-                }
-            }
-        };
-        #[cfg(feature = "metrics")]
-        if ended.is_some() {
-            self.shared.job_duration.record(started.elapsed());
-        }
-        ended
-    }
-
-    /// Counts a job's end, logs a failure once and delivers the result; a
-    /// full results chunk is sent before the next job.
-    async fn finish_job(
+    /// Counts a job's end, logs a failure once and delivers the result.
+    /// Says what the worker does next, and whether the results chunk is
+    /// full and must be sent before it goes on.
+    fn finish_job(
         &mut self,
         id: JobId,
         reply: Reply<H::Output, H::Error>,
         ended: Ended<H::Output, H::Error>,
-    ) -> After {
+    ) -> (After, bool) {
         let (outcome, result, after) = conclude(self.shared, id, ended);
         self.counters.finished(outcome);
         if let Err(error) = &result
@@ -741,16 +739,8 @@ impl<H: JobHandler> Worker<'_, H> {
         {
             log_failure(id, error, self.shared.is_heard(&reply, &self.sink));
         }
-        if deliver(self.shared, &mut self.sink, id, reply, result) {
-            // Sending a full chunk may wait for the reader: if it must, the
-            // rest of the batch goes back to the queue first.
-            let queue = &mut self.queue;
-            before_wait(&mut self.sink, self.cancelled.as_mut(), || {
-                queue.step_away()
-            })
-            .await;
-        }
-        after
+        let chunk_full = deliver(self.shared, &mut self.sink, id, reply, result);
+        (after, chunk_full)
     }
 
     /// A fresh handler for a slot whose handler panicked (its state may be
@@ -834,6 +824,25 @@ impl<H: JobHandler> Worker<'_, H> {
         if let Some(sink) = self.sink.as_mut() {
             sink.try_flush();
         }
+    }
+}
+
+/// The rest of a job that was not done at its first poll: nothing of the
+/// worker's batch waits behind it and the finished results go first; then
+/// the job runs until it ends or the pool is cancelled (`None`).
+#[cold]
+async fn wait_for_job<T, O, E, F: Future>(
+    queue: &mut QueueRx<T>,
+    sink: &mut Option<ResultSink<O, E>>,
+    mut cancelled: Pin<&mut WaitForCancellationFutureOwned>,
+    run: Pin<&mut F>,
+) -> Option<F::Output> {
+    queue.step_away();
+    before_wait(sink, cancelled.as_mut(), || {}).await;
+    tokio::select! {
+        biased;
+        r = run => Some(r),
+        () = cancelled => None,
     }
 }
 
