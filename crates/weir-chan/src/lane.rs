@@ -281,6 +281,12 @@ impl<T> LaneTx<T> {
         self.len() == 0
     }
 
+    /// Whether the lane holds all the weight it may (a value of weight 1
+    /// would not enter now).
+    pub fn is_full(&self) -> bool {
+        self.shared.lock().weight >= self.shared.capacity
+    }
+
     /// A sender that does not keep the lane open.
     pub fn downgrade(&self) -> WeakLaneTx<T> {
         WeakLaneTx {

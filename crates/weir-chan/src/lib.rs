@@ -30,3 +30,19 @@ pub mod queue;
 /// once per batch; a small batch still lets one slow item hold up only a
 /// few others.
 pub const BATCH: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    /// The receivers end up inside public streams (a pipeline's output, a
+    /// fan-out's outputs), which are `Send + Sync`.
+    #[test]
+    fn every_end_is_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<crate::lane::LaneTx<String>>();
+        send_sync::<crate::lane::LaneRx<String>>();
+        send_sync::<crate::chunk::ChunkTx<String>>();
+        send_sync::<crate::chunk::ChunkRx<String>>();
+        send_sync::<crate::queue::QueueTx<String>>();
+        send_sync::<crate::queue::QueueRx<String>>();
+    }
+}

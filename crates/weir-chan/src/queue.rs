@@ -1,8 +1,9 @@
-//! A bounded queue with many senders and many readers: a pool's job queue,
-//! between its submitters and its workers.
+//! A bounded queue with many senders and many readers ("workers"): a
+//! pool's job queue, the edge into a pipeline stage with several workers,
+//! and (one job per take, [`queue_unshared`]) the outputs of a fan-out.
 //!
 //! One `VecDeque` behind a `Mutex`, with the workers' and the submitters'
-//! waits beside it. Two shapes, chosen by the builder's `queue(cap)`:
+//! waits beside it. Two shapes, chosen by the capacity:
 //!
 //! * **Buffered** (`cap > 0`): at most `cap` jobs wait in the deque. A
 //!   worker takes jobs in *batches*, by guided self-scheduling: a share of
@@ -16,8 +17,8 @@
 //!   and when it leaves. A job that computes without awaiting cannot give
 //!   its batch back, so a worker that finds the deque empty steals about
 //!   half of another worker's batch before it sleeps: no job waits behind a
-//!   busy worker while another is idle. The deque may so hold up to `BATCH` jobs per worker
-//!   above `cap` for a moment; a submitter waits while it holds `cap` or
+//!   busy worker while another is idle. The deque may so hold up to
+//!   `BATCH` jobs per worker above `cap` for a moment; a submitter waits while it holds `cap` or
 //!   more.
 //! * **Hand-off** (`cap == 0`): a push needs an *idle offer*: a worker adds
 //!   one when it starts waiting, a push takes one, and a worker takes one
@@ -38,13 +39,14 @@
 //!   at the pool's size.
 //! * Closing wakes everyone: pushes fail, workers drain what is queued.
 //!
-//! Everything shared is behind the one lock, so there is no hand-written
-//! atomic protocol here to model.
+//! Everything shared is behind the one lock (a worker's share is a
+//! crossbeam deque, whose atomics crossbeam tests), so there is no
+//! hand-written atomic protocol here to model.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -224,6 +226,14 @@ impl Sleepers {
         }
         true
     }
+}
+
+/// A queue whose readers take one job per look, never a share: for readers
+/// that cannot give a share back before they wait (a user's stream may
+/// stop being polled at any time), so no job waits in a reader's hands.
+/// The share is `len / workers`, so an unbounded worker count makes it 1.
+pub fn queue_unshared<T>(cap: usize) -> (QueueTx<T>, QueueCtl<T>) {
+    queue(cap, usize::MAX)
 }
 
 /// Creates a queue for `workers` workers: `cap == 0` is the hand-off queue.
@@ -516,7 +526,11 @@ pub struct QueueRx<T> {
     /// idle worker may take (steal) from it, so a job never waits behind a
     /// busy one (a job that computes without awaiting cannot give its
     /// batch back).
-    batch: Worker<T>,
+    ///
+    /// Behind a `Mutex` only so that a receiver is `Sync` (crossbeam's
+    /// worker end is not): the owner reaches it through `&mut self` with
+    /// `get_mut`, which takes no lock; only the `&self` paths lock it.
+    batch: Mutex<Worker<T>>,
     /// Hand-off mode: this worker's idle offer is counted in `offers`.
     offered: bool,
     /// This worker took jobs while a submitter waited and has not rung
@@ -547,7 +561,18 @@ enum Look<T> {
     Empty,
 }
 
+/// A lock that no code panics under: a poisoned one is used as it is.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl<T> QueueRx<T> {
+    /// This worker's share, without a lock (see the field).
+    #[inline]
+    fn batch(&mut self) -> &mut Worker<T> {
+        self.batch.get_mut().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn new(shared: Arc<Shared<T>>) -> Self {
         let batch = Worker::new_fifo();
         let slot = {
@@ -563,7 +588,7 @@ impl<T> QueueRx<T> {
         Self {
             shared,
             slot,
-            batch,
+            batch: Mutex::new(batch),
             offered: false,
             owed: false,
             sleeping: false,
@@ -606,7 +631,7 @@ impl<T> QueueRx<T> {
 
     /// Jobs waiting: queued, and in this worker's share.
     pub fn len(&self) -> usize {
-        self.batch.len() + self.shared.lock().jobs.len()
+        lock(&self.batch).len() + self.shared.lock().jobs.len()
     }
 
     /// Whether no job waits (queued or in this worker's share).
@@ -617,7 +642,7 @@ impl<T> QueueRx<T> {
     /// Whether the queue is closed and holds nothing, in it or in this
     /// worker's share (other workers' shares may still hold jobs).
     pub fn is_drained(&self) -> bool {
-        if !self.batch.is_empty() {
+        if !lock(&self.batch).is_empty() {
             return false;
         }
         let st = self.shared.lock();
@@ -628,7 +653,7 @@ impl<T> QueueRx<T> {
     /// empty. The batch is served here, inline and without the lock.
     #[inline]
     fn look(&mut self, cx: Option<&mut Context<'_>>) -> Look<T> {
-        match self.batch.pop() {
+        match self.batch().pop() {
             Some(item) => Look::Item(item),
             None => self.look_shared(cx),
         }
@@ -662,8 +687,9 @@ impl<T> QueueRx<T> {
                     (len / st.workers.max(1)).clamp(1, BATCH)
                 };
                 if take > 1 {
+                    let batch = self.batch.get_mut().unwrap_or_else(PoisonError::into_inner);
                     for job in st.jobs.drain(..take - 1) {
-                        self.batch.push(job);
+                        batch.push(job);
                     }
                     st.list(self.slot);
                 }
@@ -677,7 +703,11 @@ impl<T> QueueRx<T> {
                     }
                 }
                 Look::Item(first)
-            } else if let Some(item) = self.steal(&mut st) {
+            } else if let Some(item) = Self::steal(
+                self.slot,
+                self.batch.get_mut().unwrap_or_else(PoisonError::into_inner),
+                &mut st,
+            ) {
                 self.offered = false;
                 Look::Item(item)
             } else if st.closed {
@@ -710,7 +740,7 @@ impl<T> QueueRx<T> {
     /// Takes a job if one is queued, without waiting, skipping kicks
     /// (draining a cancelled pool).
     pub fn try_pop(&mut self) -> Option<T> {
-        if let Some(item) = self.batch.pop() {
+        if let Some(item) = self.batch().pop() {
             return Some(item);
         }
         self.shared.lock().jobs.pop_front()
@@ -721,11 +751,11 @@ impl<T> QueueRx<T> {
     /// lock held (`st`), so a batch cannot fill between this look and this
     /// worker's sleep: a batch is filled only under the lock. Slots found
     /// empty are unlisted on the way.
-    fn steal(&self, st: &mut State<T>) -> Option<T> {
+    fn steal(me: usize, mine: &Worker<T>, st: &mut State<T>) -> Option<T> {
         let mut i = 0;
         while let Some(&slot) = st.loaded.get(i) {
             let victim = match st.batches.get(slot) {
-                Some(Some(v)) if slot != self.slot => v,
+                Some(Some(v)) if slot != me => v,
                 // This worker's own batch is empty (it is looking).
                 _ => {
                     st.unlist_at(i);
@@ -735,10 +765,9 @@ impl<T> QueueRx<T> {
             // `Retry` means a race with the owner's pop; a few tries, then on.
             let mut empty = false;
             for _ in 0..4 {
-                match victim.steal_batch_and_pop(&self.batch) {
+                match victim.steal_batch_and_pop(mine) {
                     Steal::Success(item) => {
-                        if !self.batch.is_empty() {
-                            let me = self.slot;
+                        if !mine.is_empty() {
                             st.list(me);
                         }
                         return Some(item);
@@ -762,16 +791,17 @@ impl<T> QueueRx<T> {
     /// Gives the jobs of this worker's batch that it has not started back
     /// to the front of the queue, in order, and wakes sleepers for them.
     fn give_back(&mut self) {
-        if self.batch.is_empty() {
+        if self.batch().is_empty() {
             return;
         }
+        let batch = self.batch.get_mut().unwrap_or_else(PoisonError::into_inner);
         let wakers: Vec<Waker> = {
             let mut st = self.shared.lock();
             // Under the lock, so no thief takes a job between the pops and
             // the pushes; a job a thief took before is not here, which is
             // fine: it is its job now.
             let mut left = Vec::new();
-            while let Some(item) = self.batch.pop() {
+            while let Some(item) = batch.pop() {
                 left.push(item);
             }
             let n = left.len();
@@ -953,7 +983,7 @@ mod tests {
                 assert!(tx.try_push(i).is_ok());
             }
             assert_eq!(item(pop_now(&mut rx)), 0);
-            assert_eq!(rx.batch.len(), share - 1, "cap {cap}, {workers} workers");
+            assert_eq!(rx.batch().len(), share - 1, "cap {cap}, {workers} workers");
             assert_eq!(queued(&tx).len(), queued_jobs - share);
             // The batch is served first and in order.
             for i in 1..share {
@@ -971,7 +1001,7 @@ mod tests {
             assert!(tx.try_push(i).is_ok());
         }
         assert_eq!(item(pop_now(&mut rx)), 0);
-        assert_eq!(rx.batch.len(), 64 / 8 - 1);
+        assert_eq!(rx.batch().len(), 64 / 8 - 1);
     }
 
     #[test]

@@ -46,6 +46,7 @@
 
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
+use weir_chan::queue::queue_unshared;
 use weir_context::__private::check_workers;
 use weir_context::ConfigError;
 
@@ -71,14 +72,16 @@ impl Fan {
     {
         let n = check_workers("distribute", "outputs", n)?;
         let (capacity, core) = self.start("distribute")?;
-        let (tx, rx) = async_channel::bounded(capacity);
+        // One item per take: an output is the user's stream, which cannot
+        // hand back a share it is not reading.
+        let (tx, outputs) = queue_unshared(capacity);
         let mut input = input;
         core.spawn(
             0,
             tracing::debug_span!("distribute", outputs = n),
             async move {
                 while let Some(item) = input.next().await {
-                    if tx.send(item).await.is_err() {
+                    if tx.push(item).await.is_err() {
                         return;
                     }
                 }
@@ -86,7 +89,7 @@ impl Fan {
             },
         );
         Ok(core.finish(|handle| {
-            FanReceiver::many((0..n).map(|_| Chan::Mpmc(Box::pin(rx.clone()))), &handle)
+            FanReceiver::many((0..n).map(|_| Chan::Shared(outputs.receiver())), &handle)
         }))
     }
 
@@ -157,7 +160,7 @@ impl Fan {
 /// Shares the items of `input` among `n` outputs: each item goes to exactly
 /// one output, whichever asks first.
 ///
-/// The outputs share one bounded channel ([`DEFAULT_CAPACITY`] items; set
+/// The outputs share one bounded queue ([`DEFAULT_CAPACITY`] items; set
 /// another with [`Fan::capacity`]), so an item waits for any free consumer: a
 /// slow consumer takes fewer items and never holds back the others. Dropping
 /// some outputs loses nothing (the others take the remaining items); dropping

@@ -73,6 +73,7 @@ use weir_context::__private::{Construct, Label, Origin, catch, check_capacity, w
 use weir_context::{Cause, ConfigError, Context, Panic, RunError};
 
 use weir_chan::chunk::{ChunkRx, chunked};
+use weir_chan::queue::{Msg, QueueRx};
 
 use crate::DEFAULT_CAPACITY;
 
@@ -599,8 +600,9 @@ pub(crate) enum Chan<T> {
     Mpsc(mpsc::Receiver<T>),
     /// Chunks from [`merge`]'s forwarding tasks.
     Chunks(ChunkRx<T>),
-    // async-channel's Receiver is !Unpin; boxed so FanReceiver is Unpin.
-    Mpmc(Pin<Box<async_channel::Receiver<T>>>),
+    /// One output of [`distribute`](crate::fan_out::distribute): a reader
+    /// of the queue the outputs share.
+    Shared(QueueRx<T>),
 }
 
 /// The bounded output of a fan-in or fan-out: `recv().await`, or use it as a
@@ -666,7 +668,14 @@ impl<T> FanReceiver<T> {
         let polled = match &mut self.chan {
             Chan::Mpsc(rx) => rx.poll_recv(cx),
             Chan::Chunks(rx) => rx.poll_recv(cx),
-            Chan::Mpmc(rx) => rx.as_mut().poll_next(cx),
+            Chan::Shared(rx) => loop {
+                // No kicks on a fan-out's queue; a `Wake` is looked past.
+                match std::task::ready!(rx.poll_pop(cx)) {
+                    Some(Msg::Item(item)) => break Poll::Ready(Some(item)),
+                    Some(Msg::Wake) => {}
+                    None => break Poll::Ready(None),
+                }
+            },
         };
         if let Poll::Ready(Some(_)) = polled {
             self.delivered += 1;
@@ -724,8 +733,7 @@ impl<T> Drop for FanReceiver<T> {
     }
 }
 
-// Nothing in a `FanReceiver` is pinned in place (the async-channel receiver,
-// which must be, is boxed).
+// Nothing in a `FanReceiver` is pinned in place.
 impl<T> Unpin for FanReceiver<T> {}
 
 impl<T> Stream for FanReceiver<T> {
@@ -741,7 +749,7 @@ impl<T> fmt::Debug for FanReceiver<T> {
         let kind = match self.chan {
             Chan::Mpsc(_) => "mpsc",
             Chan::Chunks(_) => "chunks",
-            Chan::Mpmc(_) => "mpmc",
+            Chan::Shared(_) => "shared queue",
         };
         f.debug_struct("FanReceiver")
             .field("channel", &kind)

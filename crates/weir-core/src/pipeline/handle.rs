@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{self, Poll};
 
+use weir_chan::lane::LaneRx;
+
 use std::time::Duration;
 
 use futures::Stream;
@@ -121,7 +123,7 @@ impl<T> fmt::Debug for ItemStream<T> {
 /// ([`PipelineReport::errors_dropped`]). Taken with [`PipelineHandle::errors`].
 #[must_use = "streams do nothing unless polled"]
 pub struct ErrorStream<E> {
-    rx: Pin<Box<async_channel::Receiver<PipelineError<E>>>>,
+    rx: LaneRx<PipelineError<E>>,
 }
 
 impl<E> ErrorStream<E> {
@@ -131,7 +133,7 @@ impl<E> ErrorStream<E> {
     ///
     /// Cancel safe.
     pub async fn recv(&mut self) -> Option<PipelineError<E>> {
-        self.rx.recv().await.ok()
+        std::future::poll_fn(|cx| self.rx.poll_recv(cx)).await
     }
 }
 
@@ -139,7 +141,7 @@ impl<E> Stream for ErrorStream<E> {
     type Item = PipelineError<E>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.as_mut().poll_next(cx)
+        self.rx.poll_recv(cx)
     }
 }
 
@@ -275,7 +277,7 @@ impl<E> PipelineHandle<E> {
             .unwrap_or_else(|p| p.into_inner())
             .take()?;
         self.shared.errors_taken.store(true, Relaxed);
-        Some(ErrorStream { rx: Box::pin(rx) })
+        Some(ErrorStream { rx })
     }
 
     /// A snapshot of the counters now, while the pipeline runs or after.

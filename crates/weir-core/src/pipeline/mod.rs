@@ -114,6 +114,8 @@ pub use stage::Stage;
 
 use crate::DEFAULT_CAPACITY;
 use crate::adaptive::AdaptiveLimit;
+use weir_chan::lane::{LaneTx, lane};
+
 use crate::channel::{self, EdgeRx, Halt};
 use crate::retry::RetryPolicy;
 use options::{Extra, ItemOpts, Retry};
@@ -130,7 +132,7 @@ pub const DEFAULT_ERROR_CAPACITY: usize = 1024;
 /// Everything a stage's launch needs from the pipeline being started.
 struct Launch<E> {
     shared: Arc<Shared<E>>,
-    errors: async_channel::Sender<PipelineError<E>>,
+    errors: LaneTx<PipelineError<E>>,
     capacity: usize,
     runtime: tokio::runtime::Handle,
 }
@@ -914,7 +916,7 @@ where
             .map_or_else(Context::background, Context::child);
         let token = ctx.token();
         let error_capacity = self.error_capacity.min(crate::MAX_CAPACITY);
-        let (errors, errors_rx) = async_channel::bounded(error_capacity.max(1));
+        let (errors, mut errors_rx) = lane(error_capacity.max(1));
         if self.error_capacity == 0 {
             errors_rx.close();
         }

@@ -20,6 +20,8 @@ use super::error::PipelineError;
 use super::options::ItemOpts;
 use super::report::StageCounters;
 use super::stage::{Process, Stage, StageFn};
+use weir_chan::lane::{LaneRx, LaneTx};
+
 use crate::channel::{self, Delivery, EdgeRx, EdgeTx, Halt, Recv, Sent};
 use weir_context::__private::catch_call;
 use weir_context::{Context, ErrorPolicy, Panic};
@@ -51,7 +53,7 @@ pub(crate) struct Shared<E> {
     pub(crate) work: TaskTracker,
     pub(crate) sink: Arc<SinkState>,
     pub(crate) first_error: Mutex<Option<PipelineError<E>>>,
-    pub(crate) errors_rx: Mutex<Option<async_channel::Receiver<PipelineError<E>>>>,
+    pub(crate) errors_rx: Mutex<Option<LaneRx<PipelineError<E>>>>,
     /// The caller took the error stream: failures under `Continue` reach it
     /// as values, so they are logged at DEBUG, not WARN.
     pub(crate) errors_taken: AtomicBool,
@@ -98,7 +100,7 @@ impl<E> fmt::Debug for Shared<E> {
 pub(crate) struct Env<E> {
     pub(crate) shared: Arc<Shared<E>>,
     pub(crate) counters: Arc<StageCounters>,
-    pub(crate) errors: async_channel::Sender<PipelineError<E>>,
+    pub(crate) errors: LaneTx<PipelineError<E>>,
     pub(crate) halt: Halt,
     /// `weir_stage_item_duration_seconds` of this stage.
     #[cfg(feature = "metrics")]
