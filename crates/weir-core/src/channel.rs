@@ -282,7 +282,7 @@ impl<T> EdgeRx<T> {
             Self::One(rx) => rx.try_recv().map_err(|e| e == TryRecvError::Disconnected),
             // Whether the queue ended is for `recv_wait` to find out: it
             // looks at the other workers' shares first.
-            Self::Many(rx) => rx.try_take().ok_or(false),
+            Self::Many(rx) => take_shared(rx).ok_or(false),
             Self::Items(rx) => rx.try_recv().map_err(|e| e == TryRecvError::Disconnected),
             Self::Direct(rx) => match rx.try_recv() {
                 Ok(item) => Ok(item),
@@ -296,14 +296,7 @@ impl<T> EdgeRx<T> {
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         match self {
             Self::One(rx) => rx.poll_recv(cx),
-            Self::Many(rx) => loop {
-                // No kicks on a pipeline's queue; a `Wake` is looked past.
-                match std::task::ready!(rx.poll_pop(cx)) {
-                    Some(Msg::Item(item)) => return Poll::Ready(Some(item)),
-                    Some(Msg::Wake) => {}
-                    None => return Poll::Ready(None),
-                }
-            },
+            Self::Many(rx) => poll_shared(rx, cx),
             Self::Items(rx) => rx.poll_recv(cx),
             Self::Direct(rx) => rx.poll_recv(cx),
         }
@@ -336,6 +329,26 @@ impl<T> EdgeRx<T> {
             Self::Many(rx) => rx.len(),
             Self::Items(rx) => rx.len(),
             Self::Direct(rx) => rx.len(),
+        }
+    }
+}
+
+/// [`EdgeRx::try_recv`] on a shared queue. Out of line, so that the
+/// one-reader path, which an idle pipeline's latency is made of, stays small.
+#[inline(never)]
+fn take_shared<T>(rx: &mut QueueRx<T>) -> Option<T> {
+    rx.try_take()
+}
+
+/// [`EdgeRx::poll_recv`] on a shared queue; out of line as [`take_shared`].
+#[inline(never)]
+fn poll_shared<T>(rx: &mut QueueRx<T>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+    loop {
+        // No kicks on a pipeline's queue; a `Wake` is looked past.
+        match std::task::ready!(rx.poll_pop(cx)) {
+            Some(Msg::Item(item)) => return Poll::Ready(Some(item)),
+            Some(Msg::Wake) => {}
+            None => return Poll::Ready(None),
         }
     }
 }
