@@ -26,7 +26,7 @@ const UNEVEN_N: u64 = 200_000;
 const WORKERS: usize = 4;
 
 fn work(x: u64, uneven: bool) -> u64 {
-    if uneven && x % 64 == 0 {
+    if uneven && x.is_multiple_of(64) {
         let until = Instant::now() + Duration::from_micros(20);
         while Instant::now() < until {
             std::hint::spin_loop();

@@ -817,9 +817,9 @@ impl<T> QueueRx<T> {
 
     /// Call before the worker waits for anything (a job that is not done at
     /// once, a full results stream, a fresh worker after a panic, its end):
-    /// gives the batch back ([`give_back`](Self::give_back)) and rings
+    /// gives the batch back (`give_back`) and rings
     /// waiting submitters if this worker took jobs since it last rang
-    /// ([`settle`](Self::settle)), so neither jobs nor room wait on a
+    /// (`settle`), so neither jobs nor room wait on a
     /// worker that is away.
     pub fn step_away(&mut self) {
         self.give_back();
