@@ -15,6 +15,8 @@
 //! "side.case" contains one of the comma-separated words.
 //! `cargo bench --bench stage_workers`.
 
+mod common;
+
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
@@ -81,31 +83,6 @@ async fn hand_stage(n: u64, uneven: bool) -> u64 {
     sum
 }
 
-fn measure<F, Fut>(rt: &tokio::runtime::Runtime, side: &str, name: &str, items: u64, f: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = u64> + Send + 'static,
-{
-    if let Ok(only) = std::env::var("STAGE_ONLY") {
-        let case = format!("{side}.{name}");
-        if !only.split(',').any(|w| case.contains(w)) {
-            return;
-        }
-    }
-    let mut ns: Vec<f64> = (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            let case = f();
-            std::hint::black_box(
-                rt.block_on(async move { tokio::spawn(case).await.expect("case panicked") }),
-            );
-            start.elapsed().as_nanos() as f64 / items as f64
-        })
-        .collect();
-    ns.sort_by(f64::total_cmp);
-    println!("{side} {name} {:.1}", ns[2]);
-}
-
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -116,12 +93,16 @@ fn main() {
         rt.block_on(weir_stage(1000, true)),
         rt.block_on(hand_stage(1000, true))
     );
-    measure(&rt, "weir", "map4_trivial", N, || weir_stage(N, false));
-    measure(&rt, "hand", "map4_trivial", N, || hand_stage(N, false));
-    measure(&rt, "weir", "map4_uneven", UNEVEN_N, || {
+    common::measure(&rt, "STAGE", "weir", "map4_trivial", N, || {
+        weir_stage(N, false)
+    });
+    common::measure(&rt, "STAGE", "hand", "map4_trivial", N, || {
+        hand_stage(N, false)
+    });
+    common::measure(&rt, "STAGE", "weir", "map4_uneven", UNEVEN_N, || {
         weir_stage(UNEVEN_N, true)
     });
-    measure(&rt, "hand", "map4_uneven", UNEVEN_N, || {
+    common::measure(&rt, "STAGE", "hand", "map4_uneven", UNEVEN_N, || {
         hand_stage(UNEVEN_N, true)
     });
 }

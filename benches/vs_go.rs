@@ -10,6 +10,8 @@
 //! runtime, so that everything (the consumer included) shares two threads,
 //! as everything shares Go's two Ps under `GOMAXPROCS=2`. `cargo bench --bench vs_go` (or benches/go/run.sh).
 
+mod common;
+
 use std::convert::Infallible;
 use std::time::Instant;
 
@@ -250,39 +252,6 @@ fn percentiles(mut lat: Vec<u64>) -> (u64, u64, f64) {
     (at(0.50), at(0.99), mean)
 }
 
-fn measure<F, Fut>(rt: &tokio::runtime::Runtime, side: &str, name: &str, items: u64, f: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = u64> + Send + 'static,
-{
-    // `VS_GO_ONLY=weir.pool` measures only the cases whose "side name"
-    // contains one of the comma-separated words (for profiling one case).
-    if let Ok(only) = std::env::var("VS_GO_ONLY") {
-        let case = format!("{side}.{name}");
-        if !only.split(',').any(|w| case.contains(w)) {
-            return;
-        }
-    }
-    let mut ns: Vec<f64> = (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            // The case runs as a task on the runtime's two workers, as Go's
-            // main goroutine runs on one of its two Ps: `block_on` alone
-            // would make the consumer a third thread on two cores.
-            let case = f();
-            std::hint::black_box(
-                rt.block_on(async move { tokio::spawn(case).await.expect("case panicked") }),
-            );
-            start.elapsed().as_nanos() as f64 / items as f64
-        })
-        .collect();
-    if std::env::var_os("VS_GO_ALL").is_some() {
-        eprintln!("{side} {name} runs {ns:.1?}");
-    }
-    ns.sort_by(f64::total_cmp);
-    println!("{side} {name} {:.1}", ns[2]);
-}
-
 fn main() {
     // `VS_GO_CURRENT_THREAD=1`: everything on one thread, which measures
     // the CPU cost of an item without the scheduler's noise (the figures
@@ -307,19 +276,26 @@ fn main() {
         assert_eq!(rt.block_on(weir_spawn()), rt.block_on(hand_spawn()));
     }
 
-    measure(&rt, "weir", "pool_w2", N, || weir_pool(2));
-    measure(&rt, "hand", "pool_w2", N, || hand_pool(2));
-    measure(&rt, "weir", "pool_w4", N, || weir_pool(4));
-    measure(&rt, "hand", "pool_w4", N, || hand_pool(4));
-    measure(&rt, "weir", "pool_w8", N, || weir_pool(8));
-    measure(&rt, "hand", "pool_w8", N, || hand_pool(8));
-    measure(&rt, "weir", "pipeline_3_stage", N, weir_pipeline);
-    measure(&rt, "hand", "pipeline_3_stage", N, hand_pipeline);
-    measure(&rt, "weir", "fan_in_4", N, weir_fan_in);
-    measure(&rt, "hand", "fan_in_4", N, hand_fan_in);
-    measure(&rt, "weir", "spawn_wait_200k", SPAWN_N, weir_spawn);
-    measure(&rt, "hand", "spawn_wait_200k", SPAWN_N, hand_spawn);
-    measure(&rt, "joinset", "spawn_wait_200k", SPAWN_N, joinset_spawn);
+    common::measure(&rt, "VS_GO", "weir", "pool_w2", N, || weir_pool(2));
+    common::measure(&rt, "VS_GO", "hand", "pool_w2", N, || hand_pool(2));
+    common::measure(&rt, "VS_GO", "weir", "pool_w4", N, || weir_pool(4));
+    common::measure(&rt, "VS_GO", "hand", "pool_w4", N, || hand_pool(4));
+    common::measure(&rt, "VS_GO", "weir", "pool_w8", N, || weir_pool(8));
+    common::measure(&rt, "VS_GO", "hand", "pool_w8", N, || hand_pool(8));
+    common::measure(&rt, "VS_GO", "weir", "pipeline_3_stage", N, weir_pipeline);
+    common::measure(&rt, "VS_GO", "hand", "pipeline_3_stage", N, hand_pipeline);
+    common::measure(&rt, "VS_GO", "weir", "fan_in_4", N, weir_fan_in);
+    common::measure(&rt, "VS_GO", "hand", "fan_in_4", N, hand_fan_in);
+    common::measure(&rt, "VS_GO", "weir", "spawn_wait_200k", SPAWN_N, weir_spawn);
+    common::measure(&rt, "VS_GO", "hand", "spawn_wait_200k", SPAWN_N, hand_spawn);
+    common::measure(
+        &rt,
+        "VS_GO",
+        "joinset",
+        "spawn_wait_200k",
+        SPAWN_N,
+        joinset_spawn,
+    );
 
     // Latency of one item through an idle pipeline: batching must not hurt.
     if std::env::var_os("VS_GO_ONLY").is_some_and(|o| !o.to_string_lossy().contains("latency")) {
