@@ -140,23 +140,30 @@ impl<T> ChunkTx<T> {
     }
 
     /// Sends the chunk, waiting for room: `Ok(n)` with the items sent,
-    /// `Err(n)` with the items dropped because the reader is gone. Dropping
-    /// the future while it waits drops the chunk (its
-    /// [`pending`](Self::pending) count, taken before).
-    pub fn flush(&mut self) -> impl Future<Output = Result<usize, usize>> + '_ {
-        let ready = match self.try_flush() {
-            Flushed::Sent(n) => Some(Ok(n)),
-            Flushed::Closed(n) => Some(Err(n)),
-            Flushed::Full => None,
-        };
+    /// `Err(n)` with the items dropped because the reader is gone. Nothing
+    /// happens until the future is polled; dropping it while it waits for
+    /// room drops the chunk.
+    pub async fn flush(&mut self) -> Result<usize, usize> {
+        match self.try_flush() {
+            Flushed::Sent(n) => Ok(n),
+            Flushed::Closed(n) => Err(n),
+            Flushed::Full => self.send_chunk().await,
+        }
+    }
+
+    /// Takes the chunk out *now* and returns the wait for room to send it:
+    /// `Ok(n)` once sent, `Err(n)` if the reader is gone. Dropping the
+    /// future, polled or not, drops those `n` items, so a caller that
+    /// races it against a stop counts them lost exactly once (the chunk is
+    /// already empty).
+    pub fn send_chunk(&mut self) -> impl Future<Output = Result<usize, usize>> + '_ {
+        let n = self.chunk.len();
+        let taken = (n > 0).then(|| packet(&mut self.chunk));
+        let tx = &self.tx;
         async move {
-            if let Some(done) = ready {
-                return done;
-            }
-            let n = self.chunk.len();
-            match self.tx.send(packet(&mut self.chunk)).await {
-                Ok(()) => Ok(n),
-                Err(_) => Err(n),
+            match taken {
+                None => Ok(0),
+                Some(packet) => tx.send(packet).await.map(|()| n).map_err(|_| n),
             }
         }
     }

@@ -249,7 +249,10 @@ impl<T> EdgeTx<T> {
             return Delivery::NOTHING;
         };
         let n = tx.pending();
-        match halt.or_stop(tx.flush()).await {
+        // The chunk leaves the sender here, before the race: a stop that
+        // wins without polling the send still finds it gone, so its items
+        // are counted lost once (not again by `discard` at the task's end).
+        match halt.or_stop(tx.send_chunk()).await {
             Some(Ok(sent)) => Delivery {
                 sent: sent as u64,
                 lost: 0,
@@ -581,5 +584,29 @@ mod tests {
         stash(&mut tx, 3);
         let d = tx.try_flush(&halt).unwrap();
         assert_eq!((d.sent, d.lost, d.status), (0, 1, Sent::Closed));
+    }
+
+    /// A stop that wins the race with a full edge's send, without the send
+    /// ever being polled: the chunk's items are lost once, and the chunk is
+    /// empty afterwards, so the task's end does not count them again.
+    #[test]
+    fn a_stop_before_a_full_flush_is_polled_counts_the_chunk_lost_once() {
+        let token = CancellationToken::new();
+        let mut halt = Halt::new(&token);
+        let (mut tx, _rx) = one_reader(2);
+        stash(&mut tx, 1);
+        stash(&mut tx, 2);
+        assert_eq!(tx.try_flush(&halt).unwrap().sent, 2);
+        stash(&mut tx, 3);
+        stash(&mut tx, 4);
+        assert!(tx.try_flush(&halt).is_none(), "full");
+        token.cancel();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let d = rt.block_on(tx.flush_full(&mut halt));
+        assert_eq!((d.sent, d.lost, d.status), (0, 2, Sent::Stopped));
+        assert_eq!(tx.pending(), 0);
+        assert_eq!(tx.discard(), 0, "not counted a second time");
     }
 }
